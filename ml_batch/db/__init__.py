@@ -1,0 +1,1 @@
+"""Database access: the embedded server, engines, table definitions and migrations."""

@@ -1,0 +1,69 @@
+"""Which database ml-batch talks to, and SQLAlchemy engines for it."""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from ml_batch.config import Settings
+from ml_batch.db.embedded import EmbeddedPostgres
+from ml_batch.db.tables import SCHEMA_PLACEHOLDER
+from ml_batch.errors import ConfigError, DatabaseError
+
+logger = logging.getLogger(__name__)
+
+
+def embedded_server(settings: Settings) -> EmbeddedPostgres:
+    """The embedded server that lives under `settings.home`."""
+    return EmbeddedPostgres(settings.home / "postgres")
+
+
+def resolve_url(settings: Settings, *, start: bool = True) -> str:
+    """The SQLAlchemy URL in use: ML_BATCH_DATABASE_URL, else the embedded server's (started if `start`)."""
+    if settings.database_url:
+        try:
+            url = make_url(settings.database_url)
+        except ArgumentError as exc:
+            raise ConfigError(
+                f"ML_BATCH_DATABASE_URL={_mask(settings.database_url)!r} is not a SQLAlchemy URL: "
+                "expected e.g. postgresql+psycopg2://user:password@host:5432/dbname"
+            ) from exc
+        if url.get_backend_name() != "postgresql":
+            raise ConfigError(
+                f"ML_BATCH_DATABASE_URL uses backend {url.get_backend_name()!r}: ml-batch needs 'postgresql'"
+            )
+        if url.drivername == "postgresql":
+            url = url.set(drivername="postgresql+psycopg2")
+        return url.render_as_string(hide_password=False)
+    server = embedded_server(settings)
+    return server.ensure_running().url if start else server.info().url
+
+
+def make_engine(settings: Settings, *, start: bool = True) -> sa.Engine:
+    """An engine whose tables land in `settings.schema` (see `tables.SCHEMA_PLACEHOLDER`)."""
+    return _engine(resolve_url(settings, start=start), settings.schema)
+
+
+@lru_cache(maxsize=8)
+def _engine(url: str, schema: str) -> sa.Engine:
+    # Days are UTC days: a run for day D reads D <= date_column < D+1 whatever the server's zone.
+    engine = sa.create_engine(url, pool_pre_ping=True, connect_args={"options": "-c timezone=UTC"})
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except sa.exc.OperationalError as exc:
+        raise DatabaseError(
+            f"cannot connect to {_mask(url)}: {str(exc.orig).strip().splitlines()[0]}"
+        ) from exc
+    return engine.execution_options(schema_translate_map={SCHEMA_PLACEHOLDER: schema})
+
+
+def _mask(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable URL>"

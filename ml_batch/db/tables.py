@@ -1,0 +1,67 @@
+"""SQLAlchemy Core definitions of ml-batch's own tables (the registry).
+
+The tables are created and changed only by the alembic migrations in `ml_batch/db/migrations/`; these
+definitions are what the code queries with. They carry the placeholder schema `ml_batch`, which engines
+from `ml_batch.db.engine` translate to the configured schema (ML_BATCH_SCHEMA).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import BYTEA, JSONB
+
+SCHEMA_PLACEHOLDER = "ml_batch"
+
+metadata = sa.MetaData(schema=SCHEMA_PLACEHOLDER)
+
+model_versions = sa.Table(
+    "model_versions",
+    metadata,
+    sa.Column("model_name", sa.Text, primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("artifact", BYTEA, nullable=False),
+    sa.Column("artifact_sha256", sa.CHAR(64), nullable=False),
+    sa.Column("artifact_size", sa.BigInteger, nullable=False),
+    sa.Column("feature_schema", JSONB, nullable=False),
+    sa.Column("task", sa.Text, nullable=False),
+    sa.Column("estimator", sa.Text, nullable=False),
+    sa.Column("params", JSONB, nullable=False),
+    sa.Column("train_start", sa.Date),
+    sa.Column("train_end", sa.Date),
+    sa.Column("holdout_start", sa.Date),
+    sa.Column("holdout_end", sa.Date),
+    sa.Column("n_train", sa.Integer),
+    sa.Column("n_holdout", sa.Integer),
+    sa.Column("metrics", JSONB, nullable=False),
+    sa.Column("code_version", sa.Text, nullable=False),
+    sa.Column("spec_sha256", sa.CHAR(64), nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("created_by", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("tags", JSONB, nullable=False),
+)
+
+model_aliases = sa.Table(
+    "model_aliases",
+    metadata,
+    sa.Column("model_name", sa.Text, primary_key=True),
+    sa.Column("alias", sa.Text, primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("set_by", sa.Text, nullable=False),
+    sa.Column("set_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+model_events = sa.Table(
+    "model_events",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=True),
+    sa.Column("model_name", sa.Text, nullable=False),
+    sa.Column("event", sa.Text, nullable=False),
+    sa.Column("alias", sa.Text),
+    sa.Column("from_version", sa.Integer),
+    sa.Column("to_version", sa.Integer),
+    sa.Column("actor", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("details", JSONB, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)

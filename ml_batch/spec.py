@@ -1,0 +1,302 @@
+"""Model specs: one YAML file per model, validated on load.
+
+A spec is data (see the README's "Spec reference" and `include/models/credit_default.yaml`). Loading it
+checks every field and every identifier; an error names the file, the field and what was expected.
+Identifiers (tables, columns) must match `[A-Za-z_][A-Za-z0-9_]*` (tables may be `schema.table`) and are
+always quoted by SQLAlchemy when used, so a spec can never inject SQL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from ml_batch.errors import SpecError
+
+_IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_MODEL_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
+
+
+def _identifier(value: str) -> str:
+    if not _IDENT_RE.match(value):
+        raise ValueError(
+            f"{value!r} is not a valid SQL identifier: expected letters, digits and underscores, "
+            "starting with a letter or underscore, at most 63 characters"
+        )
+    return value
+
+
+def _table_name(value: str) -> str:
+    parts = value.split(".")
+    if len(parts) > 2:
+        raise ValueError(f"{value!r} is not a table name: expected 'table' or 'schema.table'")
+    for part in parts:
+        _identifier(part)
+    return value
+
+
+def _select_query(value: str) -> str:
+    body = value.strip().rstrip(";").strip()
+    if ";" in body:
+        raise ValueError("a query must be a single SELECT statement (found ';' inside it)")
+    if not re.match(r"^(select|with)\b", body, re.IGNORECASE):
+        raise ValueError(f"a query must start with SELECT or WITH, got {body[:30]!r}")
+    return body
+
+
+Identifier = Annotated[str, AfterValidator(_identifier)]
+TableName = Annotated[str, AfterValidator(_table_name)]
+SelectQuery = Annotated[str, AfterValidator(_select_query)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _TableOrQuery(_Strict):
+    table: TableName | None = None
+    query: SelectQuery | None = None
+
+    @model_validator(mode="after")
+    def _one_of_table_or_query(self) -> _TableOrQuery:
+        if (self.table is None) == (self.query is None):
+            raise ValueError("give exactly one of 'table' or 'query'")
+        return self
+
+
+class SourceSpec(_TableOrQuery):
+    """Where feature rows come from; a run for day D reads rows with D <= date_column < D+1 (UTC)."""
+
+    key: Identifier
+    date_column: Identifier
+
+
+class FeatureSpec(_Strict):
+    """One model input, with the expectations validation checks it against."""
+
+    name: Identifier
+    type: Literal["numeric", "categorical"]
+    nullable: bool = True
+    min: float | None = None
+    max: float | None = None
+    categories: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _expectations_fit_type(self) -> FeatureSpec:
+        if self.type == "categorical" and (self.min is not None or self.max is not None):
+            raise ValueError(f"feature {self.name!r} is categorical: 'min'/'max' apply to numeric features only")
+        if self.type == "numeric" and self.categories is not None:
+            raise ValueError(f"feature {self.name!r} is numeric: 'categories' applies to categorical features only")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"feature {self.name!r}: min {self.min} is greater than max {self.max}")
+        if self.categories is not None and len(set(self.categories)) != len(self.categories):
+            raise ValueError(f"feature {self.name!r}: 'categories' has duplicates")
+        return self
+
+
+class LabelsSpec(_TableOrQuery):
+    """Where labels come from and when they arrive."""
+
+    key: Identifier
+    column: Identifier
+    delay_days: int = Field(ge=0, le=3650)
+    known_at_column: Identifier | None = None
+
+
+class ModelSpec(_Strict):
+    """The estimator: a dotted scikit-learn class path and its parameters."""
+
+    task: Literal["binary", "regression"] = "binary"
+    estimator: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("estimator")
+    @classmethod
+    def _dotted_path(cls, value: str) -> str:
+        if not re.match(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+$", value):
+            raise ValueError(f"{value!r} is not a dotted class path like 'sklearn.linear_model.LogisticRegression'")
+        return value
+
+
+class TrainingSpec(_Strict):
+    """Training window, time-based holdout and the promotion gate."""
+
+    window_days: int = Field(default=90, ge=2, le=3650)
+    holdout_days: int = Field(default=14, ge=1, le=365)
+    metric: Literal["roc_auc", "average_precision", "log_loss", "accuracy", "rmse", "mae", "r2"] = "roc_auc"
+    min_score: float | None = None
+    min_improvement: float = Field(default=0.0, ge=0)
+    schedule: str = "@weekly"
+
+    @model_validator(mode="after")
+    def _holdout_inside_window(self) -> TrainingSpec:
+        if self.holdout_days >= self.window_days:
+            raise ValueError(
+                f"holdout_days ({self.holdout_days}) must be smaller than window_days ({self.window_days})"
+            )
+        return self
+
+
+class ValidationSpec(_Strict):
+    """Batch-level bounds and the quarantine threshold."""
+
+    min_rows: int = Field(default=1, ge=0)
+    max_rows: int | None = Field(default=None, ge=1)
+    max_quarantine_share: float = Field(default=0.05, ge=0, le=1)
+    suite: str | None = None
+
+
+class DriftSpec(_Strict):
+    """Effect-size thresholds that decide drift (p-values are reported, not used to decide)."""
+
+    psi_threshold: float = Field(default=0.2, gt=0)
+    ks_threshold: float = Field(default=0.1, gt=0, le=1)
+    js_threshold: float = Field(default=0.1, gt=0, le=1)
+    drift_share: float = Field(default=0.5, gt=0, le=1)
+    bins: int = Field(default=10, ge=2, le=100)
+
+
+class PredictionsSpec(_Strict):
+    """Where predictions are published."""
+
+    table: TableName
+
+
+class Spec(_Strict):
+    """A whole model spec (one YAML file)."""
+
+    name: str
+    description: str = ""
+    owner: str = "ml-batch"
+    schedule: str = "0 6 * * *"
+    source: SourceSpec
+    features: list[FeatureSpec] = Field(min_length=1)
+    labels: LabelsSpec
+    model: ModelSpec
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    validation: ValidationSpec = Field(default_factory=ValidationSpec)
+    drift: DriftSpec = Field(default_factory=DriftSpec)
+    predictions: PredictionsSpec
+
+    @field_validator("name")
+    @classmethod
+    def _model_name(cls, value: str) -> str:
+        if not _MODEL_NAME_RE.match(value):
+            raise ValueError(
+                f"{value!r} is not a model name: expected lowercase letters, digits and underscores, "
+                "starting with a letter, at most 41 characters (it becomes part of DAG ids and table names)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _columns_distinct(self) -> Spec:
+        names = [feature.name for feature in self.features]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"features are listed more than once: {duplicates}")
+        reserved = {self.source.key, self.source.date_column}
+        clash = sorted(reserved.intersection(names))
+        if clash:
+            raise ValueError(f"features {clash} are the source's key or date column, not inputs")
+        return self
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [feature.name for feature in self.features]
+
+    @property
+    def feature_schema(self) -> list[dict[str, str]]:
+        """Names, order and types of the inputs: what a registered version records and is checked against."""
+        return [{"name": feature.name, "type": feature.type} for feature in self.features]
+
+    def sha256(self) -> str:
+        """A stable hash of the spec's content (not of its formatting)."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def estimator_class(self) -> type:
+        """Import the estimator class; a wrong path is a SpecError naming it."""
+        module_name, _, class_name = self.model.estimator.rpartition(".")
+        try:
+            estimator = getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError) as exc:
+            raise SpecError(
+                f"model {self.name!r}: model.estimator {self.model.estimator!r} cannot be imported ({exc})"
+            ) from exc
+        if not (isinstance(estimator, type) and hasattr(estimator, "fit")):
+            raise SpecError(
+                f"model {self.name!r}: model.estimator {self.model.estimator!r} is not an estimator class "
+                "(expected a class with a fit method)"
+            )
+        return estimator
+
+
+def load_spec(path: Path) -> Spec:
+    """Load and validate one spec file."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError as exc:
+        raise SpecError(f"{path}: no such spec file") from exc
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: expected a mapping of spec fields at the top level, got {type(raw).__name__}")
+    try:
+        return Spec.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecError(f"{path}: {format_validation_error(exc)}") from exc
+
+
+def load_specs(specs_dir: Path) -> dict[str, Spec]:
+    """Load every `*.yaml`/`*.yml` spec in `specs_dir`, keyed by model name; names must be unique."""
+    if not specs_dir.is_dir():
+        raise SpecError(f"{specs_dir}: specs folder does not exist (set ML_BATCH_SPECS_DIR)")
+    specs: dict[str, Spec] = {}
+    origin: dict[str, Path] = {}
+    for path in sorted([*specs_dir.glob("*.yaml"), *specs_dir.glob("*.yml")]):
+        spec = load_spec(path)
+        if spec.name in specs:
+            raise SpecError(f"{path}: model name {spec.name!r} is already defined in {origin[spec.name]}")
+        specs[spec.name] = spec
+        origin[spec.name] = path
+    return specs
+
+
+def get_spec(specs_dir: Path, name: str) -> Spec:
+    """The spec of model `name`; an unknown name lists the known ones."""
+    specs = load_specs(specs_dir)
+    if name not in specs:
+        known = ", ".join(sorted(specs)) or "none"
+        raise SpecError(f"no spec for model {name!r} in {specs_dir} (known models: {known})")
+    return specs[name]
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """One line per problem: `field.path: message (got value)`."""
+    lines = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown field (check the spelling against the spec reference)"
+        elif error["type"] == "missing":
+            message = "required field is missing"
+        got = error.get("input")
+        suffix = "" if error["type"] in {"missing"} or isinstance(got, dict) else f" (got {got!r})"
+        lines.append(f"field '{where}': {message}{suffix}")
+    return "; ".join(lines)
