@@ -197,9 +197,9 @@ class EmbeddedPostgres:
     def _prepare_permissions(self) -> None:
         if self._system_user() is None:
             return
-        from pgserver.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
-
         import stat
+
+        from pgserver.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
 
         ensure_user_exists(_SYSTEM_USER)
         bin_dir = _bin_dir()
@@ -223,7 +223,7 @@ class EmbeddedPostgres:
 
     def _run(self, program: str, args: list[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
         command = [str(_bin_dir() / program), *args]
-        result = subprocess.run(  # noqa: S603 - fixed binary, arguments built here
+        result = subprocess.run(
             command,
             user=self._system_user(),
             capture_output=True,

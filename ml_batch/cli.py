@@ -1,0 +1,355 @@
+"""`ml-batch`: the command line for operators and ML engineers.
+
+Expected failures (bad spec, unknown version, tampered artifact, unreachable database...) print one line
+`error: ...` on stderr and exit with code 1; `--json` makes every command print machine-readable output.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ml_batch.config import Settings
+from ml_batch.errors import ConfigError, MlBatchError
+
+app = typer.Typer(help="ml-batch: daily batch predictions from PostgreSQL.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+db_app = typer.Typer(help="The database: start, migrate, show, stop.", no_args_is_help=True)
+models_app = typer.Typer(help="The model registry: versions, aliases, audit trail.", no_args_is_help=True)
+demo_app = typer.Typer(help="Synthetic demo data and the end-to-end demo.", no_args_is_help=True)
+specs_app = typer.Typer(help="Model specs.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(models_app, name="models")
+app.add_typer(demo_app, name="demo")
+app.add_typer(specs_app, name="specs")
+
+out = Console()
+err = Console(stderr=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model name (the spec's `name`).")]
+
+
+@app.callback()
+def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress (INFO).")] = False) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+# -- helpers -----------------------------------------------------------------------------------------------
+def _settings() -> Settings:
+    return Settings.from_env()
+
+
+def _engine(settings: Settings | None = None) -> Any:
+    from ml_batch.db.engine import make_engine
+    from ml_batch.db.migrate import upgrade
+
+    settings = settings or _settings()
+    engine = make_engine(settings)
+    upgrade(engine, settings.schema)
+    return engine
+
+
+def _spec(settings: Settings, name: str) -> Any:
+    from ml_batch.spec import get_spec
+
+    return get_spec(settings.specs_dir, name)
+
+
+def _date(value: str | None, option: str) -> dt.date:
+    if value is None or value == "today":
+        return dt.datetime.now(dt.UTC).date()
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise ConfigError(f"{option} {value!r} is not a date: expected YYYY-MM-DD or 'today'") from exc
+
+
+def _print_json(data: Any) -> None:
+    out.print_json(json.dumps(data, default=str))
+
+
+@contextmanager
+def _step(message: str, quiet: bool) -> Iterator[None]:
+    if quiet:
+        yield
+        return
+    with err.status(message):
+        yield
+
+
+def _mask_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+# -- db ----------------------------------------------------------------------------------------------------
+@db_app.command("up")
+def db_up(as_json: JsonOpt = False) -> None:
+    """Start the embedded server if needed (unless ML_BATCH_DATABASE_URL is set) and apply migrations."""
+    from ml_batch.db.engine import make_engine, resolve_url
+    from ml_batch.db.migrate import upgrade
+
+    settings = _settings()
+    with _step("starting PostgreSQL and applying migrations", as_json):
+        revision = upgrade(make_engine(settings), settings.schema)
+    url = resolve_url(settings)
+    data = {"url": _mask_url(url), "schema": settings.schema, "migration": revision,
+            "embedded": settings.database_url is None, "home": str(settings.home)}
+    if as_json:
+        _print_json(data)
+    else:
+        kind = "embedded" if data["embedded"] else "external"
+        out.print(f"database up ({kind}): {data['url']}  schema {settings.schema} at migration {revision}")
+
+
+@db_app.command("url")
+def db_url(
+    show_password: Annotated[bool, typer.Option("--show-password", help="Print the password too.")] = False,
+) -> None:
+    """Print the SQLAlchemy URL in use (the password is masked unless --show-password)."""
+    from ml_batch.db.engine import resolve_url
+
+    url = resolve_url(_settings(), start=False)
+    out.print(url if show_password else _mask_url(url), soft_wrap=True, highlight=False)
+
+
+@db_app.command("down")
+def db_down() -> None:
+    """Stop the embedded server (an external ML_BATCH_DATABASE_URL server is never touched)."""
+    from ml_batch.db.engine import embedded_server
+
+    settings = _settings()
+    if settings.database_url:
+        out.print("ML_BATCH_DATABASE_URL is set: that server is not managed by ml-batch, nothing stopped")
+        return
+    stopped = embedded_server(settings).stop()
+    out.print("embedded PostgreSQL stopped" if stopped else "embedded PostgreSQL was not running")
+
+
+# -- specs -------------------------------------------------------------------------------------------------
+@specs_app.command("check")
+def specs_check(as_json: JsonOpt = False) -> None:
+    """Validate every spec in the specs folder."""
+    from ml_batch.spec import load_specs
+
+    settings = _settings()
+    specs = load_specs(settings.specs_dir)
+    if as_json:
+        _print_json({name: spec.model_dump(mode="json") for name, spec in specs.items()})
+        return
+    for name, spec in specs.items():
+        out.print(f"ok  {name}: {len(spec.features)} features, source {spec.source.table or 'query'}, "
+                  f"predictions {spec.predictions.table}")
+
+
+# -- train -------------------------------------------------------------------------------------------------
+@app.command("train")
+def train_cmd(
+    model: ModelOpt,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Use labels known on this day (default today).")]
+    = None,
+    promote: Annotated[bool, typer.Option("--promote", help="Run the gate and promote if it passes.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train a new version on the labels known on --as-of and register it."""
+    from ml_batch.jobs import train_and_register
+
+    settings = _settings()
+    spec = _spec(settings, model)
+    day = _date(as_of, "--as-of")
+    engine = _engine(settings)
+    with _step(f"training {model} as of {day}", as_json):
+        outcome = train_and_register(engine, spec, day, actor=settings.user, promote=promote)
+    data = {"version": outcome.version.as_dict(), "promoted": outcome.promoted,
+            "gate": outcome.decision.as_dict() if outcome.decision else None}
+    if as_json:
+        _print_json(data)
+        return
+    v = outcome.version
+    out.print(f"registered {model} version {v.version}: {spec.training.metric} "
+              f"{v.metrics.get(spec.training.metric)} on holdout {v.holdout_start}..{v.holdout_end} "
+              f"({v.n_train} train / {v.n_holdout} holdout rows)")
+    if outcome.decision is not None:
+        verdict = "promoted to champion" if outcome.promoted else "not promoted"
+        out.print(f"gate: {verdict}: {outcome.decision.reason}")
+
+
+# -- models ------------------------------------------------------------------------------------------------
+@models_app.command("list")
+def models_list(
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Only this model.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Registered versions with their aliases and holdout metric."""
+    from ml_batch import registry
+
+    versions = registry.list_versions(_engine(), model)
+    if as_json:
+        _print_json([v.as_dict() for v in versions])
+        return
+    table = Table("model", "version", "aliases", "metric", "holdout", "source", "created", "by")
+    for v in versions:
+        metric = next(iter(k for k in ("roc_auc", "rmse") if k in v.metrics), None)
+        score = f"{metric} {v.metrics[metric]:.4f}" if metric and v.metrics[metric] is not None else "-"
+        table.add_row(v.model_name, str(v.version), ",".join(v.aliases) or "-", score,
+                      f"{v.holdout_start}..{v.holdout_end}", v.source, f"{v.created_at:%Y-%m-%d %H:%M}",
+                      v.created_by)
+    out.print(table if versions else "no registered versions")
+
+
+@models_app.command("show")
+def models_show(
+    model: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[str, typer.Option("--version", help="Version number or alias.")] = "champion",
+    as_json: JsonOpt = False,
+) -> None:
+    """One version in full, plus the model's recent audit events."""
+    from ml_batch import registry
+
+    engine = _engine()
+    info = registry.get_version(engine, model, version)
+    history = registry.events(engine, model, limit=20)
+    if as_json:
+        _print_json({"version": info.as_dict(), "events": history})
+        return
+    table = Table("field", "value", show_header=False)
+    for key, value in info.as_dict().items():
+        table.add_row(key, json.dumps(value, default=str) if isinstance(value, dict | list) else str(value))
+    out.print(table)
+    events = Table("when", "event", "alias", "from", "to", "by", "why", title="audit trail (newest first)")
+    for e in history:
+        events.add_row(f"{e['created_at']:%Y-%m-%d %H:%M:%S}", e["event"], e["alias"] or "-",
+                       str(e["from_version"] or "-"), str(e["to_version"] or "-"), e["actor"], e["reason"])
+    out.print(events)
+
+
+@models_app.command("promote")
+def models_promote(
+    model: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[int, typer.Argument(help="Version number to point the alias at.")],
+    alias: Annotated[str, typer.Option("--alias", help="champion or challenger.")] = "champion",
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept in the audit trail).")] = "manual promotion",
+    as_json: JsonOpt = False,
+) -> None:
+    """Point an alias at a version (audited)."""
+    from ml_batch import registry
+
+    settings = _settings()
+    move = registry.promote(_engine(settings), model, version, alias=alias, actor=settings.user, reason=reason)
+    _print_move(move, as_json)
+
+
+@models_app.command("rollback")
+def models_rollback(
+    model: Annotated[str, typer.Argument(help="Model name.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept in the audit trail).")] = "manual rollback",
+    as_json: JsonOpt = False,
+) -> None:
+    """Move champion back to the previous champion (audited)."""
+    from ml_batch import registry
+
+    settings = _settings()
+    move = registry.rollback(_engine(settings), model, actor=settings.user, reason=reason)
+    _print_move(move, as_json)
+
+
+@models_app.command("register")
+def models_register(
+    model: ModelOpt,
+    artifact: Annotated[Path, typer.Option("--artifact", help="joblib file of a fitted sklearn Pipeline.")],
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Evaluate on the holdout known on this day.")]
+    = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Register a pipeline trained outside ml-batch, after schema and holdout checks."""
+    from ml_batch.jobs import register_artifact
+
+    settings = _settings()
+    spec = _spec(settings, model)
+    version = register_artifact(_engine(settings), spec, artifact, _date(as_of, "--as-of"), actor=settings.user)
+    if as_json:
+        _print_json(version.as_dict())
+        return
+    out.print(f"registered {model} version {version.version} from {artifact}: "
+              f"{spec.training.metric} {version.metrics.get(spec.training.metric)} on holdout "
+              f"{version.holdout_start}..{version.holdout_end}")
+
+
+def _print_move(move: Any, as_json: bool) -> None:
+    if as_json:
+        _print_json(move.__dict__)
+    elif not move.changed:
+        out.print(f"{move.model_name}: {move.alias} is already version {move.to_version}; nothing changed")
+    else:
+        out.print(f"{move.model_name}: {move.alias} moved from {move.from_version or '-'} to {move.to_version}")
+
+
+# -- demo --------------------------------------------------------------------------------------------------
+@demo_app.command("seed")
+def demo_seed(
+    end_date: Annotated[str | None, typer.Option("--end-date", help="Last day of data (default yesterday UTC).")]
+    = None,
+    days: Annotated[int, typer.Option(help="Number of days.")] = 120,
+    rows_per_day: Annotated[int, typer.Option(help="Average applications a day.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed and dates, same data).")] = 42,
+    as_json: JsonOpt = False,
+) -> None:
+    """(Re)create the synthetic credit-default source tables in schema `demo`."""
+    from ml_batch import demo
+
+    last = _date(end_date, "--end-date") if end_date else dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+    config = demo.DemoConfig(end_date=last, days=days, rows_per_day=rows_per_day, seed=seed)
+    with _step("seeding demo data", as_json):
+        summary = demo.seed(_engine(), config)
+    if as_json:
+        _print_json(summary.__dict__)
+    else:
+        out.print(f"seeded demo.credit_applications ({summary.applications} rows, {summary.first_day}.."
+                  f"{summary.last_day}, shift from {summary.shift_start}) and demo.credit_outcomes "
+                  f"({summary.outcomes} labels)")
+
+
+@demo_app.command("run")
+def demo_run() -> None:
+    """The main job end to end on the embedded database: seed, train, register, promote, show."""
+    from ml_batch import demo_job
+
+    demo_job.run(_settings(), out)
+
+
+def main() -> None:
+    """Console-script entry point: expected errors become one line and exit code 1."""
+    try:
+        app(standalone_mode=False)
+    except MlBatchError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,447 @@
+"""The model registry, in PostgreSQL: numbered versions, mutable aliases, an audit trail.
+
+- Artifacts are joblib bytes stored in `model_versions.artifact` (bytea) with their sha256, so a version
+  and its bytes are written in the same transaction and backed up with the database; no file store can
+  drift from the metadata.
+- `model_aliases` has the primary key (model_name, alias): at most one version per alias per model, enforced
+  by PostgreSQL whatever callers do at the same time. Alias moves also take a per-model advisory lock so the
+  audited `from_version` is always the one really replaced.
+- Every alias move writes a `model_events` row (who, when, from, to, why).
+- Loading checks the sha256 *before* unpickling and the feature schema against the spec before returning.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import logging
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import joblib
+import sqlalchemy as sa
+from sklearn.pipeline import Pipeline
+
+import ml_batch
+from ml_batch.db.tables import model_aliases, model_events, model_versions
+from ml_batch.errors import ArtifactIntegrityError, FeatureSchemaMismatch, RegistryError
+from ml_batch.spec import Spec
+
+logger = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+_META_COLUMNS = [c for c in model_versions.c if c.name != "artifact"]
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """A registered version's metadata (never the artifact bytes)."""
+
+    model_name: str
+    version: int
+    artifact_sha256: str
+    artifact_size: int
+    feature_schema: list[dict[str, str]]
+    task: str
+    estimator: str
+    params: dict[str, Any]
+    train_start: dt.date | None
+    train_end: dt.date | None
+    holdout_start: dt.date | None
+    holdout_end: dt.date | None
+    n_train: int | None
+    n_holdout: int | None
+    metrics: dict[str, float]
+    code_version: str
+    spec_sha256: str
+    source: str
+    created_by: str
+    created_at: dt.datetime
+    tags: dict[str, Any]
+    aliases: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in self.__dict__.items()}
+
+
+@dataclass(frozen=True)
+class AliasMove:
+    """The outcome of a promotion or rollback."""
+
+    model_name: str
+    alias: str
+    from_version: int | None
+    to_version: int
+    changed: bool
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A verified, unpickled version ready to score."""
+
+    info: ModelVersion
+    pipeline: Pipeline
+
+
+@dataclass(frozen=True)
+class NewVersion:
+    """What `register` needs besides the pipeline: where it came from and how it scored."""
+
+    metrics: dict[str, float]
+    source: str = "trained"
+    window: dict[str, str] = field(default_factory=dict)
+    n_train: int | None = None
+    n_holdout: int | None = None
+    tags: dict[str, Any] = field(default_factory=dict)
+
+
+def serialize(pipeline: Pipeline) -> bytes:
+    """joblib bytes of a pipeline."""
+    buffer = io.BytesIO()
+    joblib.dump(pipeline, buffer, compress=3)
+    return buffer.getvalue()
+
+
+def code_version() -> str:
+    """The package version, plus the git commit when ml-batch runs from a checkout."""
+    root = Path(ml_batch.__file__).resolve().parents[1]
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=root, capture_output=True, text=True, timeout=5, check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ml_batch.__version__
+    sha = result.stdout.strip()
+    return f"{ml_batch.__version__}+g{sha}" if result.returncode == 0 and sha else ml_batch.__version__
+
+
+def register(engine: sa.Engine, spec: Spec, pipeline: Pipeline, new: NewVersion, *, actor: str) -> ModelVersion:
+    """Store `pipeline` as the next version of `spec.name` and audit it; returns the new version."""
+    check_pipeline_schema(spec, pipeline)
+    artifact = serialize(pipeline)
+    sha = hashlib.sha256(artifact).hexdigest()
+    window = {k: dt.date.fromisoformat(v) for k, v in new.window.items() if k != "as_of"}
+    with engine.begin() as conn:
+        _lock_model(conn, spec.name)
+        latest = conn.execute(
+            sa.select(sa.func.max(model_versions.c.version)).where(model_versions.c.model_name == spec.name)
+        ).scalar_one()
+        version = (latest or 0) + 1
+        conn.execute(
+            model_versions.insert().values(
+                model_name=spec.name,
+                version=version,
+                artifact=artifact,
+                artifact_sha256=sha,
+                artifact_size=len(artifact),
+                feature_schema=spec.feature_schema,
+                task=spec.model.task,
+                estimator=spec.model.estimator,
+                params=spec.model.params,
+                train_start=window.get("train_start"),
+                train_end=window.get("train_end"),
+                holdout_start=window.get("holdout_start"),
+                holdout_end=window.get("holdout_end"),
+                n_train=new.n_train,
+                n_holdout=new.n_holdout,
+                metrics=_json_safe(new.metrics),
+                code_version=code_version(),
+                spec_sha256=spec.sha256(),
+                source=new.source,
+                created_by=actor,
+                tags=new.tags,
+            )
+        )
+        _audit(conn, spec.name, "registered", None, None, version, actor,
+               f"{new.source} version", {"sha256": sha, "metrics": _json_safe(new.metrics), **new.window})
+    logger.info("registered %s version %d (%d bytes, sha256 %s)", spec.name, version, len(artifact), sha[:12])
+    return get_version(engine, spec.name, version)
+
+
+def get_version(engine: sa.Engine, model_name: str, version: int | str) -> ModelVersion:
+    """A version by number, or by alias (`champion`, `challenger`, ...)."""
+    with engine.connect() as conn:
+        number = _resolve(conn, model_name, version)
+        row = conn.execute(
+            sa.select(*_META_COLUMNS).where(
+                model_versions.c.model_name == model_name, model_versions.c.version == number
+            )
+        ).mappings().one()
+        aliases = _aliases_by_version(conn, model_name).get(number, [])
+    return ModelVersion(**row, aliases=aliases)
+
+
+def list_versions(engine: sa.Engine, model_name: str | None = None) -> list[ModelVersion]:
+    """All versions (of one model, or of every model), newest first within a model."""
+    stmt = sa.select(*_META_COLUMNS).order_by(model_versions.c.model_name, model_versions.c.version.desc())
+    if model_name is not None:
+        stmt = stmt.where(model_versions.c.model_name == model_name)
+    with engine.connect() as conn:
+        rows = conn.execute(stmt).mappings().all()
+        aliases = conn.execute(sa.select(model_aliases)).mappings().all()
+    by_key: dict[tuple[str, int], list[str]] = {}
+    for alias in aliases:
+        by_key.setdefault((alias["model_name"], alias["version"]), []).append(alias["alias"])
+    return [ModelVersion(**row, aliases=sorted(by_key.get((row["model_name"], row["version"]), []))) for row in rows]
+
+
+def aliases(engine: sa.Engine, model_name: str) -> dict[str, int]:
+    """alias → version for one model."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(model_aliases.c.alias, model_aliases.c.version).where(model_aliases.c.model_name == model_name)
+        ).all()
+    return {alias: version for alias, version in rows}
+
+
+def events(engine: sa.Engine, model_name: str, limit: int = 50) -> list[dict[str, Any]]:
+    """The newest audit events of a model, newest first."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(model_events)
+            .where(model_events.c.model_name == model_name)
+            .order_by(model_events.c.id.desc())
+            .limit(limit)
+        ).mappings().all()
+    return [dict(row) for row in rows]
+
+
+def promote(
+    engine: sa.Engine, model_name: str, version: int, *, alias: str = CHAMPION, actor: str, reason: str
+) -> AliasMove:
+    """Point `alias` at `version` (audited). Promoting the version the alias already has changes nothing."""
+    with engine.begin() as conn:
+        _lock_model(conn, model_name)
+        _require_version(conn, model_name, version)
+        current = _current(conn, model_name, alias)
+        if current == version:
+            return AliasMove(model_name, alias, current, version, changed=False)
+        _set_alias(conn, model_name, alias, version, actor)
+        _audit(conn, model_name, "promoted", alias, current, version, actor, reason, {})
+    logger.info("%s: %s moved from %s to %d by %s (%s)", model_name, alias, current, version, actor, reason)
+    return AliasMove(model_name, alias, current, version, changed=True)
+
+
+def remove_alias(engine: sa.Engine, model_name: str, alias: str, *, actor: str, reason: str) -> int | None:
+    """Remove `alias` (audited); returns the version it pointed at, None when it was not set."""
+    with engine.begin() as conn:
+        _lock_model(conn, model_name)
+        current = _current(conn, model_name, alias)
+        if current is None:
+            return None
+        conn.execute(
+            model_aliases.delete().where(model_aliases.c.model_name == model_name, model_aliases.c.alias == alias)
+        )
+        _audit(conn, model_name, "alias_removed", alias, current, None, actor, reason, {})
+    return current
+
+
+def rollback(engine: sa.Engine, model_name: str, *, actor: str, reason: str) -> AliasMove:
+    """Move `champion` back to the champion before the current one (audited).
+
+    The champion history is replayed from the audit trail as a stack (a promotion pushes, a rollback
+    pops), so repeated rollbacks walk further back (3 → 2 → 1) instead of toggling between two versions.
+    """
+    with engine.begin() as conn:
+        _lock_model(conn, model_name)
+        current = _current(conn, model_name, CHAMPION)
+        if current is None:
+            raise RegistryError(f"model {model_name!r} has no champion to roll back")
+        history = conn.execute(
+            sa.select(model_events.c.event, model_events.c.to_version)
+            .where(
+                model_events.c.model_name == model_name,
+                model_events.c.alias == CHAMPION,
+                model_events.c.event.in_(["promoted", "rollback"]),
+            )
+            .order_by(model_events.c.id)
+        ).all()
+        stack = champion_stack([(event, version) for event, version in history])
+        previous = [v for v in stack if v != current]
+        if not previous:
+            raise RegistryError(
+                f"model {model_name!r}: champion is version {current} and there is no earlier champion to roll back to"
+            )
+        target = previous[-1]
+        _set_alias(conn, model_name, CHAMPION, target, actor)
+        _audit(conn, model_name, "rollback", CHAMPION, current, target, actor, reason, {})
+    logger.info("%s: champion rolled back from %d to %d by %s (%s)", model_name, current, target, actor, reason)
+    return AliasMove(model_name, CHAMPION, current, target, changed=True)
+
+
+def champion_stack(history: list[tuple[str, int | None]]) -> list[int]:
+    """Replay champion moves: `promoted` pushes its version, `rollback` pops the top (pure)."""
+    stack: list[int] = []
+    for event, version in history:
+        if event == "promoted" and version is not None:
+            stack.append(version)
+        elif event == "rollback":
+            if stack:
+                stack.pop()
+            if version is not None and (not stack or stack[-1] != version):
+                stack.append(version)
+    return stack
+
+
+def load(engine: sa.Engine, spec: Spec, version: int | str = CHAMPION) -> LoadedModel:
+    """Fetch, verify (sha256, then feature schema) and unpickle a version of `spec.name`."""
+    with engine.connect() as conn:
+        number = _resolve(conn, spec.name, version)
+        artifact, expected = conn.execute(
+            sa.select(model_versions.c.artifact, model_versions.c.artifact_sha256).where(
+                model_versions.c.model_name == spec.name, model_versions.c.version == number
+            )
+        ).one()
+    actual = hashlib.sha256(artifact).hexdigest()
+    if actual != expected:
+        raise ArtifactIntegrityError(
+            f"model {spec.name!r} version {number}: artifact sha256 is {actual}, expected {expected} as "
+            "registered; refusing to unpickle it (the stored bytes were changed or corrupted)"
+        )
+    info = get_version(engine, spec.name, number)
+    check_feature_schema(spec, info.feature_schema, f"version {number}")
+    pipeline = joblib.load(io.BytesIO(bytes(artifact)))
+    return LoadedModel(info=info, pipeline=pipeline)
+
+
+def check_feature_schema(spec: Spec, recorded: list[dict[str, str]], what: str) -> None:
+    """Refuse a version whose recorded features differ from the spec's (names, order, types)."""
+    if recorded == spec.feature_schema:
+        return
+    expected = [f"{f['name']}:{f['type']}" for f in spec.feature_schema]
+    got = [f"{f.get('name')}:{f.get('type')}" for f in recorded]
+    missing = [name for name in expected if name not in got]
+    extra = [name for name in got if name not in expected]
+    detail = f"missing {missing}, unexpected {extra}" if missing or extra else "same features in another order"
+    raise FeatureSchemaMismatch(
+        f"model {spec.name!r} {what} expects features {got}, but the spec provides {expected} ({detail})"
+    )
+
+
+def check_pipeline_schema(spec: Spec, pipeline: Any) -> None:
+    """A pipeline must be fitted on exactly the spec's feature columns, in order, and able to score."""
+    needed = "predict_proba" if spec.model.task == "binary" else "predict"
+    if not hasattr(pipeline, needed):
+        raise FeatureSchemaMismatch(
+            f"model {spec.name!r}: artifact {type(pipeline).__name__} has no {needed}() "
+            f"(a {spec.model.task} model is expected)"
+        )
+    names = getattr(pipeline, "feature_names_in_", None)
+    if names is None:
+        raise FeatureSchemaMismatch(
+            f"model {spec.name!r}: artifact {type(pipeline).__name__} was not fitted on a DataFrame with "
+            f"named columns; expected columns {spec.feature_names}"
+        )
+    if list(names) != spec.feature_names:
+        raise FeatureSchemaMismatch(
+            f"model {spec.name!r}: artifact was fitted on columns {list(names)}, but the spec's features are "
+            f"{spec.feature_names} (names and order must match)"
+        )
+
+
+# -- internals ---------------------------------------------------------------------------------------------
+def _lock_model(conn: sa.Connection, model_name: str) -> None:
+    # Serialises version numbering and alias moves per model; released at commit/rollback.
+    conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"ml_batch.model:{model_name}"})
+
+
+def _resolve(conn: sa.Connection, model_name: str, version: int | str) -> int:
+    if isinstance(version, int) or (isinstance(version, str) and version.isdigit()):
+        number = int(version)
+        _require_version(conn, model_name, number)
+        return number
+    current = _current(conn, model_name, version)
+    if current is None:
+        known = sorted(_aliases_by_alias(conn, model_name))
+        if not _model_exists(conn, model_name):
+            raise RegistryError(f"model {model_name!r} has no registered versions")
+        raise RegistryError(
+            f"model {model_name!r} has no alias {version!r} (aliases set: {', '.join(known) or 'none'})"
+        )
+    return current
+
+
+def _model_exists(conn: sa.Connection, model_name: str) -> bool:
+    return conn.execute(
+        sa.select(sa.literal(1)).where(model_versions.c.model_name == model_name).limit(1)
+    ).first() is not None
+
+
+def _require_version(conn: sa.Connection, model_name: str, version: int) -> None:
+    found = conn.execute(
+        sa.select(model_versions.c.version).where(
+            model_versions.c.model_name == model_name, model_versions.c.version == version
+        )
+    ).first()
+    if found is None:
+        versions = conn.execute(
+            sa.select(model_versions.c.version)
+            .where(model_versions.c.model_name == model_name)
+            .order_by(model_versions.c.version)
+        ).scalars().all()
+        known = ", ".join(map(str, versions)) or "none"
+        raise RegistryError(f"model {model_name!r} has no version {version} (versions: {known})")
+
+
+def _current(conn: sa.Connection, model_name: str, alias: str) -> int | None:
+    return conn.execute(
+        sa.select(model_aliases.c.version).where(
+            model_aliases.c.model_name == model_name, model_aliases.c.alias == alias
+        )
+    ).scalar_one_or_none()
+
+
+def _aliases_by_alias(conn: sa.Connection, model_name: str) -> dict[str, int]:
+    rows = conn.execute(
+        sa.select(model_aliases.c.alias, model_aliases.c.version).where(model_aliases.c.model_name == model_name)
+    ).all()
+    return {alias: version for alias, version in rows}
+
+
+def _aliases_by_version(conn: sa.Connection, model_name: str) -> dict[int, list[str]]:
+    result: dict[int, list[str]] = {}
+    for alias, version in sorted(_aliases_by_alias(conn, model_name).items()):
+        result.setdefault(version, []).append(alias)
+    return result
+
+
+def _set_alias(conn: sa.Connection, model_name: str, alias: str, version: int, actor: str) -> None:
+    from sqlalchemy.dialects.postgresql import insert
+
+    stmt = insert(model_aliases).values(model_name=model_name, alias=alias, version=version, set_by=actor)
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[model_aliases.c.model_name, model_aliases.c.alias],
+            set_={"version": stmt.excluded.version, "set_by": stmt.excluded.set_by, "set_at": sa.func.now()},
+        )
+    )
+
+
+def _audit(
+    conn: sa.Connection,
+    model_name: str,
+    event: str,
+    alias: str | None,
+    from_version: int | None,
+    to_version: int | None,
+    actor: str,
+    reason: str,
+    details: dict[str, Any],
+) -> None:
+    conn.execute(
+        model_events.insert().values(
+            model_name=model_name, event=event, alias=alias, from_version=from_version,
+            to_version=to_version, actor=actor, reason=reason, details=details,
+        )
+    )
+
+
+def _json_safe(metrics: dict[str, float]) -> dict[str, float | None]:
+    # JSON has no NaN: an undefined metric is stored as null.
+    return {k: (None if v != v else v) for k, v in metrics.items()}

@@ -1,0 +1,157 @@
+from __future__ import annotations
+
+import datetime as dt
+import pickle
+import threading
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from ml_batch import registry
+from ml_batch.config import Settings
+from ml_batch.errors import ArtifactIntegrityError, FeatureSchemaMismatch, RegistryError
+from ml_batch.jobs import train_and_register
+from ml_batch.training import train
+from tests.integration.helpers import load_toy_data, toy_spec
+
+pytestmark = pytest.mark.integration
+
+AS_OF = dt.date(2026, 5, 20)
+
+
+@pytest.fixture()
+def toy(settings: Settings, engine: sa.Engine):
+    spec = toy_spec(settings.schema)
+    load_toy_data(engine, settings.schema, dt.date(2026, 5, 1), days=20)
+    return spec
+
+
+def _register(engine: sa.Engine, spec, n: int = 1) -> list[registry.ModelVersion]:
+    result = train(engine, spec, AS_OF)
+    new = registry.NewVersion(metrics=result.metrics, window=result.window.as_dict(), n_train=result.n_train,
+                              n_holdout=result.n_holdout)
+    return [registry.register(engine, spec, result.pipeline, new, actor="alice") for _ in range(n)]
+
+
+def test_register_numbers_versions_and_records_everything(engine: sa.Engine, toy) -> None:
+    v1, v2 = _register(engine, toy, 2)
+    assert (v1.version, v2.version) == (1, 2)
+    assert v1.feature_schema == toy.feature_schema
+    assert len(v1.artifact_sha256) == 64 and v1.artifact_size > 0
+    assert v1.holdout_end == dt.date(2026, 5, 17) and v1.n_holdout and v1.n_train
+    assert v1.metrics["roc_auc"] > 0.7
+    assert v1.created_by == "alice" and v1.code_version.startswith("0.1.0")
+    assert [e["event"] for e in registry.events(engine, "toy")] == ["registered", "registered"]
+
+
+def test_promote_is_audited_and_idempotent(engine: sa.Engine, toy) -> None:
+    _register(engine, toy, 2)
+    move = registry.promote(engine, "toy", 1, actor="bob", reason="first")
+    assert (move.from_version, move.to_version, move.changed) == (None, 1, True)
+    assert not registry.promote(engine, "toy", 1, actor="bob", reason="again").changed
+    move = registry.promote(engine, "toy", 2, actor="carol", reason="better")
+    assert (move.from_version, move.to_version) == (1, 2)
+    promoted = [e for e in registry.events(engine, "toy") if e["event"] == "promoted"]
+    assert [(e["from_version"], e["to_version"], e["actor"], e["reason"]) for e in promoted] == [
+        (1, 2, "carol", "better"), (None, 1, "bob", "first"),
+    ]
+    assert registry.get_version(engine, "toy", "champion").version == 2
+
+
+def test_promote_unknown_version_names_the_known_ones(engine: sa.Engine, toy) -> None:
+    _register(engine, toy)
+    with pytest.raises(RegistryError, match=r"model 'toy' has no version 7 \(versions: 1\)"):
+        registry.promote(engine, "toy", 7, actor="a", reason="r")
+
+
+def test_rollback_walks_back_and_is_audited(engine: sa.Engine, toy) -> None:
+    _register(engine, toy, 3)
+    for v in (1, 2, 3):
+        registry.promote(engine, "toy", v, actor="a", reason=f"v{v}")
+    assert registry.rollback(engine, "toy", actor="ops", reason="bad scores").to_version == 2
+    assert registry.rollback(engine, "toy", actor="ops", reason="still bad").to_version == 1
+    with pytest.raises(RegistryError, match="no earlier champion to roll back to"):
+        registry.rollback(engine, "toy", actor="ops", reason="again")
+    rollbacks = [e for e in registry.events(engine, "toy") if e["event"] == "rollback"]
+    assert [(e["from_version"], e["to_version"], e["actor"]) for e in rollbacks] == [(2, 1, "ops"), (3, 2, "ops")]
+
+
+def test_concurrent_promotions_leave_one_champion_and_a_consistent_trail(engine: sa.Engine, toy) -> None:
+    _register(engine, toy, 4)
+    barrier = threading.Barrier(4)
+
+    def promote(version: int) -> None:
+        barrier.wait()
+        registry.promote(engine, "toy", version, actor=f"t{version}", reason="race")
+
+    threads = [threading.Thread(target=promote, args=(v,)) for v in (1, 2, 3, 4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            f"SELECT version FROM \"{toy.source.table.split('.')[0]}\".model_aliases "
+            "WHERE model_name = 'toy' AND alias = 'champion'"
+        )).all()
+    assert len(rows) == 1
+    moves = [e for e in reversed(registry.events(engine, "toy")) if e["event"] == "promoted"]
+    # Each move starts from where the previous one ended: no lost update in the audit trail.
+    assert moves[0]["from_version"] is None
+    assert all(later["from_version"] == earlier["to_version"] for earlier, later in zip(moves, moves[1:]))
+    assert moves[-1]["to_version"] == rows[0][0]
+
+
+def test_tampered_artifact_is_refused_before_unpickling(
+    settings: Settings, engine: sa.Engine, toy, tmp_path: Path
+) -> None:
+    _register(engine, toy)
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (marker.write_text, ("unpickled!",))
+
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(f'UPDATE "{settings.schema}".model_versions SET artifact = :a WHERE model_name = \'toy\''),
+            {"a": pickle.dumps(Exploit())},
+        )
+    with pytest.raises(ArtifactIntegrityError, match=r"model 'toy' version 1: artifact sha256 is [0-9a-f]{64}, "
+                                                     r"expected [0-9a-f]{64}"):
+        registry.load(engine, toy, 1)
+    assert not marker.exists()
+
+
+def test_load_checks_feature_schema_against_the_spec(settings: Settings, engine: sa.Engine, toy) -> None:
+    _register(engine, toy)
+    assert registry.load(engine, toy, 1).pipeline.predict_proba is not None
+    reordered = toy.model_copy(update={"features": list(reversed(toy.features))})
+    with pytest.raises(FeatureSchemaMismatch, match="same features in another order"):
+        registry.load(engine, reordered, 1)
+    fewer = toy.model_copy(update={"features": toy.features[:2]})
+    with pytest.raises(FeatureSchemaMismatch, match=r"unexpected \['color:categorical'\]"):
+        registry.load(engine, fewer, "1")
+
+
+def test_unknown_alias_and_model(engine: sa.Engine, toy) -> None:
+    with pytest.raises(RegistryError, match="model 'toy' has no registered versions"):
+        registry.load(engine, toy, "champion")
+    _register(engine, toy)
+    with pytest.raises(RegistryError, match="has no alias 'challenger' \\(aliases set: none\\)"):
+        registry.load(engine, toy, "challenger")
+
+
+def test_train_and_register_gates_on_the_same_holdout(engine: sa.Engine, toy) -> None:
+    first = train_and_register(engine, toy, AS_OF, actor="ci", promote=True)
+    assert first.promoted and first.decision is not None and first.decision.champion_score is None
+    second = train_and_register(engine, toy, AS_OF, actor="ci", promote=True)
+    # Same data, same estimator: the candidate equals the champion, so it cannot beat it.
+    assert second.decision is not None
+    assert second.decision.champion_score == pytest.approx(second.decision.candidate_score)
+    assert second.promoted == (toy.training.min_improvement == 0)
+    strict = toy.model_copy(update={"training": toy.training.model_copy(update={"min_improvement": 0.01})})
+    third = train_and_register(engine, strict, AS_OF, actor="ci", promote=True)
+    assert not third.promoted and "does not beat champion" in third.decision.reason
+    assert registry.get_version(engine, "toy", 3).aliases == []

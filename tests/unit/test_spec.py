@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ml_batch.errors import SpecError
+from ml_batch.spec import Spec, get_spec, load_spec, load_specs
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO = REPO / "include" / "models" / "credit_default.yaml"
+
+
+def _demo_dict() -> dict:
+    return yaml.safe_load(DEMO.read_text())
+
+
+def _write(tmp_path: Path, data: dict, name: str = "m.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_demo_spec_loads_with_its_features_in_order() -> None:
+    spec = load_spec(DEMO)
+    assert spec.name == "credit_default"
+    assert spec.feature_names[:3] == ["income", "age", "debt_ratio"]
+    assert {"name": "purpose", "type": "categorical"} in spec.feature_schema
+    assert spec.estimator_class().__name__ == "HistGradientBoostingClassifier"
+
+
+def test_shipped_demo_spec_is_the_one_in_include() -> None:
+    shipped = REPO / "ml_batch" / "resources" / "credit_default.yaml"
+    assert shipped.read_text() == DEMO.read_text()
+
+
+def test_sha256_ignores_formatting_but_not_content(tmp_path: Path) -> None:
+    data = _demo_dict()
+    a = load_spec(_write(tmp_path, data, "a.yaml"))
+    b = load_spec(_write(tmp_path, data, "b.yaml"))
+    data["training"]["holdout_days"] = 5
+    c = load_spec(_write(tmp_path, data, "c.yaml"))
+    assert a.sha256() == b.sha256() != c.sha256()
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda d: d["features"][0].update(type="float"), "field 'features.0.type'"),
+        (lambda d: d.update(colour="blue"), "field 'colour': unknown field"),
+        (lambda d: d["source"].update(table="demo.x; DROP TABLE users"), "is not a valid SQL identifier"),
+        (lambda d: d["source"].update(key='id" OR 1=1 --'), "field 'source.key'"),
+        (lambda d: d["source"].update(query="SELECT 1"), "give exactly one of 'table' or 'query'"),
+        (lambda d: d.pop("labels"), "field 'labels': required field is missing"),
+        (lambda d: d["training"].update(holdout_days=60), "holdout_days (60) must be smaller than window_days"),
+        (lambda d: d["features"].append(dict(d["features"][0])), "listed more than once: ['income']"),
+        (lambda d: d["features"][0].update(categories=["a"]), "is numeric: 'categories'"),
+        (lambda d: d.update(name="Credit-Default"), "is not a model name"),
+        (lambda d: d["model"].update(estimator="LogisticRegression"), "is not a dotted class path"),
+        (lambda d: d["labels"].update(delay_days=-1), "field 'labels.delay_days'"),
+    ],
+)
+def test_invalid_spec_names_file_field_and_expectation(tmp_path: Path, mutate, expected: str) -> None:
+    data = _demo_dict()
+    mutate(data)
+    path = _write(tmp_path, data)
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert str(path) in str(info.value)
+    assert expected in str(info.value)
+
+
+def test_query_source_must_be_one_select(tmp_path: Path) -> None:
+    data = _demo_dict()
+    del data["source"]["table"]
+    data["source"]["query"] = "SELECT * FROM a; DELETE FROM a"
+    with pytest.raises(SpecError, match="single SELECT statement"):
+        load_spec(_write(tmp_path, data))
+    data["source"]["query"] = "SELECT * FROM demo.credit_applications WHERE income > 0;"
+    assert load_spec(_write(tmp_path, data)).source.query == "SELECT * FROM demo.credit_applications WHERE income > 0"
+
+
+def test_unimportable_estimator_is_a_spec_error(tmp_path: Path) -> None:
+    data = _demo_dict()
+    data["model"]["estimator"] = "sklearn.ensemble.NoSuchModel"
+    spec = load_spec(_write(tmp_path, data))
+    with pytest.raises(SpecError, match="'sklearn.ensemble.NoSuchModel' cannot be imported"):
+        spec.estimator_class()
+
+
+def test_yaml_syntax_and_top_level_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed")
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_spec(bad)
+    bad.write_text("- a list\n")
+    with pytest.raises(SpecError, match="expected a mapping"):
+        load_spec(bad)
+    with pytest.raises(SpecError, match="no such spec file"):
+        load_spec(tmp_path / "missing.yaml")
+
+
+def test_load_specs_rejects_duplicate_names_and_get_spec_lists_known(tmp_path: Path) -> None:
+    _write(tmp_path, _demo_dict(), "a.yaml")
+    assert list(load_specs(tmp_path)) == ["credit_default"]
+    with pytest.raises(SpecError, match="known models: credit_default"):
+        get_spec(tmp_path, "churn")
+    _write(tmp_path, _demo_dict(), "b.yml")
+    with pytest.raises(SpecError, match="already defined in"):
+        load_specs(tmp_path)
+    with pytest.raises(SpecError, match="specs folder does not exist"):
+        load_specs(tmp_path / "nope")
+
+
+def test_defaults_are_filled_in() -> None:
+    data = _demo_dict()
+    for optional in ("training", "validation", "drift"):
+        data.pop(optional)
+    spec = Spec.model_validate(data)
+    assert spec.training.holdout_days == 14
+    assert spec.drift.psi_threshold == 0.2
+    assert spec.validation.max_quarantine_share == 0.05
