@@ -16,7 +16,7 @@ from ml_batch.spec import LabelsSpec, SourceSpec, Spec
 
 def selectable(source: SourceSpec | LabelsSpec, columns: list[str], alias: str) -> sa.FromClause:
     """`source` as a FROM clause exposing `columns`."""
-    cols = [sa.column(name) for name in dict.fromkeys(columns)]
+    cols: list[sa.ColumnClause[object]] = [sa.column(name) for name in dict.fromkeys(columns)]
     if source.table is not None:
         schema, _, name = source.table.rpartition(".")
         return sa.table(name, *cols, schema=schema or None).alias(alias)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import pickle
 import threading
 from pathlib import Path
@@ -99,7 +100,7 @@ def test_concurrent_promotions_leave_one_champion_and_a_consistent_trail(engine:
     moves = [e for e in reversed(registry.events(engine, "toy")) if e["event"] == "promoted"]
     # Each move starts from where the previous one ended: no lost update in the audit trail.
     assert moves[0]["from_version"] is None
-    assert all(later["from_version"] == earlier["to_version"] for earlier, later in zip(moves, moves[1:]))
+    assert all(later["from_version"] == earlier["to_version"] for earlier, later in itertools.pairwise(moves))
     assert moves[-1]["to_version"] == rows[0][0]
 
 

@@ -75,7 +75,7 @@ def test_query_source_must_be_one_select(tmp_path: Path) -> None:
     data = _demo_dict()
     del data["source"]["table"]
     data["source"]["query"] = "SELECT * FROM a; DELETE FROM a"
-    with pytest.raises(SpecError, match="single SELECT statement"):
+    with pytest.raises(SpecError, match=r"single SELECT statement"):
         load_spec(_write(tmp_path, data))
     data["source"]["query"] = "SELECT * FROM demo.credit_applications WHERE income > 0;"
     assert load_spec(_write(tmp_path, data)).source.query == "SELECT * FROM demo.credit_applications WHERE income > 0"
@@ -85,7 +85,7 @@ def test_unimportable_estimator_is_a_spec_error(tmp_path: Path) -> None:
     data = _demo_dict()
     data["model"]["estimator"] = "sklearn.ensemble.NoSuchModel"
     spec = load_spec(_write(tmp_path, data))
-    with pytest.raises(SpecError, match="'sklearn.ensemble.NoSuchModel' cannot be imported"):
+    with pytest.raises(SpecError, match=r"'sklearn\.ensemble\.NoSuchModel' cannot be imported"):
         spec.estimator_class()
 
 
