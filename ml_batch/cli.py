@@ -1,7 +1,7 @@
 """`ml-batch`: the command line for operators and ML engineers.
 
 Expected failures (bad spec, unknown version, tampered artifact, unreachable database...) print one line
-`error: ...` on stderr and exit with code 1; `--json` makes every command print machine-readable output.
+`error: ...` on stderr and exit with code 1 (usage errors exit with 2); `--json` gives machine-readable output.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -336,19 +335,13 @@ def demo_run() -> None:
 
 def main() -> None:
     """Console-script entry point: expected errors become one line and exit code 1."""
+    # Typer's standalone mode already turns usage errors into a message and exit code 2; only our own
+    # expected failures need catching here.
     try:
-        app(standalone_mode=False)
+        app()
     except MlBatchError as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(1)
-    except click.exceptions.Abort:
-        err.print("aborted")
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
 
 
 if __name__ == "__main__":

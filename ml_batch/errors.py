@@ -37,3 +37,15 @@ class FeatureSchemaMismatch(RegistryError):
 
 class TrainingError(MlBatchError):
     """A training set is empty, single-class or otherwise unusable."""
+
+
+class ValidationFailed(MlBatchError):
+    """A batch failed validation as a whole (row count, columns, types) or quarantined too many rows."""
+
+
+class SourceError(MlBatchError):
+    """The spec's source cannot be read (missing table or column, wrong type)."""
+
+
+class PublishError(MlBatchError):
+    """The staged predictions failed their audit; nothing was published."""

@@ -30,14 +30,33 @@ def day_bounds(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
     return start, start + dt.timedelta(days=1)
 
 
-def select_day(spec: Spec, day: dt.date) -> sa.Select:
-    """Key, date and feature columns of the rows of `day`, ordered by key (a stable order for chunks)."""
+def shard_of(key: sa.ColumnElement[object], shards: int) -> sa.ColumnElement[int]:
+    """Deterministic shard number in [0, shards) of an entity key: PostgreSQL's hashtext of its text form."""
+    masked = sa.func.hashtext(sa.cast(key, sa.Text)).op("&")(sa.literal_column("2147483647"))
+    return sa.func.mod(masked, sa.literal_column(str(int(shards))))
+
+
+def select_day(spec: Spec, day: dt.date, shard: int = 0, shards: int = 1) -> sa.Select:
+    """Key, date and feature columns of the rows of `day` (and of one shard of them when `shards` > 1)."""
     columns = [spec.source.key, spec.source.date_column, *spec.feature_names]
     src = selectable(spec.source, columns, "src")
     start, end = day_bounds(day)
     date_col = src.c[spec.source.date_column]
-    return (
-        sa.select(*[src.c[name] for name in columns])
-        .where(date_col >= start, date_col < end)
-        .order_by(src.c[spec.source.key])
+    # Bounds as typed literals built from our own datetimes: the statement is also sent as plain SQL (ADBC).
+    stmt = sa.select(*[src.c[name] for name in columns]).where(
+        date_col >= sa.literal_column(f"'{start.isoformat()}'::timestamptz"),
+        date_col < sa.literal_column(f"'{end.isoformat()}'::timestamptz"),
     )
+    if shards > 1:
+        stmt = stmt.where(shard_of(src.c[spec.source.key], shards) == sa.literal_column(str(int(shard))))
+    return stmt
+
+
+def day_sql(spec: Spec, day: dt.date, shard: int = 0, shards: int = 1) -> str:
+    """`select_day` as a SQL string (for drivers outside SQLAlchemy, such as ADBC)."""
+    from sqlalchemy.dialects import postgresql
+
+    compiled = select_day(spec, day, shard, shards).compile(
+        dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}
+    )
+    return str(compiled)

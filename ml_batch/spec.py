@@ -172,9 +172,26 @@ class DriftSpec(_Strict):
 
 
 class PredictionsSpec(_Strict):
-    """Where predictions are published."""
+    """Where predictions are published, and the threshold that turns a probability into a label."""
 
     table: TableName
+    threshold: float = Field(default=0.5, gt=0, lt=1)
+
+    @field_validator("table")
+    @classmethod
+    def _room_for_partitions(cls, value: str) -> str:
+        # Day partitions are named <table>_pYYYYMMDD and staging tables <table>__s_<10 hex>: keep them <= 63.
+        if len(value.rpartition(".")[2]) > 48:
+            raise ValueError(f"{value!r}: the table name (without schema) must be at most 48 characters")
+        return value
+
+    @property
+    def schema_name(self) -> str | None:
+        return self.table.rpartition(".")[0] or None
+
+    @property
+    def table_name(self) -> str:
+        return self.table.rpartition(".")[2]
 
 
 class Spec(_Strict):

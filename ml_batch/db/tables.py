@@ -1,4 +1,4 @@
-"""SQLAlchemy Core definitions of ml-batch's own tables (the registry).
+"""SQLAlchemy Core definitions of ml-batch's own tables (registry, runs, quarantine).
 
 The tables are created and changed only by the alembic migrations in `ml_batch/db/migrations/`; these
 definitions are what the code queries with. They carry the placeholder schema `ml_batch`, which engines
@@ -64,4 +64,54 @@ model_events = sa.Table(
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("details", JSONB, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("model_name", sa.Text, primary_key=True),
+    sa.Column("run_id", sa.Text, primary_key=True),
+    sa.Column("partition_date", sa.Date, nullable=False),
+    sa.Column("run_type", sa.Text, nullable=False),
+    sa.Column("dry_run", sa.Boolean, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("model_version", sa.Integer, nullable=False),
+    sa.Column("artifact_sha256", sa.CHAR(64), nullable=False),
+    sa.Column("shards", sa.Integer, nullable=False),
+    sa.Column("rows_extracted", sa.BigInteger),
+    sa.Column("rows_scored", sa.BigInteger),
+    sa.Column("rows_quarantined", sa.BigInteger),
+    sa.Column("score_mean", sa.Float),
+    sa.Column("stage_seconds", JSONB, nullable=False),
+    sa.Column("error", sa.Text),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+)
+
+run_shards = sa.Table(
+    "run_shards",
+    metadata,
+    sa.Column("model_name", sa.Text, primary_key=True),
+    sa.Column("run_id", sa.Text, primary_key=True),
+    sa.Column("shard", sa.Integer, primary_key=True),
+    sa.Column("rows_extracted", sa.BigInteger, nullable=False),
+    sa.Column("rows_scored", sa.BigInteger, nullable=False),
+    sa.Column("rows_quarantined", sa.BigInteger, nullable=False),
+    sa.Column("score_sum", sa.Float, nullable=False),
+    sa.Column("stage_seconds", JSONB, nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+quarantine = sa.Table(
+    "quarantine",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=True),
+    sa.Column("model_name", sa.Text, nullable=False),
+    sa.Column("partition_date", sa.Date, nullable=False),
+    sa.Column("run_id", sa.Text, nullable=False),
+    sa.Column("shard", sa.Integer, nullable=False),
+    sa.Column("entity_key", sa.Text),
+    sa.Column("reasons", JSONB, nullable=False),
+    sa.Column("row_data", JSONB, nullable=False),
+    sa.Column("quarantined_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )

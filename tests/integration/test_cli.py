@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from ml_batch.config import Settings
+from ml_batch.db.migrate import head_revision
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +39,7 @@ def _cli(settings: Settings, *args: str, check: bool = True) -> subprocess.Compl
 
 def test_db_up_then_train_list_promote_rollback(settings: Settings) -> None:
     up = json.loads(_cli(settings, "db", "up", "--json").stdout)
-    assert up["schema"] == settings.schema and up["migration"] == "0001" and "***" in up["url"]
+    assert up["schema"] == settings.schema and up["migration"] == head_revision() and "***" in up["url"]
 
     seeded = json.loads(_cli(settings, "demo", "seed", "--end-date", "2026-06-30", "--days", "100",
                              "--rows-per-day", "300", "--json").stdout)

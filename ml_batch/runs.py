@@ -1,0 +1,99 @@
+"""Run bookkeeping: one `runs` row per run (and a `run_shards` row per shard), which the CLI shows.
+
+Invariant kept by CHECK constraints in the database: rows_extracted = rows_scored + rows_quarantined,
+for every shard and for every finished run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
+
+from ml_batch.db.tables import run_shards, runs
+
+
+def start(conn: sa.Connection, *, model: str, run_id: str, day: dt.date, run_type: str, dry_run: bool,
+          version: int, sha256: str, shards: int) -> None:
+    """Insert (or reset, on a retried plan) the run's row with status `running`."""
+    values = {
+        "model_name": model, "run_id": run_id, "partition_date": day, "run_type": run_type, "dry_run": dry_run,
+        "status": "running", "model_version": version, "artifact_sha256": sha256, "shards": shards,
+        "rows_extracted": None, "rows_scored": None, "rows_quarantined": None, "score_mean": None,
+        "stage_seconds": {}, "error": None, "finished_at": None,
+    }
+    stmt = insert(runs).values(**values)
+    conn.execute(stmt.on_conflict_do_update(
+        index_elements=[runs.c.model_name, runs.c.run_id],
+        set_={k: stmt.excluded[k] for k in values if k not in ("model_name", "run_id")} | {"started_at": sa.func.now()},
+    ))
+    conn.execute(run_shards.delete().where(run_shards.c.model_name == model, run_shards.c.run_id == run_id))
+
+
+def record_shard(conn: sa.Connection, *, model: str, run_id: str, shard: int, extracted: int, scored: int,
+                 quarantined: int, score_sum: float, stage_seconds: dict[str, float]) -> None:
+    """Upsert one shard's counts (a retried shard replaces its earlier row)."""
+    values = {"model_name": model, "run_id": run_id, "shard": shard, "rows_extracted": extracted,
+              "rows_scored": scored, "rows_quarantined": quarantined, "score_sum": score_sum,
+              "stage_seconds": stage_seconds}
+    stmt = insert(run_shards).values(**values)
+    conn.execute(stmt.on_conflict_do_update(
+        index_elements=[run_shards.c.model_name, run_shards.c.run_id, run_shards.c.shard],
+        set_={k: stmt.excluded[k] for k in ("rows_extracted", "rows_scored", "rows_quarantined", "score_sum",
+                                             "stage_seconds")} | {"finished_at": sa.func.now()},
+    ))
+
+
+def shard_totals(conn: sa.Connection, model: str, run_id: str) -> dict[str, Any]:
+    """Sums over the run's finished shards, and how many there are."""
+    row = conn.execute(
+        sa.select(
+            sa.func.count().label("shards_done"),
+            sa.func.coalesce(sa.func.sum(run_shards.c.rows_extracted), 0).label("extracted"),
+            sa.func.coalesce(sa.func.sum(run_shards.c.rows_scored), 0).label("scored"),
+            sa.func.coalesce(sa.func.sum(run_shards.c.rows_quarantined), 0).label("quarantined"),
+            sa.func.coalesce(sa.func.sum(run_shards.c.score_sum), 0.0).label("score_sum"),
+        ).where(run_shards.c.model_name == model, run_shards.c.run_id == run_id)
+    ).mappings().one()
+    stages = conn.execute(
+        sa.select(run_shards.c.stage_seconds).where(run_shards.c.model_name == model, run_shards.c.run_id == run_id)
+    ).scalars().all()
+    merged: dict[str, float] = {}
+    for stage in stages:
+        for key, seconds in stage.items():
+            merged[key] = round(merged.get(key, 0.0) + float(seconds), 3)
+    # SUM(bigint) comes back as numeric (Decimal): hand out plain ints.
+    counts = {k: (float(v) if k == "score_sum" else int(v)) for k, v in row.items()}
+    return {**counts, "stage_seconds": merged}
+
+
+def finish(conn: sa.Connection, *, model: str, run_id: str, status: str, extracted: int, scored: int,
+           quarantined: int, score_mean: float | None, stage_seconds: dict[str, float]) -> None:
+    conn.execute(
+        runs.update()
+        .where(runs.c.model_name == model, runs.c.run_id == run_id)
+        .values(status=status, rows_extracted=extracted, rows_scored=scored, rows_quarantined=quarantined,
+                score_mean=score_mean, stage_seconds=stage_seconds, error=None, finished_at=sa.func.now())
+    )
+
+
+def fail(engine: sa.Engine, *, model: str, run_id: str, error: str) -> None:
+    """Mark a run failed with its one-line reason (in its own transaction: the failed one rolled back)."""
+    with engine.begin() as conn:
+        conn.execute(
+            runs.update()
+            .where(runs.c.model_name == model, runs.c.run_id == run_id)
+            .values(status="failed", error=error[:4000], finished_at=sa.func.now())
+        )
+
+
+def list_runs(engine: sa.Engine, model: str, limit: int = 30) -> list[dict[str, Any]]:
+    """The newest runs of a model (by partition date, then start time)."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(runs).where(runs.c.model_name == model)
+            .order_by(runs.c.partition_date.desc(), runs.c.started_at.desc()).limit(limit)
+        ).mappings().all()
+    return [dict(row) for row in rows]

@@ -1,0 +1,406 @@
+"""A day's batch prediction: plan → score shards (extract, validate, score, stage) → publish.
+
+The same functions run from the daily DAG (one task per step, shards as mapped tasks) and from
+`ml-batch score` (all steps in one process, `score_day`). Each step is idempotent: a retried plan resets the
+run, a retried shard replaces its own staged and quarantined rows, a re-run day replaces the day.
+
+Partition rule: a run for day D reads the source rows with D <= date_column < D+1 (UTC).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import sqlalchemy as sa
+
+from ml_batch import registry, runs
+from ml_batch.db import arrow
+from ml_batch.db.tables import model_events, quarantine
+from ml_batch.errors import MlBatchError, RegistryError, SourceError, ValidationFailed
+from ml_batch.publish import (
+    audit_staging,
+    create_staging,
+    drop_staging,
+    ensure_predictions_table,
+    staging_table,
+    swap_in,
+)
+from ml_batch.sources import day_sql
+from ml_batch.spec import Spec
+
+logger = logging.getLogger(__name__)
+
+VERSION_POLICIES = ("champion", "champion_on_day")
+RUN_TYPES = ("scheduled", "manual", "backfill", "cli", "test")
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything later steps need, resolved once: the day, the pinned version, where to stage."""
+
+    model: str
+    day: dt.date
+    run_id: str
+    run_type: str
+    dry_run: bool
+    version: int
+    artifact_sha256: str
+    shards: int
+    staging_table: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "day": self.day.isoformat()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunPlan:
+        return cls(**{**data, "day": dt.date.fromisoformat(str(data["day"]))})
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    shard: int
+    extracted: int
+    scored: int
+    quarantined: int
+    stage_seconds: dict[str, float]
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What a finished run did (also in the `runs` table)."""
+
+    model: str
+    day: dt.date
+    run_id: str
+    version: int
+    status: str
+    extracted: int
+    scored: int
+    quarantined: int
+    score_mean: float | None
+    stage_seconds: dict[str, float]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "day": self.day.isoformat()}
+
+
+def champion_on_day(engine: sa.Engine, model: str, day: dt.date) -> int:
+    """The version that was champion at the end of `day` (UTC), from the alias audit trail."""
+    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+    with engine.connect() as conn:
+        version = conn.execute(
+            sa.select(model_events.c.to_version)
+            .where(
+                model_events.c.model_name == model,
+                model_events.c.alias == registry.CHAMPION,
+                model_events.c.event.in_(["promoted", "rollback"]),
+                model_events.c.created_at < end,
+            )
+            .order_by(model_events.c.id.desc())
+            .limit(1)
+        ).scalar_one_or_none()
+    if version is None:
+        raise RegistryError(f"model {model!r} had no champion at the end of {day} (UTC)")
+    return int(version)
+
+
+def plan_run(
+    engine: sa.Engine,
+    spec: Spec,
+    day: dt.date,
+    *,
+    run_id: str,
+    run_type: str = "cli",
+    version: int | None = None,
+    version_policy: str = "champion",
+    dry_run: bool = False,
+    shards: int = 1,
+) -> RunPlan:
+    """Pin the version (an explicit one, the champion now, or the champion on `day`), prepare tables."""
+    if version_policy not in VERSION_POLICIES:
+        raise ValueError(f"version_policy {version_policy!r}: expected one of {VERSION_POLICIES}")
+    if run_type not in RUN_TYPES:
+        raise ValueError(f"run_type {run_type!r}: expected one of {RUN_TYPES}")
+    if shards < 1:
+        raise ValueError(f"shards={shards}: expected at least 1")
+    if version is None:
+        pinned: int | str = champion_on_day(engine, spec.name, day) if version_policy == "champion_on_day" \
+            else registry.CHAMPION
+    else:
+        pinned = version
+    info = registry.get_version(engine, spec.name, pinned)
+    registry.check_feature_schema(spec, info.feature_schema, f"version {info.version}")
+    staging = staging_table(spec, run_id)
+    with engine.begin() as conn:
+        ensure_predictions_table(conn, spec)
+        create_staging(conn, spec, staging)
+        conn.execute(quarantine.delete().where(quarantine.c.model_name == spec.name, quarantine.c.run_id == run_id))
+        runs.start(conn, model=spec.name, run_id=run_id, day=day, run_type=run_type, dry_run=dry_run,
+                   version=info.version, sha256=info.artifact_sha256, shards=shards)
+    plan = RunPlan(spec.name, day, run_id, run_type, dry_run, info.version, info.artifact_sha256, shards, staging)
+    logger.info("planned %s day %s with version %d (%s), %d shard(s)", spec.name, day, info.version,
+                version_policy if version is None else "explicit", shards)
+    return plan
+
+
+def score_shard(
+    engine: sa.Engine,
+    spec: Spec,
+    plan: RunPlan,
+    shard: int = 0,
+    *,
+    suite_file: Path | None = None,
+    results_dir: Path | None = None,
+    batch_bytes: int = arrow.DEFAULT_BATCH_BYTES,
+) -> ShardResult:
+    """Extract one shard of the day in chunks, validate each chunk (GX), quarantine failing rows, score
+    the rest with the pinned version and COPY the predictions into the run's staging table."""
+    try:
+        return _score_shard(engine, spec, plan, shard, suite_file, results_dir, batch_bytes)
+    except MlBatchError as exc:
+        runs.fail(engine, model=plan.model, run_id=plan.run_id, error=f"shard {shard}: {exc}")
+        raise
+
+
+def _score_shard(
+    engine: sa.Engine, spec: Spec, plan: RunPlan, shard: int, suite_file: Path | None,
+    results_dir: Path | None, batch_bytes: int,
+) -> ShardResult:
+    from ml_batch.validation import build_suite, save_result, validate_frame
+
+    if not 0 <= shard < plan.shards:
+        raise ValueError(f"shard {shard} is outside 0..{plan.shards - 1}")
+    loaded = registry.load(engine, spec, plan.version)
+    if loaded.info.artifact_sha256 != plan.artifact_sha256:
+        raise RegistryError(f"model {spec.name!r} version {plan.version} changed since the run was planned")
+    suite = build_suite(spec, suite_file, check_row_count=False)
+    _reset_shard(engine, spec, plan, shard)
+    url = engine.url.render_as_string(hide_password=False)
+    seconds = {"extract": 0.0, "validate": 0.0, "score": 0.0, "write": 0.0}
+    extracted = scored = quarantined = 0
+    score_sum = 0.0
+    with arrow.connect(url) as reader, arrow.connect(url) as writer:
+        for index, (batch, waited) in enumerate(_timed(_stream(reader, spec, plan, shard, batch_bytes))):
+            seconds["extract"] += waited
+            frame = batch.to_pandas()
+            extracted += len(frame)
+            started = time.perf_counter()
+            outcome = validate_frame(spec, frame, suite)
+            if results_dir is not None:
+                save_result(outcome, results_dir, spec.name, plan.day, f"{plan.run_id}-s{shard}-c{index}")
+            seconds["validate"] += time.perf_counter() - started
+            if not outcome.passed_batch:
+                raise ValidationFailed(
+                    f"model {spec.name!r} day {plan.day}: batch failed validation: "
+                    + "; ".join(outcome.batch_failures)
+                )
+            bad = frame[spec.source.key].isin(list(outcome.row_reasons)).to_numpy() if outcome.row_reasons \
+                else np.zeros(len(frame), dtype=bool)
+            started = time.perf_counter()
+            if bad.any():
+                _quarantine(engine, spec, plan, shard, frame.loc[bad], outcome.row_reasons)
+                quarantined += int(bad.sum())
+            good = frame.loc[~bad]
+            scores = _predict(loaded.pipeline, spec, good)
+            seconds["score"] += time.perf_counter() - started
+            started = time.perf_counter()
+            if len(good):
+                keys = batch.column(spec.source.key).filter(pa.array(~bad))
+                arrow.append(writer, plan.staging_table, _predictions(spec, plan, keys, scores))
+                writer.commit()
+            seconds["write"] += time.perf_counter() - started
+            scored += len(good)
+            score_sum += float(scores.sum())
+    seconds = {k: round(v, 3) for k, v in seconds.items()}
+    with engine.begin() as conn:
+        runs.record_shard(conn, model=spec.name, run_id=plan.run_id, shard=shard, extracted=extracted,
+                          scored=scored, quarantined=quarantined, score_sum=score_sum, stage_seconds=seconds)
+    logger.info("%s day %s shard %d: %d extracted, %d scored, %d quarantined, %s", spec.name, plan.day, shard,
+                extracted, scored, quarantined, seconds)
+    return ShardResult(shard, extracted, scored, quarantined, seconds)
+
+
+def publish_run(engine: sa.Engine, spec: Spec, plan: RunPlan) -> RunSummary:
+    """Check the whole day (row count bounds, quarantine share, staging audit), then publish atomically.
+
+    A dry run performs every check and then drops what it staged: nothing reaches the predictions or
+    quarantine tables. Any failure marks the run failed and publishes nothing.
+    """
+    try:
+        return _publish_run(engine, spec, plan)
+    except MlBatchError as exc:
+        runs.fail(engine, model=plan.model, run_id=plan.run_id, error=str(exc))
+        with engine.begin() as conn:
+            drop_staging(conn, plan.staging_table)
+        raise
+
+
+def _publish_run(engine: sa.Engine, spec: Spec, plan: RunPlan) -> RunSummary:
+    started = time.perf_counter()
+    with engine.begin() as conn:
+        totals = runs.shard_totals(conn, plan.model, plan.run_id)
+    if totals["shards_done"] != plan.shards:
+        raise ValidationFailed(
+            f"model {spec.name!r} day {plan.day}: {totals['shards_done']} of {plan.shards} shards finished; "
+            "refusing to publish a partial day"
+        )
+    extracted, scored, quarantined = totals["extracted"], totals["scored"], totals["quarantined"]
+    _check_batch(spec, plan.day, extracted, quarantined)
+    with engine.begin() as conn:
+        audit = audit_staging(conn, spec, plan.staging_table, day=plan.day, version=plan.version,
+                              expected_rows=scored)
+        status = "dry_run" if plan.dry_run else "success"
+        if plan.dry_run:
+            drop_staging(conn, plan.staging_table)
+            conn.execute(quarantine.delete().where(quarantine.c.model_name == spec.name,
+                                                   quarantine.c.run_id == plan.run_id))
+        else:
+            swap_in(conn, spec, plan.staging_table, plan.day)
+            # The day's quarantine is this run's: rows quarantined by earlier runs of the day go with them.
+            conn.execute(quarantine.delete().where(
+                quarantine.c.model_name == spec.name, quarantine.c.partition_date == plan.day,
+                quarantine.c.run_id != plan.run_id,
+            ))
+        stage_seconds = {**totals["stage_seconds"], "publish": round(time.perf_counter() - started, 3)}
+        runs.finish(conn, model=plan.model, run_id=plan.run_id, status=status, extracted=extracted,
+                    scored=scored, quarantined=quarantined, score_mean=audit.score_mean,
+                    stage_seconds=stage_seconds)
+    logger.info("%s day %s %s: %d rows, %d scored, %d quarantined, version %d", spec.name, plan.day,
+                "checked (dry run, nothing published)" if plan.dry_run else "published", extracted, scored,
+                quarantined, plan.version)
+    return RunSummary(spec.name, plan.day, plan.run_id, plan.version, status, extracted, scored, quarantined,
+                      audit.score_mean, stage_seconds)
+
+
+def score_day(
+    engine: sa.Engine,
+    spec: Spec,
+    day: dt.date,
+    *,
+    run_id: str,
+    run_type: str = "cli",
+    version: int | None = None,
+    version_policy: str = "champion",
+    dry_run: bool = False,
+    shards: int = 1,
+    suite_file: Path | None = None,
+    results_dir: Path | None = None,
+) -> RunSummary:
+    """The whole day in this process: the code path of the DAG, without Airflow."""
+    plan = plan_run(engine, spec, day, run_id=run_id, run_type=run_type, version=version,
+                    version_policy=version_policy, dry_run=dry_run, shards=shards)
+    for shard in range(shards):
+        score_shard(engine, spec, plan, shard, suite_file=suite_file, results_dir=results_dir)
+    return publish_run(engine, spec, plan)
+
+
+# -- internals ---------------------------------------------------------------------------------------------
+def _stream(conn: Any, spec: Spec, plan: RunPlan, shard: int, batch_bytes: int) -> Iterator[pa.RecordBatch]:
+    sql = day_sql(spec, plan.day, shard, plan.shards)
+    try:
+        yield from arrow.stream(conn, sql, batch_bytes)
+    except Exception as exc:
+        # ADBC raises driver-specific errors (undefined table/column...): name the source and re-raise ours.
+        if type(exc).__module__.startswith(("adbc_driver", "pyarrow")):
+            where = spec.source.table or "query"
+            raise SourceError(f"model {spec.name!r}: cannot read source {where}: {exc}") from exc
+        raise
+
+
+def _timed(batches: Iterator[pa.RecordBatch]) -> Iterator[tuple[pa.RecordBatch, float]]:
+    """Each batch with the seconds spent waiting for it (the extract time)."""
+    while True:
+        started = time.perf_counter()
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        yield batch, time.perf_counter() - started
+
+
+def _check_batch(spec: Spec, day: dt.date, extracted: int, quarantined: int) -> None:
+    rules = spec.validation
+    if extracted < rules.min_rows or (rules.max_rows is not None and extracted > rules.max_rows):
+        raise ValidationFailed(
+            f"model {spec.name!r} day {day}: {extracted} rows extracted, expected between {rules.min_rows} and "
+            f"{rules.max_rows if rules.max_rows is not None else 'no upper bound'} (validation.min_rows/max_rows); "
+            "nothing was published"
+        )
+    share = quarantined / extracted if extracted else 0.0
+    if share > rules.max_quarantine_share:
+        raise ValidationFailed(
+            f"model {spec.name!r} day {day}: {quarantined} of {extracted} rows quarantined ({share:.1%}), above "
+            f"validation.max_quarantine_share {rules.max_quarantine_share:.1%}; nothing was published "
+            f"(see {spec.name!r} rows in the quarantine table)"
+        )
+
+
+def _reset_shard(engine: sa.Engine, spec: Spec, plan: RunPlan, shard: int) -> None:
+    """Forget what an earlier attempt of this shard staged or quarantined (a retried task starts clean)."""
+    from ml_batch.sources import shard_of
+
+    with engine.begin() as conn:
+        conn.execute(quarantine.delete().where(
+            quarantine.c.model_name == spec.name, quarantine.c.run_id == plan.run_id, quarantine.c.shard == shard,
+        ))
+        staging = sa.table(plan.staging_table.rpartition(".")[2], sa.column(spec.source.key),
+                           schema=plan.staging_table.rpartition(".")[0] or None)
+        stmt = staging.delete()
+        if plan.shards > 1:
+            stmt = stmt.where(shard_of(staging.c[spec.source.key], plan.shards) == shard)
+        conn.execute(stmt)
+
+
+def _predict(pipeline: Any, spec: Spec, frame: pd.DataFrame) -> np.ndarray:
+    if frame.empty:
+        return np.empty(0, dtype=np.float64)
+    features = frame.loc[:, spec.feature_names]
+    if spec.model.task == "binary":
+        return np.asarray(pipeline.predict_proba(features)[:, 1], dtype=np.float64)
+    return np.asarray(pipeline.predict(features), dtype=np.float64)
+
+
+def _predictions(spec: Spec, plan: RunPlan, keys: pa.Array, scores: np.ndarray) -> pa.Table:
+    n = len(scores)
+    if spec.model.task == "binary":
+        labels = pa.array((scores >= spec.predictions.threshold).astype(np.int16))
+    else:
+        labels = pa.nulls(n, pa.int16())
+    now = pa.scalar(dt.datetime.now(dt.UTC), pa.timestamp("us", tz="UTC"))
+    return pa.table({
+        spec.source.key: keys,
+        "partition_date": pa.repeat(pa.scalar(plan.day, pa.date32()), n),
+        "score": pa.array(scores, pa.float64()),
+        "predicted_label": labels,
+        "model_name": pa.repeat(pa.scalar(spec.name), n),
+        "model_version": pa.repeat(pa.scalar(plan.version, pa.int32()), n),
+        "artifact_sha256": pa.repeat(pa.scalar(plan.artifact_sha256), n),
+        "run_id": pa.repeat(pa.scalar(plan.run_id), n),
+        "scored_at": pa.repeat(now, n),
+    })
+
+
+def _quarantine(engine: sa.Engine, spec: Spec, plan: RunPlan, shard: int, rows: pd.DataFrame,
+                reasons: dict[Any, list[str]]) -> None:
+    records = json.loads(rows.to_json(orient="records", date_format="iso", date_unit="us"))
+    keys = rows[spec.source.key].tolist()
+    payload = [
+        {"model_name": spec.name, "partition_date": plan.day, "run_id": plan.run_id, "shard": shard,
+         "entity_key": None if key is None else str(key), "reasons": reasons.get(key, []), "row_data": record}
+        for key, record in zip(keys, records, strict=True)
+    ]
+    with engine.begin() as conn:
+        conn.execute(quarantine.insert(), payload)
+
+
+

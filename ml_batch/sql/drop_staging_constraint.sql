@@ -1,0 +1,1 @@
+ALTER TABLE {partition} DROP CONSTRAINT {constraint}

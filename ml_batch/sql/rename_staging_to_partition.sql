@@ -1,0 +1,1 @@
+ALTER TABLE {staging} RENAME TO {partition_name}
