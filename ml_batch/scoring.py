@@ -192,7 +192,7 @@ def _score_shard(
     with arrow.connect(url) as reader, arrow.connect(url) as writer:
         for index, (batch, waited) in enumerate(_timed(_stream(reader, spec, plan, shard, batch_bytes))):
             seconds["extract"] += waited
-            frame = batch.to_pandas()
+            frame = _to_pandas(batch, spec)
             extracted += len(frame)
             started = time.perf_counter()
             outcome = validate_frame(spec, frame, suite)
@@ -315,6 +315,17 @@ def _stream(conn: Any, spec: Spec, plan: RunPlan, shard: int, batch_bytes: int) 
             where = spec.source.table or "query"
             raise SourceError(f"model {spec.name!r}: cannot read source {where}: {exc}") from exc
         raise
+
+
+def _to_pandas(batch: pa.RecordBatch, spec: Spec) -> pd.DataFrame:
+    """The batch as pandas; NUMERIC (decimal) features become float64 so validation and the model see numbers."""
+    numeric = {f.name for f in spec.features if f.type == "numeric"}
+    columns = []
+    for name, column in zip(batch.schema.names, batch.columns, strict=True):
+        if name in numeric and pa.types.is_decimal(column.type):
+            column = column.cast(pa.float64())
+        columns.append(column)
+    return pa.RecordBatch.from_arrays(columns, names=batch.schema.names).to_pandas()
 
 
 def _timed(batches: Iterator[pa.RecordBatch]) -> Iterator[tuple[pa.RecordBatch, float]]:

@@ -1,0 +1,185 @@
+"""The scoring path (plan → shards → publish) against a real PostgreSQL, without Airflow."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import sqlalchemy as sa
+
+from ml_batch import registry
+from ml_batch.config import Settings
+from ml_batch.errors import ValidationFailed
+from ml_batch.jobs import train_and_register
+from ml_batch.runs import list_runs
+from ml_batch.scoring import plan_run, publish_run, score_day, score_shard
+from tests.integration.helpers import load_toy_data, toy_spec
+
+pytestmark = pytest.mark.integration
+
+FIRST = dt.date(2026, 5, 1)
+AS_OF = dt.date(2026, 5, 20)
+DAY = dt.date(2026, 5, 21)
+
+
+@pytest.fixture()
+def toy(settings: Settings, engine: sa.Engine):
+    spec = toy_spec(settings.schema)
+    load_toy_data(engine, settings.schema, FIRST, days=25, rows_per_day=80)
+    train_and_register(engine, spec, AS_OF, actor="t", promote=True)
+    return spec
+
+
+def _day_rows(engine: sa.Engine, spec, day: dt.date) -> list[tuple]:
+    with engine.connect() as conn:
+        return conn.execute(sa.text(
+            f"SELECT id, score, model_version, run_id FROM {spec.predictions.table} "
+            "WHERE partition_date = :d ORDER BY id"), {"d": day}).all()
+
+
+def _source_ids(engine: sa.Engine, spec, day: dt.date) -> list[int]:
+    start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+    with engine.connect() as conn:
+        return conn.execute(sa.text(
+            f"SELECT id FROM {spec.source.table} WHERE event_time >= :s AND event_time < :e ORDER BY id"),
+            {"s": start, "e": start + dt.timedelta(days=1)}).scalars().all()
+
+
+def test_a_day_is_scored_end_to_end_and_tagged(engine: sa.Engine, toy, tmp_path) -> None:
+    summary = score_day(engine, toy, DAY, run_id="r1", results_dir=tmp_path)
+    rows = _day_rows(engine, toy, DAY)
+    assert [r.id for r in rows] == _source_ids(engine, toy, DAY)
+    assert summary.extracted == summary.scored == len(rows) == 80 and summary.quarantined == 0
+    assert {r.model_version for r in rows} == {1} and {r.run_id for r in rows} == {"r1"}
+    assert all(0 <= r.score <= 1 for r in rows)
+    assert list(tmp_path.rglob("*.json")), "GX validation results are kept"
+    run = list_runs(engine, "toy")[0]
+    assert (run["status"], run["rows_extracted"], run["rows_scored"], run["model_version"]) == ("success", 80, 80, 1)
+
+
+def test_rerunning_a_day_three_times_leaves_one_copy(engine: sa.Engine, toy) -> None:
+    for attempt in range(3):
+        score_day(engine, toy, DAY, run_id=f"rerun-{attempt}")
+    rows = _day_rows(engine, toy, DAY)
+    assert len(rows) == 80 and len({r.id for r in rows}) == 80
+    assert {r.run_id for r in rows} == {"rerun-2"} and {r.model_version for r in rows} == {1}
+    with engine.connect() as conn:
+        partitions = conn.execute(sa.text(
+            "SELECT count(*) FROM pg_inherits WHERE inhparent = to_regclass(:t)"), {"t": toy.predictions.table}
+        ).scalar_one()
+    assert partitions == 1
+
+
+def test_only_the_days_rows_are_scored(engine: sa.Engine, toy) -> None:
+    score_day(engine, toy, DAY, run_id="a")
+    score_day(engine, toy, DAY + dt.timedelta(days=1), run_id="b")
+    assert [r.id for r in _day_rows(engine, toy, DAY)] == _source_ids(engine, toy, DAY)
+    assert [r.id for r in _day_rows(engine, toy, DAY + dt.timedelta(days=1))] == _source_ids(
+        engine, toy, DAY + dt.timedelta(days=1))
+
+
+def test_a_promotion_between_runs_changes_only_the_later_day(engine: sa.Engine, toy) -> None:
+    score_day(engine, toy, DAY, run_id="d1")
+    v2 = train_and_register(engine, toy, AS_OF, actor="t").version.version
+    registry.promote(engine, "toy", v2, actor="t", reason="test")
+    score_day(engine, toy, DAY + dt.timedelta(days=1), run_id="d2")
+    assert {r.model_version for r in _day_rows(engine, toy, DAY)} == {1}
+    assert {r.model_version for r in _day_rows(engine, toy, DAY + dt.timedelta(days=1))} == {2}
+
+
+def test_pinned_version_survives_a_promotion_during_the_run(engine: sa.Engine, toy) -> None:
+    plan = plan_run(engine, toy, DAY, run_id="pinned")
+    v2 = train_and_register(engine, toy, AS_OF, actor="t").version.version
+    registry.promote(engine, "toy", v2, actor="t", reason="mid-run")
+    score_shard(engine, toy, plan, 0)
+    publish_run(engine, toy, plan)
+    assert {r.model_version for r in _day_rows(engine, toy, DAY)} == {1}
+
+
+def test_quarantined_rows_carry_reasons_and_counts_add_up(settings: Settings, engine: sa.Engine, toy) -> None:
+    ids = _source_ids(engine, toy, DAY)[:3]
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"UPDATE {toy.source.table} SET color = 'green' WHERE id = ANY(:ids)"), {"ids": ids})
+    spec = toy.model_copy(update={"validation": toy.validation.model_copy(update={"max_quarantine_share": 0.1})})
+    summary = score_day(engine, spec, DAY, run_id="q")
+    assert (summary.extracted, summary.scored, summary.quarantined) == (80, 77, 3)
+    assert not {r.id for r in _day_rows(engine, toy, DAY)} & set(ids)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            f'SELECT entity_key, reasons, row_data FROM "{settings.schema}".quarantine WHERE model_name = \'toy\' '
+            "ORDER BY entity_key::bigint")).all()
+    assert [int(r.entity_key) for r in rows] == ids
+    assert all(r.row_data["color"] == "green" for r in rows)
+    assert all(any("color" in reason and "green" in reason for reason in r.reasons) for r in rows)
+
+
+def test_too_many_quarantined_rows_fail_and_publish_nothing(engine: sa.Engine, toy) -> None:
+    ids = _source_ids(engine, toy, DAY)[:10]
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"UPDATE {toy.source.table} SET color = 'green' WHERE id = ANY(:ids)"), {"ids": ids})
+    with pytest.raises(ValidationFailed, match=r"10 of 80 rows quarantined \(12\.5%\), above "
+                                               r"validation\.max_quarantine_share 5\.0%"):
+        score_day(engine, toy, DAY, run_id="too-many")
+    assert _day_rows(engine, toy, DAY) == []
+    assert list_runs(engine, "toy")[0]["status"] == "failed"
+
+
+def test_a_batch_level_failure_fails_with_a_clear_message_and_publishes_nothing(engine: sa.Engine, toy) -> None:
+    score_day(engine, toy, DAY, run_id="good")
+    strict = toy.model_copy(update={"validation": toy.validation.model_copy(update={"min_rows": 1000})})
+    with pytest.raises(ValidationFailed, match=r"80 rows extracted, expected between 1000 and no upper bound"):
+        score_day(engine, strict, DAY, run_id="bad")
+    # The earlier good copy of the day is untouched.
+    assert {r.run_id for r in _day_rows(engine, toy, DAY)} == {"good"}
+    failed = [r for r in list_runs(engine, "toy") if r["run_id"] == "bad"][0]
+    assert failed["status"] == "failed" and "expected between 1000" in failed["error"]
+
+
+def test_dry_run_publishes_nothing(settings: Settings, engine: sa.Engine, toy) -> None:
+    summary = score_day(engine, toy, DAY, run_id="dry", dry_run=True)
+    assert summary.status == "dry_run" and summary.scored == 80
+    assert _day_rows(engine, toy, DAY) == []
+    with engine.connect() as conn:
+        leftovers = conn.execute(sa.text(
+            "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'toy_predictions__s_%'")).scalar_one()
+    assert leftovers == 0
+
+
+def test_sharded_run_publishes_exactly_the_unsharded_rows(engine: sa.Engine, toy) -> None:
+    score_day(engine, toy, DAY, run_id="one")
+    single = [(r.id, r.score) for r in _day_rows(engine, toy, DAY)]
+    score_day(engine, toy, DAY, run_id="three", shards=3)
+    sharded = [(r.id, r.score) for r in _day_rows(engine, toy, DAY)]
+    assert [i for i, _ in sharded] == [i for i, _ in single]
+    assert [s for _, s in sharded] == pytest.approx([s for _, s in single])
+
+
+def test_a_retried_shard_does_not_duplicate_rows(engine: sa.Engine, toy) -> None:
+    plan = plan_run(engine, toy, DAY, run_id="retry", shards=2)
+    for shard in (0, 1, 1, 0):
+        score_shard(engine, toy, plan, shard)
+    summary = publish_run(engine, toy, plan)
+    assert summary.scored == 80 and len(_day_rows(engine, toy, DAY)) == 80
+
+
+def test_publishing_before_all_shards_finish_is_refused(engine: sa.Engine, toy) -> None:
+    plan = plan_run(engine, toy, DAY, run_id="partial", shards=2)
+    score_shard(engine, toy, plan, 0)
+    with pytest.raises(ValidationFailed, match="1 of 2 shards finished; refusing to publish a partial day"):
+        publish_run(engine, toy, plan)
+    assert _day_rows(engine, toy, DAY) == []
+
+
+def test_backfill_can_use_the_version_that_was_champion_on_the_day(engine: sa.Engine, toy) -> None:
+    v2 = train_and_register(engine, toy, AS_OF, actor="t").version.version
+    registry.promote(engine, "toy", v2, actor="t", reason="today")
+    # Version 1 was promoted "today" too, so move its audit event into the past to make it that day's champion.
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            f"UPDATE {toy.predictions.table.split('.')[0]}.model_events SET created_at = :t "
+            "WHERE model_name = 'toy' AND event = 'promoted' AND to_version = 1"),
+            {"t": dt.datetime.combine(DAY, dt.time(8), tzinfo=dt.UTC)})
+    score_day(engine, toy, DAY, run_id="then", version_policy="champion_on_day")
+    assert {r.model_version for r in _day_rows(engine, toy, DAY)} == {1}
+    score_day(engine, toy, DAY, run_id="now")
+    assert {r.model_version for r in _day_rows(engine, toy, DAY)} == {2}
