@@ -190,6 +190,65 @@ def train_cmd(
         out.print(f"gate: {verdict}: {outcome.decision.reason}")
 
 
+# -- score / runs ------------------------------------------------------------------------------------------
+@app.command("score")
+def score_cmd(
+    model: ModelOpt,
+    date: Annotated[str, typer.Option("--date", "-d", help="Partition day D: rows with D <= date < D+1 (UTC).")],
+    version: Annotated[int | None, typer.Option("--version", help="Score with this version (default: champion).")]
+    = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and score, publish nothing.")] = False,
+    shards: Annotated[int, typer.Option("--shards", min=1, max=64, help="Split the day into K shards.")] = 1,
+    as_json: JsonOpt = False,
+) -> None:
+    """Score one day outside Airflow, through the same code path as the daily DAG."""
+    from ml_batch.scoring import score_day
+    from ml_batch.validation import suite_path
+
+    settings = _settings()
+    spec = _spec(settings, model)
+    day = _date(date, "--date")
+    run_id = f"cli__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S.%f}"
+    with _step(f"scoring {model} for {day}", as_json):
+        summary = score_day(
+            _engine(settings), spec, day, run_id=run_id, run_type="cli", version=version, dry_run=dry_run,
+            shards=shards, suite_file=suite_path(spec, settings.specs_dir),
+            results_dir=settings.home / "validation",
+        )
+    if as_json:
+        _print_json(summary.as_dict())
+        return
+    verb = "checked (dry run, nothing published)" if dry_run else f"published to {spec.predictions.table}"
+    mean = f"{summary.score_mean:.4f}" if summary.score_mean is not None else "-"
+    out.print(f"{model} {day}: {summary.extracted} rows, {summary.scored} scored, {summary.quarantined} "
+              f"quarantined, version {summary.version}, mean score {mean}; {verb} (run {run_id})")
+
+
+@app.command("runs")
+def runs_cmd(
+    model: ModelOpt,
+    limit: Annotated[int, typer.Option("--limit", help="How many runs.")] = 30,
+    as_json: JsonOpt = False,
+) -> None:
+    """Recent runs of a model: rows in / scored / quarantined, version, stage durations, status."""
+    from ml_batch.runs import list_runs
+
+    rows = list_runs(_engine(), model, limit)
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("day", "status", "type", "version", "rows", "scored", "quar.", "mean score", "seconds", "run id")
+    for r in rows:
+        seconds = sum(float(v) for v in (r["stage_seconds"] or {}).values())
+        mean = f"{r['score_mean']:.4f}" if r["score_mean"] is not None else "-"
+        status = r["status"] if not r["error"] else f"{r['status']}: {r['error'][:60]}"
+        table.add_row(str(r["partition_date"]), status, r["run_type"], str(r["model_version"]),
+                      str(r["rows_extracted"] or "-"), str(r["rows_scored"] or "-"),
+                      str(r["rows_quarantined"] if r["rows_quarantined"] is not None else "-"), mean,
+                      f"{seconds:.1f}", r["run_id"])
+    out.print(table if rows else f"no runs of {model}")
+
+
 # -- models ------------------------------------------------------------------------------------------------
 @models_app.command("list")
 def models_list(

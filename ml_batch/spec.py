@@ -8,6 +8,7 @@ always quoted by SQLAlchemy when used, so a spec can never inject SQL.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import importlib
 import json
@@ -201,6 +202,8 @@ class Spec(_Strict):
     description: str = ""
     owner: str = "ml-batch"
     schedule: str = "0 6 * * *"
+    start_date: dt.date = dt.date(2026, 1, 1)
+    max_active_runs: int = Field(default=4, ge=1, le=64)
     source: SourceSpec
     features: list[FeatureSpec] = Field(min_length=1)
     labels: LabelsSpec

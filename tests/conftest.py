@@ -14,6 +14,14 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+# Airflow reads its configuration once, at first import: point it at a throwaway home (never the user's
+# real AIRFLOW_HOME and metadata DB), this repo's DAGs, and no example DAGs, before anything imports it.
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="ml_batch_test_airflow_"))
+os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).resolve().parents[1] / "dags")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "WARNING"
+
 import pytest
 import sqlalchemy as sa
 

@@ -1,0 +1,16 @@
+"""One `batch_predict_<model>` DAG per model spec in the specs folder (ML_BATCH_SPECS_DIR, default
+`include/models/` next to this folder). Wiring only: the DAG shape is in `ml_batch.airflow.dag_factory`,
+the work in `ml_batch.scoring`. Parsing reads the spec files and nothing else."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ml_batch.airflow.dag_factory import build_dag
+from ml_batch.spec import load_specs
+
+SPECS_DIR = Path(os.environ.get("ML_BATCH_SPECS_DIR") or Path(__file__).resolve().parents[1] / "include" / "models")
+
+for _spec in load_specs(SPECS_DIR).values():
+    build_dag(_spec)

@@ -1,0 +1,61 @@
+"""What a running task needs from Airflow: the database engine (from a Connection) and settings.
+
+Connections are resolved only inside a running task, never at parse time. The connection id is
+`ml_batch_db` (override with ML_BATCH_CONN_ID); when it is not defined, ml-batch falls back to
+ML_BATCH_DATABASE_URL or its embedded server, exactly as the CLI does.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import sqlalchemy as sa
+
+from ml_batch.config import Settings
+from ml_batch.db.engine import make_engine
+from ml_batch.db.migrate import upgrade
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CONN_ID = "ml_batch_db"
+
+
+def conn_id() -> str:
+    return os.environ.get("ML_BATCH_CONN_ID", DEFAULT_CONN_ID)
+
+
+def database_url_from_connection(connection_id: str) -> str | None:
+    """A SQLAlchemy URL for an Airflow Connection, or None when no such connection is defined."""
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        conn = BaseHook.get_connection(connection_id)
+    except AirflowNotFoundException:
+        return None
+    query = {k: str(v) for k, v in (conn.extra_dejson or {}).items() if k in {"sslmode", "sslrootcert", "options"}}
+    url = sa.URL.create(
+        "postgresql+psycopg2", username=conn.login or None, password=conn.password or None,
+        host=conn.host or None, port=conn.port or None, database=conn.schema or None, query=query,
+    )
+    return url.render_as_string(hide_password=False)
+
+
+def task_settings() -> Settings:
+    """Settings for a running task: the environment, with the database from the Airflow Connection."""
+    settings = Settings.from_env()
+    url = database_url_from_connection(conn_id())
+    if url is None:
+        logger.info("no Airflow connection %r: using %s", conn_id(),
+                    "ML_BATCH_DATABASE_URL" if settings.database_url else "the embedded PostgreSQL")
+        return settings
+    return Settings(home=settings.home, specs_dir=settings.specs_dir, schema=settings.schema, database_url=url,
+                    user=settings.user)
+
+
+def task_engine(settings: Settings) -> sa.Engine:
+    """The engine for `settings`, with ml-batch's migrations applied (idempotent, locked)."""
+    engine = make_engine(settings)
+    upgrade(engine, settings.schema)
+    return engine

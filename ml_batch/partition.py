@@ -1,0 +1,52 @@
+"""Which day a run scores: the one rule shared by scheduled runs, manual runs and backfills.
+
+A run for day D scores the source rows with D <= date_column < D+1 (UTC). D is, in order:
+
+1. the `date` param when an operator gives one (manual runs from the UI or the REST API);
+2. else the UTC date of the run's data interval start: the daily DAGs use a data-interval timetable
+   (`CronDataIntervalTimetable`), so a scheduled run that fires on D+1 covers [D, D+1) and scores D, and
+   a backfill run for D covers the same interval;
+3. else (an Airflow 3 manual run without a logical date, so without a data interval) the last complete UTC
+   day before the run was triggered: `run_after` minus one day.
+
+`logical_date`/`ds` are deliberately not used: for manual runs Airflow infers the interval that *ends*
+at the logical date, so the same field would mean D for one kind of run and D+1 for another.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from ml_batch.errors import ConfigError
+
+RUN_TYPES = {"scheduled": "scheduled", "manual": "manual", "backfill": "backfill",
+             "asset_triggered": "manual", "test": "test"}
+
+
+def resolve_day(param_date: str | dt.date | None, interval_start: dt.datetime | None,
+                run_after: dt.datetime | None) -> dt.date:
+    """The partition day of a run (see the module docstring for the rule)."""
+    if param_date:
+        if isinstance(param_date, dt.date):
+            return param_date
+        try:
+            return dt.date.fromisoformat(str(param_date))
+        except ValueError as exc:
+            raise ConfigError(f"param date={param_date!r} is not a date: expected YYYY-MM-DD") from exc
+    if interval_start is not None:
+        return _utc(interval_start).date()
+    if run_after is not None:
+        return _utc(run_after).date() - dt.timedelta(days=1)
+    raise ConfigError("cannot tell which day to score: no 'date' param, no data interval and no run_after")
+
+
+def run_type_of(airflow_run_type: str | None) -> str:
+    """Airflow's DagRunType value (e.g. 'scheduled', 'backfill') as ml-batch's run type."""
+    value = (airflow_run_type or "manual").lower().rsplit(".", 1)[-1]
+    return RUN_TYPES.get(value, "manual")
+
+
+def _utc(moment: dt.datetime) -> dt.datetime:
+    if moment.tzinfo is None:
+        raise ConfigError(f"timestamp {moment.isoformat()} has no time zone: expected an aware datetime")
+    return moment.astimezone(dt.UTC)

@@ -1,0 +1,172 @@
+"""The daily DAG run by real Airflow (`dag.test()`, sqlite metadata DB) against the real PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from ml_batch import registry
+from ml_batch.config import Settings
+from ml_batch.jobs import train_and_register
+from ml_batch.runs import list_runs
+from tests.integration.helpers import load_toy_data, toy_spec
+
+pytestmark = pytest.mark.integration
+
+FIRST = dt.date(2026, 5, 1)
+AS_OF = dt.date(2026, 5, 20)
+DAY = dt.date(2026, 5, 21)
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    from airflow.utils import db
+
+    db.initdb()
+
+
+@pytest.fixture()
+def toy_dag(settings: Settings, engine: sa.Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, airflow_db):
+    spec = toy_spec(settings.schema)
+    specs_dir = tmp_path / "specs"
+    specs_dir.mkdir()
+    (specs_dir / "toy.yaml").write_text(yaml.safe_dump(spec.model_dump(mode="json")))
+    load_toy_data(engine, settings.schema, FIRST, days=25, rows_per_day=80)
+    train_and_register(engine, spec, AS_OF, actor="t", promote=True)
+    url = sa.engine.make_url(settings.database_url).set(drivername="postgresql")
+    monkeypatch.setenv("AIRFLOW_CONN_ML_BATCH_DB", url.render_as_string(hide_password=False))
+    monkeypatch.setenv("ML_BATCH_SCHEMA", settings.schema)
+    monkeypatch.setenv("ML_BATCH_SPECS_DIR", str(specs_dir))
+    monkeypatch.setenv("ML_BATCH_HOME", str(settings.home))
+    return spec, _Dag(spec)
+
+
+class _Dag:
+    """Runs `dag.test()` on a freshly built DAG each time, as the scheduler parses the file for each run
+    (dag.test() mutates the DAG object's params with the run's conf)."""
+
+    def __init__(self, spec) -> None:
+        self.spec = spec
+
+    def test(self, **kwargs):
+        from ml_batch.airflow.dag_factory import build_dag
+
+        dag = build_dag(self.spec)
+        for t in dag.tasks:
+            t.retries = 0  # a failing test should fail now, not after the production retry delays
+        return dag.test(**kwargs)
+
+
+def _rows(engine: sa.Engine, spec, day: dt.date) -> list[tuple]:
+    with engine.connect() as conn:
+        return conn.execute(sa.text(f"SELECT id, model_version, run_id FROM {spec.predictions.table} "
+                                    "WHERE partition_date = :d ORDER BY id"), {"d": day}).all()
+
+
+def _ids_of(engine: sa.Engine, spec, day: dt.date) -> list[int]:
+    start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+    with engine.connect() as conn:
+        return conn.execute(sa.text(f"SELECT id FROM {spec.source.table} WHERE event_time >= :s AND "
+                                    "event_time < :e ORDER BY id"),
+                            {"s": start, "e": start + dt.timedelta(days=1)}).scalars().all()
+
+
+def _interval_run(dag, day: dt.date, **conf):
+    # A run whose data interval is [D 06:00, D+1 06:00): what the scheduler and a backfill create for day D.
+    return dag.test(logical_date=dt.datetime.combine(day + dt.timedelta(days=1), dt.time(6), tzinfo=dt.UTC),
+                    run_conf=conf or None)
+
+
+def test_interval_run_scores_day_d_end_to_end(engine: sa.Engine, toy_dag) -> None:
+    spec, dag = toy_dag
+    run = _interval_run(dag, DAY)
+    assert run.state == "success"
+    rows = _rows(engine, spec, DAY)
+    assert [r.id for r in rows] == _ids_of(engine, spec, DAY)
+    assert {r.model_version for r in rows} == {1} and {r.run_id for r in rows} == {run.run_id}
+    recorded = list_runs(engine, "toy")[0]
+    assert (recorded["status"], recorded["rows_extracted"], recorded["rows_scored"]) == ("success", 80, 80)
+
+
+def test_manual_run_with_a_date_param_scores_that_day_only(engine: sa.Engine, toy_dag) -> None:
+    spec, dag = toy_dag
+    run = dag.test(logical_date=None, run_conf={"date": DAY.isoformat()})
+    assert run.state == "success"
+    assert [r.id for r in _rows(engine, spec, DAY)] == _ids_of(engine, spec, DAY)
+    with engine.connect() as conn:
+        days = conn.execute(sa.text(f"SELECT DISTINCT partition_date FROM {spec.predictions.table}")).scalars().all()
+    assert days == [DAY]
+
+
+def test_manual_run_without_logical_date_scores_yesterday(engine: sa.Engine, toy_dag) -> None:
+    spec, dag = toy_dag
+    run_after = dt.datetime.combine(DAY + dt.timedelta(days=1), dt.time(9), tzinfo=dt.UTC)
+    run = dag.test(logical_date=None, run_after=run_after)
+    assert run.state == "success"
+    assert [r.id for r in _rows(engine, spec, DAY)] == _ids_of(engine, spec, DAY)
+
+
+def test_rerunning_the_same_day_three_times_leaves_one_copy(engine: sa.Engine, toy_dag) -> None:
+    spec, dag = toy_dag
+    run_ids = [dag.test(logical_date=None, run_conf={"date": DAY.isoformat()}).run_id for _ in range(3)]
+    rows = _rows(engine, spec, DAY)
+    assert len(rows) == 80 and len({r.id for r in rows}) == 80
+    assert {r.run_id for r in rows} == {run_ids[-1]} and {r.model_version for r in rows} == {1}
+
+
+def test_sharded_dry_run_and_version_params(engine: sa.Engine, toy_dag) -> None:
+    spec, dag = toy_dag
+    dry = dag.test(logical_date=None, run_conf={"date": DAY.isoformat(), "dry_run": True, "shards": 3})
+    assert dry.state == "success" and _rows(engine, spec, DAY) == []
+    assert list_runs(engine, "toy")[0]["status"] == "dry_run"
+    v2 = train_and_register(engine, spec, AS_OF, actor="t").version.version
+    run = dag.test(logical_date=None, run_conf={"date": DAY.isoformat(), "version": v2, "shards": 3})
+    assert run.state == "success"
+    assert {r.model_version for r in _rows(engine, spec, DAY)} == {v2}
+    assert registry.aliases(engine, "toy")["champion"] == 1
+
+
+def test_a_promotion_between_runs_changes_only_the_later_day(engine: sa.Engine, toy_dag) -> None:
+    spec, dag = toy_dag
+    assert _interval_run(dag, DAY).state == "success"
+    v2 = train_and_register(engine, spec, AS_OF, actor="t").version.version
+    registry.promote(engine, "toy", v2, actor="t", reason="between runs")
+    assert _interval_run(dag, DAY + dt.timedelta(days=1)).state == "success"
+    assert {r.model_version for r in _rows(engine, spec, DAY)} == {1}
+    assert {r.model_version for r in _rows(engine, spec, DAY + dt.timedelta(days=1))} == {v2}
+
+
+def test_batch_failure_fails_the_run_and_publishes_nothing(
+    settings: Settings, engine: sa.Engine, toy_dag, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    spec, dag = toy_dag
+    strict = spec.model_copy(update={"validation": spec.validation.model_copy(update={"min_rows": 500})})
+    specs_dir = tmp_path / "strict"
+    specs_dir.mkdir()
+    (specs_dir / "toy.yaml").write_text(yaml.safe_dump(strict.model_dump(mode="json")))
+    monkeypatch.setenv("ML_BATCH_SPECS_DIR", str(specs_dir))
+    run = dag.test(logical_date=None, run_conf={"date": DAY.isoformat()})
+    assert run.state == "failed"
+    assert _rows(engine, spec, DAY) == []
+    failed = list_runs(engine, "toy")[0]
+    assert failed["status"] == "failed" and "80 rows extracted, expected between 500" in failed["error"]
+
+
+def test_publish_emits_an_asset_event(engine: sa.Engine, toy_dag) -> None:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    spec, dag = toy_dag
+    run = dag.test(logical_date=None, run_conf={"date": DAY.isoformat()})
+    assert run.state == "success"
+    with create_session() as session:
+        events = (
+            session.query(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .filter(AssetModel.name == "ml_batch.predictions.toy", AssetEvent.source_run_id == run.run_id).all()
+        )
+    assert len(events) == 1
+    assert events[0].extra == {"model": "toy", "day": DAY.isoformat(), "version": 1, "scored": 80, "quarantined": 0}

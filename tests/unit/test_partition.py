@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from ml_batch.errors import ConfigError
+from ml_batch.partition import resolve_day, run_type_of
+
+UTC = dt.UTC
+D = dt.date(2026, 11, 3)
+
+
+def test_scheduled_and_backfill_runs_score_the_interval_start_day() -> None:
+    # CronDataIntervalTimetable("0 6 * * *"): the run firing on D+1 06:00 covers [D 06:00, D+1 06:00).
+    start = dt.datetime(2026, 11, 3, 6, tzinfo=UTC)
+    assert resolve_day(None, start, dt.datetime(2026, 11, 4, 6, tzinfo=UTC)) == D
+
+
+def test_the_date_param_wins() -> None:
+    start = dt.datetime(2026, 11, 20, 6, tzinfo=UTC)
+    assert resolve_day("2026-11-03", start, None) == D
+    assert resolve_day(D, None, None) == D
+
+
+def test_manual_run_without_logical_date_scores_yesterday() -> None:
+    assert resolve_day(None, None, dt.datetime(2026, 11, 4, 0, 30, tzinfo=UTC)) == D
+
+
+def test_other_time_zones_are_converted_to_utc() -> None:
+    tokyo = dt.timezone(dt.timedelta(hours=9))
+    assert resolve_day(None, dt.datetime(2026, 11, 4, 8, tzinfo=tokyo), None) == D
+
+
+def test_bad_values_are_named() -> None:
+    with pytest.raises(ConfigError, match="param date='03/11/2026' is not a date"):
+        resolve_day("03/11/2026", None, None)
+    with pytest.raises(ConfigError, match="has no time zone"):
+        resolve_day(None, dt.datetime(2026, 11, 3), None)
+    with pytest.raises(ConfigError, match="cannot tell which day"):
+        resolve_day(None, None, None)
+
+
+@pytest.mark.parametrize(("given", "expected"), [("scheduled", "scheduled"), ("DagRunType.BACKFILL", "backfill"),
+                                                 ("asset_triggered", "manual"), (None, "manual")])
+def test_run_types(given: str | None, expected: str) -> None:
+    assert run_type_of(given) == expected
