@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-k registry -x"`.
 PYTEST_ARGS ?=
 
-.PHONY: setup test unit lint typecheck demo db-up db-down clean lock
+.PHONY: setup test unit lint demo airflow bench db-up db-down clean lock
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ lint: setup
 ## demo: the main job end to end on the embedded PostgreSQL
 demo: setup
 	$(BIN)/ml-batch demo run
+
+## airflow: a local Airflow (UI/API on http://localhost:8080) with the DAGs and the ml_batch_db connection
+airflow: setup
+	$(BIN)/ml-batch db up
+	$(BIN)/ml-batch airflow standalone
 
 db-up: setup
 	$(BIN)/ml-batch db up

@@ -33,7 +33,8 @@ app.add_typer(models_app, name="models")
 app.add_typer(demo_app, name="demo")
 app.add_typer(specs_app, name="specs")
 
-out = Console()
+# Wide tables when piped (CI logs, `make demo | tee`): rich would otherwise wrap at 80 columns.
+out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
@@ -357,6 +358,44 @@ def _print_move(move: Any, as_json: bool) -> None:
         out.print(f"{move.model_name}: {move.alias} is already version {move.to_version}; nothing changed")
     else:
         out.print(f"{move.model_name}: {move.alias} moved from {move.from_version or '-'} to {move.to_version}")
+
+
+# -- airflow -----------------------------------------------------------------------------------------------
+airflow_app = typer.Typer(help="A local Airflow wired to ml-batch's database and DAGs.", no_args_is_help=True)
+app.add_typer(airflow_app, name="airflow")
+
+
+@airflow_app.command("standalone")
+def airflow_standalone() -> None:
+    """Start `airflow standalone` (UI and API on localhost:8080) with the DAGs and the ml_batch_db connection."""
+    import os
+    import shutil
+
+    from ml_batch.airflow.local import airflow_env
+
+    settings = _settings()
+    env = airflow_env(settings)
+    binary = shutil.which("airflow", path=str(Path(sys.executable).parent)) or shutil.which("airflow")
+    if binary is None:
+        raise ConfigError("the 'airflow' command is not installed in this environment (run make setup)")
+    err.print(f"AIRFLOW_HOME={env['AIRFLOW_HOME']}  dags={env['AIRFLOW__CORE__DAGS_FOLDER']}\n"
+              f"UI: http://localhost:8080  user admin, password in "
+              f"{env['AIRFLOW_HOME']}/simple_auth_manager_passwords.json.generated")
+    os.execve(binary, [binary, "standalone"], env)
+
+
+@airflow_app.command("run")
+def airflow_run(
+    model: ModelOpt,
+    days: Annotated[list[str], typer.Option("--day", help="Day to run (repeatable), YYYY-MM-DD.")],
+) -> None:
+    """Run the daily DAG for the given days through real Airflow (dag.test), as the demo does."""
+    from ml_batch.airflow.local import run_days_in_airflow
+
+    settings = _settings()
+    _engine(settings)
+    for run in run_days_in_airflow(settings, model, [_date(d, "--day") for d in days]):
+        out.print(f"{run['day']}: {run['state']} ({run['run_id']})")
 
 
 # -- demo --------------------------------------------------------------------------------------------------

@@ -87,6 +87,8 @@ _PURPOSE_SIZE = {
 }
 
 _COPY_CHUNK_ROWS = 50_000
+# Share of rows with a data-entry error in `age` (quarantined by validation, see _add_entry_errors).
+ENTRY_ERROR_SHARE = 0.002
 # Transaction-level advisory lock taken by every `seed` (an arbitrary constant: the bytes of "mlbdemo").
 _ADVISORY_LOCK_KEY = int.from_bytes(b"mlbdemo", "big")
 
@@ -197,6 +199,7 @@ def generate(config: DemoConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
     features = _features(rng, shifted)
     defaulted = rng.random(n) < _default_probability(features, shifted)
     _blank_nulls(rng, features)
+    _add_entry_errors(rng, features)
 
     applications = pd.DataFrame(
         {"application_id": np.arange(1, n + 1, dtype=np.int64), "applied_at": applied_at, **features}
@@ -370,6 +373,16 @@ def _blank_nulls(rng: np.random.Generator, features: dict[str, np.ndarray]) -> N
             values[missing] = None
         else:
             features[name] = np.where(missing, np.nan, values)
+
+
+def _add_entry_errors(rng: np.random.Generator, features: dict[str, np.ndarray]) -> None:
+    """Typos as real sources have them: a few ages keyed with an extra or a missing digit.
+
+    They fall outside the spec's age range (18..100), so the daily validation quarantines those rows.
+    """
+    typo = rng.random(len(features["age"])) < ENTRY_ERROR_SHARE
+    ages = features["age"]
+    features["age"] = np.where(typo, np.where(ages >= 30, ages * 10, ages // 10), ages)
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

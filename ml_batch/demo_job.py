@@ -2,7 +2,8 @@
 
 1. start the database and apply migrations; 2. (re)seed the synthetic source and write the demo spec;
 3. if the model has no champion yet, train version 1 on the labels known on the last demo day and promote
-it through the gate; 4. print where everything is.
+it through the gate; 4. run the daily DAG through real Airflow for the last 7 demo days; 5. print a
+per-day summary, the SQL an analyst runs next, and where everything is.
 """
 
 from __future__ import annotations
@@ -14,17 +15,36 @@ from importlib import resources
 from pathlib import Path
 
 from rich.console import Console
+from rich.table import Table
 
-from ml_batch import demo, registry
+from ml_batch import demo, registry, runs
+from ml_batch.airflow.local import run_days_in_airflow
 from ml_batch.config import Settings
 from ml_batch.db.engine import make_engine, resolve_url
 from ml_batch.db.migrate import upgrade
+from ml_batch.errors import MlBatchError
 from ml_batch.jobs import train_and_register
 from ml_batch.spec import load_spec
 
 logger = logging.getLogger(__name__)
 
 DEMO_MODEL = "credit_default"
+DEMO_DAYS = 7
+
+ANALYST_SQL = """\
+-- today's riskiest applications, with the model version that scored them
+SELECT application_id, score, predicted_label, model_version
+FROM {table}
+WHERE partition_date = (SELECT max(partition_date) FROM {table})
+ORDER BY score DESC LIMIT 20;
+
+-- daily volume and mean score per version
+SELECT partition_date, model_version, count(*) AS scored, round(avg(score)::numeric, 4) AS mean_score
+FROM {table} GROUP BY 1, 2 ORDER BY 1;
+
+-- why rows were quarantined
+SELECT partition_date, entity_key, reasons FROM {schema}.quarantine
+WHERE model_name = 'credit_default' ORDER BY partition_date DESC LIMIT 20;"""
 
 
 def demo_spec_source() -> Path:
@@ -77,6 +97,15 @@ def run(settings: Settings, console: Console, *, end_date: dt.date | None = None
     else:
         console.print(f"[green]✓[/] {spec.name} already has a champion (version {current}); not retrained")
 
+    days = [last_day - dt.timedelta(days=offset) for offset in range(DEMO_DAYS - 1, -1, -1)]
+    with console.status(f"running batch_predict_{spec.name} in Airflow for {days[0]}..{days[-1]}"):
+        airflow_runs = run_days_in_airflow(settings, spec.name, days)
+    failed = [r for r in airflow_runs if r["state"] != "success"]
+    console.print(f"[green]✓[/] {len(airflow_runs) - len(failed)} of {len(days)} daily DAG runs succeeded in Airflow")
+    _print_days(console, runs.latest_per_day(engine, spec.name, days[0], days[-1]))
+    console.rule("what an analyst runs next")
+    console.print(ANALYST_SQL.format(table=spec.predictions.table, schema=settings.schema), highlight=False)
+
     url = resolve_url(settings)
     from sqlalchemy.engine import make_url
 
@@ -85,4 +114,19 @@ def run(settings: Settings, console: Console, *, end_date: dt.date | None = None
     console.print(f"state folder  {settings.home}")
     console.print(f"model spec    {spec_path}")
     console.print(f"registry      {settings.schema}.model_versions / model_aliases / model_events")
-    console.print("next          ml-batch models list   |   ml-batch models show credit_default")
+    console.print(f"validation    {settings.home / 'validation'}  (Great Expectations results per run)")
+    console.print(f"airflow       {settings.home / 'airflow'}  (make airflow: UI on http://localhost:8080)")
+    console.print("next          ml-batch runs -m credit_default  |  ml-batch models list  |  make airflow")
+    if failed:
+        raise MlBatchError(f"{len(failed)} daily DAG run(s) failed: {[r['day'] for r in failed]} "
+                           f"(see ml-batch runs -m {spec.name})")
+
+
+def _print_days(console: Console, rows: list[dict[str, object]]) -> None:
+    table = Table("day", "status", "rows", "scored", "quarantined", "version", "mean score", "run id")
+    for r in rows:
+        mean = r["score_mean"]
+        table.add_row(str(r["partition_date"]), str(r["status"]), str(r["rows_extracted"]), str(r["rows_scored"]),
+                      str(r["rows_quarantined"]), str(r["model_version"]),
+                      f"{mean:.4f}" if isinstance(mean, float) else "-", str(r["run_id"]))
+    console.print(table)

@@ -97,3 +97,16 @@ def list_runs(engine: sa.Engine, model: str, limit: int = 30) -> list[dict[str, 
             .order_by(runs.c.partition_date.desc(), runs.c.started_at.desc()).limit(limit)
         ).mappings().all()
     return [dict(row) for row in rows]
+
+
+def latest_per_day(engine: sa.Engine, model: str, first: dt.date, last: dt.date) -> list[dict[str, Any]]:
+    """The most recent finished run of each day in [first, last], oldest day first."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(runs)
+            .where(runs.c.model_name == model, runs.c.partition_date.between(first, last),
+                   runs.c.status.in_(["success", "failed", "dry_run"]))
+            .order_by(runs.c.partition_date, runs.c.started_at.desc())
+            .distinct(runs.c.partition_date)
+        ).mappings().all()
+    return [dict(row) for row in rows]
