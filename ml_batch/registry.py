@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 
-_META_COLUMNS = [c for c in model_versions.c if c.name != "artifact"]
+_META_COLUMNS = [c for c in model_versions.c if c.name not in ("artifact", "reference_profile")]
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,7 @@ class NewVersion:
     n_train: int | None = None
     n_holdout: int | None = None
     tags: dict[str, Any] = field(default_factory=dict)
+    profile: dict[str, Any] | None = None
 
 
 def serialize(pipeline: Pipeline) -> bytes:
@@ -156,6 +157,7 @@ def register(engine: sa.Engine, spec: Spec, pipeline: Pipeline, new: NewVersion,
                 source=new.source,
                 created_by=actor,
                 tags=new.tags,
+                reference_profile=new.profile,
             )
         )
         _audit(conn, spec.name, "registered", None, None, version, actor,
@@ -198,6 +200,26 @@ def aliases(engine: sa.Engine, model_name: str) -> dict[str, int]:
             sa.select(model_aliases.c.alias, model_aliases.c.version).where(model_aliases.c.model_name == model_name)
         ).all()
     return {alias: version for alias, version in rows}
+
+
+def reference_profile(engine: sa.Engine, model_name: str, version: int) -> dict[str, Any] | None:
+    """The drift reference stored with a version at registration (None for versions registered without one)."""
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.select(model_versions.c.reference_profile).where(
+                model_versions.c.model_name == model_name, model_versions.c.version == version
+            )
+        ).scalar_one_or_none()
+
+
+def record_event(
+    engine: sa.Engine, model_name: str, event: str, *, actor: str, reason: str,
+    from_version: int | None = None, to_version: int | None = None, alias: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Append an audit event that is not an alias move (e.g. a gate decision)."""
+    with engine.begin() as conn:
+        _audit(conn, model_name, event, alias, from_version, to_version, actor, reason, details or {})
 
 
 def events(engine: sa.Engine, model_name: str, limit: int = 50) -> list[dict[str, Any]]:

@@ -143,6 +143,7 @@ class TrainingSpec(_Strict):
     min_score: float | None = None
     min_improvement: float = Field(default=0.0, ge=0)
     schedule: str = "@weekly"
+    shadow_days: int = Field(default=0, ge=0, le=90)
 
     @model_validator(mode="after")
     def _holdout_inside_window(self) -> TrainingSpec:

@@ -14,12 +14,14 @@ import datetime as dt
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sklearn.pipeline import Pipeline
 
+from ml_batch.drift import build_profile
 from ml_batch.errors import TrainingError
 from ml_batch.features import build_pipeline, feature_frame
 from ml_batch.metrics import evaluate
@@ -147,7 +149,7 @@ def predict_scores(pipeline: Pipeline, frame: pd.DataFrame, spec: Spec) -> np.nd
 
 @dataclass
 class TrainResult:
-    """A fitted pipeline with what the registry records about it."""
+    """A fitted pipeline with what the registry records about it, and the holdout it was judged on."""
 
     pipeline: Pipeline
     window: TrainingWindow
@@ -155,6 +157,8 @@ class TrainResult:
     n_holdout: int
     metrics: dict[str, float]
     fit_seconds: float
+    holdout: pd.DataFrame
+    profile: dict[str, Any]
 
 
 def fit_and_evaluate(spec: Spec, frame: pd.DataFrame, window: TrainingWindow) -> TrainResult:
@@ -166,13 +170,16 @@ def fit_and_evaluate(spec: Spec, frame: pd.DataFrame, window: TrainingWindow) ->
     started = time.perf_counter()
     pipeline.fit(feature_frame(train, spec), labels_of(train, spec))
     fit_seconds = time.perf_counter() - started
-    metrics = evaluate(spec.model.task, labels_of(holdout, spec), predict_scores(pipeline, holdout, spec))
+    holdout_scores = predict_scores(pipeline, holdout, spec)
+    metrics = evaluate(spec.model.task, labels_of(holdout, spec), holdout_scores)
     logger.info(
         "fitted %s on %d rows in %.1fs; holdout %s = %.4f on %d rows",
         spec.name, len(train), fit_seconds, spec.training.metric, metrics.get(spec.training.metric, np.nan),
         len(holdout),
     )
-    return TrainResult(pipeline, window, len(train), len(holdout), metrics, fit_seconds)
+    # What drift checks need about the training data, computed now so they never re-read the window.
+    profile = build_profile(spec, feature_frame(train, spec), holdout_scores)
+    return TrainResult(pipeline, window, len(train), len(holdout), metrics, fit_seconds, holdout, profile)
 
 
 def train(engine: sa.Engine, spec: Spec, as_of: dt.date) -> TrainResult:

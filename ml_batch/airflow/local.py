@@ -41,6 +41,8 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         "ML_BATCH_HOME": str(settings.home),
         "ML_BATCH_SPECS_DIR": str(settings.specs_dir),
         "ML_BATCH_SCHEMA": settings.schema,
+        # `airflow standalone` starts its components as `airflow ...` subprocesses found on PATH.
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
         "PYTHONPATH": os.pathsep.join(p for p in (str(Path.cwd()), os.environ.get("PYTHONPATH", "")) if p),
     }
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ml_batch.airflow.runtime import task_engine, task_settings
 from ml_batch.partition import resolve_day, run_type_of
 from ml_batch.spec import Spec, get_spec
 
@@ -14,6 +13,9 @@ logger = logging.getLogger(__name__)
 
 
 def _spec(model: str) -> tuple[Spec, Any, Any]:
+    # Imported here, not at module level: DAG files import this module, and parsing must stay light.
+    from ml_batch.airflow.runtime import task_engine, task_settings
+
     settings = task_settings()
     return get_spec(settings.specs_dir, model), settings, task_engine(settings)
 

@@ -1,4 +1,4 @@
-"""SQLAlchemy Core definitions of ml-batch's own tables (registry, runs, quarantine).
+"""SQLAlchemy Core definitions of ml-batch's own tables (registry, runs, quarantine, monitoring).
 
 The tables are created and changed only by the alembic migrations in `ml_batch/db/migrations/`; these
 definitions are what the code queries with. They carry the placeholder schema `ml_batch`, which engines
@@ -39,6 +39,7 @@ model_versions = sa.Table(
     sa.Column("created_by", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("tags", JSONB, nullable=False),
+    sa.Column("reference_profile", JSONB),
 )
 
 model_aliases = sa.Table(
@@ -114,4 +115,96 @@ quarantine = sa.Table(
     sa.Column("reasons", JSONB, nullable=False),
     sa.Column("row_data", JSONB, nullable=False),
     sa.Column("quarantined_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+drift_results = sa.Table(
+    "drift_results",
+    metadata,
+    sa.Column("model_name", sa.Text, primary_key=True),
+    sa.Column("partition_date", sa.Date, primary_key=True),
+    sa.Column("feature", sa.Text, primary_key=True),
+    sa.Column("test", sa.Text, primary_key=True),
+    sa.Column("model_version", sa.Integer, nullable=False),
+    sa.Column("run_id", sa.Text, nullable=False),
+    sa.Column("value", sa.Float, nullable=False),
+    sa.Column("threshold", sa.Float),
+    sa.Column("p_value", sa.Float),
+    sa.Column("drifted", sa.Boolean, nullable=False),
+    sa.Column("detail", JSONB, nullable=False),
+    sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+drift_days = sa.Table(
+    "drift_days",
+    metadata,
+    sa.Column("model_name", sa.Text, primary_key=True),
+    sa.Column("partition_date", sa.Date, primary_key=True),
+    sa.Column("model_version", sa.Integer, nullable=False),
+    sa.Column("run_id", sa.Text, nullable=False),
+    sa.Column("rows_checked", sa.BigInteger, nullable=False),
+    sa.Column("features", sa.Integer, nullable=False),
+    sa.Column("drifted_features", JSONB, nullable=False),
+    sa.Column("share", sa.Float, nullable=False),
+    sa.Column("dataset_drift", sa.Boolean, nullable=False),
+    sa.Column("score_drift", sa.Boolean, nullable=False),
+    sa.Column("report_path", sa.Text),
+    sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+performance = sa.Table(
+    "performance",
+    metadata,
+    sa.Column("model_name", sa.Text, primary_key=True),
+    sa.Column("model_version", sa.Integer, primary_key=True),
+    sa.Column("partition_date", sa.Date, primary_key=True),
+    sa.Column("metric", sa.Text, primary_key=True),
+    sa.Column("value", sa.Float),
+    sa.Column("n", sa.BigInteger, nullable=False),
+    sa.Column("detail", JSONB, nullable=False),
+    sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+shadow_predictions = sa.Table(
+    "shadow_predictions",
+    metadata,
+    sa.Column("model_name", sa.Text, primary_key=True),
+    sa.Column("partition_date", sa.Date, primary_key=True),
+    sa.Column("model_version", sa.Integer, primary_key=True),
+    sa.Column("entity_key", sa.Text, primary_key=True),
+    sa.Column("score", sa.Float, nullable=False),
+    sa.Column("predicted_label", sa.SmallInteger),
+    sa.Column("run_id", sa.Text, nullable=False),
+    sa.Column("scored_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+shadow_comparisons = sa.Table(
+    "shadow_comparisons",
+    metadata,
+    sa.Column("model_name", sa.Text, primary_key=True),
+    sa.Column("partition_date", sa.Date, primary_key=True),
+    sa.Column("challenger_version", sa.Integer, primary_key=True),
+    sa.Column("champion_version", sa.Integer, nullable=False),
+    sa.Column("n", sa.BigInteger, nullable=False),
+    sa.Column("agreement", sa.Float),
+    sa.Column("score_correlation", sa.Float),
+    sa.Column("metric", sa.Text),
+    sa.Column("champion_metric", sa.Float),
+    sa.Column("challenger_metric", sa.Float),
+    sa.Column("labelled_n", sa.BigInteger),
+    sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("model_name", sa.Text),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("severity", sa.Text, nullable=False),
+    sa.Column("partition_date", sa.Date),
+    sa.Column("dag_id", sa.Text),
+    sa.Column("run_id", sa.Text),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("details", JSONB, nullable=False),
 )

@@ -1,0 +1,233 @@
+"""DAG integrity and policy, astro-CLI style: parse the repo's `dags/` folder into a DagBag the way the DAG
+processor does and check every DAG in it. Parsing needs no metadata database (test_parse_time.py proves it).
+
+Param validation goes through the serialized DAG, as in the scheduler: a triggered run's conf is checked by
+`SerializedDAG.create_dagrun` with `dag.params.deep_merge(conf).validate()`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pendulum
+import pytest
+import yaml
+from airflow.dag_processing.dagbag import BundleDagBag
+from airflow.sdk import DAG, Asset, CronDataIntervalTimetable
+from airflow.sdk.exceptions import ParamValidationError
+from airflow.serialization.serialized_objects import DagSerialization
+from airflow.timetables.base import TimeRestriction
+
+from ml_batch.spec import Spec, load_specs
+
+REPO = Path(__file__).resolve().parents[2]
+DAGS_DIR = REPO / "dags"
+DEMO_SPECS = REPO / "include" / "models"
+DEMO_SPEC_FILE = DEMO_SPECS / "credit_default.yaml"
+DAG_PREFIX = "batch_predict_"
+TASK_IDS = {"plan", "list_shards", "score", "publish"}
+RUN_PARAMS = {"date", "version", "version_policy", "dry_run", "shards"}
+
+
+def parse_dags_folder(specs_dir: Path) -> BundleDagBag:
+    """Parse `dags/` as the DAG processor does, the DAG file reading its specs from `specs_dir`.
+
+    Each call imports the DAG file afresh, so it sees the ML_BATCH_SPECS_DIR set here.
+    """
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ML_BATCH_SPECS_DIR", str(specs_dir))
+        return BundleDagBag(dag_folder=DAGS_DIR, bundle_path=DAGS_DIR, bundle_name="dags-folder")
+
+
+@functools.cache
+def demo_bag() -> BundleDagBag:
+    """The DagBag of the repo's own specs, parsed once (at collection, to parametrise over its DAGs)."""
+    return parse_dags_folder(DEMO_SPECS)
+
+
+@functools.cache
+def serialized(dag_id: str) -> Any:
+    """The DAG as the scheduler sees it: serialized by the DAG processor, then deserialized."""
+    return DagSerialization.from_dict(DagSerialization.to_dict(demo_bag().dags[dag_id]))
+
+
+@pytest.fixture(params=sorted(demo_bag().dag_ids))
+def dag(request: pytest.FixtureRequest) -> DAG:
+    return demo_bag().dags[request.param]
+
+
+@pytest.fixture()
+def spec(dag: DAG) -> Spec:
+    return load_specs(DEMO_SPECS)[dag.dag_id.removeprefix(DAG_PREFIX)]
+
+
+def _last_line(traceback_text: str) -> str:
+    return traceback_text.strip().splitlines()[-1]
+
+
+def _write_spec(folder: Path, name: str, **changes: Any) -> Path:
+    """A copy of the demo spec under another model name (and predictions table), with `changes` applied."""
+    raw = yaml.safe_load(DEMO_SPEC_FILE.read_text())
+    raw.update(name=name, predictions={**raw["predictions"], "table": f"predictions.{name}"})
+    raw.update(changes)
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+# --- the folder as a whole ---------------------------------------------------------------------------------
+
+
+def test_no_import_errors() -> None:
+    errors = {path: _last_line(text) for path, text in demo_bag().import_errors.items()}
+    assert errors == {}
+
+
+def test_no_parse_warnings() -> None:
+    # Warnings raised while importing a DAG file (deprecations, ...) show up as DAG warnings in the UI.
+    assert demo_bag().captured_warnings == {}
+
+
+def test_one_dag_per_spec_file() -> None:
+    expected = {f"{DAG_PREFIX}{name}" for name in load_specs(DEMO_SPECS)}
+    assert expected, f"no spec files in {DEMO_SPECS}"
+    assert set(demo_bag().dag_ids) == expected
+
+
+# --- policy, per DAG ---------------------------------------------------------------------------------------
+
+
+def test_serializes_for_the_scheduler(dag: DAG) -> None:
+    assert serialized(dag.dag_id).dag_id == dag.dag_id
+
+
+def test_tagged_ml_batch(dag: DAG) -> None:
+    assert "ml-batch" in dag.tags
+
+
+def test_owner_is_the_specs_not_airflows_default(dag: DAG, spec: Spec) -> None:
+    owners = {task.task_id: task.owner for task in dag.tasks}
+    assert all(owner and owner.lower() != "airflow" for owner in owners.values()), owners
+    assert set(owners.values()) == {spec.owner}
+
+
+def test_every_task_retries_with_exponential_backoff(dag: DAG) -> None:
+    for task in dag.tasks:
+        assert (task.retries or 0) >= 1, f"{task.task_id}: retries={task.retries}"
+        assert task.retry_exponential_backoff, f"{task.task_id}: no exponential backoff"
+
+
+def test_doc_md_explains_day_d(dag: DAG) -> None:
+    assert dag.doc_md and dag.doc_md.strip()
+    assert "Day D" in dag.doc_md
+
+
+def test_no_catchup(dag: DAG) -> None:
+    assert dag.catchup is False
+
+
+def test_backfills_run_days_in_parallel(dag: DAG) -> None:
+    assert dag.max_active_runs > 1
+
+
+def test_timetable_has_utc_data_intervals(dag: DAG) -> None:
+    timetable = dag.timetable
+    assert isinstance(timetable, CronDataIntervalTimetable), type(timetable)
+    assert getattr(timetable.timezone, "name", timetable.timezone) == "UTC"
+    # A data-interval timetable fires at the end of a non-empty interval (the CronTrigger default would
+    # give start == end == run_after, and a run would have no day to score).
+    assert dag.start_date is not None
+    info = serialized(dag.dag_id).timetable.next_dagrun_info(
+        last_automated_data_interval=None,
+        restriction=TimeRestriction(earliest=pendulum.instance(dag.start_date), latest=None, catchup=True),
+    )
+    assert info is not None
+    assert info.data_interval.start < info.data_interval.end == info.run_after
+    assert info.data_interval.start.utcoffset() == dt.timedelta(0)
+
+
+def test_params_declared_with_valid_defaults(dag: DAG) -> None:
+    assert set(dag.params) >= RUN_PARAMS
+    defaults = serialized(dag.dag_id).params.deep_merge({}).validate()
+    assert defaults["date"] is None and defaults["version"] is None
+
+
+def test_params_accept_a_full_run_conf(dag: DAG) -> None:
+    conf = {"date": "2026-12-31", "version": 3, "version_policy": "champion_on_day", "dry_run": True, "shards": 8}
+    resolved = serialized(dag.dag_id).params.deep_merge(conf).validate()
+    assert {key: resolved[key] for key in conf} == conf
+
+
+@pytest.mark.parametrize(
+    "conf",
+    [
+        {"date": "31/12/2026"},
+        {"date": "2026-02-30"},
+        {"version": 0},
+        {"version": "3"},
+        {"version_policy": "latest"},
+        {"dry_run": "yes"},
+        {"shards": 0},
+        {"shards": 1000},
+    ],
+    ids=lambda conf: "-".join(f"{k}={v}" for k, v in conf.items()),
+)
+def test_params_reject_bad_values(dag: DAG, conf: dict[str, Any]) -> None:
+    (key,) = conf
+    with pytest.raises(ParamValidationError, match=f"param {key}"):
+        serialized(dag.dag_id).params.deep_merge(conf).validate()
+
+
+def test_tasks_plan_list_shards_score_publish(dag: DAG) -> None:
+    assert {task.task_id for task in dag.tasks} == TASK_IDS
+    assert "list_shards" in dag.get_task("plan").downstream_task_ids
+    assert "score" in dag.get_task("list_shards").downstream_task_ids
+    assert "publish" in dag.get_task("score").downstream_task_ids
+
+
+def test_publish_emits_the_predictions_asset(dag: DAG, spec: Spec) -> None:
+    names = {outlet.name for outlet in dag.get_task("publish").outlets if isinstance(outlet, Asset)}
+    assert f"ml_batch.predictions.{spec.name}" in names
+
+
+# --- the specs folder drives the DAGs ----------------------------------------------------------------------
+
+
+def test_two_spec_files_give_two_dags(tmp_path: Path) -> None:
+    shutil.copy(DEMO_SPEC_FILE, tmp_path)
+    _write_spec(tmp_path, "churn_risk")
+
+    bag = parse_dags_folder(tmp_path)
+
+    assert bag.import_errors == {}
+    assert set(bag.dag_ids) == {"batch_predict_credit_default", "batch_predict_churn_risk"}
+    outlets = bag.dags["batch_predict_churn_risk"].get_task("publish").outlets
+    assert {outlet.name for outlet in outlets} == {"ml_batch.predictions.churn_risk"}
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"max_active_runs": 0}, "max_active_runs"),
+        ({"predictions": {"table": "predictions.churn-risk"}}, "predictions.table"),
+        ({"schedul": "0 6 * * *"}, "schedul"),
+    ],
+    ids=["out-of-range", "bad-identifier", "unknown-field"],
+)
+def test_invalid_spec_is_an_import_error_naming_file_and_field(
+    tmp_path: Path, changes: dict[str, Any], field: str
+) -> None:
+    shutil.copy(DEMO_SPEC_FILE, tmp_path)
+    broken = _write_spec(tmp_path, "churn_risk", **changes)
+
+    bag = parse_dags_folder(tmp_path)
+
+    assert list(bag.import_errors) == ["batch_predict.py"]
+    message = _last_line(bag.import_errors["batch_predict.py"])
+    assert message.startswith("ml_batch.errors.SpecError: ")
+    assert str(broken) in message
+    assert f"field '{field}'" in message
