@@ -250,6 +250,88 @@ def runs_cmd(
     out.print(table if rows else f"no runs of {model}")
 
 
+# -- monitoring --------------------------------------------------------------------------------------------
+@app.command("drift")
+def drift_cmd(
+    model: ModelOpt,
+    date: Annotated[str, typer.Option("--date", "-d", help="Day D (must be published).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Check drift of a published day against its version's reference; print the table, write the HTML."""
+    from ml_batch.monitoring import check_day_drift, drift_table
+
+    settings = _settings()
+    engine = _engine(settings)
+    spec = _spec(settings, model)
+    day = _date(date, "--date")
+    summary = check_day_drift(engine, spec, day, run_id=f"cli__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}",
+                              report_dir=settings.home / "drift")
+    head, rows = drift_table(engine, model, day)
+    if as_json:
+        _print_json({"summary": summary, "rows": rows})
+        return
+    if summary.get("status") != "checked":
+        out.print(f"{model} {day}: drift not checked: {summary.get('reason')}")
+        return
+    table = Table("feature", "test", "value", "threshold", "p-value", "drifted")
+    for r in rows:
+        table.add_row(r["feature"], r["test"], _num(r["value"]), _num(r["threshold"]), _num(r["p_value"]),
+                      "[red]yes[/]" if r["drifted"] else "no")
+    out.print(table)
+    verdict = "[red]DATASET DRIFT[/]" if summary["dataset_drift"] else "[green]no dataset drift[/]"
+    out.print(f"{model} {day} version {summary['version']}: {verdict}; {len(summary['drifted_features'])} "
+              f"features drifted ({summary['share']:.0%}); report {summary['report']}")
+
+
+@app.command("performance")
+def performance_cmd(model: ModelOpt, as_json: JsonOpt = False) -> None:
+    """Realized (delayed-label) metrics per day and version."""
+    from ml_batch.monitoring import performance_table
+
+    settings = _settings()
+    spec = _spec(settings, model)
+    rows = performance_table(_engine(settings), model)
+    if as_json:
+        _print_json(rows)
+        return
+    metric = spec.training.metric
+    table = Table("day", "version", "kind", metric, "log_loss", "calibration err.", "labelled rows")
+    by_key: dict[tuple[Any, Any, Any], dict[str, Any]] = {}
+    for r in rows:
+        by_key.setdefault((r["partition_date"], r["model_version"], r["detail"].get("kind")), {})[r["metric"]] = r
+    for (day, version, kind), metrics in by_key.items():
+        n = next(iter(metrics.values()))["n"]
+        table.add_row(str(day), str(version), str(kind), _num(metrics.get(metric, {}).get("value")),
+                      _num(metrics.get("log_loss", {}).get("value")),
+                      _num(metrics.get("calibration_error", {}).get("value")), str(n))
+    out.print(table if rows else f"no realized metrics for {model} yet "
+              f"(labels arrive {spec.labels.delay_days} days late)")
+
+
+@app.command("alerts")
+def alerts_cmd(
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Only this model.")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="How many.")] = 30,
+    as_json: JsonOpt = False,
+) -> None:
+    """Recent alerts (run failures, drift, performance floor, gate decisions, rollbacks)."""
+    from ml_batch.alerts import recent
+
+    rows = recent(_engine(), model, limit)
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("when", "model", "kind", "severity", "day", "message")
+    for r in rows:
+        table.add_row(f"{r['created_at']:%Y-%m-%d %H:%M}", r["model_name"] or "-", r["kind"], r["severity"],
+                      str(r["partition_date"] or "-"), r["message"])
+    out.print(table if rows else "no alerts")
+
+
+def _num(value: Any) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
 # -- models ------------------------------------------------------------------------------------------------
 @models_app.command("list")
 def models_list(

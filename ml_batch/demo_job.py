@@ -2,8 +2,10 @@
 
 1. start the database and apply migrations; 2. (re)seed the synthetic source and write the demo spec;
 3. if the model has no champion yet, train version 1 on the labels known on the last demo day and promote
-it through the gate; 4. run the daily DAG through real Airflow for the last 7 demo days; 5. print a
-per-day summary, the SQL an analyst runs next, and where everything is.
+it through the gate; 4. run the daily DAG through real Airflow for the same week one label-delay earlier (so labels
+have arrived) and for the last 7 demo days, where the synthetic shift is; 5. run the retraining DAG and
+print the gate's decision with both scores; 6. print a per-day summary (rows, quarantined, version, score
+mean, drift, realized metric), the SQL an analyst runs next, and where everything is.
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ import logging
 import shutil
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from ml_batch import demo, registry, runs
-from ml_batch.airflow.local import run_days_in_airflow
+from ml_batch.airflow.local import retrain_in_airflow, run_days_in_airflow
 from ml_batch.config import Settings
 from ml_batch.db.engine import make_engine, resolve_url
 from ml_batch.db.migrate import upgrade
@@ -97,12 +100,23 @@ def run(settings: Settings, console: Console, *, end_date: dt.date | None = None
     else:
         console.print(f"[green]✓[/] {spec.name} already has a champion (version {current}); not retrained")
 
+    delay = dt.timedelta(days=spec.labels.delay_days)
     days = [last_day - dt.timedelta(days=offset) for offset in range(DEMO_DAYS - 1, -1, -1)]
-    with console.status(f"running batch_predict_{spec.name} in Airflow for {days[0]}..{days[-1]}"):
-        airflow_runs = run_days_in_airflow(settings, spec.name, days)
+    # The same week one label-delay earlier is backfilled first, so that the last week's runs find its
+    # labels arrived and record realized performance.
+    earlier = [d - delay for d in days]
+    with console.status(f"running batch_predict_{spec.name} in Airflow for {earlier[0]}..{earlier[-1]} "
+                        f"and {days[0]}..{days[-1]}"):
+        airflow_runs = run_days_in_airflow(settings, spec.name, earlier + days)
     failed = [r for r in airflow_runs if r["state"] != "success"]
-    console.print(f"[green]✓[/] {len(airflow_runs) - len(failed)} of {len(days)} daily DAG runs succeeded in Airflow")
-    _print_days(console, runs.latest_per_day(engine, spec.name, days[0], days[-1]))
+    console.print(f"[green]✓[/] {len(airflow_runs) - len(failed)} of {len(airflow_runs)} daily DAG runs "
+                  "succeeded in Airflow")
+    _print_days(console, runs.latest_per_day(engine, spec.name, days[0], days[-1]),
+                _drift_by_day(engine, spec.name, days), _realized_by_day(engine, spec))
+
+    with console.status(f"running retrain_{spec.name} in Airflow (labels known on {last_day})"):
+        retrain_in_airflow(settings, spec.name, last_day)
+    _print_gate(console, engine, spec)
     console.rule("what an analyst runs next")
     console.print(ANALYST_SQL.format(table=spec.predictions.table, schema=settings.schema), highlight=False)
 
@@ -122,11 +136,50 @@ def run(settings: Settings, console: Console, *, end_date: dt.date | None = None
                            f"(see ml-batch runs -m {spec.name})")
 
 
-def _print_days(console: Console, rows: list[dict[str, object]]) -> None:
-    table = Table("day", "status", "rows", "scored", "quarantined", "version", "mean score", "run id")
+def _print_days(console: Console, rows: list[dict[str, Any]], drift: dict[dt.date, dict[str, Any]],
+                realized: dict[dt.date, str]) -> None:
+    table = Table("day", "status", "rows", "scored", "quarantined", "version", "mean score", "drift",
+                  "realized AUC (day - delay)")
     for r in rows:
         mean = r["score_mean"]
+        day_drift = drift.get(r["partition_date"])
+        verdict = "-" if day_drift is None else (
+            f"[red]yes[/] ({len(day_drift['drifted_features'])} features)" if day_drift["dataset_drift"] else "no")
         table.add_row(str(r["partition_date"]), str(r["status"]), str(r["rows_extracted"]), str(r["rows_scored"]),
                       str(r["rows_quarantined"]), str(r["model_version"]),
-                      f"{mean:.4f}" if isinstance(mean, float) else "-", str(r["run_id"]))
+                      f"{mean:.4f}" if isinstance(mean, float) else "-", verdict,
+                      realized.get(r["partition_date"], "-"))
     console.print(table)
+
+
+def _drift_by_day(engine: Any, model: str, days: list[dt.date]) -> dict[dt.date, dict[str, Any]]:
+    from ml_batch.monitoring import drift_table
+
+    found = {day: drift_table(engine, model, day)[0] for day in days}
+    return {day: head for day, head in found.items() if head is not None}
+
+
+def _realized_by_day(engine: Any, spec: Any) -> dict[dt.date, str]:
+    """Realized metric of day E shown on the row of day D = E + delay (the run that computed it)."""
+    from ml_batch.monitoring import performance_table
+
+    delay = dt.timedelta(days=spec.labels.delay_days)
+    return {r["partition_date"] + delay: f"{r['value']:.4f} on {r['partition_date']}"
+            for r in performance_table(engine, spec.name)
+            if r["metric"] == spec.training.metric and r["detail"].get("kind") == "published"
+            and r["value"] is not None}
+
+
+def _print_gate(console: Console, engine: Any, spec: Any) -> None:
+    decision = next((e for e in registry.events(engine, spec.name, limit=20) if e["event"] == "gate_decision"), None)
+    if decision is None:
+        console.print("[yellow]retraining recorded no gate decision[/]")
+        return
+    d = decision["details"]
+    champion = "-" if d.get("champion_score") is None else f"{d['champion_score']:.4f}"
+    console.print(
+        f"[green]✓[/] retrain_{spec.name}: candidate version {decision['to_version']} → [bold]{d.get('action')}[/]\n"
+        f"  {d.get('metric')} on the same holdout {d.get('holdout_start')}..{d.get('holdout_end')} "
+        f"({d.get('n_holdout')} rows): candidate {d.get('candidate_score'):.4f}, champion {champion}; "
+        f"floor {d.get('floor')}, min_improvement {d.get('min_improvement')}\n  {decision['reason']}"
+    )

@@ -193,16 +193,14 @@ def _facts(kind: str, rows: Sequence[DriftRow]) -> str:
     facts = [f"{detail.get('current_count', 0):,} rows (reference {detail.get('reference_count', 0):,})"]
     if kind == "categorical":
         total = detail.get("unseen_total", 0)
-        facts.append(f"{detail.get('unseen_categories', 0)} unseen categories in {total:,} rows")
+        facts.append(f"unseen categories: {detail.get('unseen_categories', 0)} ({total:,} rows)")
     else:
         facts.append(
-            f"mean {_number(detail.get('reference_mean'), '.4g')} -> {_number(detail.get('current_mean'), '.4g')}"
+            f"mean {_number(detail.get('reference_mean'), '.4g')} → {_number(detail.get('current_mean'), '.4g')}"
         )
+        facts.append(f"std {_number(detail.get('reference_std'), '.4g')} → {_number(detail.get('current_std'), '.4g')}")
         facts.append(
-            f"std {_number(detail.get('reference_std'), '.4g')} -> {_number(detail.get('current_std'), '.4g')}"
-        )
-        facts.append(
-            f"null {_percent(detail.get('reference_null_share'))} -> {_percent(detail.get('current_null_share'))}"
+            f"null {_percent(detail.get('reference_null_share'))} → {_percent(detail.get('current_null_share'))}"
         )
         ks_row = next((row for row in rows if row.test == "ks"), None)
         if ks_row is not None and "skipped" in ks_row.detail:

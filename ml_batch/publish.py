@@ -93,7 +93,11 @@ def audit_staging(conn: sa.Connection, spec: Spec, staging: str, *, day: dt.date
     """Check the staging table before publishing; any violation raises PublishError naming it."""
     row = conn.execute(render("check_staging", staging=staging, key=spec.source.key),
                        {"day": day, "version": version}).mappings().one()
-    audit = StagingAudit(**{k: (float(v) if k == "score_mean" and v is not None else v) for k, v in row.items()})
+    audit = StagingAudit(
+        row_count=int(row["row_count"]), distinct_keys=int(row["distinct_keys"]), bad_scores=int(row["bad_scores"]),
+        wrong_day=int(row["wrong_day"]), wrong_version=int(row["wrong_version"]),
+        score_mean=float(row["score_mean"]) if row["score_mean"] is not None else None,
+    )
     problems = []
     if audit.row_count != expected_rows:
         problems.append(f"{audit.row_count} rows staged, expected {expected_rows} scored rows")

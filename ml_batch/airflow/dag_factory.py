@@ -9,9 +9,18 @@ import datetime as dt
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, Param, task
+from airflow.sdk import (
+    DAG,
+    Asset,
+    AssetOrTimeSchedule,
+    CronDataIntervalTimetable,
+    CronTriggerTimetable,
+    Param,
+    task,
+)
 
 from ml_batch.airflow import tasks
+from ml_batch.airflow.notifiers import MlBatchAlertNotifier
 from ml_batch.spec import Spec
 
 DAG_DOC = """
@@ -25,14 +34,50 @@ D+1 at `{schedule}` covers [D, D+1)); else, for a manual run without a logical d
 
 Steps: **plan** (resolve D, pin the champion version once) → **score** (one mapped task per shard:
 extract, validate with Great Expectations, quarantine failing rows, score, stage) → **publish**
-(audit the staging table, swap the day's partition of `{predictions}` in one transaction).
+(audit the staging table, swap the day's partition of `{predictions}` in one transaction) →
+**drift** (against the version's reference profile; dataset drift emits the drift Asset that triggers
+`retrain_{model}`), **shadow** (challenger scored into `shadow_predictions`), **performance** (realized
+metrics of day D - {delay} whose labels have arrived).
 Re-running a day replaces it; a dry run publishes nothing.
 """
+
+RETRAIN_DOC = """
+### Retraining: `{model}`
+
+Runs on `{schedule}` and whenever the daily DAG finds dataset drift. Trains a candidate on the labels
+known on the as-of day (default: yesterday, UTC), scores candidate and champion on the same time-based
+holdout and promotes only if the candidate reaches `training.min_score` and beats the champion by
+`training.min_improvement` (with `training.shadow_days` > 0 it becomes `challenger` first). The decision
+and both scores are audited in the registry and alerted; a rejection is a result, not a failure.
+Set the `rollback` param to move the champion back to the previous one instead.
+"""
+
+_CRON_PRESETS = {"@hourly": "0 * * * *", "@daily": "0 0 * * *", "@weekly": "0 0 * * 0",
+                 "@monthly": "0 0 1 * *", "@yearly": "0 0 1 1 *"}
 
 
 def predictions_asset(spec: Spec) -> Asset:
     """The Asset whose events mark a published day of `spec`'s predictions."""
     return Asset(name=f"ml_batch.predictions.{spec.name}", uri=f"ml-batch://predictions/{spec.name}")
+
+
+def drift_asset(spec: Spec) -> Asset:
+    """The Asset whose events mark a day with dataset drift (the retraining DAG listens to it)."""
+    return Asset(name=f"ml_batch.drift.{spec.name}", uri=f"ml-batch://drift/{spec.name}")
+
+
+def _default_args(spec: Spec) -> dict[str, Any]:
+    return {
+        "owner": spec.owner,
+        "retries": 2,
+        "retry_delay": dt.timedelta(minutes=2),
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": dt.timedelta(minutes=30),
+    }
+
+
+def _start(spec: Spec) -> Any:
+    return pendulum.datetime(spec.start_date.year, spec.start_date.month, spec.start_date.day, tz="UTC")
 
 
 def _params() -> dict[str, Param]:
@@ -55,29 +100,26 @@ def _params() -> dict[str, Param]:
 def build_dag(spec: Spec, *, doc_md: str | None = None) -> DAG:
     """The daily batch-prediction DAG of one model."""
     model = spec.name
+    dag_id = f"batch_predict_{model}"
     asset = predictions_asset(spec)
+    drifted_asset = drift_asset(spec)
     doc = doc_md or DAG_DOC.format(
         model=model, description=spec.description, date_column=spec.source.date_column,
         source=spec.source.table or "the spec's query", schedule=spec.schedule, predictions=spec.predictions.table,
+        delay=spec.labels.delay_days,
     )
-    default_args: dict[str, Any] = {
-        "owner": spec.owner,
-        "retries": 2,
-        "retry_delay": dt.timedelta(minutes=2),
-        "retry_exponential_backoff": 2.0,
-        "max_retry_delay": dt.timedelta(minutes=30),
-    }
     with DAG(
-        dag_id=f"batch_predict_{model}",
+        dag_id=dag_id,
         doc_md=doc,
         schedule=CronDataIntervalTimetable(spec.schedule, timezone="UTC"),
-        start_date=pendulum.datetime(spec.start_date.year, spec.start_date.month, spec.start_date.day, tz="UTC"),
+        start_date=_start(spec),
         catchup=False,
         # Days are independent (per-run staging, per-day publish lock), so backfills may run days in parallel.
         max_active_runs=spec.max_active_runs,
-        default_args=default_args,
+        default_args=_default_args(spec),
         params=_params(),
         tags=["ml-batch", "batch-predict", model],
+        on_failure_callback=MlBatchAlertNotifier(model),
     ) as dag:
 
         @task(task_id="plan")
@@ -96,7 +138,71 @@ def build_dag(spec: Spec, *, doc_md: str | None = None) -> DAG:
         def publish(run_plan: dict[str, Any], results: list[dict[str, Any]], **context: Any) -> dict[str, Any]:
             return tasks.publish(model, run_plan, context, asset)
 
+        @task(task_id="drift")
+        def drift(run_plan: dict[str, Any], published: dict[str, Any]) -> dict[str, Any]:
+            return tasks.drift(model, run_plan, dag_id)
+
+        @task.short_circuit(task_id="dataset_drifted")
+        def dataset_drifted(summary: dict[str, Any]) -> bool:
+            return bool(summary.get("dataset_drift"))
+
+        @task(task_id="signal_drift", outlets=[drifted_asset])
+        def signal_drift(summary: dict[str, Any], **context: Any) -> dict[str, Any]:
+            return tasks.signal_drift(summary, context, drifted_asset)
+
+        @task(task_id="shadow")
+        def shadow(run_plan: dict[str, Any], published: dict[str, Any]) -> dict[str, Any] | None:
+            return tasks.shadow(model, run_plan)
+
+        @task(task_id="performance")
+        def performance(run_plan: dict[str, Any], published: dict[str, Any], shadowed: Any) -> list[dict[str, Any]]:
+            return tasks.performance(model, run_plan, dag_id)
+
         run_plan = plan()
         scored = score.partial(run_plan=run_plan).expand(shard=list_shards(run_plan))
-        publish(run_plan, scored)
+        published = publish(run_plan, scored)
+        summary = drift(run_plan, published)
+        signal_drift(summary) << dataset_drifted(summary)
+        performance(run_plan, published, shadow(run_plan, published))
+    return dag
+
+
+def build_retrain_dag(spec: Spec) -> DAG:
+    """The `retrain_<model>` DAG: on its schedule and on the drift Asset; gated promotion; rollback param."""
+    model = spec.name
+    dag_id = f"retrain_{model}"
+    cron = _CRON_PRESETS.get(spec.training.schedule, spec.training.schedule)
+    with DAG(
+        dag_id=dag_id,
+        doc_md=RETRAIN_DOC.format(model=model, schedule=spec.training.schedule),
+        schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable(cron, timezone="UTC"),
+                                     assets=drift_asset(spec)),
+        start_date=_start(spec),
+        catchup=False,
+        max_active_runs=1,  # one candidate at a time: two gates must not race on the same champion
+        default_args=_default_args(spec),
+        params={
+            "as_of": Param(None, type=["null", "string"], format="date", title="Labels known on",
+                           description="YYYY-MM-DD. Empty: yesterday (UTC)."),
+            "rollback": Param(False, type="boolean", title="Roll back instead of training",
+                              description="Move champion back to the previous champion (audited)."),
+            "reason": Param(None, type=["null", "string"], title="Reason (for the audit trail)"),
+        },
+        tags=["ml-batch", "retrain", model],
+        on_failure_callback=MlBatchAlertNotifier(model),
+    ) as dag:
+
+        @task.branch(task_id="mode")
+        def mode(**context: Any) -> str:
+            return tasks.retrain_mode(context)
+
+        @task(task_id="rollback")
+        def rollback(**context: Any) -> dict[str, Any]:
+            return tasks.rollback(model, context)
+
+        @task(task_id="train")
+        def train(**context: Any) -> dict[str, Any]:
+            return tasks.train_and_gate(model, context, dag_id)
+
+        mode() >> [rollback(), train()]
     return dag

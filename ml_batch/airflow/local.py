@@ -58,6 +58,30 @@ def run_days_in_airflow(settings: Settings, model: str, days: list[dt.date]) -> 
     return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
 
 
+def retrain_in_airflow(settings: Settings, model: str, as_of: dt.date) -> dict[str, object]:
+    """Run `retrain_<model>` once through real Airflow (`dag.test()`), in a child process."""
+    command = [sys.executable, "-m", "ml_batch.airflow.local", "retrain", "--model", model,
+               f"--as-of={as_of.isoformat()}"]
+    result = subprocess.run(command, env=airflow_env(settings), capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-25:])
+        raise RuntimeError(f"Airflow run of retrain_{model} failed (exit {result.returncode}):\n{tail}")
+    return next(json.loads(line) for line in result.stdout.splitlines() if line.startswith("{"))
+
+
+def _retrain(model: str, as_of: dt.date) -> int:
+    from airflow.utils import db
+
+    from ml_batch.airflow.dag_factory import build_retrain_dag
+    from ml_batch.spec import get_spec
+
+    db.initdb()
+    dag = build_retrain_dag(get_spec(Path(os.environ["ML_BATCH_SPECS_DIR"]), model))
+    run = dag.test(logical_date=None, run_conf={"as_of": as_of.isoformat()})
+    print(json.dumps({"as_of": as_of.isoformat(), "state": str(run.state), "run_id": run.run_id}), flush=True)
+    return 0 if run.state == "success" else 1
+
+
 def _run_days(model: str, days: list[dt.date]) -> int:
     """Child process: migrate the metadata DB, then one DAG run per day; prints one JSON line per run."""
     from airflow.utils import db
@@ -84,7 +108,12 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run-days", help="run the daily DAG for the given days (env prepared by the caller)")
     run.add_argument("--model", required=True)
     run.add_argument("--day", action="append", required=True, type=dt.date.fromisoformat)
+    retrain = sub.add_parser("retrain", help="run the retraining DAG once (env prepared by the caller)")
+    retrain.add_argument("--model", required=True)
+    retrain.add_argument("--as-of", required=True, type=dt.date.fromisoformat)
     args = parser.parse_args(argv)
+    if args.command == "retrain":
+        return _retrain(args.model, args.as_of)
     return _run_days(args.model, args.day)
 
 

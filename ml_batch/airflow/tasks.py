@@ -67,3 +67,89 @@ def publish(model: str, run_plan: dict[str, Any], context: dict[str, Any], asset
     if outlet_events is not None and summary["status"] == "success":
         outlet_events[asset].extra = {k: summary[k] for k in ("model", "day", "version", "scored", "quarantined")}
     return summary
+
+
+def drift(model: str, run_plan: dict[str, Any], dag_id: str) -> dict[str, Any]:
+    """Drift of the day just published against the scoring version's reference profile."""
+    from ml_batch.monitoring import check_day_drift
+    from ml_batch.scoring import RunPlan
+
+    spec, settings, engine = _spec(model)
+    plan_ = RunPlan.from_dict(run_plan)
+    if plan_.dry_run:
+        return {"status": "skipped", "reason": "dry run", "dataset_drift": False}
+    return check_day_drift(engine, spec, plan_.day, run_id=plan_.run_id, report_dir=settings.home / "drift",
+                           dag_id=dag_id)
+
+
+def signal_drift(summary: dict[str, Any], context: dict[str, Any], asset: Any) -> dict[str, Any]:
+    """Attach the drift summary to the drift Asset event (which triggers the retraining DAG)."""
+    outlet_events = context.get("outlet_events")
+    if outlet_events is not None:
+        outlet_events[asset].extra = {k: summary.get(k) for k in ("model", "day", "version", "share",
+                                                                 "drifted_features")}
+    return summary
+
+
+def shadow(model: str, run_plan: dict[str, Any]) -> dict[str, Any] | None:
+    """Score the published day with the challenger (if any) into the shadow table."""
+    from ml_batch.monitoring import shadow_score
+    from ml_batch.scoring import RunPlan
+
+    spec, _, engine = _spec(model)
+    plan_ = RunPlan.from_dict(run_plan)
+    if plan_.dry_run:
+        return None
+    return shadow_score(engine, spec, plan_.day, run_id=plan_.run_id)
+
+
+def performance(model: str, run_plan: dict[str, Any], dag_id: str) -> list[dict[str, Any]]:
+    """Realized metrics of the day whose labels have now arrived (D - labels.delay_days)."""
+    from ml_batch.monitoring import realized_performance
+    from ml_batch.scoring import RunPlan
+
+    spec, _, engine = _spec(model)
+    plan_ = RunPlan.from_dict(run_plan)
+    records = realized_performance(engine, spec, plan_.day, run_id=plan_.run_id, dag_id=dag_id)
+    return [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items() if k != "detail"}
+            for r in records if r["metric"] == spec.training.metric]
+
+
+def retrain_mode(context: dict[str, Any]) -> str:
+    """`rollback` when the operator asked for it, else `train`."""
+    return "rollback" if (context.get("params") or {}).get("rollback") else "train"
+
+
+def rollback(model: str, context: dict[str, Any]) -> dict[str, Any]:
+    """Move the champion back to the previous one (audited, alerted)."""
+    from ml_batch import alerts, registry
+    from ml_batch.alerts import Alert
+
+    _, _, engine = _spec(model)
+    reason = (context.get("params") or {}).get("reason") or "rollback requested from the retraining DAG"
+    move = registry.rollback(engine, model, actor=f"airflow:{context['run_id']}", reason=reason)
+    alerts.record(engine, Alert(
+        kind="rollback", severity="warning", model_name=model, run_id=str(context["run_id"]),
+        message=f"champion rolled back from {move.from_version} to {move.to_version}: {reason}",
+    ))
+    return move.__dict__
+
+
+def train_and_gate(model: str, context: dict[str, Any], dag_id: str) -> dict[str, Any]:
+    """Promote a challenger whose shadow period is over; then train a candidate and run the gate."""
+    from ml_batch.jobs import promote_after_shadow, train_and_register
+
+    spec, _, engine = _spec(model)
+    params = context.get("params") or {}
+    dag_run = context["dag_run"]
+    as_of = resolve_day(params.get("as_of"), None, getattr(dag_run, "run_after", None))
+    actor = f"airflow:{context['run_id']}"
+    shadow_outcome = promote_after_shadow(engine, spec, actor=actor)
+    outcome = train_and_register(engine, spec, as_of, actor=actor, promote=True, dag_id=dag_id,
+                                 run_id=str(context["run_id"]))
+    result = {**outcome.as_dict(), "as_of": as_of.isoformat(), "shadow_promotion": shadow_outcome}
+    decision = outcome.decision
+    if decision is not None:
+        logger.info("gate for %s version %d: %s (candidate %s %.4f, champion %s)", model, outcome.version.version,
+                    outcome.action, decision.metric, decision.candidate_score, decision.champion_score)
+    return result

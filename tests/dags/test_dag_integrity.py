@@ -29,7 +29,10 @@ DAGS_DIR = REPO / "dags"
 DEMO_SPECS = REPO / "include" / "models"
 DEMO_SPEC_FILE = DEMO_SPECS / "credit_default.yaml"
 DAG_PREFIX = "batch_predict_"
-TASK_IDS = {"plan", "list_shards", "score", "publish"}
+RETRAIN_PREFIX = "retrain_"
+TASK_IDS = {"plan", "list_shards", "score", "publish", "drift", "dataset_drifted", "signal_drift", "shadow",
+            "performance"}
+RETRAIN_TASK_IDS = {"mode", "rollback", "train"}
 RUN_PARAMS = {"date", "version", "version_policy", "dry_run", "shards"}
 
 
@@ -60,9 +63,20 @@ def dag(request: pytest.FixtureRequest) -> DAG:
     return demo_bag().dags[request.param]
 
 
+@pytest.fixture(params=sorted(d for d in demo_bag().dag_ids if d.startswith(DAG_PREFIX)))
+def predict_dag(request: pytest.FixtureRequest) -> DAG:
+    return demo_bag().dags[request.param]
+
+
+@pytest.fixture(params=sorted(d for d in demo_bag().dag_ids if d.startswith(RETRAIN_PREFIX)))
+def retrain_dag(request: pytest.FixtureRequest) -> DAG:
+    return demo_bag().dags[request.param]
+
+
 @pytest.fixture()
-def spec(dag: DAG) -> Spec:
-    return load_specs(DEMO_SPECS)[dag.dag_id.removeprefix(DAG_PREFIX)]
+def spec(request: pytest.FixtureRequest) -> Spec:
+    dag = request.getfixturevalue("predict_dag" if "predict_dag" in request.fixturenames else "dag")
+    return load_specs(DEMO_SPECS)[dag.dag_id.removeprefix(DAG_PREFIX).removeprefix(RETRAIN_PREFIX)]
 
 
 def _last_line(traceback_text: str) -> str:
@@ -93,7 +107,7 @@ def test_no_parse_warnings() -> None:
 
 
 def test_one_dag_per_spec_file() -> None:
-    expected = {f"{DAG_PREFIX}{name}" for name in load_specs(DEMO_SPECS)}
+    expected = {f"{prefix}{name}" for name in load_specs(DEMO_SPECS) for prefix in (DAG_PREFIX, RETRAIN_PREFIX)}
     assert expected, f"no spec files in {DEMO_SPECS}"
     assert set(demo_bag().dag_ids) == expected
 
@@ -121,44 +135,44 @@ def test_every_task_retries_with_exponential_backoff(dag: DAG) -> None:
         assert task.retry_exponential_backoff, f"{task.task_id}: no exponential backoff"
 
 
-def test_doc_md_explains_day_d(dag: DAG) -> None:
-    assert dag.doc_md and dag.doc_md.strip()
-    assert "Day D" in dag.doc_md
+def test_doc_md_explains_day_d(predict_dag: DAG) -> None:
+    assert predict_dag.doc_md and predict_dag.doc_md.strip()
+    assert "Day D" in predict_dag.doc_md
 
 
 def test_no_catchup(dag: DAG) -> None:
     assert dag.catchup is False
 
 
-def test_backfills_run_days_in_parallel(dag: DAG) -> None:
-    assert dag.max_active_runs > 1
+def test_backfills_run_days_in_parallel(predict_dag: DAG) -> None:
+    assert predict_dag.max_active_runs > 1
 
 
-def test_timetable_has_utc_data_intervals(dag: DAG) -> None:
-    timetable = dag.timetable
+def test_timetable_has_utc_data_intervals(predict_dag: DAG) -> None:
+    timetable = predict_dag.timetable
     assert isinstance(timetable, CronDataIntervalTimetable), type(timetable)
     assert getattr(timetable.timezone, "name", timetable.timezone) == "UTC"
     # A data-interval timetable fires at the end of a non-empty interval (the CronTrigger default would
     # give start == end == run_after, and a run would have no day to score).
-    assert dag.start_date is not None
-    info = serialized(dag.dag_id).timetable.next_dagrun_info(
+    assert predict_dag.start_date is not None
+    info = serialized(predict_dag.dag_id).timetable.next_dagrun_info(
         last_automated_data_interval=None,
-        restriction=TimeRestriction(earliest=pendulum.instance(dag.start_date), latest=None, catchup=True),
+        restriction=TimeRestriction(earliest=pendulum.instance(predict_dag.start_date), latest=None, catchup=True),
     )
     assert info is not None
     assert info.data_interval.start < info.data_interval.end == info.run_after
     assert info.data_interval.start.utcoffset() == dt.timedelta(0)
 
 
-def test_params_declared_with_valid_defaults(dag: DAG) -> None:
-    assert set(dag.params) >= RUN_PARAMS
-    defaults = serialized(dag.dag_id).params.deep_merge({}).validate()
+def test_params_declared_with_valid_defaults(predict_dag: DAG) -> None:
+    assert set(predict_dag.params) >= RUN_PARAMS
+    defaults = serialized(predict_dag.dag_id).params.deep_merge({}).validate()
     assert defaults["date"] is None and defaults["version"] is None
 
 
-def test_params_accept_a_full_run_conf(dag: DAG) -> None:
+def test_params_accept_a_full_run_conf(predict_dag: DAG) -> None:
     conf = {"date": "2026-12-31", "version": 3, "version_policy": "champion_on_day", "dry_run": True, "shards": 8}
-    resolved = serialized(dag.dag_id).params.deep_merge(conf).validate()
+    resolved = serialized(predict_dag.dag_id).params.deep_merge(conf).validate()
     assert {key: resolved[key] for key in conf} == conf
 
 
@@ -176,21 +190,23 @@ def test_params_accept_a_full_run_conf(dag: DAG) -> None:
     ],
     ids=lambda conf: "-".join(f"{k}={v}" for k, v in conf.items()),
 )
-def test_params_reject_bad_values(dag: DAG, conf: dict[str, Any]) -> None:
+def test_params_reject_bad_values(predict_dag: DAG, conf: dict[str, Any]) -> None:
     (key,) = conf
     with pytest.raises(ParamValidationError, match=f"param {key}"):
-        serialized(dag.dag_id).params.deep_merge(conf).validate()
+        serialized(predict_dag.dag_id).params.deep_merge(conf).validate()
 
 
-def test_tasks_plan_list_shards_score_publish(dag: DAG) -> None:
-    assert {task.task_id for task in dag.tasks} == TASK_IDS
-    assert "list_shards" in dag.get_task("plan").downstream_task_ids
-    assert "score" in dag.get_task("list_shards").downstream_task_ids
-    assert "publish" in dag.get_task("score").downstream_task_ids
+def test_tasks_plan_list_shards_score_publish(predict_dag: DAG) -> None:
+    assert {task.task_id for task in predict_dag.tasks} == TASK_IDS
+    assert {"drift", "shadow"} <= predict_dag.get_task("publish").downstream_task_ids
+    assert predict_dag.get_task("dataset_drifted").downstream_task_ids == {"signal_drift"}
+    assert "list_shards" in predict_dag.get_task("plan").downstream_task_ids
+    assert "score" in predict_dag.get_task("list_shards").downstream_task_ids
+    assert "publish" in predict_dag.get_task("score").downstream_task_ids
 
 
-def test_publish_emits_the_predictions_asset(dag: DAG, spec: Spec) -> None:
-    names = {outlet.name for outlet in dag.get_task("publish").outlets if isinstance(outlet, Asset)}
+def test_publish_emits_the_predictions_asset(predict_dag: DAG, spec: Spec) -> None:
+    names = {outlet.name for outlet in predict_dag.get_task("publish").outlets if isinstance(outlet, Asset)}
     assert f"ml_batch.predictions.{spec.name}" in names
 
 
@@ -204,7 +220,8 @@ def test_two_spec_files_give_two_dags(tmp_path: Path) -> None:
     bag = parse_dags_folder(tmp_path)
 
     assert bag.import_errors == {}
-    assert set(bag.dag_ids) == {"batch_predict_credit_default", "batch_predict_churn_risk"}
+    assert set(bag.dag_ids) == {"batch_predict_credit_default", "batch_predict_churn_risk",
+                                "retrain_credit_default", "retrain_churn_risk"}
     outlets = bag.dags["batch_predict_churn_risk"].get_task("publish").outlets
     assert {outlet.name for outlet in outlets} == {"ml_batch.predictions.churn_risk"}
 
@@ -226,8 +243,35 @@ def test_invalid_spec_is_an_import_error_naming_file_and_field(
 
     bag = parse_dags_folder(tmp_path)
 
-    assert list(bag.import_errors) == ["batch_predict.py"]
+    assert sorted(bag.import_errors) == ["batch_predict.py", "retrain.py"]
     message = _last_line(bag.import_errors["batch_predict.py"])
     assert message.startswith("ml_batch.errors.SpecError: ")
     assert str(broken) in message
     assert f"field '{field}'" in message
+
+
+# --- the retraining DAG ------------------------------------------------------------------------------------
+
+
+def test_retrain_runs_on_its_schedule_and_on_the_drift_asset(retrain_dag: DAG) -> None:
+    from airflow.sdk import AssetOrTimeSchedule
+
+    model = retrain_dag.dag_id.removeprefix(RETRAIN_PREFIX)
+    assert isinstance(retrain_dag.timetable, AssetOrTimeSchedule)
+    condition = retrain_dag.timetable.asset_condition
+    assert isinstance(condition, Asset) and condition.name == f"ml_batch.drift.{model}"
+    assert retrain_dag.max_active_runs == 1, "two gates must never race on the same champion"
+
+
+def test_retrain_tasks_and_params(retrain_dag: DAG) -> None:
+    assert {task.task_id for task in retrain_dag.tasks} == RETRAIN_TASK_IDS
+    assert retrain_dag.get_task("mode").downstream_task_ids == {"rollback", "train"}
+    assert {"as_of", "rollback", "reason"} <= set(retrain_dag.params)
+    with pytest.raises(ParamValidationError, match="param as_of"):
+        serialized(retrain_dag.dag_id).params.deep_merge({"as_of": "yesterday"}).validate()
+
+
+def test_daily_drift_task_emits_the_asset_retraining_listens_to(predict_dag: DAG) -> None:
+    model = predict_dag.dag_id.removeprefix(DAG_PREFIX)
+    names = {outlet.name for outlet in predict_dag.get_task("signal_drift").outlets if isinstance(outlet, Asset)}
+    assert names == {f"ml_batch.drift.{model}"}

@@ -183,7 +183,9 @@ def test_parse_succeeds(parse_report: dict[str, Any]) -> None:
     from ml_batch.spec import load_specs
 
     assert parse_report["import_errors"] == {}
-    assert parse_report["dag_ids"] == sorted(f"batch_predict_{name}" for name in load_specs(DEMO_SPECS))
+    assert parse_report["dag_ids"] == sorted(
+        f"{prefix}{name}" for name in load_specs(DEMO_SPECS) for prefix in ("batch_predict_", "retrain_")
+    )
 
 
 def test_parse_opens_no_connection(parse_report: dict[str, Any]) -> None:

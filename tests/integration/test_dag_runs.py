@@ -160,7 +160,7 @@ def test_publish_emits_an_asset_event(engine: sa.Engine, toy_dag) -> None:
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.utils.session import create_session
 
-    spec, dag = toy_dag
+    _, dag = toy_dag
     run = dag.test(logical_date=None, run_conf={"date": DAY.isoformat()})
     assert run.state == "success"
     with create_session() as session:

@@ -131,7 +131,7 @@ def test_a_batch_level_failure_fails_with_a_clear_message_and_publishes_nothing(
         score_day(engine, strict, DAY, run_id="bad")
     # The earlier good copy of the day is untouched.
     assert {r.run_id for r in _day_rows(engine, toy, DAY)} == {"good"}
-    failed = [r for r in list_runs(engine, "toy") if r["run_id"] == "bad"][0]
+    failed = next(r for r in list_runs(engine, "toy") if r["run_id"] == "bad")
     assert failed["status"] == "failed" and "expected between 1000" in failed["error"]
 
 
