@@ -266,7 +266,7 @@ def drift_cmd(
     day = _date(date, "--date")
     summary = check_day_drift(engine, spec, day, run_id=f"cli__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}",
                               report_dir=settings.home / "drift")
-    head, rows = drift_table(engine, model, day)
+    _, rows = drift_table(engine, model, day)
     if as_json:
         _print_json({"summary": summary, "rows": rows})
         return

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
+from decimal import Decimal
 from functools import lru_cache
 
 import sqlalchemy as sa
@@ -51,7 +54,11 @@ def make_engine(settings: Settings, *, start: bool = True) -> sa.Engine:
 @lru_cache(maxsize=8)
 def _engine(url: str, schema: str) -> sa.Engine:
     # Days are UTC days: a run for day D reads D <= date_column < D+1 whatever the server's zone.
-    engine = sa.create_engine(url, pool_pre_ping=True, connect_args={"options": "-c timezone=UTC"})
+    engine = sa.create_engine(
+        url, pool_pre_ping=True, connect_args={"options": "-c timezone=UTC"},
+        # JSONB columns hold audit details with dates and Decimals: write them as ISO strings / numbers.
+        json_serializer=_to_json,
+    )
     try:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
@@ -60,6 +67,18 @@ def _engine(url: str, schema: str) -> sa.Engine:
             f"cannot connect to {_mask(url)}: {str(exc.orig).strip().splitlines()[0]}"
         ) from exc
     return engine.execution_options(schema_translate_map={SCHEMA_PLACEHOLDER: schema})
+
+
+def _to_json(value: object) -> str:
+    return json.dumps(value, default=_json_default, allow_nan=False)
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, dt.date | dt.datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    raise TypeError(f"{type(value).__name__} {value!r} is not JSON serializable")
 
 
 def _mask(url: str) -> str:

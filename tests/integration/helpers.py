@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import uuid
 
 import numpy as np
@@ -66,14 +67,13 @@ def load_toy_data(
         conn.execute(sa.text(
             f'CREATE TABLE "{schema}".toy_labels (id bigint primary key, y smallint, known_at timestamptz)'
         ))
-        conn.execute(
-            sa.text(f'INSERT INTO "{schema}".toy_rows VALUES (:id, :event_time, :x1, :x2, :color)'),
-            frame[["id", "event_time", "x1", "x2", "color"]].to_dict("records"),
-        )
-        conn.execute(
-            sa.text(f'INSERT INTO "{schema}".toy_labels VALUES (:id, :y, :known_at)'),
-            frame[["id", "y", "known_at"]].to_dict("records"),
-        )
+        cursor = conn.connection.driver_connection.cursor()
+        for table, columns in (("toy_rows", ["id", "event_time", "x1", "x2", "color"]),
+                               ("toy_labels", ["id", "y", "known_at"])):
+            buffer = io.StringIO()
+            frame[columns].to_csv(buffer, index=False, header=False)
+            buffer.seek(0)
+            cursor.copy_expert(f'COPY "{schema}".{table} ({", ".join(columns)}) FROM STDIN WITH (FORMAT csv)', buffer)
     return frame
 
 

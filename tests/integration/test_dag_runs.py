@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from ml_batch import registry
+from ml_batch import alerts, registry
 from ml_batch.config import Settings
 from ml_batch.jobs import train_and_register
 from ml_batch.runs import list_runs
@@ -49,13 +49,14 @@ class _Dag:
     """Runs `dag.test()` on a freshly built DAG each time, as the scheduler parses the file for each run
     (dag.test() mutates the DAG object's params with the run's conf)."""
 
-    def __init__(self, spec) -> None:
+    def __init__(self, spec, factory: str = "build_dag") -> None:
         self.spec = spec
+        self.factory = factory
 
     def test(self, **kwargs):
-        from ml_batch.airflow.dag_factory import build_dag
+        from ml_batch.airflow import dag_factory
 
-        dag = build_dag(self.spec)
+        dag = getattr(dag_factory, self.factory)(self.spec)
         for t in dag.tasks:
             t.retries = 0  # a failing test should fail now, not after the production retry delays
         return dag.test(**kwargs)
@@ -154,6 +155,10 @@ def test_batch_failure_fails_the_run_and_publishes_nothing(
     assert _rows(engine, spec, DAY) == []
     failed = list_runs(engine, "toy")[0]
     assert failed["status"] == "failed" and "80 rows extracted, expected between 500" in failed["error"]
+    # The DAG's notifier turned the failure into an alert.
+    [alert] = [a for a in alerts.recent(engine, "toy") if a["kind"] == "run_failure"]
+    assert alert["dag_id"] == "batch_predict_toy" and alert["run_id"] == run.run_id
+    assert alert["severity"] == "critical"
 
 
 def test_publish_emits_an_asset_event(engine: sa.Engine, toy_dag) -> None:
@@ -170,3 +175,48 @@ def test_publish_emits_an_asset_event(engine: sa.Engine, toy_dag) -> None:
         )
     assert len(events) == 1
     assert events[0].extra == {"model": "toy", "day": DAY.isoformat(), "version": 1, "scored": 80, "quarantined": 0}
+
+
+def _task_states(run) -> dict[str, str]:
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        tis = session.query(TaskInstance).filter(TaskInstance.dag_id == run.dag_id,
+                                                 TaskInstance.run_id == run.run_id).all()
+        return {ti.task_id: str(ti.state) for ti in tis}
+
+
+def test_drift_signal_only_on_drifted_days(engine: sa.Engine, toy_dag) -> None:
+    spec, dag = toy_dag
+    calm = dag.test(logical_date=None, run_conf={"date": DAY.isoformat()})
+    states = _task_states(calm)
+    assert states["drift"] == "success" and states["signal_drift"] == "skipped"
+    shifted_day = DAY + dt.timedelta(days=1)
+    start = dt.datetime.combine(shifted_day, dt.time(), tzinfo=dt.UTC)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"UPDATE {spec.source.table} SET x1 = x1 + 3, x2 = x2 - 3 "
+                             "WHERE event_time >= :s AND event_time < :e"),
+                     {"s": start, "e": start + dt.timedelta(days=1)})
+    drifted = dag.test(logical_date=None, run_conf={"date": shifted_day.isoformat()})
+    assert _task_states(drifted)["signal_drift"] == "success"
+    assert [a["partition_date"] for a in alerts.recent(engine, "toy") if a["kind"] == "dataset_drift"] == [
+        shifted_day]
+
+
+def test_retrain_dag_records_the_gate_decision_and_rolls_back_on_request(engine: sa.Engine, toy_dag) -> None:
+    spec, _ = toy_dag
+    retrain = _Dag(spec, "build_retrain_dag")
+    run = retrain.test(logical_date=None, run_conf={"as_of": AS_OF.isoformat()})
+    assert run.state == "success", "a rejected candidate is a result, not a failure"
+    decision = next(e for e in registry.events(engine, "toy") if e["event"] == "gate_decision")
+    assert decision["to_version"] == 2 and decision["details"]["candidate_score"] is not None
+    assert decision["details"]["champion_score"] is not None
+    registry.promote(engine, "toy", 2, actor="t", reason="manual")
+    rollback = retrain.test(logical_date=None, run_conf={"rollback": True, "reason": "bad scores"})
+    assert rollback.state == "success"
+    assert _task_states(rollback)["train"] == "skipped"
+    assert registry.aliases(engine, "toy")["champion"] == 1
+    event = next(e for e in registry.events(engine, "toy") if e["event"] == "rollback")
+    assert (event["from_version"], event["to_version"], event["reason"]) == (2, 1, "bad scores")
+    assert any(a["kind"] == "rollback" for a in alerts.recent(engine, "toy"))
