@@ -45,6 +45,10 @@ db-up: setup
 db-down: setup
 	$(BIN)/ml-batch db down
 
+## bench: throughput and memory of the scoring path vs the naive pattern (see benchmarks/README in the README)
+bench: setup
+	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
+
 ## lock: re-pin requirements.txt from the current .venv (after changing dependencies and passing the tests)
 lock: setup
 	{ head -n 2 requirements.txt; $(BIN)/python -m pip freeze --all --exclude-editable | grep -v "^pip==" | LC_ALL=C sort -f; } > requirements.txt.new

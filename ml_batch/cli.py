@@ -199,7 +199,8 @@ def score_cmd(
     version: Annotated[int | None, typer.Option("--version", help="Score with this version (default: champion).")]
     = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and score, publish nothing.")] = False,
-    shards: Annotated[int, typer.Option("--shards", min=1, max=64, help="Split the day into K shards.")] = 1,
+    shards: Annotated[int | None, typer.Option("--shards", min=1, max=64,
+                                               help="Split the day into K shards (default: from the spec).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Score one day outside Airflow, through the same code path as the daily DAG."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -35,7 +36,7 @@ from ml_batch.publish import (
     staging_table,
     swap_in,
 )
-from ml_batch.sources import day_sql
+from ml_batch.sources import day_sql, select_day
 from ml_batch.spec import Spec
 
 logger = logging.getLogger(__name__)
@@ -124,13 +125,19 @@ def plan_run(
     version: int | None = None,
     version_policy: str = "champion",
     dry_run: bool = False,
-    shards: int = 1,
+    shards: int | None = None,
 ) -> RunPlan:
-    """Pin the version (an explicit one, the champion now, or the champion on `day`), prepare tables."""
+    """Pin the version (an explicit one, the champion now, or the champion on `day`), prepare tables.
+
+    `shards` None means the spec's `scoring.shards`, else one shard per `scoring.rows_per_shard` rows of
+    the day (counted here, capped at `scoring.max_shards`).
+    """
     if version_policy not in VERSION_POLICIES:
         raise ValueError(f"version_policy {version_policy!r}: expected one of {VERSION_POLICIES}")
     if run_type not in RUN_TYPES:
         raise ValueError(f"run_type {run_type!r}: expected one of {RUN_TYPES}")
+    if shards is None:
+        shards = spec.scoring.shards or shard_count(engine, spec, day)
     if shards < 1:
         raise ValueError(f"shards={shards}: expected at least 1")
     if version is None:
@@ -151,6 +158,14 @@ def plan_run(
     logger.info("planned %s day %s with version %d (%s), %d shard(s)", spec.name, day, info.version,
                 version_policy if version is None else "explicit", shards)
     return plan
+
+
+def shard_count(engine: sa.Engine, spec: Spec, day: dt.date) -> int:
+    """Shards for a day: one per `scoring.rows_per_shard` source rows, at least 1, at most `max_shards`."""
+    day_rows = select_day(spec, day).subquery("day")
+    with engine.connect() as conn:
+        rows = int(conn.execute(sa.select(sa.func.count()).select_from(day_rows)).scalar_one())
+    return max(1, min(spec.scoring.max_shards, math.ceil(rows / spec.scoring.rows_per_shard)))
 
 
 def score_shard(
@@ -292,14 +307,14 @@ def score_day(
     version: int | None = None,
     version_policy: str = "champion",
     dry_run: bool = False,
-    shards: int = 1,
+    shards: int | None = 1,
     suite_file: Path | None = None,
     results_dir: Path | None = None,
 ) -> RunSummary:
     """The whole day in this process: the code path of the DAG, without Airflow."""
     plan = plan_run(engine, spec, day, run_id=run_id, run_type=run_type, version=version,
                     version_policy=version_policy, dry_run=dry_run, shards=shards)
-    for shard in range(shards):
+    for shard in range(plan.shards):
         score_shard(engine, spec, plan, shard, suite_file=suite_file, results_dir=results_dir)
     return publish_run(engine, spec, plan)
 

@@ -173,6 +173,14 @@ class DriftSpec(_Strict):
     bins: int = Field(default=10, ge=2, le=100)
 
 
+class ScoringSpec(_Strict):
+    """How a day is split for scoring: a fixed number of shards, or one shard per `rows_per_shard` rows."""
+
+    shards: int | None = Field(default=None, ge=1, le=64)
+    rows_per_shard: int = Field(default=500_000, ge=1_000)
+    max_shards: int = Field(default=16, ge=1, le=64)
+
+
 class PredictionsSpec(_Strict):
     """Where predictions are published, and the threshold that turns a probability into a label."""
 
@@ -212,6 +220,7 @@ class Spec(_Strict):
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     validation: ValidationSpec = Field(default_factory=ValidationSpec)
     drift: DriftSpec = Field(default_factory=DriftSpec)
+    scoring: ScoringSpec = Field(default_factory=ScoringSpec)
     predictions: PredictionsSpec
 
     @field_validator("name")

@@ -92,8 +92,9 @@ def _params() -> dict[str, Param]:
                                             "was champion at the end of the day (for faithful backfills)."),
         "dry_run": Param(False, type="boolean", title="Dry run",
                          description="Validate and score, publish nothing."),
-        "shards": Param(1, type="integer", minimum=1, maximum=64, title="Shards",
-                        description="Split the day into this many mapped scoring tasks."),
+        "shards": Param(None, type=["null", "integer"], minimum=1, maximum=64, title="Shards",
+                        description="Split the day into this many mapped scoring tasks. Empty: the spec's "
+                                    "scoring.shards, else one per scoring.rows_per_shard rows."),
     }
 
 

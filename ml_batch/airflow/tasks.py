@@ -35,7 +35,7 @@ def plan(model: str, context: dict[str, Any]) -> dict[str, Any]:
         version=params.get("version"),
         version_policy=params.get("version_policy") or "champion",
         dry_run=bool(params.get("dry_run")),
-        shards=int(params.get("shards") or 1),
+        shards=int(params["shards"]) if params.get("shards") else None,
     )
     logger.info("run %s scores %s day %s with version %d", run_plan.run_id, model, day, run_plan.version)
     return run_plan.as_dict()

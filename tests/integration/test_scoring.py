@@ -183,3 +183,18 @@ def test_backfill_can_use_the_version_that_was_champion_on_the_day(engine: sa.En
     assert {r.model_version for r in _day_rows(engine, toy, DAY)} == {1}
     score_day(engine, toy, DAY, run_id="now")
     assert {r.model_version for r in _day_rows(engine, toy, DAY)} == {2}
+
+
+def test_shards_are_derived_from_the_days_row_count(settings: Settings, engine: sa.Engine) -> None:
+    spec = toy_spec(settings.schema)
+    spec = spec.model_copy(update={"scoring": spec.scoring.model_copy(update={"rows_per_shard": 1000,
+                                                                              "max_shards": 2})})
+    load_toy_data(engine, settings.schema, FIRST, days=22, rows_per_day=1500)
+    train_and_register(engine, spec, AS_OF, actor="t", promote=True)
+    plan = plan_run(engine, spec, DAY, run_id="auto")
+    assert plan.shards == 2  # ceil(1500 / 1000)
+    capped = spec.model_copy(update={"scoring": spec.scoring.model_copy(update={"rows_per_shard": 1000,
+                                                                                "max_shards": 1})})
+    assert plan_run(engine, capped, DAY, run_id="capped").shards == 1
+    fixed = spec.model_copy(update={"scoring": spec.scoring.model_copy(update={"shards": 5})})
+    assert plan_run(engine, fixed, DAY, run_id="fixed").shards == 5
