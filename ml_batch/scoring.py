@@ -307,7 +307,7 @@ def score_day(
     version: int | None = None,
     version_policy: str = "champion",
     dry_run: bool = False,
-    shards: int | None = 1,
+    shards: int | None = None,
     suite_file: Path | None = None,
     results_dir: Path | None = None,
 ) -> RunSummary:

@@ -194,7 +194,8 @@ def test_gate_promotes_a_better_candidate_and_rejects_a_worse_one(settings: Sett
     decisions = [e for e in registry.events(engine, "toy") if e["event"] == "gate_decision"]
     assert [e["details"]["action"] for e in decisions] == ["rejected", "promoted", "rejected"]
     latest = decisions[0]["details"]
-    assert latest["holdout_start"] == window.holdout_start.isoformat() and latest["holdout_end"] == window.end.isoformat()
+    assert latest["holdout_start"] == window.holdout_start.isoformat()
+    assert latest["holdout_end"] == window.end.isoformat()
     assert latest["candidate_score"] == pytest.approx(0.5) and latest["champion_score"] == pytest.approx(expected)
     kinds = [a["kind"] for a in alerts.recent(engine, "toy")]
     assert kinds.count("gate_reject") == 2 and kinds.count("gate_promote") == 1
