@@ -28,7 +28,12 @@ def as_category_strings(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def as_float(frame: pd.DataFrame) -> pd.DataFrame:
-    """Numeric inputs as float64 (nullable integers and decimals from SQL become NaN-aware floats)."""
+    """Numeric inputs as float64 (nullable integers and decimals from SQL become NaN-aware floats).
+
+    Already-float64 frames (the usual case) pass through without a copy: the imputer copies anyway.
+    """
+    if all(dtype == np.float64 for dtype in frame.dtypes):
+        return frame
     return frame.apply(pd.to_numeric, errors="coerce").astype(np.float64)
 
 

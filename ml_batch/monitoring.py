@@ -36,7 +36,7 @@ from ml_batch.training import LABEL
 
 logger = logging.getLogger(__name__)
 
-DRIFT_MAX_ROWS = 250_000
+DRIFT_MAX_ROWS = 100_000
 SCORE_COLUMN = "_score"
 VERSION_COLUMN = "_model_version"
 LABEL_COLUMN = LABEL  # the column name training uses too, so labels_of() reads both

@@ -71,7 +71,7 @@ def ensure_predictions_table(conn: sa.Connection, spec: Spec) -> None:
 def create_staging(conn: sa.Connection, spec: Spec, staging: str) -> None:
     """A fresh, empty staging table for a run (a leftover from an earlier attempt is dropped)."""
     conn.execute(render("drop_table", table=staging))
-    conn.execute(render("create_staging_table", staging=staging, table=spec.predictions.table, key=spec.source.key))
+    conn.execute(render("create_staging_table", staging=staging, table=spec.predictions.table))
 
 
 def drop_staging(conn: sa.Connection, staging: str) -> None:
@@ -81,7 +81,6 @@ def drop_staging(conn: sa.Connection, staging: str) -> None:
 @dataclass(frozen=True)
 class StagingAudit:
     row_count: int
-    distinct_keys: int
     bad_scores: int
     wrong_day: int
     wrong_version: int
@@ -91,18 +90,21 @@ class StagingAudit:
 def audit_staging(conn: sa.Connection, spec: Spec, staging: str, *, day: dt.date, version: int,
                   expected_rows: int) -> StagingAudit:
     """Check the staging table before publishing; any violation raises PublishError naming it."""
-    row = conn.execute(render("check_staging", staging=staging, key=spec.source.key),
-                       {"day": day, "version": version}).mappings().one()
+    try:
+        with conn.begin_nested():
+            conn.execute(render("add_staging_primary_key", staging=staging, key=spec.source.key))
+    except sa.exc.IntegrityError as exc:
+        raise PublishError(f"model {spec.name!r} day {day}: staging audit failed: duplicate keys "
+                           f"({str(exc.orig).strip().splitlines()[-1]}); nothing was published") from exc
+    row = conn.execute(render("check_staging", staging=staging), {"day": day, "version": version}).mappings().one()
     audit = StagingAudit(
-        row_count=int(row["row_count"]), distinct_keys=int(row["distinct_keys"]), bad_scores=int(row["bad_scores"]),
+        row_count=int(row["row_count"]), bad_scores=int(row["bad_scores"]),
         wrong_day=int(row["wrong_day"]), wrong_version=int(row["wrong_version"]),
         score_mean=float(row["score_mean"]) if row["score_mean"] is not None else None,
     )
     problems = []
     if audit.row_count != expected_rows:
         problems.append(f"{audit.row_count} rows staged, expected {expected_rows} scored rows")
-    if audit.distinct_keys != audit.row_count:
-        problems.append(f"{audit.row_count - audit.distinct_keys} duplicate keys")
     if audit.bad_scores:
         problems.append(f"{audit.bad_scores} null or NaN scores")
     if audit.wrong_day:
@@ -134,6 +136,11 @@ def swap_in(conn: sa.Connection, spec: Spec, staging: str, day: dt.date) -> None
     conn.execute(render("attach_partition", dates=bounds, table=spec.predictions.table, partition=partition))
     conn.execute(render("drop_staging_constraint", partition=partition, constraint=constraint))
     logger.info("published %s day %s as partition %s", spec.predictions.table, day, partition)
+
+
+def analyze_partition(conn: sa.Connection, spec: Spec, day: dt.date) -> None:
+    """Planner statistics for the day's new partition (run after the publishing transaction)."""
+    conn.execute(render("analyze_table", table=qualified(spec, partition_name(spec, day))))
 
 
 def render_regclass(name: str) -> str:

@@ -131,7 +131,9 @@ def suite_path(spec: Spec, spec_dir: Path) -> Path | None:
     return path if path.is_absolute() else spec_dir / path
 
 
-def build_suite(spec: Spec, extra_suite: Path | None = None, *, check_row_count: bool = True) -> gx.ExpectationSuite:
+def build_suite(
+    spec: Spec, extra_suite: Path | None = None, *, check_row_count: bool = True, check_types: bool = True
+) -> gx.ExpectationSuite:
     """Build the expectation suite of a model: generated from its spec, plus an optional suite file.
 
     Args:
@@ -141,6 +143,9 @@ def build_suite(spec: Spec, extra_suite: Path | None = None, *, check_row_count:
             relative one must be resolved by the caller with `suite_path`.
         check_row_count: include `expect_table_row_count_to_be_between`; switch it off when validating a
             batch chunk by chunk and check the total row count once.
+        check_types: include the per-column type expectations. Chunks of one Arrow stream share one
+            schema, so after the first chunk passed them they cannot fail; leaving them out of later chunks
+            saves ~30% of GX's per-call cost.
 
     Returns:
         The suite (not registered in any context).
@@ -149,7 +154,7 @@ def build_suite(spec: Spec, extra_suite: Path | None = None, *, check_row_count:
         SpecError: the suite file is missing or malformed, or a relative `validation.suite` was not resolved.
     """
     gx = _import_gx()
-    expectations = _spec_expectations(spec, check_row_count=check_row_count)
+    expectations = _spec_expectations(spec, check_row_count=check_row_count, check_types=check_types)
     if extra_suite is None and spec.validation.suite is not None:
         if not Path(spec.validation.suite).is_absolute():
             raise SpecError(
@@ -179,11 +184,9 @@ def validate_frame(spec: Spec, frame: pd.DataFrame, suite: gx.ExpectationSuite |
     if not isinstance(frame.index, pd.RangeIndex) or frame.index.start != 0 or frame.index.step != 1:
         # GX reports failing rows by index label; positions make them unambiguous (cheap under CoW).
         frame = frame.reset_index(drop=True)
-    result = (
-        _batch_definition()
-        .get_batch(batch_parameters={"dataframe": frame})
-        .validate(suite, result_format=_RESULT_FORMAT)
-    )
+    batch = _batch_definition().get_batch(batch_parameters={"dataframe": frame})
+    result = batch.validate(suite, result_format=_RESULT_FORMAT)
+    _release(batch)
     outcome = _interpret(spec, frame, result)
     logger.info(
         "validated %d rows against %d expectations in %.2fs: %d batch failures, %d rows quarantined",
@@ -231,6 +234,22 @@ def _import_gx() -> Any:
     return great_expectations
 
 
+def _release(batch: Any) -> None:
+    """Drop GX's cached reference to the validated frame.
+
+    GX keeps each batch's DataFrame in its execution engine's cache, inside reference cycles that only a
+    full garbage collection frees; clearing the cache frees the frame at once, so memory stays flat
+    across chunks instead of growing by one chunk per call.
+    """
+    engine = getattr(getattr(batch, "data", None), "execution_engine", None)
+    manager = getattr(engine, "batch_manager", None)
+    if manager is not None and hasattr(manager, "reset_batch_cache"):
+        manager.reset_batch_cache()
+    cache = getattr(engine, "batch_data_cache", None) if engine is not None else None
+    if isinstance(cache, dict):
+        cache.clear()
+
+
 def _batch_definition() -> BatchDefinition:
     """A whole-dataframe batch definition in a fresh ephemeral, offline context (~10 ms)."""
     gx = _import_gx()
@@ -253,7 +272,7 @@ def _batch_definition() -> BatchDefinition:
 # --- building the suite ----------------------------------------------------------------------------
 
 
-def _spec_expectations(spec: Spec, *, check_row_count: bool) -> list[Expectation]:
+def _spec_expectations(spec: Spec, *, check_row_count: bool, check_types: bool = True) -> list[Expectation]:
     import great_expectations.expectations as gxe
 
     meta = {"source": f"spec {spec.name}"}
@@ -272,9 +291,12 @@ def _spec_expectations(spec: Spec, *, check_row_count: bool) -> list[Expectation
         )
     for feature in spec.features:
         if feature.type == "numeric":
-            expectations.append(
-                gxe.ExpectColumnValuesToBeInTypeList(column=feature.name, type_list=list(NUMERIC_TYPES), meta=meta)
-            )
+            if check_types:
+                expectations.append(
+                    gxe.ExpectColumnValuesToBeInTypeList(
+                        column=feature.name, type_list=list(NUMERIC_TYPES), meta=meta
+                    )
+                )
             if feature.min is not None or feature.max is not None:
                 expectations.append(
                     gxe.ExpectColumnValuesToBeBetween(
