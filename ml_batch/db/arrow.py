@@ -18,9 +18,11 @@ from sqlalchemy.engine import make_url
 
 logger = logging.getLogger(__name__)
 
-# Size hint for each streamed record batch. Validation (GX) has a fixed cost per call of ~0.3 s, so chunks
-# must be large (~300k rows of 20 features) to amortise it, yet bounded so memory does not grow with the day.
-DEFAULT_BATCH_BYTES = 48 * 1024 * 1024
+# Size hint for each streamed record batch (~100k rows of 20 numeric features). Measured by `make bench`
+# on 1M rows: 16 MB keeps peak memory at 1.4x that of a 100k-row day (48 MB: 2.0x, with the prefetched
+# and the in-flight chunk) and lets two parallel shards beat one; the price is GX's per-call cost being
+# paid ~11 times a million rows instead of ~4 (validation 6.1 s instead of 3.4 s).
+DEFAULT_BATCH_BYTES = 16 * 1024 * 1024
 
 
 def libpq_uri(sqlalchemy_url: str) -> str:
