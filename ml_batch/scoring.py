@@ -166,8 +166,12 @@ def plan_run(
 def shard_count(engine: sa.Engine, spec: Spec, day: dt.date) -> int:
     """Shards for a day: one per `scoring.rows_per_shard` source rows, at least 1, at most `max_shards`."""
     day_rows = select_day(spec, day).subquery("day")
-    with engine.connect() as conn:
-        rows = int(conn.execute(sa.select(sa.func.count()).select_from(day_rows)).scalar_one())
+    try:
+        with engine.connect() as conn:
+            rows = int(conn.execute(sa.select(sa.func.count()).select_from(day_rows)).scalar_one())
+    except sa.exc.DBAPIError as exc:
+        raise SourceError(f"model {spec.name!r}: cannot read source {spec.source.table or 'query'}: "
+                          f"{str(exc.orig).strip().splitlines()[0]}") from exc
     return max(1, min(spec.scoring.max_shards, math.ceil(rows / spec.scoring.rows_per_shard)))
 
 
@@ -192,8 +196,8 @@ def score_shard(
     limit = threads_per_shard(plan.shards) if threads == "auto" else threads
     try:
         return _score_shard(engine, spec, plan, shard, suite_file, results_dir, batch_bytes, limit)
-    except MlBatchError as exc:
-        runs.fail(engine, model=plan.model, run_id=plan.run_id, error=f"shard {shard}: {exc}")
+    except Exception as exc:  # any failure: record it on the run for `ml-batch runs`, then re-raise
+        runs.fail(engine, model=plan.model, run_id=plan.run_id, error=f"shard {shard}: {_one_line(exc)}")
         raise
 
 
@@ -307,8 +311,8 @@ def publish_run(engine: sa.Engine, spec: Spec, plan: RunPlan) -> RunSummary:
     """
     try:
         return _publish_run(engine, spec, plan)
-    except MlBatchError as exc:
-        runs.fail(engine, model=plan.model, run_id=plan.run_id, error=str(exc))
+    except Exception as exc:  # any failure: record it on the run, drop what was staged, then re-raise
+        runs.fail(engine, model=plan.model, run_id=plan.run_id, error=_one_line(exc))
         with engine.begin() as conn:
             drop_staging(conn, plan.staging_table)
         raise
@@ -400,6 +404,12 @@ def _to_pandas(batch: pa.RecordBatch, spec: Spec) -> pd.DataFrame:
             column = column.cast(pa.float64())
         columns.append(column)
     return pa.RecordBatch.from_arrays(columns, names=batch.schema.names).to_pandas()
+
+
+def _one_line(exc: BaseException) -> str:
+    """Our own errors as they are; anything else with its type, e.g. `OperationalError: server closed ...`."""
+    text = str(exc).strip()
+    return text if isinstance(exc, MlBatchError) else f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
 
 
 def _timed(batches: Iterator[pa.RecordBatch]) -> Iterator[tuple[pa.RecordBatch, float]]:

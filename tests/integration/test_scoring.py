@@ -198,3 +198,19 @@ def test_shards_are_derived_from_the_days_row_count(settings: Settings, engine: 
     assert plan_run(engine, capped, DAY, run_id="capped").shards == 1
     fixed = spec.model_copy(update={"scoring": spec.scoring.model_copy(update={"shards": 5})})
     assert plan_run(engine, fixed, DAY, run_id="fixed").shards == 5
+
+
+def test_an_unreadable_source_fails_the_run_with_its_name(settings: Settings, engine: sa.Engine, toy) -> None:
+    from ml_batch.errors import SourceError
+
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"ALTER TABLE {toy.source.table} RENAME COLUMN x2 TO x2_old"))
+    # Counting the day's rows (to derive shards) is the first read: a clear error, before anything is staged.
+    with pytest.raises(SourceError, match=r"model 'toy': cannot read source t_\w+\.toy_rows: .*x2"):
+        score_day(engine, toy, DAY, run_id="broken-plan")
+    # With a fixed shard count the first read is the shard's stream: the run is marked failed.
+    with pytest.raises(SourceError, match=r"model 'toy': cannot read source t_\w+\.toy_rows: .*x2"):
+        score_day(engine, toy, DAY, run_id="broken", shards=1)
+    failed = list_runs(engine, "toy")[0]
+    assert failed["status"] == "failed" and "cannot read source" in failed["error"]
+    assert _day_rows(engine, toy, DAY) == []
