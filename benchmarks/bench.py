@@ -334,19 +334,26 @@ def _setup_naive(params: dict[str, Any]) -> Callable[[], dict[str, Any]]:
     return run
 
 
-def _setup_floor_csv(params: dict[str, Any]) -> Callable[[], dict[str, Any]]:
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-
+def _floor_setup(params: dict[str, Any], table: str) -> tuple[str, dt.date, sa.Engine, Any, str]:
+    """What both floor variants share: the day, an engine, the fitted pipeline and a fresh output table."""
     from ml_batch.sqlfiles import quote_ident
 
     schema, day = params["schema"], dt.date.fromisoformat(params["day"])
     engine = _child_engine()
     pipeline = _load_pipeline(engine, bench_spec(schema))
-    target = quote_ident(f"{schema}.floor_csv")
+    target = quote_ident(f"{schema}.{table}")
     with engine.begin() as conn:
         conn.execute(sa.text(f"DROP TABLE IF EXISTS {target}"))
         conn.execute(sa.text(f"CREATE TABLE {target} (id bigint, score double precision)"))
+    return schema, day, engine, pipeline, target
+
+
+def _setup_floor_csv(params: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+
+    schema, day, engine, pipeline, target = _floor_setup(params, "floor_csv")
     columns = ["id", *FEATURES]
     copy_out = f"COPY ({_day_select(schema, day, columns)}) TO STDOUT WITH (FORMAT csv)"
     read_options = pacsv.ReadOptions(column_names=columns, block_size=16 << 20)
@@ -385,15 +392,8 @@ def _setup_floor_adbc(params: dict[str, Any]) -> Callable[[], dict[str, Any]]:
     import pyarrow as pa
 
     from ml_batch.db import arrow
-    from ml_batch.sqlfiles import quote_ident
 
-    schema, day = params["schema"], dt.date.fromisoformat(params["day"])
-    engine = _child_engine()
-    pipeline = _load_pipeline(engine, bench_spec(schema))
-    target = quote_ident(f"{schema}.floor_adbc")
-    with engine.begin() as conn:
-        conn.execute(sa.text(f"DROP TABLE IF EXISTS {target}"))
-        conn.execute(sa.text(f"CREATE TABLE {target} (id bigint, score double precision)"))
+    schema, day, engine, pipeline, _ = _floor_setup(params, "floor_adbc")
     select = _day_select(schema, day, ["id", *FEATURES])
     url = engine.url.render_as_string(hide_password=False)
 

@@ -32,7 +32,7 @@ from ml_batch.db.tables import drift_days, drift_results, performance, shadow_co
 from ml_batch.metrics import HIGHER_IS_BETTER, evaluate
 from ml_batch.sources import day_bounds, select_day, selectable
 from ml_batch.spec import Spec
-from ml_batch.training import LABEL
+from ml_batch.training import LABEL, predict_scores
 
 logger = logging.getLogger(__name__)
 
@@ -296,9 +296,7 @@ def shadow_score(engine: sa.Engine, spec: Spec, day: dt.date, *, run_id: str) ->
                 continue
             champion_version = int(frame[VERSION_COLUMN].iloc[0])
             x = frame[SCORE_COLUMN].to_numpy(dtype=np.float64)
-            features = frame.loc[:, spec.feature_names]
-            y = (challenger.pipeline.predict_proba(features)[:, 1] if spec.model.task == "binary"
-                 else challenger.pipeline.predict(features)).astype(np.float64)
+            y = predict_scores(challenger.pipeline, frame, spec)
             threshold = spec.predictions.threshold
             labels = (y >= threshold).astype(np.int16) if spec.model.task == "binary" else None
             if spec.model.task == "binary":

@@ -41,6 +41,7 @@ from ml_batch.publish import (
 )
 from ml_batch.sources import day_sql, select_day
 from ml_batch.spec import Spec
+from ml_batch.training import predict_scores
 
 logger = logging.getLogger(__name__)
 
@@ -285,7 +286,7 @@ def _score_chunk(
         tally.quarantined += int(bad.sum())
         good = frame.loc[~bad]
         keys = keys.filter(pa.array(~bad))
-    scores = _predict(pipeline, spec, good)
+    scores = predict_scores(pipeline, good, spec)
     tally.seconds["score"] += time.perf_counter() - started
     tally.scored += len(good)
     tally.score_sum += float(scores.sum())
@@ -454,15 +455,6 @@ def _reset_shard(engine: sa.Engine, spec: Spec, plan: RunPlan, shard: int) -> No
         if plan.shards > 1:
             stmt = stmt.where(shard_of(staging.c[spec.source.key], plan.shards) == shard)
         conn.execute(stmt)
-
-
-def _predict(pipeline: Any, spec: Spec, frame: pd.DataFrame) -> np.ndarray:
-    if frame.empty:
-        return np.empty(0, dtype=np.float64)
-    features = frame.loc[:, spec.feature_names]
-    if spec.model.task == "binary":
-        return np.asarray(pipeline.predict_proba(features)[:, 1], dtype=np.float64)
-    return np.asarray(pipeline.predict(features), dtype=np.float64)
 
 
 def _predictions(spec: Spec, plan: RunPlan, keys: pa.Array, scores: np.ndarray) -> pa.Table:

@@ -140,7 +140,13 @@ def _bool_to_int(value: object) -> object:
 
 
 def predict_scores(pipeline: Pipeline, frame: pd.DataFrame, spec: Spec) -> np.ndarray:
-    """P(class 1) for binary tasks, the predicted value for regression."""
+    """P(class 1) for binary tasks, the predicted value for regression (empty in, empty out).
+
+    The one place that turns a pipeline and a frame into scores: training, the gate, daily scoring and
+    shadow scoring all call it.
+    """
+    if frame.empty:
+        return np.empty(0, dtype=np.float64)
     features = feature_frame(frame, spec)
     if spec.model.task == "binary":
         return np.asarray(pipeline.predict_proba(features)[:, 1], dtype=np.float64)

@@ -49,24 +49,23 @@ def airflow_env(settings: Settings) -> dict[str, str]:
 
 def run_days_in_airflow(settings: Settings, model: str, days: list[dt.date]) -> list[dict[str, object]]:
     """Run `batch_predict_<model>` for each day through real Airflow (`dag.test()`), in a child process."""
-    command = [sys.executable, "-m", "ml_batch.airflow.local", "run-days", "--model", model,
-               *[f"--day={d.isoformat()}" for d in days]]
-    result = subprocess.run(command, env=airflow_env(settings), capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-25:])
-        raise RuntimeError(f"Airflow run of batch_predict_{model} failed (exit {result.returncode}):\n{tail}")
-    return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    return _run_child(settings, f"batch_predict_{model}",
+                      ["run-days", "--model", model, *[f"--day={d.isoformat()}" for d in days]])
 
 
 def retrain_in_airflow(settings: Settings, model: str, as_of: dt.date) -> dict[str, object]:
     """Run `retrain_<model>` once through real Airflow (`dag.test()`), in a child process."""
-    command = [sys.executable, "-m", "ml_batch.airflow.local", "retrain", "--model", model,
-               f"--as-of={as_of.isoformat()}"]
+    return _run_child(settings, f"retrain_{model}", ["retrain", "--model", model, f"--as-of={as_of.isoformat()}"])[0]
+
+
+def _run_child(settings: Settings, dag_id: str, args: list[str]) -> list[dict[str, object]]:
+    """`python -m ml_batch.airflow.local ARGS` in the local Airflow environment; the JSON lines it prints."""
+    command = [sys.executable, "-m", "ml_batch.airflow.local", *args]
     result = subprocess.run(command, env=airflow_env(settings), capture_output=True, text=True, check=False)
     if result.returncode != 0:
         tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-25:])
-        raise RuntimeError(f"Airflow run of retrain_{model} failed (exit {result.returncode}):\n{tail}")
-    return next(json.loads(line) for line in result.stdout.splitlines() if line.startswith("{"))
+        raise RuntimeError(f"Airflow run of {dag_id} failed (exit {result.returncode}):\n{tail}")
+    return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
 
 
 def _retrain(model: str, as_of: dt.date) -> int:
