@@ -1,7 +1,9 @@
 """Write-audit-publish of a day's predictions.
 
-- **Write**: shards COPY their predictions into the run's staging table, shaped like one partition of the
-  predictions table (same columns, primary key (partition_date, key)).
+- **Write**: shards COPY their predictions into the run's staging table: only (key, score, label), the
+  columns that differ from row to row. Publishing stamps the columns every row of the run shares (day,
+  model, version, artifact hash, run id, scored_at) as PostgreSQL fast defaults, which cost no write per
+  row, and adds the primary key (partition_date, key): the table is then shaped like one partition.
 - **Audit**: the staging table must hold exactly the scored row count, no duplicate key, no null/NaN
   score, only day D and only the pinned version.
 - **Publish**: in one transaction, under a per-(model, day) advisory lock, the day's old partition (if any)
@@ -71,7 +73,23 @@ def ensure_predictions_table(conn: sa.Connection, spec: Spec) -> None:
 def create_staging(conn: sa.Connection, spec: Spec, staging: str) -> None:
     """A fresh, empty staging table for a run (a leftover from an earlier attempt is dropped)."""
     conn.execute(render("drop_table", table=staging))
-    conn.execute(render("create_staging_table", staging=staging, table=spec.predictions.table))
+    # the key's type as the predictions table has it (ATTACH PARTITION needs the same type)
+    key_type = conn.execute(render("select_column_type"), {
+        "table": render_regclass(spec.predictions.table), "column": spec.source.key,
+    }).scalar_one_or_none()
+    if key_type is None:
+        raise PublishError(f"{spec.predictions.table} has no column {spec.source.key!r}: it was not created by "
+                           "ml-batch for this spec (or the spec's key changed); rename or drop it")
+    conn.execute(render("create_staging_table", staging=staging, key=spec.source.key, key_type=key_type))
+
+
+def stamp_staging(conn: sa.Connection, staging: str, *, day: dt.date, model: str, version: int,
+                  artifact_sha256: str, run_id: str) -> None:
+    """Add the run's shared columns to the staged rows (catalog-only: no row is rewritten)."""
+    conn.execute(render("set_stamp_values"), {"model_name": model, "model_version": str(version),
+                                              "artifact_sha256": artifact_sha256, "run_id": run_id})
+    conn.execute(render("stamp_staging", staging=staging, dates={"day": day}))
+    conn.execute(render("unstamp_staging_defaults", staging=staging))
 
 
 def drop_staging(conn: sa.Connection, staging: str) -> None:

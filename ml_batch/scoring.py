@@ -36,6 +36,7 @@ from ml_batch.publish import (
     create_staging,
     drop_staging,
     ensure_predictions_table,
+    stamp_staging,
     staging_table,
     swap_in,
 )
@@ -290,7 +291,7 @@ def _score_chunk(
     tally.seconds["score"] += time.perf_counter() - started
     tally.scored += len(good)
     tally.score_sum += float(scores.sum())
-    return _predictions(spec, plan, keys, scores) if len(good) else None
+    return _predictions(spec, keys, scores) if len(good) else None
 
 
 def threads_per_shard(shards: int) -> int | None:
@@ -331,6 +332,8 @@ def _publish_run(engine: sa.Engine, spec: Spec, plan: RunPlan) -> RunSummary:
     extracted, scored, quarantined = totals["extracted"], totals["scored"], totals["quarantined"]
     _check_batch(spec, plan.day, extracted, quarantined)
     with engine.begin() as conn:
+        stamp_staging(conn, plan.staging_table, day=plan.day, model=spec.name, version=plan.version,
+                      artifact_sha256=plan.artifact_sha256, run_id=plan.run_id)
         audit = audit_staging(conn, spec, plan.staging_table, day=plan.day, version=plan.version,
                               expected_rows=scored)
         status = "dry_run" if plan.dry_run else "success"
@@ -457,24 +460,13 @@ def _reset_shard(engine: sa.Engine, spec: Spec, plan: RunPlan, shard: int) -> No
         conn.execute(stmt)
 
 
-def _predictions(spec: Spec, plan: RunPlan, keys: pa.Array, scores: np.ndarray) -> pa.Table:
-    n = len(scores)
+def _predictions(spec: Spec, keys: pa.Array, scores: np.ndarray) -> pa.Table:
+    """What a shard stages per row; the run's shared columns are stamped once at publish."""
     if spec.model.task == "binary":
         labels = pa.array((scores >= spec.predictions.threshold).astype(np.int16))
     else:
-        labels = pa.nulls(n, pa.int16())
-    now = pa.scalar(dt.datetime.now(dt.UTC), pa.timestamp("us", tz="UTC"))
-    return pa.table({
-        spec.source.key: keys,
-        "partition_date": pa.repeat(pa.scalar(plan.day, pa.date32()), n),
-        "score": pa.array(scores, pa.float64()),
-        "predicted_label": labels,
-        "model_name": pa.repeat(pa.scalar(spec.name), n),
-        "model_version": pa.repeat(pa.scalar(plan.version, pa.int32()), n),
-        "artifact_sha256": pa.repeat(pa.scalar(plan.artifact_sha256), n),
-        "run_id": pa.repeat(pa.scalar(plan.run_id), n),
-        "scored_at": pa.repeat(now, n),
-    })
+        labels = pa.nulls(len(scores), pa.int16())
+    return pa.table({spec.source.key: keys, "score": pa.array(scores, pa.float64()), "predicted_label": labels})
 
 
 def _quarantine(engine: sa.Engine, spec: Spec, plan: RunPlan, shard: int, rows: pd.DataFrame,

@@ -57,6 +57,23 @@ def test_a_day_is_scored_end_to_end_and_tagged(engine: sa.Engine, toy, tmp_path)
     assert (run["status"], run["rows_extracted"], run["rows_scored"], run["model_version"]) == ("success", 80, 80, 1)
 
 
+def test_shared_columns_are_stamped_once_and_read_back_on_every_row(engine: sa.Engine, toy) -> None:
+    summary = score_day(engine, toy, DAY, run_id="it's run 1")  # a quote in the run id: a value, not SQL
+    info = registry.get_version(engine, "toy", summary.version)
+    with engine.connect() as conn:
+        shared = conn.execute(sa.text(
+            f"SELECT DISTINCT partition_date, model_name, model_version, artifact_sha256, run_id, scored_at "
+            f"FROM {toy.predictions.table} WHERE partition_date = :d"), {"d": DAY}).all()
+        defaults = conn.execute(sa.text(
+            "SELECT count(*) FROM pg_attrdef WHERE adrelid = to_regclass(:p)"),
+            {"p": toy.predictions.table + "_p" + DAY.strftime("%Y%m%d")}).scalar_one()
+    assert len(shared) == 1
+    day, model, version, sha, run_id, scored_at = shared[0]
+    assert (day, model, version, sha, run_id) == (DAY, "toy", 1, info.artifact_sha256, "it's run 1")
+    assert scored_at.tzinfo is not None
+    assert defaults == 0, "the partition keeps the values but no defaults (like its parent)"
+
+
 def test_rerunning_a_day_three_times_leaves_one_copy(engine: sa.Engine, toy) -> None:
     for attempt in range(3):
         score_day(engine, toy, DAY, run_id=f"rerun-{attempt}")
