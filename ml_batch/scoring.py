@@ -36,8 +36,8 @@ from ml_batch.publish import (
     create_staging,
     drop_staging,
     ensure_predictions_table,
-    stamp_staging,
     staging_table,
+    stamp_staging,
     swap_in,
 )
 from ml_batch.sources import day_sql, select_day
