@@ -429,6 +429,9 @@ def _warm_imports() -> None:
     from ml_batch.validation import _import_gx
 
     _import_gx()
+    # the SQL side of GX (ml-batch validates in PostgreSQL): its execution engine and datasource
+    import great_expectations.datasource.fluent.postgres_datasource  # noqa: F401
+    import great_expectations.execution_engine.sqlalchemy_execution_engine  # noqa: F401
 
 
 def _setup_ours(params: dict[str, Any]) -> Callable[[], dict[str, Any]]:

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from ml_batch.errors import PublishError
 from ml_batch.sources import selectable
 from ml_batch.spec import Spec
-from ml_batch.sqlfiles import render
+from ml_batch.sqlfiles import render, render_regclass
 
 logger = logging.getLogger(__name__)
 
@@ -159,8 +159,3 @@ def swap_in(conn: sa.Connection, spec: Spec, staging: str, day: dt.date) -> None
 def analyze_partition(conn: sa.Connection, spec: Spec, day: dt.date) -> None:
     """Planner statistics for the day's new partition (run after the publishing transaction)."""
     conn.execute(render("analyze_table", table=qualified(spec, partition_name(spec, day))))
-
-
-def render_regclass(name: str) -> str:
-    """`schema.table` quoted the way to_regclass() expects."""
-    return ".".join(f'"{part}"' for part in name.split("."))

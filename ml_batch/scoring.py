@@ -10,6 +10,7 @@ Partition rule: a run for day D reads the source rows with D <= date_column < D+
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 import math
@@ -36,12 +37,14 @@ from ml_batch.publish import (
     create_staging,
     drop_staging,
     ensure_predictions_table,
+    qualified,
     staging_table,
     stamp_staging,
     swap_in,
 )
 from ml_batch.sources import day_sql, select_day
 from ml_batch.spec import Spec
+from ml_batch.sqlfiles import render
 from ml_batch.training import predict_scores
 
 logger = logging.getLogger(__name__)
@@ -209,20 +212,16 @@ def _score_shard(
 ) -> ShardResult:
     from threadpoolctl import threadpool_limits
 
-    from ml_batch.validation import build_suite
-
     if not 0 <= shard < plan.shards:
         raise ValueError(f"shard {shard} is outside 0..{plan.shards - 1}")
     loaded = registry.load(engine, spec, plan.version)
     if loaded.info.artifact_sha256 != plan.artifact_sha256:
         raise RegistryError(f"model {spec.name!r} version {plan.version} changed since the run was planned")
-    # The first chunk gets the whole suite; later chunks of the same Arrow stream share its schema, so the
-    # type expectations (a third of GX's cost per call) cannot fail there and are left out.
-    suites = (build_suite(spec, suite_file, check_row_count=False),
-              build_suite(spec, suite_file, check_row_count=False, check_types=False))
     _reset_shard(engine, spec, plan, shard)
     url = engine.url.render_as_string(hide_password=False)
     tally = _Tally()
+    row_reasons = _validate_shard(engine, url, spec, plan, shard, suite_file, results_dir, tally)
+    seen_bad: set[Any] = set()
 
     def write(table: pa.Table) -> None:
         started = time.perf_counter()
@@ -233,12 +232,19 @@ def _score_shard(
     with arrow.connect(url) as reader, arrow.connect(url) as writer, \
             threadpool_limits(limits=threads), BackgroundWriter(write) as sink, \
             Prefetch(_timed(_stream(reader, spec, plan, shard, batch_bytes))) as batches:
-        for index, (batch, waited) in enumerate(batches):
+        for batch, waited in batches:
+            tally.extracted += batch.num_rows
             tally.seconds["extract"] += waited
-            table = _score_chunk(engine, spec, plan, shard, index, batch, loaded.pipeline,
-                                 suites[0] if index == 0 else suites[1], results_dir, tally)
+            table = _score_chunk(engine, spec, plan, shard, batch, loaded.pipeline, row_reasons, seen_bad, tally)
             if table is not None:
                 sink.submit(table)
+    if len(seen_bad) != len(row_reasons):
+        missing = [key for key in row_reasons if key not in seen_bad]
+        raise ValidationFailed(
+            f"model {spec.name!r} day {plan.day} shard {shard}: GX found failing rows with keys "
+            f"{missing[:5]}{' ...' if len(missing) > 5 else ''} that the extract did not return: the source "
+            "changed while the shard ran, or its key type does not round-trip; retry the shard"
+        )
     seconds = {k: round(v, 3) for k, v in tally.seconds.items()}
     with engine.begin() as conn:
         runs.record_shard(conn, model=spec.name, run_id=plan.run_id, shard=shard, extracted=tally.extracted,
@@ -249,6 +255,54 @@ def _score_shard(
     return ShardResult(shard, tally.extracted, tally.scored, tally.quarantined, seconds)
 
 
+def _validate_shard(
+    engine: sa.Engine, url: str, spec: Spec, plan: RunPlan, shard: int, suite_file: Path | None,
+    results_dir: Path | None, tally: _Tally,
+) -> dict[Any, list[str]]:
+    """GX on a view of exactly the shard's rows, in PostgreSQL; the failing keys with their reasons.
+
+    The view lives only while GX runs. Batch failures raise ValidationFailed before anything is scored.
+    """
+    from ml_batch.validation import build_suite, key_is_unique, relation_column_types, save_result, validate_relation
+
+    started = time.perf_counter()
+    view = shard_view(spec, plan.run_id, shard)
+    create = render("create_view", view=view).text + "\n" + day_sql(spec, plan.day, shard, plan.shards)
+    try:
+        with engine.begin() as conn:
+            conn.execute(render("drop_view", view=view))
+            conn.exec_driver_sql(create)  # no bind parameters: the query is plain SQL (as ADBC reads it)
+    except sa.exc.DBAPIError as exc:
+        raise SourceError(f"model {spec.name!r}: cannot read source {spec.source.table or 'query'}: "
+                          f"{str(exc.orig).strip().splitlines()[0]}") from exc
+    try:
+        column_types = relation_column_types(engine, view)
+        unique = key_is_unique(engine, spec)
+        suite = build_suite(spec, suite_file, check_row_count=False, check_key_unique=not unique,
+                            column_types=column_types)
+        outcome = validate_relation(spec, url, view, suite, columns=column_types)
+        outcome.result_json["meta"]["ml_batch"]["key_uniqueness"] = (
+            f"guaranteed by a unique index on {spec.source.table}({spec.source.key}), not checked" if unique
+            else "checked by GX")
+    finally:
+        with engine.begin() as conn:
+            conn.execute(render("drop_view", view=view))
+    if results_dir is not None:
+        save_result(outcome, results_dir, spec.name, plan.day, f"{plan.run_id}-s{shard}")
+    tally.seconds["validate"] += time.perf_counter() - started
+    if not outcome.passed_batch:
+        raise ValidationFailed(
+            f"model {spec.name!r} day {plan.day}: batch failed validation: " + "; ".join(outcome.batch_failures)
+        )
+    return outcome.row_reasons
+
+
+def shard_view(spec: Spec, run_id: str, shard: int) -> str:
+    """The view GX validates for one shard of a run (schema-qualified, short whatever the run id)."""
+    digest = hashlib.sha1(f"{spec.name}/{run_id}/{shard}".encode()).hexdigest()[:10]
+    return qualified(spec, f"{spec.predictions.table_name}__v_{digest}")
+
+
 @dataclass
 class _Tally:
     extracted: int = 0
@@ -256,37 +310,28 @@ class _Tally:
     quarantined: int = 0
     score_sum: float = 0.0
     seconds: dict[str, float] = field(
-        default_factory=lambda: {"extract": 0.0, "validate": 0.0, "score": 0.0, "write": 0.0}
+        default_factory=lambda: {"validate": 0.0, "extract": 0.0, "score": 0.0, "write": 0.0}
     )
 
 
 def _score_chunk(
-    engine: sa.Engine, spec: Spec, plan: RunPlan, shard: int, index: int, batch: pa.RecordBatch,
-    pipeline: Any, suite: Any, results_dir: Path | None, tally: _Tally,
+    engine: sa.Engine, spec: Spec, plan: RunPlan, shard: int, batch: pa.RecordBatch, pipeline: Any,
+    row_reasons: dict[Any, list[str]], seen_bad: set[Any], tally: _Tally,
 ) -> pa.Table | None:
-    """Validate one chunk, quarantine its failing rows, score the rest; the predictions to stage."""
-    from ml_batch.validation import save_result, validate_frame
-
+    """Quarantine the chunk's rows GX failed, score the rest; the predictions to stage."""
+    started = time.perf_counter()
     frame = _to_pandas(batch, spec)
-    tally.extracted += len(frame)
-    started = time.perf_counter()
-    outcome = validate_frame(spec, frame, suite)
-    if results_dir is not None:
-        save_result(outcome, results_dir, spec.name, plan.day, f"{plan.run_id}-s{shard}-c{index}")
-    tally.seconds["validate"] += time.perf_counter() - started
-    if not outcome.passed_batch:
-        raise ValidationFailed(
-            f"model {spec.name!r} day {plan.day}: batch failed validation: " + "; ".join(outcome.batch_failures)
-        )
-    started = time.perf_counter()
     keys = batch.column(spec.source.key)
     good = frame
-    if outcome.row_reasons:
-        bad = frame[spec.source.key].isin(list(outcome.row_reasons)).to_numpy()
-        _quarantine(engine, spec, plan, shard, frame.loc[bad], outcome.row_reasons)
-        tally.quarantined += int(bad.sum())
-        good = frame.loc[~bad]
-        keys = keys.filter(pa.array(~bad))
+    if row_reasons:
+        bad = frame[spec.source.key].isin(list(row_reasons)).to_numpy()
+        if bad.any():
+            rows = frame.loc[bad]
+            _quarantine(engine, spec, plan, shard, rows, row_reasons)
+            seen_bad.update(rows[spec.source.key].tolist())
+            tally.quarantined += int(bad.sum())
+            good = frame.loc[~bad]
+            keys = keys.filter(pa.array(~bad))
     scores = predict_scores(pipeline, good, spec)
     tally.seconds["score"] += time.perf_counter() - started
     tally.scored += len(good)

@@ -28,6 +28,12 @@ def quote_ident(name: str) -> str:
     return ".".join('"' + p + '"' for p in parts)
 
 
+def render_regclass(name: str) -> str:
+    """`schema.table` quoted the way to_regclass() expects (validated like any identifier)."""
+    quote_ident(name)
+    return ".".join(f'"{part}"' for part in name.split("."))
+
+
 @cache
 def _template(name: str) -> str:
     return (resources.files("ml_batch") / "sql" / f"{name}.sql").read_text()

@@ -1,39 +1,41 @@
-"""Validate a batch of feature rows with Great Expectations (GX Core 1.x) before it is scored.
+"""Validate a shard of feature rows with Great Expectations (GX Core 1.x) inside PostgreSQL, before scoring.
 
 The suite is generated from the model spec (types, nullability, ranges, categories, the entity key, the
 row count and the columns) and can be extended with a hand-written GX suite JSON named by
-`validation.suite`. GX is the validator of record: its result is saved as a JSON file per run.
+`validation.suite`. GX is the validator of record: its result is saved as a JSON file per shard.
 
 Failures come in two kinds:
 
-* **batch failures** (too few rows, a missing column, a column of the wrong dtype, a null key, an
-  expectation GX could not evaluate) fail the whole batch; the caller decides to raise;
-* **row failures** (a value out of range, null or unknown) quarantine the rows, each mapped back to its
-  entity key with every reason it failed; the rest of the batch is scored.
+* **batch failures** (too few rows, a missing column, a column of the wrong type, a null key, an
+  expectation GX could not evaluate, more failing rows than `validation.max_quarantine_share`) fail the
+  whole batch; the caller decides to raise;
+* **row failures** (a value out of range, null or unknown, a repeated key) quarantine the rows, each
+  mapped back to its entity key with every reason it failed; the rest of the batch is scored.
 
-How GX is run, and why: one `Batch.validate(suite)` call per frame evaluates every expectation in one
-metric graph, with result format COMPLETE. GX's cost is almost all fixed overhead per expectation and per
-call (building the metric graph: ~0.25 s for the demo's 28 expectations, ~0.5 s for 49); the pandas work
-is small, so COMPLETE costs about what SUMMARY or BOOLEAN_ONLY does, and a two-pass scheme (SUMMARY, then
-COMPLETE for the failing expectations) would only pay the overhead twice. Measured on a loaded 2-core box:
-100,000 rows x 11 features in ~0.3 s (1% failing rows: ~0.4 s); 1,000,000 rows x 20 features in 1.2 s as
-one frame, 2.7 s in 250k-row chunks, 5.8 s in 100k-row chunks -- so validate big chunks, build the suite
-once (`build_suite(..., check_row_count=False)` for chunks, checking the total row count once).
+How GX is run, and why: GX validates the shard *where the rows are*, with its PostgreSQL (SQL) datasource
+on a view of exactly the rows the shard scores (`relation`). GX folds the row-level checks of all columns
+into one aggregate query, so a shard costs one pass over its rows in PostgreSQL plus GX's fixed overhead,
+whatever the row count; the rows themselves never travel to Python for validation. In pandas, GX's cost
+was almost all fixed overhead per call (~0.3-0.5 s to build its metric graph), paid once per streamed
+chunk: 7.0 s for 1,000,000 rows x 20 features in 16 MB chunks, against ~1.2 s here.
 
-Failing rows are identified by `unexpected_index_list` on a frame with a fresh 0..n-1 index, i.e. by row
-*position*, and mapped to keys with numpy here. `unexpected_index_column_names=[key]` is not used: GX 1.24
-then looks every failing row up with `DataFrame.at` in a Python loop (+0.15-0.3 s per 5,000 failing
-rows), and a missing key column would turn every row-level expectation into an exception. The saved
-result therefore lists row positions within the validated frame; `meta.ml_batch` in the JSON says so and
-names the key column.
+Validation runs in up to three passes, each only as wide as it must be:
 
-Numeric features must arrive as numeric dtypes: an object column is type-checked value by value and only
-`int`/`float`/`bool` values pass (a `decimal.Decimal` from a PostgreSQL NUMERIC fails), so the loader
-casts them.
+1. the whole suite with result format BOOLEAN_ONLY: counts only, no failing rows fetched; the key's
+   uniqueness is *screened* by the cheaper aggregate "proportion of unique values = 1" (one
+   COUNT(DISTINCT) instead of a GROUP BY), so a clean shard costs three aggregate queries;
+2. only if something failed: the failing expectations again, with SUMMARY (counts, observed values,
+   examples); a column failing on more rows than the quarantine share allows fails the batch here,
+   before millions of failing keys are listed;
+3. the failing row-level expectations with COMPLETE and `unexpected_index_column_names=[key]`: the
+   failing rows' keys and values.
+
+The saved result is the pass-1 result with the failing expectations' entries replaced by their pass-2/3
+entries; `meta.ml_batch` says so.
 
 GX is imported lazily (it takes seconds to import), so importing this module at DAG-parse time is cheap.
 GX 1.24 contains no usage-analytics client any more (no `great_expectations.analytics`, no posthog), and an
-ephemeral context with in-memory stores makes no network call; as belt and braces for older 1.x releases
+ephemeral context with in-memory stores sends nothing anywhere; as belt and braces for older 1.x releases
 `GX_ANALYTICS_ENABLED` is set to false before GX is first imported and the context is created with
 `analytics_enabled=False`. GX's "Calculating Metrics" tqdm progress bars are switched off in the
 context config, and its logger is set to WARNING (it logs hundreds of INFO lines on import).
@@ -50,72 +52,66 @@ import re
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import sqlalchemy as sa
 
 from ml_batch.errors import SpecError
 from ml_batch.spec import Spec
 
 if TYPE_CHECKING:
     import great_expectations as gx
-    from great_expectations.core.batch_definition import BatchDefinition
     from great_expectations.core.expectation_validation_result import (
-        ExpectationSuiteValidationResult,
         ExpectationValidationResult,
     )
+    from great_expectations.datasource.fluent.interfaces import Batch
     from great_expectations.expectations.expectation import Expectation
 
 logger = logging.getLogger(__name__)
 
-# dtype names GX accepts as numeric: numpy dtypes, pandas nullable dtypes and, for object columns (checked
-# value by value), the Python types int and float. bool counts as numeric, as it does for pandas.
+# PostgreSQL column types a numeric feature may have, as GX 1.x names them for PostgreSQL (it compares the
+# rendered type, case-insensitively): NUMERIC(p, s) renders with its precision and is added per column by
+# `column_types`. bool counts as numeric, as it does for pandas and scikit-learn.
 NUMERIC_TYPES: tuple[str, ...] = (
-    "int", "float", "bool",
-    "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "float32", "float64",
-    "Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64", "Float32", "Float64", "boolean",
+    "SMALLINT", "INTEGER", "BIGINT", "REAL", "DOUBLE PRECISION", "NUMERIC", "DECIMAL", "FLOAT", "BOOLEAN",
 )  # fmt: skip
+_PRECISE_NUMERIC_RE = re.compile(r"^(NUMERIC|DECIMAL)\(\d+(, ?\d+)?\)$", re.IGNORECASE)
 
-_RESULT_FORMAT: dict[str, Any] = {
-    "result_format": "COMPLETE",
-    # the query string repeats every failing index; the index list already holds them
-    "return_unexpected_index_query": False,
-}
+_SCREEN_FORMAT: dict[str, Any] = {"result_format": "BOOLEAN_ONLY"}
+_SUMMARY_FORMAT: dict[str, Any] = {"result_format": "SUMMARY", "return_unexpected_index_query": False}
 _SAFE_NAME_RE = re.compile(r"[^A-Za-z0-9._-]+")
 _MAX_LISTED = 10
+_ROW_LEVEL = ("ColumnMapExpectation", "ColumnPairMapExpectation", "MulticolumnMapExpectation")
 
 
 @dataclass(frozen=True)
 class ValidationOutcome:
-    """What validating one frame found.
+    """What validating one batch found.
 
     Attributes:
-        rows: rows in the validated frame.
+        rows: rows in the validated batch, when GX counted them (it does when something failed).
         batch_failures: one human-readable line per failure that fails the whole batch.
-        row_reasons: entity key -> every reason that key's row(s) failed; only failing rows.
+        row_reasons: entity key -> every reason that key's row(s) failed; only failing rows. Every row with
+            such a key is quarantined (two rows sharing a duplicated key are both quarantined).
         result_json: the GX validation result (`to_json_dict()`), to be saved with `save_result`.
-        quarantined_rows: rows whose key is in `row_reasons` (two rows sharing a duplicated key count
-            twice); None means one row per key.
+        passes: the GX calls made: 1 when everything passed, up to 3.
     """
 
-    rows: int
+    rows: int | None
     batch_failures: list[str]
     row_reasons: dict[Any, list[str]]
     result_json: dict[str, Any]
-    quarantined_rows: int | None = None
+    passes: int = 1
+    seconds: dict[str, float] = field(default_factory=dict)
 
     @property
-    def quarantined(self) -> int:
-        """Rows to quarantine."""
-        return len(self.row_reasons) if self.quarantined_rows is None else self.quarantined_rows
-
-    @property
-    def quarantine_share(self) -> float:
-        """Share of the frame's rows that are quarantined (0.0 for an empty frame)."""
-        return self.quarantined / self.rows if self.rows else 0.0
+    def quarantined_keys(self) -> int:
+        """Keys whose rows are to be quarantined."""
+        return len(self.row_reasons)
 
     @property
     def passed_batch(self) -> bool:
@@ -132,7 +128,12 @@ def suite_path(spec: Spec, spec_dir: Path) -> Path | None:
 
 
 def build_suite(
-    spec: Spec, extra_suite: Path | None = None, *, check_row_count: bool = True, check_types: bool = True
+    spec: Spec,
+    extra_suite: Path | None = None,
+    *,
+    check_row_count: bool = True,
+    check_key_unique: bool = True,
+    column_types: dict[str, str] | None = None,
 ) -> gx.ExpectationSuite:
     """Build the expectation suite of a model: generated from its spec, plus an optional suite file.
 
@@ -141,11 +142,12 @@ def build_suite(
         extra_suite: a GX 1.x suite JSON (`{"name": ..., "expectations": [{"type": ..., "kwargs": ...}]}`)
             whose expectations are added. When None, an absolute `validation.suite` of the spec is used; a
             relative one must be resolved by the caller with `suite_path`.
-        check_row_count: include `expect_table_row_count_to_be_between`; switch it off when validating a
-            batch chunk by chunk and check the total row count once.
-        check_types: include the per-column type expectations. Chunks of one Arrow stream share one
-            schema, so after the first chunk passed them they cannot fail; leaving them out of later chunks
-            saves ~30% of GX's per-call cost.
+        check_row_count: include `expect_table_row_count_to_be_between`; switch it off when validating one
+            shard of a day (the day's total is checked once, at publish).
+        check_key_unique: include `expect_column_values_to_be_unique` on the key; switch it off when the
+            database already guarantees it (`key_is_unique`).
+        column_types: the validated relation's column types as GX renders them (`relation_column_types`);
+            a numeric feature stored as NUMERIC(p, s) is accepted with its precision.
 
     Returns:
         The suite (not registered in any context).
@@ -154,7 +156,8 @@ def build_suite(
         SpecError: the suite file is missing or malformed, or a relative `validation.suite` was not resolved.
     """
     gx = _import_gx()
-    expectations = _spec_expectations(spec, check_row_count=check_row_count, check_types=check_types)
+    expectations = _spec_expectations(spec, check_row_count=check_row_count, check_key_unique=check_key_unique,
+                                      column_types=column_types or {})
     if extra_suite is None and spec.validation.suite is not None:
         if not Path(spec.validation.suite).is_absolute():
             raise SpecError(
@@ -167,33 +170,80 @@ def build_suite(
     return gx.ExpectationSuite(name=f"ml_batch.{spec.name}", expectations=expectations)
 
 
-def validate_frame(spec: Spec, frame: pd.DataFrame, suite: gx.ExpectationSuite | None = None) -> ValidationOutcome:
-    """Run the suite on a frame with GX and map failing rows back to their entity keys.
+def relation_column_types(engine: sa.Engine, relation: str) -> dict[str, str]:
+    """Column name -> type as GX renders it for PostgreSQL (`DOUBLE PRECISION`, `NUMERIC(12, 2)`, ...)."""
+    schema, _, name = relation.rpartition(".")
+    columns = sa.inspect(engine).get_columns(name, schema=schema or None)
+    return {column["name"]: str(column["type"]) for column in columns}
+
+
+def key_is_unique(engine: sa.Engine, spec: Spec) -> bool:
+    """Whether the source table's own unique index (or primary key) on the key guarantees unique keys.
+
+    Then the key's uniqueness cannot fail and GX need not check it (for 1,000,000 rows its GROUP BY, or
+    even a COUNT(DISTINCT), is a third of the validation's time in PostgreSQL). A `source.query` is
+    always checked.
+    """
+    if spec.source.table is None:
+        return False
+    from ml_batch.sqlfiles import render, render_regclass
+
+    with engine.connect() as conn:
+        return bool(conn.execute(render("select_key_is_unique"),
+                                 {"table": render_regclass(spec.source.table), "key": spec.source.key}).scalar_one())
+
+
+def validate_relation(
+    spec: Spec, url: str, relation: str, suite: gx.ExpectationSuite, *, columns: Iterable[str]
+) -> ValidationOutcome:
+    """Validate the rows of a PostgreSQL table or view with GX, in the database, and key the failing rows.
 
     Args:
-        spec: the model spec (its `source.key` names the key column).
-        frame: the feature rows; its index is ignored.
-        suite: the suite to run; built from the spec when None (build it once when validating chunks).
+        spec: the model spec (its `source.key` names the key column, its `validation.max_quarantine_share`
+            caps how many failing rows are listed).
+        url: SQLAlchemy URL of the database (GX opens its own connection, closed before returning).
+        relation: `schema.name` of the table or view holding exactly the rows to validate.
+        suite: the suite to run (`build_suite`).
+        columns: the relation's columns (to report a missing column once, by name).
 
     Returns:
-        The outcome; the caller decides whether batch failures or the quarantine share fail the run.
+        The outcome; the caller decides whether batch failures fail the run.
     """
     started = time.perf_counter()
-    if suite is None:
-        suite = build_suite(spec)
-    if not isinstance(frame.index, pd.RangeIndex) or frame.index.start != 0 or frame.index.step != 1:
-        # GX reports failing rows by index label; positions make them unambiguous (cheap under CoW).
-        frame = frame.reset_index(drop=True)
-    batch = _batch_definition().get_batch(batch_parameters={"dataframe": frame})
-    result = batch.validate(suite, result_format=_RESULT_FORMAT)
-    _release(batch)
-    outcome = _interpret(spec, frame, result)
+    present = set(columns)
+    batch, engine = _sql_batch(url, relation)
+    try:
+        expectations = list(suite.expectations)
+        screened = [_screened(e) for e in expectations]
+        screen = _run(batch, screened, _SCREEN_FORMAT)
+        seconds = {"screen": time.perf_counter() - started}
+        failed = [i for i, res in enumerate(screen) if not res.success]
+        details: dict[int, ExpectationValidationResult] = {}
+        passes = 1
+        if failed:
+            details.update(zip(failed, _run(batch, [_copy(expectations[i]) for i in failed], _SUMMARY_FORMAT),
+                               strict=True))
+            listed = [i for i in failed if _listable(spec, expectations[i], details[i], present)]
+            passes = 2
+            if listed:
+                complete = {**_SUMMARY_FORMAT, "result_format": "COMPLETE",
+                            "unexpected_index_column_names": [spec.source.key]}
+                details.update(zip(listed, _run(batch, [_copy(expectations[i]) for i in listed], complete),
+                                   strict=True))
+                passes = 3
+            seconds["details"] = time.perf_counter() - started - seconds["screen"]
+    finally:
+        engine.dispose()
+    outcome = _interpret(spec, present, expectations, screen, details, passes)
+    outcome.result_json.update(suite_name=suite.name)
+    outcome.result_json["meta"].update(great_expectations_version=_import_gx().__version__, relation=relation)
+    seconds = {k: round(v, 3) for k, v in seconds.items()}
     logger.info(
-        "validated %d rows against %d expectations in %.2fs: %d batch failures, %d rows quarantined",
-        outcome.rows, len(suite.expectations), time.perf_counter() - started,
-        len(outcome.batch_failures), outcome.quarantined,
+        "validated %s against %d expectations in %.2fs (%d GX passes %s): %d batch failures, %d keys quarantined",
+        relation, len(expectations), time.perf_counter() - started, passes, seconds,
+        len(outcome.batch_failures), outcome.quarantined_keys,
     )  # fmt: skip
-    return outcome
+    return replace(outcome, seconds=seconds)
 
 
 def save_result(outcome: ValidationOutcome, folder: Path, model: str, day: datetime.date, run_id: str) -> Path:
@@ -234,24 +284,12 @@ def _import_gx() -> Any:
     return great_expectations
 
 
-def _release(batch: Any) -> None:
-    """Drop GX's cached reference to the validated frame.
+def _sql_batch(url: str, relation: str) -> tuple[Batch, Any]:
+    """A whole-table batch of `relation` in a fresh ephemeral, offline context, and GX's engine (to dispose).
 
-    GX keeps each batch's DataFrame in its execution engine's cache, inside reference cycles that only a
-    full garbage collection frees; clearing the cache frees the frame at once, so memory stays flat
-    across chunks instead of growing by one chunk per call.
+    A table asset, not a query asset: GX reads a table's (or view's) columns from the catalog, but runs a
+    query asset's whole query once just to learn its columns.
     """
-    engine = getattr(getattr(batch, "data", None), "execution_engine", None)
-    manager = getattr(engine, "batch_manager", None)
-    if manager is not None and hasattr(manager, "reset_batch_cache"):
-        manager.reset_batch_cache()
-    cache = getattr(engine, "batch_data_cache", None) if engine is not None else None
-    if isinstance(cache, dict):
-        cache.clear()
-
-
-def _batch_definition() -> BatchDefinition:
-    """A whole-dataframe batch definition in a fresh ephemeral, offline context (~10 ms)."""
     gx = _import_gx()
     from great_expectations.data_context.types.base import (
         DataContextConfig,
@@ -265,14 +303,85 @@ def _batch_definition() -> BatchDefinition:
         store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
     )
     context = gx.get_context(project_config=config, mode="ephemeral")
-    asset = context.data_sources.add_pandas(name="ml_batch").add_dataframe_asset(name="frame")
-    return asset.add_batch_definition_whole_dataframe("whole_frame")
+    schema, _, name = relation.rpartition(".")
+    if schema:  # GX 1.x wants the schema in the connection, not on the asset (schema_name is deprecated)
+        parsed = sa.engine.make_url(url)
+        options = f"{parsed.query.get('options', '')} -c search_path={schema}".strip()
+        url = parsed.update_query_dict({"options": options}).render_as_string(hide_password=False)
+    datasource = context.data_sources.add_postgres(name="ml_batch", connection_string=url)
+    asset = datasource.add_table_asset(name="rows", table_name=name)
+    batch = asset.add_batch_definition_whole_table("whole").get_batch()
+    return batch, datasource.get_engine()
+
+
+def _run(
+    batch: Batch, expectations: list[Expectation], result_format: dict[str, Any]
+) -> list[ExpectationValidationResult]:
+    """Validate `expectations` on the batch; their results in the same order (GX orders them its own way)."""
+    suite = _import_gx().ExpectationSuite(name="ml_batch.pass", expectations=expectations)
+    result = batch.validate(suite, result_format=result_format)
+    by_identity: dict[str, list[ExpectationValidationResult]] = {}
+    for res in result.results:
+        by_identity.setdefault(_identity(res.expectation_config), []).append(res)
+    return [by_identity[_identity(e.configuration)].pop(0) for e in expectations]
+
+
+def _identity(config: Any) -> str:
+    """An expectation's type and arguments (without the batch GX adds), as one comparable string."""
+    kwargs = {k: v for k, v in dict(config.kwargs).items() if k != "batch_id"}
+    return json.dumps([config.type, kwargs], sort_keys=True, default=str)
+
+
+def _copy(expectation: Expectation) -> Expectation:
+    """The same expectation as a new object (an expectation belongs to one suite)."""
+    return expectation.configuration.to_domain_obj()
+
+
+def _screened(expectation: Expectation) -> Expectation:
+    """The cheapest expectation that fails whenever `expectation` fails, for the screening pass.
+
+    Only key uniqueness has one: "proportion of unique values is 1" is one COUNT(DISTINCT) where
+    "values are unique" is a GROUP BY over the key; both ignore nulls. The real expectation runs in pass 2
+    when the screen fails.
+    """
+    import great_expectations.expectations as gxe
+
+    kwargs = expectation.configuration.kwargs
+    if expectation.expectation_type == "expect_column_values_to_be_unique" and kwargs.get("mostly") in (None, 1, 1.0) \
+            and not kwargs.get("row_condition"):
+        return gxe.ExpectColumnProportionOfUniqueValuesToBeBetween(
+            column=kwargs["column"], min_value=1.0, max_value=1.0, meta=expectation.meta
+        )
+    return _copy(expectation)
+
+
+def _is_row_level(expectation: Expectation) -> bool:
+    return any(base.__name__ in _ROW_LEVEL for base in type(expectation).__mro__)
+
+
+def _listable(spec: Spec, expectation: Expectation, res: ExpectationValidationResult, present: set[str]) -> bool:
+    """Whether pass 3 should list this failed expectation's failing rows.
+
+    Not when it is table-level, could not run, names a missing column, or fails on more rows than the
+    quarantine share allows (that fails the batch anyway; listing a million keys would only cost memory).
+    """
+    if not _is_row_level(expectation) or _exception_messages(res):
+        return False
+    if any(c not in present for c in _columns_of(dict(expectation.configuration.kwargs))):
+        return False
+    details = res.result or {}
+    count, total = details.get("unexpected_count"), details.get("element_count")
+    if not isinstance(count, int) or not isinstance(total, int) or count == 0:
+        return False
+    return count <= spec.validation.max_quarantine_share * total
 
 
 # --- building the suite ----------------------------------------------------------------------------
 
 
-def _spec_expectations(spec: Spec, *, check_row_count: bool, check_types: bool = True) -> list[Expectation]:
+def _spec_expectations(
+    spec: Spec, *, check_row_count: bool, check_key_unique: bool, column_types: dict[str, str]
+) -> list[Expectation]:
     import great_expectations.expectations as gxe
 
     meta = {"source": f"spec {spec.name}"}
@@ -281,8 +390,9 @@ def _spec_expectations(spec: Spec, *, check_row_count: bool, check_types: bool =
     expectations: list[Expectation] = [
         gxe.ExpectTableColumnsToMatchSet(column_set=columns, exact_match=False, meta=meta),
         gxe.ExpectColumnValuesToNotBeNull(column=key, meta=meta),
-        gxe.ExpectColumnValuesToBeUnique(column=key, meta=meta),
     ]
+    if check_key_unique:
+        expectations.append(gxe.ExpectColumnValuesToBeUnique(column=key, meta=meta))
     if check_row_count:
         expectations.append(
             gxe.ExpectTableRowCountToBeBetween(
@@ -291,12 +401,11 @@ def _spec_expectations(spec: Spec, *, check_row_count: bool, check_types: bool =
         )
     for feature in spec.features:
         if feature.type == "numeric":
-            if check_types:
-                expectations.append(
-                    gxe.ExpectColumnValuesToBeInTypeList(
-                        column=feature.name, type_list=list(NUMERIC_TYPES), meta=meta
-                    )
-                )
+            types = list(NUMERIC_TYPES)
+            stored = column_types.get(feature.name, "")
+            if _PRECISE_NUMERIC_RE.match(stored):
+                types.append(stored)
+            expectations.append(gxe.ExpectColumnValuesToBeInTypeList(column=feature.name, type_list=types, meta=meta))
             if feature.min is not None or feature.max is not None:
                 expectations.append(
                     gxe.ExpectColumnValuesToBeBetween(
@@ -362,23 +471,31 @@ def _load_suite_file(path: Path) -> list[Expectation]:
 # --- reading the result ----------------------------------------------------------------------------
 
 
-def _interpret(spec: Spec, frame: pd.DataFrame, result: ExpectationSuiteValidationResult) -> ValidationOutcome:
+def _interpret(
+    spec: Spec, present: set[str], expectations: list[Expectation], screen: list[ExpectationValidationResult],
+    details: dict[int, ExpectationValidationResult], passes: int,
+) -> ValidationOutcome:
     key = spec.source.key
-    present = set(frame.columns)
-    key_is_null = pd.isna(frame[key]).to_numpy() if key in present else None
+    cap = spec.validation.max_quarantine_share
     batch_failures: list[str] = []
     reported_missing: set[str] = set()
-    reasons_by_position: dict[int, list[str]] = {}
+    row_reasons: dict[Any, list[str]] = {}
     null_key_rows = 0  # failing rows without a key: they cannot be quarantined
     key_nulls_reported = False
+    rows: int | None = None
 
     # table-level results first, so a missing column is reported once, by the columns check
-    failed = [(res.expectation_config, res) for res in result.results if res.expectation_config and not res.success]
-    failed.sort(key=lambda pair: not pair[0].type.startswith("expect_table_"))
-    for config, res in failed:
+    order = sorted(details, key=lambda i: not expectations[i].expectation_type.startswith("expect_table_"))
+    for index in order:
+        res = details[index]
+        config = res.expectation_config or expectations[index].configuration
         kind, kwargs = config.type, dict(config.kwargs)
         columns = _columns_of(kwargs)
-        details = res.result or {}
+        result = res.result or {}
+        total, count = result.get("element_count"), result.get("unexpected_count")
+        rows = total if isinstance(total, int) else rows
+        if res.success:  # the screen failed, the expectation itself passed
+            continue
         errors = _exception_messages(res)
         if any(c not in present for c in columns):
             missing = [c for c in columns if c not in present and c not in reported_missing]
@@ -386,46 +503,58 @@ def _interpret(spec: Spec, frame: pd.DataFrame, result: ExpectationSuiteValidati
             reported_missing.update(missing)
         elif errors:
             batch_failures.append(f"{_label(columns)}{kind} could not be evaluated: {'; '.join(errors)}")
-        elif "unexpected_index_list" in details and key_is_null is not None:
-            failing = np.asarray(details["unexpected_index_list"], dtype=np.intp)
-            if columns == [key] and kind == "expect_column_values_to_not_be_null":
-                batch_failures.append(
-                    f"{key}: {len(failing)} rows have a null key ({kind}); they cannot be quarantined by key"
-                )
-                key_nulls_reported = True
-                continue
-            with_key = failing[~key_is_null[failing]]
-            null_key_rows += len(failing) - len(with_key)
+        elif columns == [key] and kind == "expect_column_values_to_not_be_null":
+            batch_failures.append(f"{key}: {count} rows have a null key ({kind}); they cannot be quarantined by key")
+            key_nulls_reported = True
+        elif "unexpected_index_list" in result:
             text = f"{_label(columns)}{kind}{_detail(kind, kwargs, key)}"
-            for position, shown in zip(with_key.tolist(), _got(frame, columns, with_key), strict=True):
-                reasons = reasons_by_position.setdefault(position, [])
+            for entry in result["unexpected_index_list"]:
+                value = entry.get(key) if isinstance(entry, dict) else None
+                if value is None:
+                    null_key_rows += 1
+                    continue
+                shown = _got(entry, columns)
                 reason = f"{text}, got {shown}" if shown else text
+                reasons = row_reasons.setdefault(_native(value), [])
                 if reason not in reasons:
                     reasons.append(reason)
+        elif _is_row_level(expectations[index]) and isinstance(count, int) and isinstance(total, int) and total:
+            examples = _examples(result)
+            batch_failures.append(
+                f"{_label(columns)}{kind}{_detail(kind, kwargs, key)}: {count} of {total} rows failed "
+                f"({count / total:.1%}), above validation.max_quarantine_share {cap:.1%}; e.g. {examples}"
+            )
         else:
-            line = _batch_failure(kind, columns, kwargs, details, key, reported_missing)
+            line = _batch_failure(kind, columns, kwargs, result, key, reported_missing)
             if line:
                 batch_failures.append(line)
 
     if null_key_rows and not key_nulls_reported:  # only when a custom suite does not check the key
         batch_failures.append(f"{key}: {null_key_rows} failing rows have a null key and cannot be quarantined")
-    row_reasons = _reasons_by_key(frame, key, reasons_by_position)
-    result_json: dict[str, Any] = result.to_json_dict()
+    for reasons in row_reasons.values():
+        reasons.sort()  # by column, as every reason starts with it
+    results = [details.get(index, res).to_json_dict() for index, res in enumerate(screen)]
+    result_json: dict[str, Any] = {
+        "success": not batch_failures and not row_reasons,
+        "results": results,
+        "statistics": {
+            "evaluated_expectations": len(results),
+            "successful_expectations": sum(1 for r in results if r["success"]),
+            "unsuccessful_expectations": sum(1 for r in results if not r["success"]),
+        },
+    }
     result_json.setdefault("meta", {})["ml_batch"] = {
         "model": spec.name,
         "key_column": key,
-        "rows": len(frame),
-        "unexpected_index_list": "row positions (0-based) within the validated frame",
+        "rows": rows,
+        "gx_passes": passes,
+        "results": "pass 1 (BOOLEAN_ONLY) for passing expectations, pass 2/3 (SUMMARY/COMPLETE) for failing ones",
+        "unexpected_index_list": f"the failing rows' {key} and values (unexpected_index_column_names)",
         "batch_failures": batch_failures,
         "quarantined_keys": len(row_reasons),
     }
-    return ValidationOutcome(
-        rows=len(frame),
-        batch_failures=batch_failures,
-        row_reasons=row_reasons,
-        result_json=result_json,
-        quarantined_rows=len(reasons_by_position),
-    )
+    return ValidationOutcome(rows=rows, batch_failures=batch_failures, row_reasons=row_reasons,
+                             result_json=result_json, passes=passes)
 
 
 def _batch_failure(
@@ -448,18 +577,6 @@ def _batch_failure(
     else:
         observed = f"observed {_value(details.get('observed_value'))}"
     return f"{_label(columns)}{kind}{_detail(kind, kwargs, key)}: {observed}"
-
-
-def _reasons_by_key(frame: pd.DataFrame, key: str, reasons_by_position: dict[int, list[str]]) -> dict[Any, list[str]]:
-    """Merge the reasons of rows sharing a key; each key's reasons sorted (by column, as they start with it)."""
-    positions = np.fromiter(sorted(reasons_by_position), dtype=np.intp, count=len(reasons_by_position))
-    row_reasons: dict[Any, list[str]] = {}
-    for position, value in zip(positions.tolist(), frame[key].take(positions).tolist(), strict=True):
-        merged = row_reasons.setdefault(_native(value), [])
-        merged.extend(r for r in reasons_by_position[position] if r not in merged)
-    for reasons in row_reasons.values():
-        reasons.sort()
-    return row_reasons
 
 
 def _label(columns: Sequence[str]) -> str:
@@ -507,17 +624,11 @@ def _detail(kind: str, kwargs: dict[str, Any], key: str) -> str:
     return f" ({', '.join(shown)})" if shown else ""
 
 
-def _got(frame: pd.DataFrame, columns: Sequence[str], positions: np.ndarray) -> list[str]:
-    """The failing rows' values, one string per row; fetched per column, not per row (fast)."""
-    if not columns:
-        return [""] * len(positions)
-    values = [frame[column].take(positions).tolist() for column in columns]
+def _got(entry: dict[str, Any], columns: Sequence[str]) -> str:
+    """A failing row's values of the expectation's columns, from GX's unexpected_index_list entry."""
     if len(columns) == 1:
-        return [_value(value) for value in values[0]]
-    return [
-        ", ".join(f"{column}={_value(value)}" for column, value in zip(columns, row, strict=True))
-        for row in zip(*values, strict=True)
-    ]
+        return _value(entry.get(columns[0]))
+    return ", ".join(f"{column}={_value(entry.get(column))}" for column in columns)
 
 
 def _between(low: Any, high: Any) -> str:
@@ -540,6 +651,13 @@ def _value(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA or value is pd.NaT:
         return "null"
     return repr(value) if isinstance(value, str) else str(value)
+
+
+def _examples(result: dict[str, Any]) -> str:
+    """Distinct failing values among GX's first examples (SUMMARY lists up to 20 failing rows)."""
+    counts = result.get("partial_unexpected_counts") or []
+    values = [c.get("value") for c in counts] if counts else list(result.get("partial_unexpected_list") or [])
+    return _listing(values)
 
 
 def _listing(values: Sequence[Any]) -> str:

@@ -130,13 +130,29 @@ def test_quarantined_rows_carry_reasons_and_counts_add_up(settings: Settings, en
     assert all(any("color" in reason and "green" in reason for reason in r.reasons) for r in rows)
 
 
-def test_too_many_quarantined_rows_fail_and_publish_nothing(engine: sa.Engine, toy) -> None:
+def test_a_column_failing_on_too_many_rows_fails_before_scoring(engine: sa.Engine, toy) -> None:
     ids = _source_ids(engine, toy, DAY)[:10]
     with engine.begin() as conn:
         conn.execute(sa.text(f"UPDATE {toy.source.table} SET color = 'green' WHERE id = ANY(:ids)"), {"ids": ids})
-    with pytest.raises(ValidationFailed, match=r"10 of 80 rows quarantined \(12\.5%\), above "
-                                               r"validation\.max_quarantine_share 5\.0%"):
+    expected = (r"color: expect_column_values_to_be_in_set \(allowed: 'red', 'blue'\): 10 of 80 rows failed "
+                r"\(12\.5%\), above validation\.max_quarantine_share 5\.0%; e\.g\. 'green'$")
+    with pytest.raises(ValidationFailed, match=expected):
         score_day(engine, toy, DAY, run_id="too-many")
+    assert _day_rows(engine, toy, DAY) == []
+    assert list_runs(engine, "toy")[0]["status"] == "failed"
+
+
+def test_too_many_quarantined_rows_in_all_fail_at_publish_and_publish_nothing(engine: sa.Engine, toy) -> None:
+    ids = _source_ids(engine, toy, DAY)
+    bounded = toy.model_copy(update={"features": [
+        f.model_copy(update={"max": 5.0}) if f.name == "x1" else f for f in toy.features
+    ]})
+    with engine.begin() as conn:  # 3 + 3 rows: each column under the 5% share, the day (7.5%) above it
+        conn.execute(sa.text(f"UPDATE {toy.source.table} SET color = 'green' WHERE id = ANY(:ids)"), {"ids": ids[:3]})
+        conn.execute(sa.text(f"UPDATE {toy.source.table} SET x1 = 99 WHERE id = ANY(:ids)"), {"ids": ids[3:6]})
+    with pytest.raises(ValidationFailed, match=r"6 of 80 rows quarantined \(7\.5%\), above "
+                                               r"validation\.max_quarantine_share 5\.0%"):
+        score_day(engine, bounded, DAY, run_id="too-many")
     assert _day_rows(engine, toy, DAY) == []
     assert list_runs(engine, "toy")[0]["status"] == "failed"
 
