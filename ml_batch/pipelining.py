@@ -1,7 +1,7 @@
 """Overlap database I/O with computation: a prefetching reader and a background writer.
 
-ADBC releases the GIL while it talks to PostgreSQL, so while the main thread validates and scores chunk
-i, one thread already fetches chunk i+1 and another COPYs the predictions of chunk i-1. Queues hold one
+ADBC releases the GIL while it talks to PostgreSQL, so while chunk i is scored, one thread already
+fetches chunk i+1 and another COPYs the predictions of chunk i-1. Queues hold one
 item each, so at most one extra chunk is in memory on either side. An error in either thread is
 re-raised in the caller; the caller stopping early stops the threads.
 """

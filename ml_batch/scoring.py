@@ -16,7 +16,9 @@ import logging
 import math
 import os
 import time
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -191,12 +193,13 @@ def score_shard(
     batch_bytes: int = arrow.DEFAULT_BATCH_BYTES,
     threads: int | Literal["auto"] | None = "auto",
 ) -> ShardResult:
-    """Extract one shard of the day in chunks, validate each chunk (GX), quarantine failing rows, score
-    the rest with the pinned version and COPY the predictions into the run's staging table.
+    """Validate one shard of the day with GX (in PostgreSQL), then stream it in chunks: quarantine the rows
+    GX failed, score the rest with the pinned version and COPY the predictions into the run's staging table.
 
-    Fetching the next chunk and writing the previous one overlap with validating and scoring this one.
-    `threads` caps the scoring threads; "auto" assumes the plan's shards run in parallel on this machine
-    (as mapped Airflow tasks do), None means no cap (shards scored one after another).
+    Fetching the next chunk and writing the previous one overlap with scoring. `threads` is how many
+    chunks are scored at once (each with one BLAS/OpenMP thread); "auto" assumes the plan's shards run in
+    parallel on this machine (as mapped Airflow tasks do) and shares the cores between them, None means one
+    per core (shards scored one after another).
     """
     limit = threads_per_shard(plan.shards) if threads == "auto" else threads
     try:
@@ -222,6 +225,7 @@ def _score_shard(
     tally = _Tally()
     row_reasons = _validate_shard(engine, url, spec, plan, shard, suite_file, results_dir, tally)
     seen_bad: set[Any] = set()
+    workers = threads or os.cpu_count() or 1
 
     def write(table: pa.Table) -> None:
         started = time.perf_counter()
@@ -229,15 +233,30 @@ def _score_shard(
         writer.commit()
         tally.seconds["write"] += time.perf_counter() - started
 
-    with arrow.connect(url) as reader, arrow.connect(url) as writer, \
-            threadpool_limits(limits=threads), BackgroundWriter(write) as sink, \
+    def collect(done: Future[_Chunk]) -> None:
+        chunk = done.result()
+        tally.add(chunk)
+        seen_bad.update(chunk.bad_keys)
+        if chunk.table is not None:
+            sink.submit(chunk.table)
+
+    # Chunks are scored by `workers` threads with one BLAS/OpenMP thread each: the model's native code
+    # releases the GIL, and single-threaded calls side by side keep the cores busy while PostgreSQL takes
+    # its share of them, where one call on all cores stalls at every parallel barrier (measured: 5.6 s
+    # instead of 6.5 s for 1,000,000 rows on 2 cores, and ~20% less CPU).
+    with arrow.connect(url) as reader, arrow.connect(url) as writer, threadpool_limits(limits=1, user_api="blas"), \
+            BackgroundWriter(write) as sink, \
+            ThreadPoolExecutor(workers, thread_name_prefix="ml-batch-score", initializer=_one_openmp_thread) as pool, \
             Prefetch(_timed(_stream(reader, spec, plan, shard, batch_bytes))) as batches:
+        pending: deque[Future[_Chunk]] = deque()
         for batch, waited in batches:
             tally.extracted += batch.num_rows
             tally.seconds["extract"] += waited
-            table = _score_chunk(engine, spec, plan, shard, batch, loaded.pipeline, row_reasons, seen_bad, tally)
-            if table is not None:
-                sink.submit(table)
+            pending.append(pool.submit(_score_chunk, engine, spec, plan, shard, batch, loaded.pipeline, row_reasons))
+            if len(pending) >= workers:
+                collect(pending.popleft())
+        while pending:
+            collect(pending.popleft())
     if len(seen_bad) != len(row_reasons):
         missing = [key for key in row_reasons if key not in seen_bad]
         raise ValidationFailed(
@@ -303,6 +322,18 @@ def shard_view(spec: Spec, run_id: str, shard: int) -> str:
     return qualified(spec, f"{spec.predictions.table_name}__v_{digest}")
 
 
+@dataclass(frozen=True)
+class _Chunk:
+    """What scoring one chunk produced (tallied by the shard's thread, in chunk order)."""
+
+    table: pa.Table | None
+    scored: int
+    quarantined: int
+    score_sum: float
+    seconds: float
+    bad_keys: list[Any]
+
+
 @dataclass
 class _Tally:
     extracted: int = 0
@@ -313,36 +344,47 @@ class _Tally:
         default_factory=lambda: {"validate": 0.0, "extract": 0.0, "score": 0.0, "write": 0.0}
     )
 
+    def add(self, chunk: _Chunk) -> None:
+        self.scored += chunk.scored
+        self.quarantined += chunk.quarantined
+        self.score_sum += chunk.score_sum
+        self.seconds["score"] += chunk.seconds
+
+
+def _one_openmp_thread() -> None:
+    """Initializer of a scoring thread: OpenMP's thread count is per calling thread, so set it in each."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="openmp")
+
 
 def _score_chunk(
     engine: sa.Engine, spec: Spec, plan: RunPlan, shard: int, batch: pa.RecordBatch, pipeline: Any,
-    row_reasons: dict[Any, list[str]], seen_bad: set[Any], tally: _Tally,
-) -> pa.Table | None:
-    """Quarantine the chunk's rows GX failed, score the rest; the predictions to stage."""
+    row_reasons: dict[Any, list[str]],
+) -> _Chunk:
+    """Quarantine the chunk's rows GX failed, score the rest (runs in a scoring thread)."""
     started = time.perf_counter()
     frame = _to_pandas(batch, spec)
     keys = batch.column(spec.source.key)
-    good = frame
+    good, bad_keys = frame, []
     if row_reasons:
         bad = frame[spec.source.key].isin(list(row_reasons)).to_numpy()
         if bad.any():
             rows = frame.loc[bad]
             _quarantine(engine, spec, plan, shard, rows, row_reasons)
-            seen_bad.update(rows[spec.source.key].tolist())
-            tally.quarantined += int(bad.sum())
+            bad_keys = rows[spec.source.key].tolist()
             good = frame.loc[~bad]
             keys = keys.filter(pa.array(~bad))
     scores = predict_scores(pipeline, good, spec)
-    tally.seconds["score"] += time.perf_counter() - started
-    tally.scored += len(good)
-    tally.score_sum += float(scores.sum())
-    return _predictions(spec, keys, scores) if len(good) else None
+    table = _predictions(spec, keys, scores) if len(good) else None
+    return _Chunk(table, len(good), len(frame) - len(good), float(scores.sum()), time.perf_counter() - started,
+                  bad_keys)
 
 
 def threads_per_shard(shards: int) -> int | None:
-    """BLAS/OpenMP threads for one of `shards` shards scored in parallel on this machine (None: no limit).
+    """Scoring threads for one of `shards` shards scored in parallel on this machine (None: one per core).
 
-    Without a limit each parallel worker starts one thread per core and they oversubscribe the CPU.
+    Without a limit each parallel worker would start one thread per core and they would oversubscribe it.
     """
     if shards <= 1:
         return None
