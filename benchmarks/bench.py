@@ -430,7 +430,7 @@ def _warm_imports() -> None:
 
     _import_gx()
     # the SQL side of GX (ml-batch validates in PostgreSQL): its execution engine and datasource
-    import great_expectations.datasource.fluent.postgres_datasource  # noqa: F401
+    import great_expectations.datasource.fluent.postgres_datasource
     import great_expectations.execution_engine.sqlalchemy_execution_engine  # noqa: F401
 
 
@@ -461,7 +461,8 @@ def _setup_shard(params: dict[str, Any]) -> Callable[[], dict[str, Any]]:
     _warm_imports()
 
     def run() -> dict[str, Any]:
-        return asdict(score_shard(engine, spec, plan, params["shard"], results_dir=results_dir))
+        return asdict(score_shard(engine, spec, plan, params["shard"], results_dir=results_dir,
+                                  threads=params.get("threads") or "auto"))
 
     return run
 
@@ -741,8 +742,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         for shards in (1, 2):
             _settle(engine, superuser=superuser)
             _log("sharded: %d shard(s) on %d worker process(es)", shards, shards)
-            shard_env = env if args.shard_threads is None else {**env, "OMP_NUM_THREADS": str(args.shard_threads)}
-            sharded = _sharded(engine, spec, shards, base, shard_env)
+            sharded = _sharded(engine, spec, shards, {**base, "threads": args.shard_threads}, env)
             results[f"sharded_{shards}"] = sharded
             results[f"sharded_{shards}_s"] = round(sharded["seconds"], 3)
             check(f"sharded_{shards}_scored_all", sharded["scored"] == args.rows, sharded["scored"])
@@ -814,7 +814,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=1,
                         help="run (b), (c) and (d) this many times and keep the fastest (default 1)")
     parser.add_argument("--shard-threads", type=int, default=None,
-                        help="what-if: OMP_NUM_THREADS for the sharded workers (default: unset, as the DAG runs them)")
+                        help="what-if: scoring threads per sharded worker, e.g. 1 for one core per worker "
+                             "(default: as the DAG runs them, the machine's cores shared between the shards)")
     parser.add_argument("--schema", default="bench", help="schema to (re)create for the run (default bench)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "latest.json", help="where to write the JSON")
     parser.add_argument("-v", "--verbose", action="store_true", help="log ml-batch's INFO lines")

@@ -2,8 +2,10 @@
 
 - **Drift** of day D compares the day's scored rows with the reference profile stored when the scoring
   version was registered (`ml_batch.drift`). Days larger than `DRIFT_MAX_ROWS` are checked on a
-  deterministic hash sample of the entity keys (the same rows every time), which keeps memory bounded
-  and changes effect sizes (PSI, KS D, JS) only in the third decimal.
+  deterministic hash sample of the entity keys (the same rows every time), which keeps memory and time
+  bounded and changes effect sizes (PSI, KS D, JS) only in the third decimal. 50,000 rows are enough:
+  the reference keeps 5,000 values per numeric feature, and a two-sample KS statistic's noise scales
+  with sqrt(1/5,000 + 1/n), which is 0.0148 at n = 50,000 and 0.0145 at n = 100,000.
 - **Performance** of day E = D - labels.delay_days: its labels have arrived, so the predictions published
   for E (and the challenger's shadow predictions) are joined with them and realized metrics recorded.
 - **Shadow scoring**: when a `challenger` alias exists, the day's scored rows are scored again by the
@@ -36,7 +38,7 @@ from ml_batch.training import LABEL, predict_scores
 
 logger = logging.getLogger(__name__)
 
-DRIFT_MAX_ROWS = 100_000
+DRIFT_MAX_ROWS = 50_000
 SCORE_COLUMN = "_score"
 VERSION_COLUMN = "_model_version"
 LABEL_COLUMN = LABEL  # the column name training uses too, so labels_of() reads both

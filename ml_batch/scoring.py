@@ -405,6 +405,10 @@ def publish_run(engine: sa.Engine, spec: Spec, plan: RunPlan) -> RunSummary:
         with engine.begin() as conn:
             drop_staging(conn, plan.staging_table)
         raise
+    finally:  # a shard killed while GX ran (SIGKILL, OOM) cannot drop its view itself
+        with engine.begin() as conn:
+            for shard in range(plan.shards):
+                conn.execute(render("drop_view", view=shard_view(spec, plan.run_id, shard)))
 
 
 def _publish_run(engine: sa.Engine, spec: Spec, plan: RunPlan) -> RunSummary:

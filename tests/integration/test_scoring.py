@@ -12,7 +12,7 @@ from ml_batch.config import Settings
 from ml_batch.errors import ValidationFailed
 from ml_batch.jobs import train_and_register
 from ml_batch.runs import list_runs
-from ml_batch.scoring import plan_run, publish_run, score_day, score_shard
+from ml_batch.scoring import plan_run, publish_run, score_day, score_shard, shard_view
 from tests.integration.helpers import load_toy_data, toy_spec
 
 pytestmark = pytest.mark.integration
@@ -176,6 +176,19 @@ def test_dry_run_publishes_nothing(settings: Settings, engine: sa.Engine, toy) -
         leftovers = conn.execute(sa.text(
             "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'toy_predictions__s_%'")).scalar_one()
     assert leftovers == 0
+
+
+def test_no_validation_view_outlives_its_run(engine: sa.Engine, toy) -> None:
+    plan = plan_run(engine, toy, DAY, run_id="views", shards=2)
+    with engine.begin() as conn:  # as if shard 1 had been killed while GX ran
+        conn.execute(sa.text(f"CREATE VIEW {shard_view(toy, 'views', 1)} AS SELECT 1 AS x"))
+    for shard in range(2):
+        score_shard(engine, toy, plan, shard)
+    publish_run(engine, toy, plan)
+    with engine.connect() as conn:
+        views = conn.execute(sa.text(
+            "SELECT count(*) FROM pg_views WHERE viewname LIKE 'toy_predictions__v_%'")).scalar_one()
+    assert views == 0
 
 
 def test_sharded_run_publishes_exactly_the_unsharded_rows(engine: sa.Engine, toy) -> None:
