@@ -1,4 +1,4 @@
-"""A day's batch prediction: plan → score shards (extract, validate, score, stage) → publish.
+"""A day's batch prediction: plan → score shards (validate, extract, score, stage) → publish.
 
 The same functions run from the daily DAG (one task per step, shards as mapped tasks) and from
 `ml-batch score` (all steps in one process, `score_day`). Each step is idempotent: a retried plan resets the

@@ -17,7 +17,7 @@ on a view of exactly the rows the shard scores (`relation`). GX folds the row-le
 into one aggregate query, so a shard costs one pass over its rows in PostgreSQL plus GX's fixed overhead,
 whatever the row count; the rows themselves never travel to Python for validation. In pandas, GX's cost
 was almost all fixed overhead per call (~0.3-0.5 s to build its metric graph), paid once per streamed
-chunk: 7.0 s for 1,000,000 rows x 20 features in 16 MB chunks, against ~1.2 s here.
+chunk: 7.0 s for 1,000,000 rows x 20 features in 16 MB chunks, against 1.25 s here (`make bench`).
 
 Validation runs in up to three passes, each only as wide as it must be:
 
