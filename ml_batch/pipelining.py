@@ -1,8 +1,8 @@
 """Overlap database I/O with computation: a prefetching reader and a background writer.
 
 ADBC releases the GIL while it talks to PostgreSQL, so while chunk i is scored, one thread already
-fetches chunk i+1 and another COPYs the predictions of chunk i-1. Queues hold one
-item each, so at most one extra chunk is in memory on either side. An error in either thread is
+fetches chunk i+1 and another COPYs the predictions of chunk i-1. Queues hold one item each, so at most
+one extra chunk waits on either side (besides the chunks being scored). An error in either thread is
 re-raised in the caller; the caller stopping early stops the threads.
 """
 

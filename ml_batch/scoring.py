@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import time
+import uuid
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -26,6 +27,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from ml_batch import registry, runs
@@ -52,6 +54,9 @@ from ml_batch.training import predict_scores
 logger = logging.getLogger(__name__)
 
 VERSION_POLICIES = ("champion", "champion_on_day")
+# Chunks scored at once by one shard at most: each holds a ~16 MB chunk (and its pandas copy) and may
+# quarantine rows through the engine's connection pool (5 + 10 connections).
+MAX_SCORING_THREADS = 8
 RUN_TYPES = ("scheduled", "manual", "backfill", "cli", "test")
 
 
@@ -68,6 +73,7 @@ class RunPlan:
     artifact_sha256: str
     shards: int
     staging_table: str
+    day_rows: int | None = None  # source rows of the day when planned (caps how many failing rows a shard lists)
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "day": self.day.isoformat()}
@@ -140,14 +146,18 @@ def plan_run(
     """Pin the version (an explicit one, the champion now, or the champion on `day`), prepare tables.
 
     `shards` None means the spec's `scoring.shards`, else one shard per `scoring.rows_per_shard` rows of
-    the day (counted here, capped at `scoring.max_shards`).
+    the day (capped at `scoring.max_shards`). The day's rows are counted when there is more than one
+    shard (or to derive their number): each shard measures `validation.max_quarantine_share` against them.
     """
     if version_policy not in VERSION_POLICIES:
         raise ValueError(f"version_policy {version_policy!r}: expected one of {VERSION_POLICIES}")
     if run_type not in RUN_TYPES:
         raise ValueError(f"run_type {run_type!r}: expected one of {RUN_TYPES}")
+    shards = shards if shards is not None else spec.scoring.shards
+    day_rows = count_day_rows(engine, spec, day) if shards != 1 else None
     if shards is None:
-        shards = spec.scoring.shards or shard_count(engine, spec, day)
+        assert day_rows is not None
+        shards = shard_count(spec, day_rows)
     if shards < 1:
         raise ValueError(f"shards={shards}: expected at least 1")
     if version is None:
@@ -164,22 +174,27 @@ def plan_run(
         conn.execute(quarantine.delete().where(quarantine.c.model_name == spec.name, quarantine.c.run_id == run_id))
         runs.start(conn, model=spec.name, run_id=run_id, day=day, run_type=run_type, dry_run=dry_run,
                    version=info.version, sha256=info.artifact_sha256, shards=shards)
-    plan = RunPlan(spec.name, day, run_id, run_type, dry_run, info.version, info.artifact_sha256, shards, staging)
+    plan = RunPlan(spec.name, day, run_id, run_type, dry_run, info.version, info.artifact_sha256, shards, staging,
+                   day_rows)
     logger.info("planned %s day %s with version %d (%s), %d shard(s)", spec.name, day, info.version,
                 version_policy if version is None else "explicit", shards)
     return plan
 
 
-def shard_count(engine: sa.Engine, spec: Spec, day: dt.date) -> int:
-    """Shards for a day: one per `scoring.rows_per_shard` source rows, at least 1, at most `max_shards`."""
+def count_day_rows(engine: sa.Engine, spec: Spec, day: dt.date) -> int:
+    """Source rows of `day`; an unreadable source is a SourceError naming it."""
     day_rows = select_day(spec, day).subquery("day")
     try:
         with engine.connect() as conn:
-            rows = int(conn.execute(sa.select(sa.func.count()).select_from(day_rows)).scalar_one())
+            return int(conn.execute(sa.select(sa.func.count()).select_from(day_rows)).scalar_one())
     except sa.exc.DBAPIError as exc:
         raise SourceError(f"model {spec.name!r}: cannot read source {spec.source.table or 'query'}: "
                           f"{str(exc.orig).strip().splitlines()[0]}") from exc
-    return max(1, min(spec.scoring.max_shards, math.ceil(rows / spec.scoring.rows_per_shard)))
+
+
+def shard_count(spec: Spec, day_rows: int) -> int:
+    """Shards for a day: one per `scoring.rows_per_shard` source rows, at least 1, at most `max_shards`."""
+    return max(1, min(spec.scoring.max_shards, math.ceil(day_rows / spec.scoring.rows_per_shard)))
 
 
 def score_shard(
@@ -224,8 +239,8 @@ def _score_shard(
     url = engine.url.render_as_string(hide_password=False)
     tally = _Tally()
     row_reasons = _validate_shard(engine, url, spec, plan, shard, suite_file, results_dir, tally)
-    seen_bad: set[Any] = set()
-    workers = threads or os.cpu_count() or 1
+    seen_bad: set[str] = set()
+    workers = threads or min(available_cores(), MAX_SCORING_THREADS)
 
     def write(table: pa.Table) -> None:
         started = time.perf_counter()
@@ -250,6 +265,7 @@ def _score_shard(
             Prefetch(_timed(_stream(reader, spec, plan, shard, batch_bytes))) as batches:
         pending: deque[Future[_Chunk]] = deque()
         for batch, waited in batches:
+            tally.key_type = str(batch.schema.field(spec.source.key).type)
             tally.extracted += batch.num_rows
             tally.seconds["extract"] += waited
             pending.append(pool.submit(_score_chunk, engine, spec, plan, shard, batch, loaded.pipeline, row_reasons))
@@ -261,8 +277,10 @@ def _score_shard(
         missing = [key for key in row_reasons if key not in seen_bad]
         raise ValidationFailed(
             f"model {spec.name!r} day {plan.day} shard {shard}: GX found failing rows with keys "
-            f"{missing[:5]}{' ...' if len(missing) > 5 else ''} that the extract did not return: the source "
-            "changed while the shard ran, or its key type does not round-trip; retry the shard"
+            f"{missing[:5]}{' ...' if len(missing) > 5 else ''} (as text) that the extract did not return "
+            f"(its key column {spec.source.key!r} is {tally.key_type}): either the source changed while the "
+            "shard ran (retry the shard) or this key type does not print the same way in both drivers "
+            "(use an integer, text or uuid key)"
         )
     seconds = {k: round(v, 3) for k, v in tally.seconds.items()}
     with engine.begin() as conn:
@@ -299,13 +317,12 @@ def _validate_shard(
         unique = key_is_unique(engine, spec)
         suite = build_suite(spec, suite_file, check_row_count=False, check_key_unique=not unique,
                             column_types=column_types)
-        outcome = validate_relation(spec, url, view, suite, columns=column_types)
+        outcome = validate_relation(spec, url, view, suite, columns=column_types, share_of=plan.day_rows)
         outcome.result_json["meta"]["ml_batch"]["key_uniqueness"] = (
             f"guaranteed by a unique index on {spec.source.table}({spec.source.key}), not checked" if unique
             else "checked by GX")
     finally:
-        with engine.begin() as conn:
-            conn.execute(render("drop_view", view=view))
+        _drop_views(engine, [view])
     if results_dir is not None:
         save_result(outcome, results_dir, spec.name, plan.day, f"{plan.run_id}-s{shard}")
     tally.seconds["validate"] += time.perf_counter() - started
@@ -313,13 +330,29 @@ def _validate_shard(
         raise ValidationFailed(
             f"model {spec.name!r} day {plan.day}: batch failed validation: " + "; ".join(outcome.batch_failures)
         )
-    return outcome.row_reasons
+    # Keys as text, the way PostgreSQL prints them: GX's keys come through psycopg2, the extract's through
+    # ADBC, and only their text forms agree for every key type (numeric, uuid, ...).
+    return {_key_text(key): reasons for key, reasons in outcome.row_reasons.items()}
+
+
+def _drop_views(engine: sa.Engine, views: list[str]) -> None:
+    """Drop validation views; a failure is logged, never raised (it must not hide the error being raised,
+    nor fail a run that succeeded: a leftover view is dropped by the run's publish, or by hand)."""
+    try:
+        with engine.begin() as conn:
+            for view in views:
+                conn.execute(render("drop_view", view=view))
+    except sa.exc.SQLAlchemyError as exc:
+        logger.warning("could not drop validation view(s) %s: %s", ", ".join(views), exc)
 
 
 def shard_view(spec: Spec, run_id: str, shard: int) -> str:
-    """The view GX validates for one shard of a run (schema-qualified, short whatever the run id)."""
-    digest = hashlib.sha1(f"{spec.name}/{run_id}/{shard}".encode()).hexdigest()[:10]
-    return qualified(spec, f"{spec.predictions.table_name}__v_{digest}")
+    """The view GX validates for one shard of a run, next to the predictions table.
+
+    Lower case and short whatever the table, model and run id: GX names tables unquoted.
+    """
+    digest = hashlib.sha1(f"{spec.name}/{run_id}/{shard}".encode()).hexdigest()[:16]
+    return qualified(spec, f"ml_batch_validate_{digest}")
 
 
 @dataclass(frozen=True)
@@ -336,6 +369,7 @@ class _Chunk:
 
 @dataclass
 class _Tally:
+    key_type: str = "?"
     extracted: int = 0
     scored: int = 0
     quarantined: int = 0
@@ -360,7 +394,7 @@ def _one_openmp_thread() -> None:
 
 def _score_chunk(
     engine: sa.Engine, spec: Spec, plan: RunPlan, shard: int, batch: pa.RecordBatch, pipeline: Any,
-    row_reasons: dict[Any, list[str]],
+    row_reasons: dict[str, list[str]],
 ) -> _Chunk:
     """Quarantine the chunk's rows GX failed, score the rest (runs in a scoring thread)."""
     started = time.perf_counter()
@@ -368,11 +402,11 @@ def _score_chunk(
     keys = batch.column(spec.source.key)
     good, bad_keys = frame, []
     if row_reasons:
-        bad = frame[spec.source.key].isin(list(row_reasons)).to_numpy()
+        texts = _key_texts(keys)
+        bad = np.fromiter((text in row_reasons for text in texts), dtype=bool, count=len(texts))
         if bad.any():
-            rows = frame.loc[bad]
-            _quarantine(engine, spec, plan, shard, rows, row_reasons)
-            bad_keys = rows[spec.source.key].tolist()
+            bad_keys = [text for text, failed in zip(texts, bad.tolist(), strict=True) if failed and text is not None]
+            _quarantine(engine, spec, plan, shard, frame.loc[bad], bad_keys, row_reasons)
             good = frame.loc[~bad]
             keys = keys.filter(pa.array(~bad))
     scores = predict_scores(pipeline, good, spec)
@@ -388,8 +422,13 @@ def threads_per_shard(shards: int) -> int | None:
     """
     if shards <= 1:
         return None
-    cores = os.cpu_count() or 1
+    cores = available_cores()
     return max(1, cores // min(shards, cores))
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity, which containers and taskset narrow)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def publish_run(engine: sa.Engine, spec: Spec, plan: RunPlan) -> RunSummary:
@@ -406,9 +445,7 @@ def publish_run(engine: sa.Engine, spec: Spec, plan: RunPlan) -> RunSummary:
             drop_staging(conn, plan.staging_table)
         raise
     finally:  # a shard killed while GX ran (SIGKILL, OOM) cannot drop its view itself
-        with engine.begin() as conn:
-            for shard in range(plan.shards):
-                conn.execute(render("drop_view", view=shard_view(spec, plan.run_id, shard)))
+        _drop_views(engine, [shard_view(spec, plan.run_id, shard) for shard in range(plan.shards)])
 
 
 def _publish_run(engine: sa.Engine, spec: Spec, plan: RunPlan) -> RunSummary:
@@ -489,7 +526,7 @@ def _stream(conn: Any, spec: Spec, plan: RunPlan, shard: int, batch_bytes: int) 
 
 
 def _to_pandas(batch: pa.RecordBatch, spec: Spec) -> pd.DataFrame:
-    """The batch as pandas; NUMERIC (decimal) features become float64 so validation and the model see numbers."""
+    """The batch as pandas; NUMERIC (decimal) features become float64 so the model sees numbers."""
     if not any(pa.types.is_decimal(t) for t in batch.schema.types):
         return batch.to_pandas()
     numeric = {f.name for f in spec.features if f.type == "numeric"}
@@ -551,6 +588,23 @@ def _reset_shard(engine: sa.Engine, spec: Spec, plan: RunPlan, shard: int) -> No
         conn.execute(stmt)
 
 
+def _key_text(value: Any) -> str:
+    """A key from psycopg2 (int, str, Decimal, uuid as str, date) as PostgreSQL prints it."""
+    return str(value.item() if isinstance(value, np.generic) else value)
+
+
+def _key_texts(keys: pa.Array | pa.ChunkedArray) -> list[str | None]:
+    """Keys from ADBC as PostgreSQL prints them (`_key_text` of the same keys from psycopg2); null stays None."""
+    kind = keys.type.storage_type if isinstance(keys.type, pa.ExtensionType) else keys.type
+    if pa.types.is_fixed_size_binary(kind) and kind.byte_width == 16:  # uuid
+        values = (keys.storage if isinstance(keys, pa.ExtensionArray) else keys).to_pylist()
+        return [None if value is None else str(uuid.UUID(bytes=value)) for value in values]
+    try:
+        return [None if text is None else str(text) for text in pc.cast(keys, pa.string()).to_pylist()]
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return [None if value is None else _key_text(value) for value in keys.to_pylist()]
+
+
 def _predictions(spec: Spec, keys: pa.Array, scores: np.ndarray) -> pa.Table:
     """What a shard stages per row; the run's shared columns are stamped once at publish."""
     if spec.model.task == "binary":
@@ -561,12 +615,11 @@ def _predictions(spec: Spec, keys: pa.Array, scores: np.ndarray) -> pa.Table:
 
 
 def _quarantine(engine: sa.Engine, spec: Spec, plan: RunPlan, shard: int, rows: pd.DataFrame,
-                reasons: dict[Any, list[str]]) -> None:
+                keys: list[str], reasons: dict[str, list[str]]) -> None:
     records = json.loads(rows.to_json(orient="records", date_format="iso", date_unit="us"))
-    keys = rows[spec.source.key].tolist()
     payload = [
         {"model_name": spec.name, "partition_date": plan.day, "run_id": plan.run_id, "shard": shard,
-         "entity_key": None if key is None else str(key), "reasons": reasons.get(key, []), "row_data": record}
+         "entity_key": key, "reasons": reasons.get(key, []), "row_data": record}
         for key, record in zip(keys, records, strict=True)
     ]
     with engine.begin() as conn:

@@ -194,7 +194,8 @@ def key_is_unique(engine: sa.Engine, spec: Spec) -> bool:
 
 
 def validate_relation(
-    spec: Spec, url: str, relation: str, suite: gx.ExpectationSuite, *, columns: Iterable[str]
+    spec: Spec, url: str, relation: str, suite: gx.ExpectationSuite, *, columns: Iterable[str],
+    share_of: int | None = None,
 ) -> ValidationOutcome:
     """Validate the rows of a PostgreSQL table or view with GX, in the database, and key the failing rows.
 
@@ -205,6 +206,9 @@ def validate_relation(
         relation: `schema.name` of the table or view holding exactly the rows to validate.
         suite: the suite to run (`build_suite`).
         columns: the relation's columns (to report a missing column once, by name).
+        share_of: the rows `validation.max_quarantine_share` applies to (a shard passes its day's row
+            count, so the verdict does not depend on the number of shards); None: the relation's rows.
+            A row-level expectation failing on more rows than that share fails the batch at once.
 
     Returns:
         The outcome; the caller decides whether batch failures fail the run.
@@ -223,7 +227,7 @@ def validate_relation(
         if failed:
             details.update(zip(failed, _run(batch, [_copy(expectations[i]) for i in failed], _SUMMARY_FORMAT),
                                strict=True))
-            listed = [i for i in failed if _listable(spec, expectations[i], details[i], present)]
+            listed = [i for i in failed if _listable(spec, expectations[i], details[i], present, share_of)]
             passes = 2
             if listed:
                 complete = {**_SUMMARY_FORMAT, "result_format": "COMPLETE",
@@ -234,7 +238,7 @@ def validate_relation(
             seconds["details"] = time.perf_counter() - started - seconds["screen"]
     finally:
         engine.dispose()
-    outcome = _interpret(spec, present, expectations, screen, details, passes)
+    outcome = _interpret(spec, present, expectations, screen, details, passes, share_of)
     outcome.result_json.update(suite_name=suite.name)
     outcome.result_json["meta"].update(great_expectations_version=_import_gx().__version__, relation=relation)
     seconds = {k: round(v, 3) for k, v in seconds.items()}
@@ -303,15 +307,21 @@ def _sql_batch(url: str, relation: str) -> tuple[Batch, Any]:
         store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
     )
     context = gx.get_context(project_config=config, mode="ephemeral")
+    from ml_batch.db.engine import with_session_options
+
     schema, _, name = relation.rpartition(".")
-    if schema:  # GX 1.x wants the schema in the connection, not on the asset (schema_name is deprecated)
-        parsed = sa.engine.make_url(url)
-        options = f"{parsed.query.get('options', '')} -c search_path={schema}".strip()
-        url = parsed.update_query_dict({"options": options}).render_as_string(hide_password=False)
+    # GX 1.x wants the schema in the connection, not on the asset (schema_name is deprecated); the session
+    # is in UTC like every other ml-batch session, so the view's day bounds mean the same rows here.
+    search_path = (f'-c search_path="{schema}"',) if schema else ()
+    url = with_session_options(url, *search_path).render_as_string(hide_password=False)
     datasource = context.data_sources.add_postgres(name="ml_batch", connection_string=url)
-    asset = datasource.add_table_asset(name="rows", table_name=name)
-    batch = asset.add_batch_definition_whole_table("whole").get_batch()
-    return batch, datasource.get_engine()
+    engine = datasource.get_engine()
+    try:
+        asset = datasource.add_table_asset(name="rows", table_name=name)
+        return asset.add_batch_definition_whole_table("whole").get_batch(), engine
+    except BaseException:
+        engine.dispose()
+        raise
 
 
 def _run(
@@ -323,11 +333,20 @@ def _run(
     by_identity: dict[str, list[ExpectationValidationResult]] = {}
     for res in result.results:
         by_identity.setdefault(_identity(res.expectation_config), []).append(res)
-    return [by_identity[_identity(e.configuration)].pop(0) for e in expectations]
+    ordered = []
+    for expectation in expectations:
+        found = by_identity.get(_identity(expectation.configuration))
+        if not found:
+            raise RuntimeError(f"GX returned no result for {expectation.expectation_type} "
+                               f"{dict(expectation.configuration.kwargs)}: cannot match its results to the suite")
+        ordered.append(found.pop(0))
+    return ordered
 
 
 def _identity(config: Any) -> str:
     """An expectation's type and arguments (without the batch GX adds), as one comparable string."""
+    if config is None:
+        return ""
     kwargs = {k: v for k, v in dict(config.kwargs).items() if k != "batch_id"}
     return json.dumps([config.type, kwargs], sort_keys=True, default=str)
 
@@ -359,7 +378,9 @@ def _is_row_level(expectation: Expectation) -> bool:
     return any(base.__name__ in _ROW_LEVEL for base in type(expectation).__mro__)
 
 
-def _listable(spec: Spec, expectation: Expectation, res: ExpectationValidationResult, present: set[str]) -> bool:
+def _listable(
+    spec: Spec, expectation: Expectation, res: ExpectationValidationResult, present: set[str], share_of: int | None
+) -> bool:
     """Whether pass 3 should list this failed expectation's failing rows.
 
     Not when it is table-level, could not run, names a missing column, or fails on more rows than the
@@ -373,7 +394,11 @@ def _listable(spec: Spec, expectation: Expectation, res: ExpectationValidationRe
     count, total = details.get("unexpected_count"), details.get("element_count")
     if not isinstance(count, int) or not isinstance(total, int) or count == 0:
         return False
-    return count <= spec.validation.max_quarantine_share * total
+    return not _over_share(spec, count, share_of if share_of is not None else total)
+
+
+def _over_share(spec: Spec, count: int, basis: int) -> bool:
+    return count > spec.validation.max_quarantine_share * basis
 
 
 # --- building the suite ----------------------------------------------------------------------------
@@ -473,7 +498,7 @@ def _load_suite_file(path: Path) -> list[Expectation]:
 
 def _interpret(
     spec: Spec, present: set[str], expectations: list[Expectation], screen: list[ExpectationValidationResult],
-    details: dict[int, ExpectationValidationResult], passes: int,
+    details: dict[int, ExpectationValidationResult], passes: int, share_of: int | None,
 ) -> ValidationOutcome:
     key = spec.source.key
     cap = spec.validation.max_quarantine_share
@@ -518,11 +543,11 @@ def _interpret(
                 reasons = row_reasons.setdefault(_native(value), [])
                 if reason not in reasons:
                     reasons.append(reason)
-        elif _is_row_level(expectations[index]) and isinstance(count, int) and isinstance(total, int) and total:
-            examples = _examples(result)
+        elif (_is_row_level(expectations[index]) and isinstance(count, int) and isinstance(total, int)
+              and _over_share(spec, count, basis := share_of if share_of is not None else total) and basis):
             batch_failures.append(
-                f"{_label(columns)}{kind}{_detail(kind, kwargs, key)}: {count} of {total} rows failed "
-                f"({count / total:.1%}), above validation.max_quarantine_share {cap:.1%}; e.g. {examples}"
+                f"{_label(columns)}{kind}{_detail(kind, kwargs, key)}: {count} of {basis} rows failed "
+                f"({count / basis:.1%}), above validation.max_quarantine_share {cap:.1%}; e.g. {_examples(result)}"
             )
         else:
             line = _batch_failure(kind, columns, kwargs, result, key, reported_missing)

@@ -14,28 +14,26 @@ from typing import Any
 from urllib.parse import quote
 
 import pyarrow as pa
-from sqlalchemy.engine import make_url
+
+from ml_batch.db.engine import with_session_options
 
 logger = logging.getLogger(__name__)
 
 # Size hint for each streamed record batch (~100k rows of 20 numeric features). Measured by `make bench`
-# on 1M rows: 16 MB keeps peak memory at 1.4x that of a 100k-row day (48 MB: 2.0x, with the prefetched
-# and the in-flight chunk) and lets two parallel shards beat one; the price is GX's per-call cost being
-# paid ~11 times a million rows instead of ~4 (validation 6.1 s instead of 3.4 s).
+# on 1M rows: 16 MB keeps peak memory at ~1.2x that of a 100k-row day, with the prefetched chunk, the
+# chunks being scored (one per scoring thread) and the one being written (48 MB chunks: 2.0x).
 DEFAULT_BATCH_BYTES = 16 * 1024 * 1024
 
 
 def libpq_uri(sqlalchemy_url: str) -> str:
     """A libpq URI (what ADBC takes) for a SQLAlchemy PostgreSQL URL, with the session in UTC."""
-    url = make_url(sqlalchemy_url)
+    url = with_session_options(sqlalchemy_url)
     auth = quote(url.username or "", safe="")
     if url.password is not None:
         auth += ":" + quote(str(url.password), safe="")
     host = url.host or ""
     port = f":{url.port}" if url.port else ""
-    query = "&".join(f"{k}={quote(str(v), safe='')}" for k, v in url.query.items() if isinstance(v, str))
-    options = "options=" + quote("-c timezone=UTC", safe="")
-    params = "&".join(p for p in (query, options) if p)
+    params = "&".join(f"{k}={quote(str(v), safe='')}" for k, v in url.query.items() if isinstance(v, str))
     return f"postgresql://{auth}{'@' if auth else ''}{host}{port}/{url.database or ''}?{params}"
 
 

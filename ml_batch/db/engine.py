@@ -20,6 +20,19 @@ from ml_batch.errors import ConfigError, DatabaseError
 logger = logging.getLogger(__name__)
 
 
+# Days are UTC days: every session ml-batch opens (SQLAlchemy, ADBC, GX) reads and compares in UTC.
+SESSION_OPTIONS = "-c timezone=UTC"
+
+
+def with_session_options(sqlalchemy_url: str, *extra: str) -> sa.URL:
+    """The URL with libpq `options` for a UTC session (plus `extra` `-c name=value` settings), keeping any
+    options the URL already had."""
+    url = make_url(sqlalchemy_url)
+    existing = url.query.get("options")
+    options = " ".join(o for o in (existing if isinstance(existing, str) else None, SESSION_OPTIONS, *extra) if o)
+    return url.update_query_dict({"options": options})
+
+
 def embedded_server(settings: Settings) -> EmbeddedPostgres:
     """The embedded server that lives under `settings.home`."""
     return EmbeddedPostgres(settings.home / "postgres")
@@ -55,7 +68,7 @@ def make_engine(settings: Settings, *, start: bool = True) -> sa.Engine:
 def _engine(url: str, schema: str) -> sa.Engine:
     # Days are UTC days: a run for day D reads D <= date_column < D+1 whatever the server's zone.
     engine = sa.create_engine(
-        url, pool_pre_ping=True, connect_args={"options": "-c timezone=UTC"},
+        url, pool_pre_ping=True, connect_args={"options": SESSION_OPTIONS},
         # JSONB columns hold audit details with dates and Decimals: write them as ISO strings / numbers.
         json_serializer=_to_json,
     )

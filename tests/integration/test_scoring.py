@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
@@ -180,15 +181,50 @@ def test_dry_run_publishes_nothing(settings: Settings, engine: sa.Engine, toy) -
 
 def test_no_validation_view_outlives_its_run(engine: sa.Engine, toy) -> None:
     plan = plan_run(engine, toy, DAY, run_id="views", shards=2)
+    score_shard(engine, toy, plan, 0)
     with engine.begin() as conn:  # as if shard 1 had been killed while GX ran
         conn.execute(sa.text(f"CREATE VIEW {shard_view(toy, 'views', 1)} AS SELECT 1 AS x"))
-    for shard in range(2):
-        score_shard(engine, toy, plan, shard)
-    publish_run(engine, toy, plan)
+    with pytest.raises(ValidationFailed, match="1 of 2 shards finished"):
+        publish_run(engine, toy, plan)
     with engine.connect() as conn:
         views = conn.execute(sa.text(
-            "SELECT count(*) FROM pg_views WHERE viewname LIKE 'toy_predictions__v_%'")).scalar_one()
+            "SELECT count(*) FROM pg_views WHERE viewname LIKE 'ml_batch_validate_%'")).scalar_one()
     assert views == 0
+
+
+def test_many_chunks_on_many_threads_give_the_single_chunk_result(settings: Settings, engine: sa.Engine,
+                                                                  toy) -> None:
+    ids = _source_ids(engine, toy, DAY)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"UPDATE {toy.source.table} SET color = 'green' WHERE id = ANY(:ids)"),
+                     {"ids": [ids[5], ids[40], ids[77]]})
+    whole = score_day(engine, toy, DAY, run_id="whole")
+    expected = _day_rows(engine, toy, DAY)
+    plan = plan_run(engine, toy, DAY, run_id="chunked")
+    result = score_shard(engine, toy, plan, 0, batch_bytes=512, threads=3)  # ~10 rows per chunk
+    summary = publish_run(engine, toy, plan)
+    assert (result.extracted, result.scored, result.quarantined) == (80, 77, 3)
+    assert (summary.scored, summary.quarantined) == (whole.scored, whole.quarantined) == (77, 3)
+    assert [(r.id, r.score) for r in _day_rows(engine, toy, DAY)] == [(r.id, r.score) for r in expected]
+    with engine.connect() as conn:
+        keys = conn.execute(sa.text(
+            f'SELECT entity_key FROM "{settings.schema}".quarantine WHERE run_id = \'chunked\' ORDER BY 1::text'
+        )).scalars().all()
+    assert sorted(keys) == sorted(str(i) for i in (ids[5], ids[40], ids[77]))
+
+
+def test_the_quarantine_share_is_the_days_not_the_shards(engine: sa.Engine, toy) -> None:
+    ids = _source_ids(engine, toy, DAY)
+    with engine.begin() as conn:  # 3 of the day's 80 rows (3.75% < 5%), all in shard 0 of 2 (~7.5% of its rows)
+        in_shard_0 = conn.execute(sa.text(
+            "SELECT id FROM unnest(CAST(:ids AS bigint[])) AS id "
+            "WHERE mod(hashtext(CAST(id AS text)) & 2147483647, 2) = 0 ORDER BY id LIMIT 3"), {"ids": ids}
+        ).scalars().all()
+        conn.execute(sa.text(f"UPDATE {toy.source.table} SET color = 'green' WHERE id = ANY(:ids)"),
+                     {"ids": in_shard_0})
+    sharded = score_day(engine, toy, DAY, run_id="two", shards=2)
+    single = score_day(engine, toy, DAY, run_id="one", shards=1)
+    assert (sharded.quarantined, sharded.scored) == (single.quarantined, single.scored) == (3, 77)
 
 
 def test_sharded_run_publishes_exactly_the_unsharded_rows(engine: sa.Engine, toy) -> None:
@@ -249,14 +285,45 @@ def test_shards_are_derived_from_the_days_row_count(settings: Settings, engine: 
 def test_an_unreadable_source_fails_the_run_with_its_name(settings: Settings, engine: sa.Engine, toy) -> None:
     from ml_batch.errors import SourceError
 
-    with engine.begin() as conn:
-        conn.execute(sa.text(f"ALTER TABLE {toy.source.table} RENAME COLUMN x2 TO x2_old"))
-    # Counting the day's rows (to derive shards) is the first read: a clear error, before anything is staged.
+    def break_source() -> None:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"ALTER TABLE {toy.source.table} RENAME COLUMN x2 TO x2_old"))
+
+    # The plan counts the day's rows first: a clear error, before anything is staged.
+    break_source()
     with pytest.raises(SourceError, match=r"model 'toy': cannot read source t_\w+\.toy_rows: .*x2"):
         score_day(engine, toy, DAY, run_id="broken-plan")
-    # With a fixed shard count the first read is the shard's stream: the run is marked failed.
+    assert list_runs(engine, "toy") == []
+    # A source that breaks after the plan fails the shard, and the run is marked failed.
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"ALTER TABLE {toy.source.table} RENAME COLUMN x2_old TO x2"))
+    plan = plan_run(engine, toy, DAY, run_id="broken")
+    break_source()
     with pytest.raises(SourceError, match=r"model 'toy': cannot read source t_\w+\.toy_rows: .*x2"):
-        score_day(engine, toy, DAY, run_id="broken", shards=1)
+        score_shard(engine, toy, plan, 0)
     failed = list_runs(engine, "toy")[0]
     assert failed["status"] == "failed" and "cannot read source" in failed["error"]
     assert _day_rows(engine, toy, DAY) == []
+
+
+@pytest.mark.parametrize("sql_type", ["bigint", "integer", "text", "numeric(12, 2)", "numeric", "uuid", "date"])
+def test_keys_print_the_same_through_psycopg2_and_adbc(engine: sa.Engine, sql_type: str) -> None:
+    """GX reports failing keys through psycopg2, the extract reads them through ADBC: their text must agree."""
+    from ml_batch.db import arrow
+    from ml_batch.scoring import _key_text, _key_texts
+
+    values = {
+        "bigint": ["1", "9007199254740993", "-5"], "integer": ["7", "-2147483648", "0"],
+        "text": ["a'b", "ÄÖ x", ""], "numeric(12, 2)": ["1.50", "-0.10", "1234567890.00"],
+        "numeric": ["1.5", "0.000001", "-12345678901234567890"],
+        "uuid": ["6f1f0b9e-0000-4000-8000-000000000001", "00000000-0000-0000-0000-000000000000",
+                 "ffffffff-ffff-ffff-ffff-ffffffffffff"],
+        "date": ["2026-03-02", "1999-12-31", "2000-02-29"],
+    }[sql_type]
+    rows = " UNION ALL ".join(f"SELECT CAST('{v.replace(chr(39), chr(39) * 2)}' AS {sql_type}) AS k" for v in values)
+    with engine.connect() as conn:
+        through_psycopg2 = [_key_text(v) for v in conn.exec_driver_sql(rows).scalars().all()]
+        printed = conn.exec_driver_sql(f"SELECT CAST(k AS text) FROM ({rows}) AS t").scalars().all()
+    with arrow.connect(engine.url.render_as_string(hide_password=False)) as conn:
+        column = pa.Table.from_batches(list(arrow.stream(conn, rows))).column("k")
+    assert _key_texts(column) == through_psycopg2 == printed
