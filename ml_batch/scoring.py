@@ -295,8 +295,8 @@ def _score_shard(
 def _validate_shard(
     engine: sa.Engine, url: str, spec: Spec, plan: RunPlan, shard: int, suite_file: Path | None,
     results_dir: Path | None, tally: _Tally,
-) -> dict[Any, list[str]]:
-    """GX on a view of exactly the shard's rows, in PostgreSQL; the failing keys with their reasons.
+) -> dict[str, list[str]]:
+    """GX on a view of exactly the shard's rows, in PostgreSQL; the failing keys (as text) with their reasons.
 
     The view lives only while GX runs. Batch failures raise ValidationFailed before anything is scored.
     """
