@@ -519,6 +519,7 @@ def _interpret(
         result = res.result or {}
         total, count = result.get("element_count"), result.get("unexpected_count")
         rows = total if isinstance(total, int) else rows
+        basis = share_of if share_of is not None else total  # the rows the quarantine share applies to
         if res.success:  # the screen failed, the expectation itself passed
             continue
         errors = _exception_messages(res)
@@ -543,8 +544,8 @@ def _interpret(
                 reasons = row_reasons.setdefault(_native(value), [])
                 if reason not in reasons:
                     reasons.append(reason)
-        elif (_is_row_level(expectations[index]) and isinstance(count, int) and isinstance(total, int)
-              and _over_share(spec, count, basis := share_of if share_of is not None else total) and basis):
+        elif (_is_row_level(expectations[index]) and isinstance(count, int) and isinstance(basis, int) and basis
+              and _over_share(spec, count, basis)):
             batch_failures.append(
                 f"{_label(columns)}{kind}{_detail(kind, kwargs, key)}: {count} of {basis} rows failed "
                 f"({count / basis:.1%}), above validation.max_quarantine_share {cap:.1%}; e.g. {_examples(result)}"
