@@ -327,3 +327,23 @@ def test_keys_print_the_same_through_psycopg2_and_adbc(engine: sa.Engine, sql_ty
     with arrow.connect(engine.url.render_as_string(hide_password=False)) as conn:
         column = pa.Table.from_batches(list(arrow.stream(conn, rows))).column("k")
     assert _key_texts(column) == through_psycopg2 == printed
+
+
+def test_mixed_case_schema_and_table_names_work_end_to_end(settings: Settings, engine: sa.Engine, toy) -> None:
+    """Identifiers are quoted everywhere, GX's view and search_path included."""
+    spec = toy.model_copy(update={"predictions": toy.predictions.model_copy(
+        update={"table": f"Preds_{settings.schema}.TOY_Predictions"})})
+    ids = _source_ids(engine, toy, DAY)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"UPDATE {toy.source.table} SET color = 'green' WHERE id = :i"), {"i": ids[0]})
+    try:
+        summary = score_day(engine, spec, DAY, run_id="mixed", shards=2)
+        assert (summary.scored, summary.quarantined) == (79, 1)
+        with engine.connect() as conn:
+            published = conn.execute(sa.text(
+                f'SELECT count(*) FROM "Preds_{settings.schema}"."TOY_Predictions" WHERE partition_date = :d'),
+                {"d": DAY}).scalar_one()
+        assert published == 79
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "Preds_{settings.schema}" CASCADE'))
