@@ -188,8 +188,7 @@ def count_day_rows(engine: sa.Engine, spec: Spec, day: dt.date) -> int:
         with engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(day_rows)).scalar_one())
     except sa.exc.DBAPIError as exc:
-        raise SourceError(f"model {spec.name!r}: cannot read source {spec.source.table or 'query'}: "
-                          f"{str(exc.orig).strip().splitlines()[0]}") from exc
+        raise _source_error(spec, str(exc.orig).strip().splitlines()[0]) from exc
 
 
 def shard_count(spec: Spec, day_rows: int) -> int:
@@ -310,8 +309,7 @@ def _validate_shard(
             conn.execute(render("drop_view", view=view))
             conn.exec_driver_sql(create)  # no bind parameters: the query is plain SQL (as ADBC reads it)
     except sa.exc.DBAPIError as exc:
-        raise SourceError(f"model {spec.name!r}: cannot read source {spec.source.table or 'query'}: "
-                          f"{str(exc.orig).strip().splitlines()[0]}") from exc
+        raise _source_error(spec, str(exc.orig).strip().splitlines()[0]) from exc
     try:
         column_types = relation_column_types(engine, view)
         unique = key_is_unique(engine, spec)
@@ -520,9 +518,12 @@ def _stream(conn: Any, spec: Spec, plan: RunPlan, shard: int, batch_bytes: int) 
     except Exception as exc:
         # ADBC raises driver-specific errors (undefined table/column...): name the source and re-raise ours.
         if type(exc).__module__.startswith(("adbc_driver", "pyarrow")):
-            where = spec.source.table or "query"
-            raise SourceError(f"model {spec.name!r}: cannot read source {where}: {exc}") from exc
+            raise _source_error(spec, str(exc)) from exc
         raise
+
+
+def _source_error(spec: Spec, problem: str) -> SourceError:
+    return SourceError(f"model {spec.name!r}: cannot read source {spec.source.table or 'query'}: {problem}")
 
 
 def _to_pandas(batch: pa.RecordBatch, spec: Spec) -> pd.DataFrame:
