@@ -2,33 +2,52 @@
 
 The CLI turns any `MlBatchError` into a one-line message and a non-zero exit code; anything else is a bug
 and keeps its traceback.
+
+Each class also says whether its failure is *deterministic*: running the same step again on the same inputs
+fails the same way (a bad spec, a day that fails validation, a tampered artifact), so a retry only delays
+the failure. The Airflow shim fails such a task at once instead of retrying it; everything else (an
+unreachable database, a lock timeout, any exception that is not an `MlBatchError`) keeps Airflow's retries.
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 
 class MlBatchError(Exception):
     """Base class of the failures ml-batch expects and reports without a traceback."""
 
+    #: True when retrying the same step on the same inputs cannot succeed. False (retry) by default: a
+    #: needless retry costs minutes, a missing one can lose a day.
+    deterministic: ClassVar[bool] = False
+
 
 class ConfigError(MlBatchError):
     """An environment variable or setting has a value ml-batch cannot use."""
+
+    deterministic = True
 
 
 class SpecError(MlBatchError):
     """A model spec file is missing, unreadable or invalid."""
 
+    deterministic = True
+
 
 class DatabaseError(MlBatchError):
     """The database cannot be reached, started or migrated."""
+
+    deterministic = False  # a server restarting or a network blip: worth retrying
 
 
 class RegistryError(MlBatchError):
     """A registry operation was refused (unknown model/version/alias, nothing to roll back to, ...)."""
 
+    deterministic = True
+
 
 class ArtifactIntegrityError(RegistryError):
-    """A stored artifact's bytes do not hash to the sha256 recorded when it was registered."""
+    """A stored artifact fails its integrity check (sha256 or HMAC) or is unsigned; it is never unpickled."""
 
 
 class FeatureSchemaMismatch(RegistryError):
@@ -38,14 +57,32 @@ class FeatureSchemaMismatch(RegistryError):
 class TrainingError(MlBatchError):
     """A training set is empty, single-class or otherwise unusable."""
 
+    deterministic = True
+
 
 class ValidationFailed(MlBatchError):
     """A batch failed validation as a whole (row count, columns, types) or quarantined too many rows."""
+
+    deterministic = True
 
 
 class SourceError(MlBatchError):
     """The spec's source cannot be read (missing table or column, wrong type)."""
 
+    deterministic = True
+
 
 class PublishError(MlBatchError):
     """The staged predictions failed their audit; nothing was published."""
+
+    deterministic = True
+
+
+class LabelJoinError(TrainingError):
+    """Labels do not join their rows one to one (a key on several days without `labels.date_column`, or
+    several label rows for one entity and day); raised by training and by realized performance alike."""
+
+
+def is_deterministic(exc: BaseException) -> bool:
+    """True when `exc` is an ml-batch failure that a retry of the same step cannot fix."""
+    return isinstance(exc, MlBatchError) and exc.deterministic

@@ -31,17 +31,17 @@ from ml_batch import alerts, registry
 from ml_batch.alerts import Alert
 from ml_batch.db import arrow
 from ml_batch.db.tables import drift_days, drift_results, performance, shadow_comparisons, shadow_predictions
+from ml_batch.labels import check_one_label_per_row, join_labels
 from ml_batch.metrics import HIGHER_IS_BETTER, evaluate
-from ml_batch.sources import day_bounds, select_day, selectable
+from ml_batch.sources import select_day
 from ml_batch.spec import Spec
-from ml_batch.training import LABEL, predict_scores
+from ml_batch.training import predict_scores
 
 logger = logging.getLogger(__name__)
 
 DRIFT_MAX_ROWS = 50_000
 SCORE_COLUMN = "_score"
 VERSION_COLUMN = "_model_version"
-LABEL_COLUMN = LABEL  # the column name training uses too, so labels_of() reads both
 
 
 # -- reading what was published ----------------------------------------------------------------------------
@@ -157,22 +157,6 @@ def labelled_day(spec: Spec, as_of: dt.date) -> dt.date:
     return as_of - dt.timedelta(days=spec.labels.delay_days)
 
 
-def _with_labels(spec: Spec, as_of: dt.date, scored: sa.Subquery, *, text_keys: bool) -> sa.Select:
-    """`scored` (columns k, score, model_version, kind) joined with the labels known at the end of `as_of`."""
-    label_cols = [spec.labels.key, spec.labels.column]
-    if spec.labels.known_at_column:
-        label_cols.append(spec.labels.known_at_column)
-    lab = selectable(spec.labels, label_cols, "lab")
-    _, known_before = day_bounds(as_of)
-    # Shadow rows keep keys as text (one table for every model); compare them with the label key as text.
-    lab_key = sa.cast(lab.c[spec.labels.key], sa.Text) if text_keys else lab.c[spec.labels.key]
-    conditions = [lab_key == scored.c.k, lab.c[spec.labels.column].is_not(None)]
-    if spec.labels.known_at_column:
-        conditions.append(lab.c[spec.labels.known_at_column] < known_before)
-    return sa.select(scored, lab.c[spec.labels.column].label(LABEL_COLUMN)).select_from(
-        scored.join(lab, sa.and_(*conditions)))
-
-
 def realized_performance(engine: sa.Engine, spec: Spec, as_of: dt.date, *, run_id: str | None = None,
                          dag_id: str | None = None) -> list[dict[str, Any]]:
     """Realized metrics of day E = as_of - delay_days, per version that scored it (published and shadow).
@@ -183,16 +167,21 @@ def realized_performance(engine: sa.Engine, spec: Spec, as_of: dt.date, *, run_i
 
     day = labelled_day(spec, as_of)
     preds = _predictions_table(spec)
-    published = sa.select(preds.c[spec.source.key].label("k"), preds.c.score, preds.c.model_version,
-                          sa.literal("published").label("kind")).where(preds.c.partition_date == day)
-    shadow = sa.select(shadow_predictions.c.entity_key.label("k"), shadow_predictions.c.score,
-                       shadow_predictions.c.model_version, sa.literal("shadow").label("kind")).where(
+    published = sa.select(preds.c[spec.source.key].label("k"), preds.c.partition_date.label("day"), preds.c.score,
+                          preds.c.model_version, sa.literal("published").label("kind")).where(
+        preds.c.partition_date == day)
+    shadow = sa.select(shadow_predictions.c.entity_key.label("k"), shadow_predictions.c.partition_date.label("day"),
+                       shadow_predictions.c.score, shadow_predictions.c.model_version,
+                       sa.literal("shadow").label("kind")).where(
         shadow_predictions.c.model_name == spec.name, shadow_predictions.c.partition_date == day)
+    frames = []
     with engine.connect() as conn:
-        frames = [
-            pd.read_sql(_with_labels(spec, as_of, published.subquery("scored"), text_keys=False), conn),
-            pd.read_sql(_with_labels(spec, as_of, shadow.subquery("scored"), text_keys=True), conn),
-        ]
+        for scored, text_keys in ((published.subquery("scored"), False), (shadow.subquery("scored"), True)):
+            what = f"realized performance of {day} ({'shadow' if text_keys else 'published'} predictions)"
+            check_one_label_per_row(conn, spec, scored, key="k", day="day", as_of=as_of, what=what,
+                                    text_keys=text_keys)
+            frames.append(pd.read_sql(join_labels(spec, scored, key="k", day="day", as_of=as_of,
+                                                  text_keys=text_keys), conn))
     frames = [f for f in frames if not f.empty]
     if not frames:
         logger.info("%s: no labelled predictions for %s yet", spec.name, day)

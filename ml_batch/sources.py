@@ -8,6 +8,7 @@ only ever used as a subquery whose columns we name.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -28,6 +29,16 @@ def day_bounds(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
     """[D 00:00 UTC, D+1 00:00 UTC): the rows a run for day D reads."""
     start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
     return start, start + dt.timedelta(days=1)
+
+
+def utc_day(value: sa.ColumnElement[Any]) -> sa.ColumnElement[dt.date]:
+    """The UTC day of a date, timestamp or timestamptz column: the day whose bounds (`day_bounds`) hold it.
+
+    `timezone('UTC', …)` turns the timestamptz into UTC wall time whatever the session's zone; a date or a
+    timestamp without zone is read as UTC first (ml-batch's sessions are in UTC), as the day filter reads it.
+    """
+    as_utc = sa.func.timezone("UTC", sa.cast(value, sa.TIMESTAMP(timezone=True)))
+    return sa.cast(as_utc, sa.Date)
 
 
 def shard_of(key: sa.ColumnElement[object], shards: int) -> sa.ColumnElement[int]:

@@ -111,12 +111,27 @@ class FeatureSpec(_Strict):
 
 
 class LabelsSpec(_TableOrQuery):
-    """Where labels come from and when they arrive."""
+    """Where labels come from and when they arrive.
+
+    Without `date_column` the key identifies one event (an application, a flight): a label joins the one
+    source row of its key, and ml-batch checks that the key is on one day only. With `date_column` (the
+    label's event day or timestamp) labels are per entity and day (a customer, a store): a label joins the
+    source row with the same key and the same UTC event day.
+    """
 
     key: Identifier
     column: Identifier
     delay_days: int = Field(ge=0, le=3650)
     known_at_column: Identifier | None = None
+    date_column: Identifier | None = None
+
+    @model_validator(mode="after")
+    def _columns_distinct(self) -> LabelsSpec:
+        named = [self.key, self.column, self.known_at_column, self.date_column]
+        used = [name for name in named if name is not None]
+        if len(set(used)) != len(used):
+            raise ValueError(f"key, column, known_at_column and date_column must be distinct columns, got {used}")
+        return self
 
 
 class ModelSpec(_Strict):

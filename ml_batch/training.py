@@ -1,6 +1,7 @@
 """Training: the labelled set as it was known on the as-of day, a time-based holdout, fit and evaluate.
 
-Time rules (all days are UTC):
+Which label belongs to which row is `ml_batch.labels`' rule (one event per key, or recurring entities with
+`labels.date_column`); training only chooses the window. Time rules (all days are UTC):
 - a label is *known* on day A when its row's event day e satisfies e + delay_days <= A and, if the
   labels have a `known_at_column`, that timestamp is before A+1 (nothing recorded after A is used);
 - the window is the `window_days` event days ending at the last labelled day, A - delay_days;
@@ -24,14 +25,15 @@ from sklearn.pipeline import Pipeline
 from ml_batch.drift import build_profile
 from ml_batch.errors import TrainingError
 from ml_batch.features import build_pipeline, feature_frame
+from ml_batch.labels import LABEL, check_one_label_per_row, join_labels
 from ml_batch.metrics import evaluate
-from ml_batch.sources import day_bounds, selectable
+from ml_batch.sources import day_bounds, selectable, utc_day
 from ml_batch.spec import Spec
 
 logger = logging.getLogger(__name__)
 
 EVENT_TIME = "_event_time"
-LABEL = "_label"
+EVENT_DAY = "_event_day"
 _MIN_TRAIN_ROWS = 50
 
 
@@ -75,48 +77,44 @@ def window_for(spec: Spec, as_of: dt.date) -> TrainingWindow:
     return training_window(as_of, spec.labels.delay_days, spec.training.window_days, spec.training.holdout_days)
 
 
-def labelled_query(spec: Spec, window: TrainingWindow) -> sa.Select:
-    """Rows of the window joined to the labels known on the as-of day."""
-    src_cols = [spec.source.key, spec.source.date_column, *spec.feature_names]
-    src = selectable(spec.source, src_cols, "src")
-    label_cols = [spec.labels.key, spec.labels.column]
-    if spec.labels.known_at_column:
-        label_cols.append(spec.labels.known_at_column)
-    lab = selectable(spec.labels, label_cols, "lab")
+def window_rows(spec: Spec, window: TrainingWindow) -> sa.Subquery:
+    """The source rows of the window's event days: key, event time, UTC event day and features."""
+    src = selectable(spec.source, [spec.source.key, spec.source.date_column, *spec.feature_names], "src")
     start, _ = day_bounds(window.start)
     _, end = day_bounds(window.end)
-    _, known_before = day_bounds(window.as_of)
-    conditions = [
-        src.c[spec.source.date_column] >= start,
-        src.c[spec.source.date_column] < end,
-        lab.c[spec.labels.column].is_not(None),
-    ]
-    if spec.labels.known_at_column:
-        conditions.append(lab.c[spec.labels.known_at_column] < known_before)
-    return (
-        sa.select(
-            src.c[spec.source.key],
-            src.c[spec.source.date_column].label(EVENT_TIME),
-            *[src.c[name] for name in spec.feature_names],
-            lab.c[spec.labels.column].label(LABEL),
-        )
-        .select_from(src.join(lab, src.c[spec.source.key] == lab.c[spec.labels.key]))
-        .where(*conditions)
-        .order_by(src.c[spec.source.date_column], src.c[spec.source.key])
-    )
+    event_time = src.c[spec.source.date_column]
+    return sa.select(
+        src.c[spec.source.key],
+        event_time.label(EVENT_TIME),
+        utc_day(event_time).label(EVENT_DAY),
+        *[src.c[name] for name in spec.feature_names],
+    ).where(event_time >= start, event_time < end).subquery("window_rows")
+
+
+def labelled_query(spec: Spec, window: TrainingWindow) -> sa.Select:
+    """Rows of the window joined to the labels known on the as-of day (`ml_batch.labels`: one join)."""
+    rows = window_rows(spec, window)
+    joined = join_labels(spec, rows, key=spec.source.key, day=EVENT_DAY, as_of=window.as_of).subquery("labelled")
+    return sa.select(joined).order_by(joined.c[EVENT_TIME], joined.c[spec.source.key])
 
 
 def load_labelled(engine: sa.Engine, spec: Spec, window: TrainingWindow) -> pd.DataFrame:
-    """The labelled rows of the window, with an `_event_day` column (UTC date)."""
+    """Exactly one row per labelled source row of the window, with its own label and `_event_day` (UTC date).
+
+    A join that would repeat a row (a key on several days without `labels.date_column`, or several label
+    rows for one row) is a `LabelJoinError` naming the keys, before anything is loaded.
+    """
     with engine.connect() as conn:
+        check_one_label_per_row(conn, spec, window_rows(spec, window), key=spec.source.key, day=EVENT_DAY,
+                                as_of=window.as_of, what=f"training window {window.start}..{window.end}")
         frame = pd.read_sql(labelled_query(spec, window), conn)
-    frame["_event_day"] = pd.to_datetime(frame[EVENT_TIME], utc=True).dt.date
+    frame[EVENT_DAY] = pd.to_datetime(frame[EVENT_DAY]).dt.date
     return frame
 
 
 def split(frame: pd.DataFrame, window: TrainingWindow) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(train, holdout) by event day: holdout is every row on or after `window.holdout_start`."""
-    in_holdout = frame["_event_day"] >= window.holdout_start
+    in_holdout = frame[EVENT_DAY] >= window.holdout_start
     return frame.loc[~in_holdout], frame.loc[in_holdout]
 
 

@@ -79,3 +79,57 @@ def load_toy_data(
 
 def unique(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:8]}"
+
+
+def recurring_spec(schema: str, *, date_column: str | None = "label_day", delay_days: int = 3,
+                   **overrides: object) -> Spec:
+    """The toy model over recurring entities: one row per entity and day, labels per entity and day."""
+    labels: dict = {"table": f"{schema}.rec_labels", "key": "entity_id", "column": "y", "delay_days": delay_days,
+                    "known_at_column": "known_at"}
+    if date_column:
+        labels["date_column"] = date_column
+    return toy_spec(schema, delay_days=delay_days, **{
+        "source": {"table": f"{schema}.rec_rows", "key": "entity_id", "date_column": "snapshot_at"},
+        "labels": labels,
+        **overrides,
+    })
+
+
+def load_recurring_data(engine: sa.Engine, schema: str, first_day: dt.date, days: int, entities: int = 40,
+                        delay_days: int = 3, seed: int = 0) -> pd.DataFrame:
+    """`entities` entities seen every day; each (entity, day) has its own features and its own label.
+
+    The label depends on that day's features only, so a row joined to another day's label is visibly
+    wrong. Labels are recorded `delay_days` after their day, at 12:00 UTC; `label_day` is a date column.
+    """
+    rng = np.random.default_rng(seed)
+    day_index = np.repeat(np.arange(days), entities)
+    n = len(day_index)
+    frame = pd.DataFrame({
+        "entity_id": np.tile(np.arange(1, entities + 1), days),
+        "label_day": [first_day + dt.timedelta(days=int(d)) for d in day_index],
+        "x1": rng.normal(0, 1, n), "x2": rng.normal(0, 1, n), "color": rng.choice(["red", "blue"], n),
+    })
+    frame["snapshot_at"] = [dt.datetime.combine(d, dt.time(3), tzinfo=dt.UTC) + dt.timedelta(minutes=int(m))
+                            for d, m in zip(frame["label_day"], rng.integers(0, 20 * 60, n), strict=True)]
+    frame["y"] = (frame["x1"] + 0.5 * (frame["color"] == "red") + rng.normal(0, 0.5, n) > 0.3).astype(int)
+    frame["known_at"] = [dt.datetime.combine(d + dt.timedelta(days=delay_days), dt.time(12), tzinfo=dt.UTC)
+                         for d in frame["label_day"]]
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'DROP TABLE IF EXISTS "{schema}".rec_rows, "{schema}".rec_labels'))
+        conn.execute(sa.text(
+            f'CREATE TABLE "{schema}".rec_rows (entity_id integer NOT NULL, snapshot_at timestamptz NOT NULL, '
+            "x1 double precision, x2 double precision, color text)"
+        ))
+        conn.execute(sa.text(
+            f'CREATE TABLE "{schema}".rec_labels (entity_id integer NOT NULL, label_day date NOT NULL, y smallint, '
+            "known_at timestamptz)"
+        ))
+        cursor = conn.connection.driver_connection.cursor()
+        for table, columns in (("rec_rows", ["entity_id", "snapshot_at", "x1", "x2", "color"]),
+                               ("rec_labels", ["entity_id", "label_day", "y", "known_at"])):
+            buffer = io.StringIO()
+            frame[columns].to_csv(buffer, index=False, header=False)
+            buffer.seek(0)
+            cursor.copy_expert(f'COPY "{schema}".{table} ({", ".join(columns)}) FROM STDIN WITH (FORMAT csv)', buffer)
+    return frame
