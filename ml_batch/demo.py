@@ -148,11 +148,11 @@ class DemoConfig:
     def __post_init__(self) -> None:
         if isinstance(self.end_date, datetime.datetime) or not isinstance(self.end_date, datetime.date):
             raise ConfigError(f"end_date={self.end_date!r} is not a date: expected a datetime.date")
-        _check_int("days", self.days, 1, 3650)
-        _check_int("rows_per_day", self.rows_per_day, 1, 1_000_000)
-        _check_int("shift_days", self.shift_days, 0, self.days - 1)
-        _check_int("seed", self.seed, 0, 2**63 - 1)
-        _check_int("label_delay_days", self.label_delay_days, 0, 3650)
+        check_int("days", self.days, 1, 3650)
+        check_int("rows_per_day", self.rows_per_day, 1, 1_000_000)
+        check_int("shift_days", self.shift_days, 0, self.days - 1)
+        check_int("seed", self.seed, 0, 2**63 - 1)
+        check_int("label_delay_days", self.label_delay_days, 0, 3650)
 
     @property
     def first_day(self) -> datetime.date:
@@ -232,20 +232,7 @@ def seed(engine: sa.Engine, config: DemoConfig) -> SeedSummary:
     started = time.perf_counter()
     applications, outcomes = generate(config)
     generated = time.perf_counter()
-    with engine.begin() as conn:
-        # Two concurrent seeds would race between DROP and CREATE: serialise them on a transaction lock.
-        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.literal(_ADVISORY_LOCK_KEY))))
-        conn.execute(sa.schema.CreateSchema(SCHEMA, if_not_exists=True))
-        metadata.drop_all(conn)
-        metadata.create_all(conn)
-        preparer = conn.dialect.identifier_preparer
-        raw = conn.connection.driver_connection
-        with raw.cursor() as cursor:  # type: ignore[union-attr]
-            for table, frame in ((credit_applications, applications), (credit_outcomes, outcomes)):
-                _copy(cursor, preparer, table, frame)
-        for table in (credit_applications, credit_outcomes):
-            # Fresh statistics so the first reads after seeding get a sensible plan.
-            conn.execute(sa.text(f"ANALYZE {preparer.format_table(table)}"))
+    replace_tables(engine, metadata, [(credit_applications, applications), (credit_outcomes, outcomes)])
     logger.info(
         "seeded %d applications and %d outcomes (%s to %s, shift from %s) in %.1fs (generation %.1fs)",
         len(applications),
@@ -265,7 +252,29 @@ def seed(engine: sa.Engine, config: DemoConfig) -> SeedSummary:
     )
 
 
-def _check_int(name: str, value: object, low: int, high: int) -> None:
+def replace_tables(engine: sa.Engine, tables: sa.MetaData, frames: list[tuple[sa.Table, pd.DataFrame]]) -> None:
+    """Drop and recreate `tables` (schema `demo`) and COPY `frames` into them, all in one transaction.
+
+    Nobody sees half-loaded tables, a failure leaves the old ones, and loading twice leaves one copy.
+    """
+    with engine.begin() as conn:
+        # Two concurrent seeds would race between DROP and CREATE: serialise them on a transaction lock.
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.literal(_ADVISORY_LOCK_KEY))))
+        conn.execute(sa.schema.CreateSchema(SCHEMA, if_not_exists=True))
+        tables.drop_all(conn)
+        tables.create_all(conn)
+        preparer = conn.dialect.identifier_preparer
+        raw = conn.connection.driver_connection
+        with raw.cursor() as cursor:  # type: ignore[union-attr]
+            for table, frame in frames:
+                _copy(cursor, preparer, table, frame)
+        for table, _ in frames:
+            # Fresh statistics so the first reads after seeding get a sensible plan.
+            conn.execute(sa.text(f"ANALYZE {preparer.format_table(table)}"))
+
+
+def check_int(name: str, value: object, low: int, high: int) -> None:
+    """A `ConfigError` naming `name` unless `value` is an integer in [low, high]."""
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise ConfigError(f"{name}={value!r} is out of range: expected an integer from {low} to {high}")
 

@@ -1,11 +1,13 @@
 """`make demo`: the main job end to end on the embedded database, safe to run again.
 
-1. start the database and apply migrations; 2. (re)seed the synthetic source and write the demo spec;
-3. if the model has no champion yet, train version 1 on the labels known on the last demo day and promote
-it through the gate; 4. run the daily DAG through real Airflow for the same week one label-delay earlier (so labels
-have arrived) and for the last 7 demo days, where the synthetic shift is; 5. run the retraining DAG and
-print the gate's decision with both scores; 6. print a per-day summary (rows, quarantined, version, score
-mean, drift, realized metric), the SQL an analyst runs next, and where everything is.
+It runs both data shapes: `credit_default` (one event per key: an application is scored once) and
+`store_demand` (recurring entities: every store is scored every day, with a label per store and day).
+1. start the database and apply migrations; then for each demo model: 2. (re)seed its synthetic source and
+write its spec; 3. if the model has no champion yet, train version 1 on the labels known on the last demo day
+and promote it through the gate; 4. run the daily DAG through real Airflow for the same week one label-delay
+earlier (so labels have arrived) and for the last 7 demo days, where the synthetic shift is, and print a per-day
+summary (rows, quarantined, version, score mean, drift, realized metric); 5. run the retraining DAG and print
+the gate's decision with both scores. Last, the SQL an analyst runs next, and where everything is.
 """
 
 from __future__ import annotations
@@ -13,29 +15,54 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from rich.console import Console
 from rich.table import Table
 
-from ml_batch import demo, registry, runs
+from ml_batch import demo, demo_stores, registry, runs
 from ml_batch.airflow.local import retrain_in_airflow, run_days_in_airflow
 from ml_batch.config import Settings
 from ml_batch.db.engine import make_engine, resolve_url
 from ml_batch.db.migrate import upgrade
 from ml_batch.errors import MlBatchError
 from ml_batch.jobs import train_and_register
-from ml_batch.spec import load_spec
+from ml_batch.spec import Spec, load_spec
 
 logger = logging.getLogger(__name__)
 
-DEMO_MODEL = "credit_default"
 DEMO_DAYS = 7
 
-ANALYST_SQL = """\
--- today's riskiest applications, with the model version that scored them
+
+@dataclass(frozen=True)
+class DemoModel:
+    """One demo model: its spec (shipped in the package), how to seed its source, what an analyst runs."""
+
+    name: str
+    seed: Callable[[sa.Engine, dt.date, Spec], str]
+    analyst_sql: str
+
+
+def _seed_credit(engine: sa.Engine, last_day: dt.date, spec: Spec) -> str:
+    summary = demo.seed(engine, demo.DemoConfig(end_date=last_day, label_delay_days=spec.labels.delay_days))
+    return (f"seeded {summary.applications:,} credit applications {summary.first_day}..{summary.last_day} "
+            f"(distribution shift from {summary.shift_start}) and {summary.outcomes:,} outcomes")
+
+
+def _seed_stores(engine: sa.Engine, last_day: dt.date, spec: Spec) -> str:
+    config = demo_stores.StoreDemandConfig(end_date=last_day, label_delay_days=spec.labels.delay_days)
+    summary = demo_stores.seed(engine, config)
+    return (f"seeded {summary.stores} stores x {summary.first_day}..{summary.last_day} = {summary.store_days:,} "
+            f"store days (shift from {summary.shift_start}) and {summary.sales:,} daily sales labels")
+
+
+CREDIT_SQL = """\
+-- one event per key: today's riskiest applications, with the model version that scored them
 SELECT application_id, score, predicted_label, model_version
 FROM {table}
 WHERE partition_date = (SELECT max(partition_date) FROM {table})
@@ -49,25 +76,41 @@ FROM {table} GROUP BY 1, 2 ORDER BY 1;
 SELECT partition_date, entity_key, reasons FROM {schema}.quarantine
 WHERE model_name = 'credit_default' ORDER BY partition_date DESC LIMIT 20;"""
 
+STORES_SQL = """\
+-- recurring entities: the latest forecast of every store (one row per store)
+SELECT store_id, partition_date, score AS units_forecast, model_version
+FROM {table}_latest ORDER BY score DESC LIMIT 20;
 
-def demo_spec_source() -> Path:
-    """The canonical demo spec shipped inside the package."""
-    return Path(str(resources.files("ml_batch") / "resources" / f"{DEMO_MODEL}.yaml"))
+-- one store's history: forecast next to what it sold (labels per store and day)
+SELECT p.partition_date, p.score AS forecast, s.units AS sold, p.model_version
+FROM {table} AS p
+LEFT JOIN demo.store_sales AS s ON s.store_id = p.store_id AND s.sales_date = p.partition_date
+WHERE p.store_id = 42 ORDER BY p.partition_date;"""
+
+DEMO_MODELS = (
+    DemoModel("credit_default", _seed_credit, CREDIT_SQL),
+    DemoModel("store_demand", _seed_stores, STORES_SQL),
+)
 
 
-def write_demo_spec(specs_dir: Path) -> Path:
-    """Put the demo spec into `specs_dir` unless a spec file of that name is already there."""
-    target = specs_dir / f"{DEMO_MODEL}.yaml"
+def demo_spec_source(name: str) -> Path:
+    """A demo spec shipped inside the package."""
+    return Path(str(resources.files("ml_batch") / "resources" / f"{name}.yaml"))
+
+
+def write_demo_spec(specs_dir: Path, name: str) -> Path:
+    """Put demo spec `name` into `specs_dir` unless a spec file of that name is already there."""
+    target = specs_dir / f"{name}.yaml"
     specs_dir.mkdir(parents=True, exist_ok=True)
     if not target.exists():
-        shutil.copyfile(demo_spec_source(), target)
-    elif target.read_text() != demo_spec_source().read_text():
+        shutil.copyfile(demo_spec_source(name), target)
+    elif target.read_text() != demo_spec_source(name).read_text():
         logger.warning("%s differs from the shipped demo spec; keeping your version", target)
     return target
 
 
 def run(settings: Settings, console: Console, *, end_date: dt.date | None = None) -> None:
-    """Run the demo; `end_date` (default yesterday UTC) is the last day of synthetic data."""
+    """Run the demo for every demo model; `end_date` (default yesterday UTC) is the last day of synthetic data."""
     last_day = end_date or dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
     console.rule("ml-batch demo")
     with console.status("starting PostgreSQL and applying migrations"):
@@ -75,50 +118,23 @@ def run(settings: Settings, console: Console, *, end_date: dt.date | None = None
         revision = upgrade(engine, settings.schema)
     console.print(f"[green]✓[/] database ready, schema {settings.schema} at migration {revision}")
 
-    spec_path = write_demo_spec(settings.specs_dir)
-    spec = load_spec(spec_path)
-    with console.status("seeding synthetic credit applications"):
-        summary = demo.seed(engine, demo.DemoConfig(end_date=last_day, label_delay_days=spec.labels.delay_days))
-    console.print(
-        f"[green]✓[/] seeded {summary.applications:,} applications {summary.first_day}..{summary.last_day} "
-        f"(distribution shift from {summary.shift_start}) and {summary.outcomes:,} outcomes"
-    )
+    specs = {model.name: (model, write_demo_spec(settings.specs_dir, model.name)) for model in DEMO_MODELS}
+    failed: list[str] = []
+    for model, spec_path in specs.values():
+        spec = load_spec(spec_path)
+        console.rule(f"{spec.name}: {spec.description}")
+        with console.status(f"seeding the synthetic source of {spec.name}"):
+            console.print(f"[green]✓[/] {model.seed(engine, last_day, spec)}")
+        _ensure_champion(console, engine, settings, spec, last_day)
+        failed += _run_daily(console, engine, settings, spec, last_day)
+        with console.status(f"running retrain_{spec.name} in Airflow (labels known on {last_day})"):
+            retrain_in_airflow(settings, spec.name, last_day)
+        _print_gate(console, engine, spec)
 
-    current = registry.aliases(engine, spec.name).get(registry.CHAMPION)
-    if current is None:
-        with console.status(f"training {spec.name} on labels known on {last_day}"):
-            outcome = train_and_register(engine, spec, last_day, actor=settings.user, promote=True)
-        version = outcome.version
-        metric = spec.training.metric
-        console.print(
-            f"[green]✓[/] registered {spec.name} version {version.version}: {metric} "
-            f"{version.metrics.get(metric):.4f} on holdout {version.holdout_start}..{version.holdout_end}"
-        )
-        if outcome.decision is not None:
-            verdict = "[green]promoted to champion[/]" if outcome.promoted else "[yellow]not promoted[/]"
-            console.print(f"  gate: {verdict}: {outcome.decision.reason}")
-    else:
-        console.print(f"[green]✓[/] {spec.name} already has a champion (version {current}); not retrained")
-
-    delay = dt.timedelta(days=spec.labels.delay_days)
-    days = [last_day - dt.timedelta(days=offset) for offset in range(DEMO_DAYS - 1, -1, -1)]
-    # The same week one label-delay earlier is backfilled first, so that the last week's runs find its
-    # labels arrived and record realized performance.
-    earlier = [d - delay for d in days]
-    with console.status(f"running batch_predict_{spec.name} in Airflow for {earlier[0]}..{earlier[-1]} "
-                        f"and {days[0]}..{days[-1]}"):
-        airflow_runs = run_days_in_airflow(settings, spec.name, earlier + days)
-    failed = [r for r in airflow_runs if r["state"] != "success"]
-    console.print(f"[green]✓[/] {len(airflow_runs) - len(failed)} of {len(airflow_runs)} daily DAG runs "
-                  "succeeded in Airflow")
-    _print_days(console, runs.latest_per_day(engine, spec.name, days[0], days[-1]),
-                _drift_by_day(engine, spec.name, days), _realized_by_day(engine, spec))
-
-    with console.status(f"running retrain_{spec.name} in Airflow (labels known on {last_day})"):
-        retrain_in_airflow(settings, spec.name, last_day)
-    _print_gate(console, engine, spec)
     console.rule("what an analyst runs next")
-    console.print(ANALYST_SQL.format(table=spec.predictions.table, schema=settings.schema), highlight=False)
+    for model, spec_path in specs.values():
+        table = load_spec(spec_path).predictions.table
+        console.print(model.analyst_sql.format(table=table, schema=settings.schema) + "\n", highlight=False)
 
     url = resolve_url(settings)
     from sqlalchemy.engine import make_url
@@ -126,20 +142,56 @@ def run(settings: Settings, console: Console, *, end_date: dt.date | None = None
     console.rule("where things are")
     console.print(f"database      {make_url(url).render_as_string(hide_password=True)}  (ml-batch db url)")
     console.print(f"state folder  {settings.home}")
-    console.print(f"model spec    {spec_path}")
+    console.print(f"model specs   {', '.join(str(path) for _, path in specs.values())}")
     console.print(f"registry      {settings.schema}.model_versions / model_aliases / model_events")
     console.print(f"validation    {settings.home / 'validation'}  (Great Expectations results per run)")
     console.print(f"airflow       {settings.home / 'airflow'}  (make airflow: UI on http://localhost:8080)")
-    console.print("next          ml-batch runs -m credit_default  |  ml-batch models list  |  make airflow")
+    console.print("next          ml-batch runs -m store_demand  |  ml-batch models list  |  make airflow")
     if failed:
-        raise MlBatchError(f"{len(failed)} daily DAG run(s) failed: {[r['day'] for r in failed]} "
-                           f"(see ml-batch runs -m {spec.name})")
+        raise MlBatchError(f"{len(failed)} daily DAG run(s) failed: {failed} (see ml-batch runs -m MODEL)")
 
 
-def _print_days(console: Console, rows: list[dict[str, Any]], drift: dict[dt.date, dict[str, Any]],
+def _ensure_champion(console: Console, engine: sa.Engine, settings: Settings, spec: Spec, last_day: dt.date) -> None:
+    """Train version 1 on the labels known on `last_day` and gate it, unless the model has a champion."""
+    current = registry.aliases(engine, spec.name).get(registry.CHAMPION)
+    if current is not None:
+        console.print(f"[green]✓[/] {spec.name} already has a champion (version {current}); not retrained")
+        return
+    with console.status(f"training {spec.name} on labels known on {last_day}"):
+        outcome = train_and_register(engine, spec, last_day, actor=settings.user, promote=True)
+    version = outcome.version
+    metric = spec.training.metric
+    console.print(
+        f"[green]✓[/] registered {spec.name} version {version.version}: {metric} "
+        f"{version.metrics.get(metric):.4f} on holdout {version.holdout_start}..{version.holdout_end} "
+        f"({version.n_train:,} training rows, {version.n_holdout:,} holdout rows)"
+    )
+    if outcome.decision is not None:
+        verdict = "[green]promoted to champion[/]" if outcome.promoted else "[yellow]not promoted[/]"
+        console.print(f"  gate: {verdict}: {outcome.decision.reason}")
+
+
+def _run_daily(console: Console, engine: sa.Engine, settings: Settings, spec: Spec, last_day: dt.date) -> list[str]:
+    """The daily DAG in Airflow for the last `DEMO_DAYS` days and the same week one label-delay earlier
+    (run first, so that the last week's runs find its labels arrived and record realized performance)."""
+    delay = dt.timedelta(days=spec.labels.delay_days)
+    days = [last_day - dt.timedelta(days=offset) for offset in range(DEMO_DAYS - 1, -1, -1)]
+    earlier = [d - delay for d in days]
+    with console.status(f"running batch_predict_{spec.name} in Airflow for {earlier[0]}..{earlier[-1]} "
+                        f"and {days[0]}..{days[-1]}"):
+        airflow_runs = run_days_in_airflow(settings, spec.name, earlier + days)
+    failed = [f"{spec.name} {r['day']}" for r in airflow_runs if r["state"] != "success"]
+    console.print(f"[green]✓[/] {len(airflow_runs) - len(failed)} of {len(airflow_runs)} daily DAG runs of "
+                  f"{spec.name} succeeded in Airflow")
+    _print_days(console, spec, runs.latest_per_day(engine, spec.name, days[0], days[-1]),
+                _drift_by_day(engine, spec.name, days), _realized_by_day(engine, spec))
+    return failed
+
+
+def _print_days(console: Console, spec: Spec, rows: list[dict[str, Any]], drift: dict[dt.date, dict[str, Any]],
                 realized: dict[dt.date, str]) -> None:
     table = Table("day", "status", "rows", "scored", "quarantined", "version", "mean score", "drift",
-                  "realized AUC (day - delay)")
+                  f"realized {spec.training.metric} (day - {spec.labels.delay_days})")
     for r in rows:
         mean = r["score_mean"]
         day_drift = drift.get(r["partition_date"])

@@ -121,3 +121,15 @@ def test_defaults_are_filled_in() -> None:
     assert spec.training.holdout_days == 14
     assert spec.drift.psi_threshold == 0.2
     assert spec.validation.max_quarantine_share == 0.05
+
+
+def test_labels_date_column_is_optional_and_distinct_from_the_other_label_columns() -> None:
+    from ml_batch.spec import LabelsSpec
+
+    recurring = LabelsSpec(table="s.l", key="k", column="y", delay_days=1, date_column="label_day")
+    assert recurring.date_column == "label_day"
+    assert LabelsSpec(table="s.l", key="k", column="y", delay_days=1).date_column is None
+    with pytest.raises(ValueError, match=r"must be distinct columns, got \['k', 'y', 'k'\]"):
+        LabelsSpec(table="s.l", key="k", column="y", delay_days=1, date_column="k")
+    with pytest.raises(ValueError, match=r"not a valid SQL identifier"):
+        LabelsSpec(table="s.l", key="k", column="y", delay_days=1, date_column="day; drop")

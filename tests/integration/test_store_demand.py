@@ -1,0 +1,88 @@
+"""The recurring-entity demo model (`store_demand`) end to end: seeded source, training on one row per store
+and day, the daily DAG in real Airflow (`dag.test()`), realized MAE against each day's own sales."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+import yaml
+from sklearn.metrics import mean_absolute_error
+
+from ml_batch import demo_stores
+from ml_batch.config import Settings
+from ml_batch.jobs import train_and_register
+from ml_batch.monitoring import performance_table
+from ml_batch.runs import list_runs
+from ml_batch.spec import Spec, load_spec
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+LAST = dt.date(2026, 6, 30)
+CONFIG = demo_stores.StoreDemandConfig(end_date=LAST, days=80, stores=60)
+
+
+@pytest.fixture()
+def stores(settings: Settings, engine: sa.Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Spec:
+    from airflow.utils import db
+
+    db.initdb()
+    shipped = load_spec(REPO / "include" / "models" / "store_demand.yaml")
+    spec = shipped.model_copy(update={
+        "predictions": shipped.predictions.model_copy(update={"table": f"{settings.schema}.store_demand"}),
+        "validation": shipped.validation.model_copy(update={"min_rows": CONFIG.stores}),
+    })
+    specs_dir = tmp_path / "specs"
+    specs_dir.mkdir()
+    (specs_dir / "store_demand.yaml").write_text(yaml.safe_dump(spec.model_dump(mode="json")))
+    demo_stores.seed(engine, CONFIG)
+    url = sa.engine.make_url(settings.database_url).set(drivername="postgresql")
+    monkeypatch.setenv("AIRFLOW_CONN_ML_BATCH_DB", url.render_as_string(hide_password=False))
+    monkeypatch.setenv("ML_BATCH_SCHEMA", settings.schema)
+    monkeypatch.setenv("ML_BATCH_SPECS_DIR", str(specs_dir))
+    monkeypatch.setenv("ML_BATCH_HOME", str(settings.home))
+    return spec
+
+
+def _run_day(spec: Spec, day: dt.date):
+    from ml_batch.airflow.dag_factory import build_dag
+
+    dag = build_dag(spec)
+    for task in dag.tasks:
+        task.retries = 0
+    return dag.test(logical_date=dt.datetime.combine(day + dt.timedelta(days=1), dt.time(6), tzinfo=dt.UTC))
+
+
+def test_store_demand_trains_on_one_row_per_store_and_day_and_scores_every_store_daily(
+        engine: sa.Engine, stores: Spec) -> None:
+    outcome = train_and_register(engine, stores, LAST, actor="t", promote=True)
+    # window: 56 days ending LAST - 7, every store on every day: 42 x 60 training rows, 14 x 60 holdout rows
+    assert (outcome.version.n_train, outcome.version.n_holdout) == (42 * 60, 14 * 60)
+    assert outcome.promoted
+
+    labelled_day, day = LAST - dt.timedelta(days=13), LAST - dt.timedelta(days=6)
+    for d in (labelled_day, day):
+        assert _run_day(stores, d).state == "success"
+    with engine.connect() as conn:
+        published = pd.read_sql(sa.text(
+            f"SELECT store_id, partition_date, score, model_version FROM {stores.predictions.table} ORDER BY 2, 1"),
+            conn)
+        sales = pd.read_sql(sa.text("SELECT store_id, units FROM demo.store_sales WHERE sales_date = :d"), conn,
+                            params={"d": labelled_day})
+        latest = conn.execute(sa.text(
+            f"SELECT count(*), min(partition_date) FROM {stores.predictions.table}_latest")).one()
+    assert published.groupby("partition_date").size().to_dict() == {labelled_day: 60, day: 60}
+    assert set(published["model_version"]) == {1}
+    assert tuple(latest) == (60, day)  # the latest forecast per store: one row per store, all from `day`
+
+    # the run for `day` records realized performance of `day - 7` against that day's own sales
+    mae = [r for r in performance_table(engine, "store_demand") if r["metric"] == "mae"]
+    assert [(r["partition_date"], r["n"], r["detail"]["kind"]) for r in mae] == [(labelled_day, 60, "published")]
+    scored = published[published["partition_date"] == labelled_day].merge(sales, on="store_id",
+                                                                           validate="one_to_one")
+    assert mae[0]["value"] == pytest.approx(mean_absolute_error(scored["units"], scored["score"]), abs=1e-9)
+    assert [r["status"] for r in list_runs(engine, "store_demand")] == ["success", "success"]
