@@ -30,9 +30,12 @@ def test_demo_spec_loads_with_its_features_in_order() -> None:
     assert spec.estimator_class().__name__ == "HistGradientBoostingClassifier"
 
 
-def test_shipped_demo_spec_is_the_one_in_include() -> None:
-    shipped = REPO / "ml_batch" / "resources" / "credit_default.yaml"
-    assert shipped.read_text() == DEMO.read_text()
+@pytest.mark.parametrize("name", ["credit_default", "store_demand"])
+def test_shipped_demo_specs_are_the_ones_in_include_and_in_the_readme(name: str) -> None:
+    shipped = REPO / "ml_batch" / "resources" / f"{name}.yaml"
+    included = REPO / "include" / "models" / f"{name}.yaml"
+    assert shipped.read_text() == included.read_text()
+    assert included.read_text().rstrip("\n") in (REPO / "README.md").read_text()
 
 
 def test_sha256_ignores_formatting_but_not_content(tmp_path: Path) -> None:
