@@ -5,7 +5,9 @@ registered, into a JSON-serialisable dict stored with it, so a drift check never
 window. Per numeric feature (and for the model's scores, under "score"): quantile bin cut points, the share
 of rows in each bin and the null share, count, mean/std, min/max and a bounded, seeded random sample of the
 non-null values (for KS). Per categorical feature: the share of each category, nulls counted under
-`__missing__`. Bins are right-closed, `(-inf, e0], (e0, e1], ..., (ek, +inf)`; only the interior cut points
+`__missing__`; categories are the values as `ml_batch.categories` turns them into strings (the rule the
+pipeline encodes with), so an integer category is '3' whether or not its column held NULLs. Bins are
+right-closed, `(-inf, e0], (e0, e1], ..., (ek, +inf)`; only the interior cut points
 are stored ("edges"), because JSON has no infinity (PostgreSQL's jsonb rejects `Infinity`).
 
 **Statistics.** `psi`, `ks`, `js_distance` and `chi_square` are pure functions.
@@ -40,6 +42,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from ml_batch.categories import MISSING_CATEGORY, category_counts
 from ml_batch.errors import MlBatchError
 from ml_batch.spec import FeatureSpec, Spec
 
@@ -48,7 +51,7 @@ logger = logging.getLogger(__name__)
 PROFILE_VERSION = 1
 SCORE = "__score__"
 """Feature name of the rows that describe the score (prediction) distribution."""
-MISSING = "__missing__"
+MISSING = MISSING_CATEGORY
 """Category that counts nulls of a categorical feature."""
 UNSEEN = "__unseen__"
 """Bucket of the categories a reference profile has never seen."""
@@ -81,6 +84,8 @@ Shares = Sequence[float] | np.ndarray
 
 class DriftInputError(MlBatchError, ValueError):
     """A frame, score array or profile cannot be profiled or checked (empty, missing column, wrong type)."""
+
+    deterministic = True
 
 
 @dataclass(frozen=True)
@@ -369,7 +374,7 @@ def _numeric_profile(
 
 def _categorical_profile(column: pd.Series, max_categories: int) -> dict[str, Any]:
     """Share of each category (nulls under `__missing__`) of one categorical column."""
-    counts = _category_counts(column)
+    counts = category_counts(column)
     missing = counts.pop(MISSING, 0)
     ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
     kept = dict(ranked[:max_categories])
@@ -441,7 +446,7 @@ def check_drift(
             ks_subset = _KsSubset(ks_max_values, np.random.default_rng([seed, index]))
             feature_rows = _numeric_rows(feature.name, reference, values, spec, ks_subset)
         else:
-            feature_rows = _categorical_rows(feature.name, reference, _category_counts(column), spec)
+            feature_rows = _categorical_rows(feature.name, reference, category_counts(column), spec)
         rows.extend(feature_rows)
         if any(row.drifted for row in feature_rows):
             drifted.append(feature.name)
@@ -672,24 +677,6 @@ def _score_values(scores: np.ndarray, what: str) -> np.ndarray:
     if values.size == 0:
         raise DriftInputError(f"{what} are empty: cannot profile or check feature {SCORE!r}")
     return np.where(np.isinf(values), np.nan, values)
-
-
-def _category_counts(column: pd.Series) -> dict[str, int]:
-    """Count of each category as text (nulls under `__missing__`); 3.0 and 3 are the same category."""
-    counts: dict[str, int] = {}
-    missing = int(column.isna().sum())
-    for value, count in column.value_counts(dropna=True, sort=False).items():
-        label = _category_label(value)
-        counts[label] = counts.get(label, 0) + int(count)
-    counts[MISSING] = counts.get(MISSING, 0) + missing
-    return counts
-
-
-def _category_label(value: object) -> str:
-    # A column of integer codes becomes float when it has nulls: keep "3", not "3.0", on both sides.
-    if isinstance(value, float | np.floating) and float(value).is_integer():
-        return str(int(value))
-    return str(value)
 
 
 def _reference(profile: Mapping[str, Any], feature: FeatureSpec) -> Mapping[str, Any]:

@@ -19,6 +19,7 @@ from ml_batch.validation import (
     ValidationOutcome,
     build_suite,
     key_is_unique,
+    nan_columns,
     relation_column_types,
     validate_relation,
 )
@@ -199,6 +200,38 @@ def test_a_column_failing_on_more_rows_than_the_share_fails_without_listing_them
         "validation.max_quarantine_share 5.0%; e.g. 'vacation'"
     ]
     assert outcome.row_reasons == {} and outcome.passes == 2
+
+
+def test_nan_and_infinity_are_quarantined_with_their_values(engine: sa.Engine, spec: Spec) -> None:
+    """NaN is missing (nullable: false) and no number (nullable or not); +-Infinity is no number, with or
+    without bounds. The reasons and the saved result name the values; GX's own JSON would say null."""
+    frame = _frame(spec)
+    frame.loc[24, "income"] = None  # a NULL where NULL is allowed: fine
+    relation = _load(engine, frame)  # Arrow turns pandas NaN into NULL: set the special values in SQL
+    with engine.begin() as conn:
+        for key, column, value in ((1020, "income", "NaN"), (1021, "debt_ratio", "Infinity"),
+                                   (1022, "utilization", "-Infinity"), (1023, "loan_amount", "NaN")):
+            conn.execute(sa.text(f"UPDATE {relation} SET {column} = CAST(:v AS float8) WHERE {KEY} = :k"),
+                         {"v": value, "k": key})
+    types = relation_column_types(engine, relation)
+    outcome = validate_relation(spec, engine.url.render_as_string(hide_password=False), relation,
+                                build_suite(spec, column_types=types), columns=types)
+    assert outcome.passed_batch, outcome.batch_failures
+    assert outcome.row_reasons == {
+        1020: ["income: expect_column_values_to_be_between (min 0, max 1000000), got NaN"],
+        1021: ["debt_ratio: expect_column_values_to_be_between (min 0, max 10), got inf"],
+        1022: ["utilization: expect_column_values_to_be_between (min 0, max 1.5), got -inf"],
+        1023: ["loan_amount: expect_column_values_to_be_between (min 100, max 200000), got NaN"],
+    }
+    assert {key: nan_columns(reasons) for key, reasons in outcome.row_reasons.items()} == {
+        1020: {"income"}, 1021: set(), 1022: set(), 1023: {"loan_amount"}}
+    saved = json.loads(json.dumps(outcome.result_json, allow_nan=False, default=str))  # valid JSON
+    listed = sorted((entry[KEY], column, entry[column]) for r in saved["results"] if not r["success"]
+                    for column in [r["expectation_config"]["kwargs"]["column"]]
+                    if r["expectation_config"]["type"] == "expect_column_values_to_be_between"
+                    for entry in r["result"]["unexpected_index_list"])
+    assert listed == [(1020, "income", "NaN"), (1021, "debt_ratio", "inf"), (1022, "utilization", "-inf"),
+                      (1023, "loan_amount", "NaN")]
 
 
 def test_extra_suite_is_merged_and_applied(engine: sa.Engine, spec: Spec, tmp_path: Path) -> None:

@@ -392,3 +392,25 @@ def test_result_is_json_serialisable(spec: Spec, profile: dict[str, Any]) -> Non
     data = json.loads(json.dumps(result.to_dict(), allow_nan=False))
     assert data["n_rows"] == 1000 and len(data["rows"]) == len(result.rows)
     assert all(row["value"] is None or math.isfinite(row["value"]) for row in data["rows"])
+
+
+def test_an_integer_category_is_one_category_in_the_profile_the_check_and_the_pipeline() -> None:
+    """Training reads grade as float64 (it has NULLs), a later day as int64 or NUMERIC: no unseen category."""
+    from decimal import Decimal
+
+    from ml_batch.categories import category_frame
+    from tests.integration.helpers import toy_spec
+
+    spec = toy_spec("s", features=[{"name": "x1", "type": "numeric"}, {"name": "grade", "type": "categorical"}])
+    rng = np.random.default_rng(0)
+    grade = rng.integers(0, 4, 1000).astype(np.float64)
+    grade[::10] = np.nan
+    reference = pd.DataFrame({"x1": rng.normal(size=1000), "grade": grade})
+    profile = build_profile(spec, reference, rng.random(1000))
+    assert set(profile["features"]["grade"]["frequencies"]) == {"0", "1", "2", "3", MISSING}
+    assert set(profile["features"]["grade"]["frequencies"]) == set(category_frame(reference[["grade"]])["grade"])
+    for day in (pd.Series(rng.integers(0, 4, 500), dtype="int64"),
+                pd.Series([Decimal(int(g)) for g in rng.integers(0, 4, 500)], dtype=object)):
+        result = check_drift(spec, profile, pd.DataFrame({"x1": rng.normal(size=500), "grade": day}),
+                             rng.random(500))
+        assert rows_of(result, "grade")["psi"].detail["unseen_total"] == 0

@@ -15,8 +15,11 @@ import pytest
 from ml_batch.errors import SpecError
 from ml_batch.spec import Spec, load_spec
 from ml_batch.validation import (
+    RowReason,
     ValidationOutcome,
+    _value,
     build_suite,
+    nan_columns,
     save_result,
     suite_path,
 )
@@ -178,3 +181,46 @@ def test_importing_the_module_does_not_import_great_expectations() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 
 
+
+
+def _kwargs(suite: Any, kind: str) -> dict[str, dict[str, Any]]:
+    return {e.configuration.kwargs["column"]: {k: v for k, v in e.configuration.kwargs.items() if k != "column"}
+            for e in suite.expectations if e.expectation_type == kind}
+
+
+def test_a_missing_bound_of_a_float_column_is_infinite_so_nan_and_infinity_fail_the_range(spec: Spec) -> None:
+    import math
+
+    free = spec.model_copy(update={"features": [
+        f.model_copy(update={"max": None}) if f.name == "income"
+        else f.model_copy(update={"min": None, "max": None}) if f.name in ("debt_ratio", "age") else f
+        for f in spec.features
+    ]})
+    types = {"income": "DOUBLE PRECISION", "age": "BIGINT", "debt_ratio": "NUMERIC(6, 3)", "utilization": "REAL",
+             "home_ownership": "DOUBLE PRECISION", "purpose": "TEXT", "channel": "REAL"}
+    between = _kwargs(build_suite(free, column_types=types), "expect_column_values_to_be_between")
+    assert between["income"] == {"min_value": 0, "max_value": math.inf, "strict_max": True}
+    assert between["debt_ratio"] == {"min_value": -math.inf, "max_value": math.inf, "strict_min": True,
+                                     "strict_max": True}
+    assert between["utilization"] == {"min_value": 0, "max_value": 1.5}  # as it always was
+    assert "age" not in between  # BIGINT holds no NaN, and age lost its bounds here
+    # a categorical float column: NaN is its missing category, rejected only where it may not be missing
+    not_in = _kwargs(build_suite(free, column_types=types), "expect_column_values_to_not_be_in_set")
+    assert not_in == {"home_ownership": {"value_set": ["NaN"]}}  # nullable: false; channel is nullable
+
+
+def test_nan_and_infinity_read_as_such_in_reasons() -> None:
+    from decimal import Decimal
+
+    assert [_value(v) for v in (None, float("nan"), float("inf"), float("-inf"), Decimal("NaN"),
+                                Decimal("-Infinity"), 2.5, "x")] == [
+        "null", "NaN", "inf", "-inf", "NaN", "-inf", "2.5", "'x'"]
+
+
+def test_a_row_reason_is_its_text_and_keeps_the_failing_value() -> None:
+    nan = RowReason("x: expect_column_values_to_be_between (min 0, max 1), got NaN", "x", float("nan"))
+    null = RowReason("y: expect_column_values_to_not_be_null, got null", "y", None)
+    assert nan == "x: expect_column_values_to_be_between (min 0, max 1), got NaN"
+    assert json.dumps([nan]) == json.dumps([str(nan)])
+    assert (nan.column, nan.is_nan, null.is_nan) == ("x", True, False)
+    assert nan_columns([nan, null, "z: a plain reason"]) == {"x"}
