@@ -7,17 +7,27 @@
 | ML_BATCH_SPECS_DIR     | ./include/models         | folder of model spec YAML files                      |
 | ML_BATCH_SCHEMA        | ml_batch                 | schema of ml-batch's own tables                      |
 | ML_BATCH_USER          | $USER / login name       | who is recorded in registry events                   |
+| ML_BATCH_ARTIFACT_KEY  | ~/.config/ml-batch/artifact.key | secret that signs model artifacts (HMAC)      |
 """
 
 from __future__ import annotations
 
 import getpass
+import logging
 import os
 import re
+import secrets
+import stat
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ml_batch.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+ARTIFACT_KEY_ENV = "ML_BATCH_ARTIFACT_KEY"
+MIN_ARTIFACT_KEY_BYTES = 32
 
 _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -40,7 +50,7 @@ class Settings:
             )
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read settings from `environ` (default: the process environment)."""
         env = os.environ if environ is None else environ
         cwd = Path.cwd()
@@ -51,6 +61,75 @@ class Settings:
             database_url=env.get("ML_BATCH_DATABASE_URL") or None,
             user=env.get("ML_BATCH_USER") or _login_name(),
         )
+
+
+def artifact_key(environ: Mapping[str, str] | None = None) -> bytes:
+    """The secret that signs and verifies model artifacts (HMAC-SHA256).
+
+    ML_BATCH_ARTIFACT_KEY when set: what a deployment must do, with the same value for every worker and
+    every machine that trains or registers models. Otherwise the current user's key file
+    (`default_artifact_key_file`), generated on first use with mode 0600 like the embedded server's
+    credentials, so the demo and the tests work on a fresh machine. It belongs to the OS user, not to
+    ML_BATCH_HOME, because every process of that user (CLI, local Airflow, notebook) must agree on it
+    whatever its working directory; another user, host or container gets another key and refuses the
+    first one's artifacts, which is why a deployment sets the variable.
+    """
+    env = os.environ if environ is None else environ
+    value = env.get(ARTIFACT_KEY_ENV)
+    if value:
+        return _checked_key(value.encode(), ARTIFACT_KEY_ENV)
+    path = default_artifact_key_file(env)
+    if not path.exists():
+        _create_key_file(path)
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise ConfigError(
+            f"artifact key file {path} has mode {mode:04o}: expected 0600 (readable by its owner only); "
+            f"run 'chmod 600 {path}' or set {ARTIFACT_KEY_ENV}"
+        )
+    return _checked_key(path.read_bytes().strip(), str(path))
+
+
+def default_artifact_key_file(environ: Mapping[str, str] | None = None) -> Path:
+    """Where the key lives when ML_BATCH_ARTIFACT_KEY is unset: `$XDG_CONFIG_HOME/ml-batch/artifact.key`
+    (`~/.config/ml-batch/artifact.key` by default)."""
+    env = os.environ if environ is None else environ
+    config_home = env.get("XDG_CONFIG_HOME")
+    if not config_home:
+        try:
+            config_home = str(Path.home() / ".config")
+        except RuntimeError as exc:  # no HOME and no passwd entry (some containers)
+            raise ConfigError(f"{ARTIFACT_KEY_ENV} is not set and there is no home directory to keep a "
+                              f"generated key in: set {ARTIFACT_KEY_ENV}") from exc
+    return Path(config_home).expanduser() / "ml-batch" / "artifact.key"
+
+
+def _checked_key(key: bytes, source: str) -> bytes:
+    if len(key) < MIN_ARTIFACT_KEY_BYTES:
+        raise ConfigError(
+            f"{source} is {len(key)} bytes long: expected at least {MIN_ARTIFACT_KEY_BYTES} "
+            "(e.g. the output of: python -c 'import secrets; print(secrets.token_hex(32))')"
+        )
+    return key
+
+
+def _create_key_file(path: Path) -> None:
+    # Written under a private name, then linked into place: a concurrent process either wins the link or
+    # reads the winner's complete file, never a half-written one.
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(32) + "\n")
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return
+    finally:
+        tmp.unlink(missing_ok=True)
+    logger.warning("%s is not set: generated a new artifact key in %s (a deployment sets %s instead, the same "
+                   "on every machine)", ARTIFACT_KEY_ENV, path, ARTIFACT_KEY_ENV)
 
 
 def _login_name() -> str:

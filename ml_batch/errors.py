@@ -78,6 +78,19 @@ class PublishError(MlBatchError):
     deterministic = True
 
 
+class PublishBlocked(PublishError):
+    """The swap did not get its locks in `SwapLocking.attempts` tries: a transient failure (retry later);
+    nothing was published and the run's staging table is kept."""
+
+    deterministic = False  # the lock holder ends: a retry of the same plan publishes
+
+
+class RunAbandoned(MlBatchError):
+    """A step was started for a run that the cleanup has already declared dead and cleaned up."""
+
+    deterministic = True  # its staging is gone: only a new plan of the run can publish the day
+
+
 class LabelJoinError(TrainingError):
     """Labels do not join their rows one to one (a key on several days without `labels.date_column`, or
     several label rows for one entity and day); raised by training and by realized performance alike."""

@@ -1,15 +1,23 @@
 """Whole jobs shared by the CLI and the DAGs: train → register → gate → promote (or shadow), register an
-outside artifact, and promote a challenger whose shadow period is over."""
+outside artifact, and promote a challenger whose shadow period is over.
+
+An artifact from outside (a notebook) is a skops file, never a pickle: skops reads it as data and
+rebuilds only types ml-batch trusts (classes of scikit-learn, NumPy and SciPy, and whatever ml-batch's own
+pipeline for the spec refers to, such as the functions of `ml_batch.features`), so a file that names
+anything else is refused before any of it is loaded, and no code from the file runs. Pickles cannot be
+checked that way: unpickling is what runs their code.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import logging
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import joblib
 import sqlalchemy as sa
 
 from ml_batch import alerts, registry
@@ -17,6 +25,7 @@ from ml_batch.alerts import Alert
 from ml_batch.db.tables import shadow_comparisons
 from ml_batch.drift import build_profile
 from ml_batch.errors import RegistryError, TrainingError
+from ml_batch.features import build_pipeline
 from ml_batch.gate import GateDecision, decide
 from ml_batch.metrics import evaluate, is_better
 from ml_batch.registry import ModelVersion, NewVersion
@@ -146,19 +155,16 @@ def promote_after_shadow(engine: sa.Engine, spec: Spec, *, actor: str) -> dict[s
 def register_artifact(
     engine: sa.Engine, spec: Spec, artifact: Path, as_of: dt.date, *, actor: str
 ) -> ModelVersion:
-    """Register a pipeline trained elsewhere (a notebook), after the same checks a trained one passes.
+    """Register a pipeline trained elsewhere (a notebook, saved with `skops.io.dump`), after the same checks a
+    trained one passes.
 
-    The artifact must be a fitted pipeline over exactly the spec's features; it is then evaluated on the
-    spec's holdout window as of `as_of`, so its recorded metrics are comparable with trained versions. Its
+    The file must be a skops file holding only trusted types (see the module docstring) and a fitted
+    pipeline over exactly the spec's features; it is then evaluated on the spec's holdout window as of
+    `as_of`, so its recorded metrics are comparable with trained versions, and signed like any version. Its
     drift reference is profiled from the window's training days (the notebook's own data is not known).
     """
-    if not artifact.is_file():
-        raise RegistryError(f"artifact {artifact} does not exist or is not a file")
-    try:
-        pipeline = joblib.load(artifact)
-    except Exception as exc:  # any unpickling failure means "not a usable artifact"; re-raised below
-        raise RegistryError(f"artifact {artifact} cannot be loaded with joblib: {exc}") from exc
-    registry.check_pipeline_schema(spec, pipeline)
+    pipeline = load_outside_artifact(spec, artifact)
+    registry.check_pipeline_schema(spec, pipeline, f"artifact {artifact}")
     window = window_for(spec, as_of)
     train_part, holdout = split(load_labelled(engine, spec, window), window)
     if holdout.empty:
@@ -178,3 +184,58 @@ def register_artifact(
         profile=build_profile(spec, reference.loc[:, spec.feature_names], scores),
     )
     return registry.register(engine, spec, pipeline, new, actor=actor)
+
+
+# Classes from these packages may be rebuilt from a skops file from outside (functions may not, unless
+# ml-batch's own pipeline uses them: a function is what a FunctionTransformer would call on the data).
+TRUSTED_CLASS_PACKAGES = ("sklearn", "numpy", "scipy")
+
+
+def load_outside_artifact(spec: Spec, artifact: Path) -> Any:
+    """The object in a skops file, rebuilt only if every type it names is trusted; no code from it runs."""
+    import skops.io as sio  # only `models register` needs it
+
+    if not artifact.is_file():
+        raise RegistryError(f"artifact {artifact} does not exist or is not a file")
+    if not _is_skops_file(artifact):
+        raise RegistryError(
+            f"artifact {artifact} is not a skops file (a pickle or joblib file?): ml-batch never unpickles a "
+            "file from outside, because unpickling runs whatever code the file contains; save the fitted "
+            "pipeline with skops.io.dump(pipeline, 'model.skops') and register that file"
+        )
+    try:
+        named = sio.get_untrusted_types(file=artifact)
+    except Exception as exc:  # a damaged or foreign zip: any failure to read its schema means "unusable"
+        raise RegistryError(f"artifact {artifact} is not a readable skops file: {exc}") from exc
+    # What ml-batch's own (unfitted) pipeline for this spec refers to: its functions and estimator.
+    own = set(sio.get_untrusted_types(data=sio.dumps(build_pipeline(spec))))
+    refused = sorted(name for name in named if name not in own and not _trusted_class(name))
+    if refused:
+        raise RegistryError(
+            f"artifact {artifact} holds types ml-batch does not trust: {refused} (trusted: classes from "
+            f"{', '.join(TRUSTED_CLASS_PACKAGES)} and what ml-batch's own pipeline for model {spec.name!r} uses: "
+            f"{sorted(own)}); nothing was loaded"
+        )
+    try:
+        return sio.load(artifact, trusted=list(named))
+    except Exception as exc:  # skops raises many types for malformed content; re-raised as one error
+        raise RegistryError(f"artifact {artifact} cannot be loaded with skops: {exc}") from exc
+
+
+def _is_skops_file(path: Path) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return "schema.json" in archive.namelist()
+
+
+def _trusted_class(name: str) -> bool:
+    """Whether `name` is a class of a trusted package; resolved only inside those packages (importing a
+    module of any other package could itself run code)."""
+    module_name, _, attr = name.rpartition(".")
+    if module_name.split(".")[0] not in TRUSTED_CLASS_PACKAGES:
+        return False
+    try:
+        return isinstance(getattr(importlib.import_module(module_name), attr), type)
+    except (ImportError, AttributeError):
+        return False

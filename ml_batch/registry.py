@@ -3,18 +3,26 @@
 - Artifacts are joblib bytes stored in `model_versions.artifact` (bytea) with their sha256, so a version
   and its bytes are written in the same transaction and backed up with the database; no file store can
   drift from the metadata.
+- Each artifact is also signed: an HMAC-SHA256 of (model, version, bytes) keyed by a secret that is not in
+  the database (`ml_batch.config.artifact_key`). Whoever can write the registry tables can replace the
+  bytes and their sha256 together, but cannot compute the HMAC, so a substituted pickle is refused before
+  it is unpickled (unpickling is what would run its code).
 - `model_aliases` has the primary key (model_name, alias): at most one version per alias per model, enforced
   by PostgreSQL whatever callers do at the same time. Alias moves also take a per-model advisory lock so the
   audited `from_version` is always the one really replaced.
 - Every alias move writes a `model_events` row (who, when, from, to, why).
-- Loading checks the sha256 *before* unpickling and the feature schema against the spec before returning.
+- Loading checks the sha256 (corruption), then the HMAC (substitution), both *before* unpickling, and the
+  feature schema against the spec before returning. Versions without an HMAC (registered before migration
+  0004) are refused: nothing can vouch for their bytes.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import io
+import json
 import logging
 import subprocess
 from dataclasses import dataclass, field
@@ -23,9 +31,12 @@ from typing import Any
 
 import joblib
 import sqlalchemy as sa
+from sklearn.exceptions import NotFittedError
 from sklearn.pipeline import Pipeline
+from sklearn.utils.validation import check_is_fitted
 
 import ml_batch
+from ml_batch.config import ARTIFACT_KEY_ENV, artifact_key, default_artifact_key_file
 from ml_batch.db.tables import model_aliases, model_events, model_versions
 from ml_batch.errors import ArtifactIntegrityError, FeatureSchemaMismatch, RegistryError
 from ml_batch.spec import Spec
@@ -35,7 +46,8 @@ logger = logging.getLogger(__name__)
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 
-_META_COLUMNS = [c for c in model_versions.c if c.name not in ("artifact", "reference_profile")]
+_META_COLUMNS = [c for c in model_versions.c if c.name not in ("artifact", "artifact_hmac", "reference_profile")]
+_HMAC_CONTEXT = "ml-batch artifact v1"
 
 
 @dataclass(frozen=True)
@@ -45,6 +57,7 @@ class ModelVersion:
     model_name: str
     version: int
     artifact_sha256: str
+    artifact_key_id: str | None
     artifact_size: int
     feature_schema: list[dict[str, str]]
     task: str
@@ -108,6 +121,24 @@ def serialize(pipeline: Pipeline) -> bytes:
     return buffer.getvalue()
 
 
+def sign(key: bytes, model_name: str, version: int, artifact: bytes) -> str:
+    """HMAC-SHA256 (hex) of an artifact as version `version` of `model_name`.
+
+    The model and version are part of the signed message, so a signed artifact cannot be moved to another
+    version (e.g. an old, worse one put in place of the champion's bytes) without failing the check.
+    """
+    mac = hmac.new(key, digestmod=hashlib.sha256)
+    mac.update(json.dumps([_HMAC_CONTEXT, model_name, version]).encode() + b"\n")
+    mac.update(artifact)
+    return mac.hexdigest()
+
+
+def key_id(key: bytes) -> str:
+    """A short, non-secret name of a key, recorded with each signature so a key mismatch can be told
+    apart from a substituted artifact in the error message."""
+    return hashlib.sha256(b"ml-batch artifact key id\n" + key).hexdigest()[:16]
+
+
 def code_version() -> str:
     """The package version, plus the git commit when ml-batch runs from a checkout."""
     root = Path(ml_batch.__file__).resolve().parents[1]
@@ -125,6 +156,7 @@ def code_version() -> str:
 def register(engine: sa.Engine, spec: Spec, pipeline: Pipeline, new: NewVersion, *, actor: str) -> ModelVersion:
     """Store `pipeline` as the next version of `spec.name` and audit it; returns the new version."""
     check_pipeline_schema(spec, pipeline)
+    key = artifact_key()
     artifact = serialize(pipeline)
     sha = hashlib.sha256(artifact).hexdigest()
     window = {k: dt.date.fromisoformat(v) for k, v in new.window.items() if k != "as_of"}
@@ -140,6 +172,8 @@ def register(engine: sa.Engine, spec: Spec, pipeline: Pipeline, new: NewVersion,
                 version=version,
                 artifact=artifact,
                 artifact_sha256=sha,
+                artifact_hmac=sign(key, spec.name, version, artifact),
+                artifact_key_id=key_id(key),
                 artifact_size=len(artifact),
                 feature_schema=spec.feature_schema,
                 task=spec.model.task,
@@ -312,24 +346,57 @@ def champion_stack(history: list[tuple[str, int | None]]) -> list[int]:
 
 
 def load(engine: sa.Engine, spec: Spec, version: int | str = CHAMPION) -> LoadedModel:
-    """Fetch, verify (sha256, then feature schema) and unpickle a version of `spec.name`."""
+    """Fetch, verify (sha256, HMAC, then feature schema) and unpickle a version of `spec.name`."""
     with engine.connect() as conn:
         number = _resolve(conn, spec.name, version)
-        artifact, expected = conn.execute(
-            sa.select(model_versions.c.artifact, model_versions.c.artifact_sha256).where(
+        row = conn.execute(
+            sa.select(model_versions.c.artifact, model_versions.c.artifact_sha256, model_versions.c.artifact_hmac,
+                      model_versions.c.artifact_key_id).where(
                 model_versions.c.model_name == spec.name, model_versions.c.version == number
             )
         ).one()
-    actual = hashlib.sha256(artifact).hexdigest()
-    if actual != expected:
-        raise ArtifactIntegrityError(
-            f"model {spec.name!r} version {number}: artifact sha256 is {actual}, expected {expected} as "
-            "registered; refusing to unpickle it (the stored bytes were changed or corrupted)"
-        )
+    artifact = bytes(row.artifact)
+    verify_artifact(spec.name, number, artifact, row.artifact_sha256, row.artifact_hmac, row.artifact_key_id)
     info = get_version(engine, spec.name, number)
     check_feature_schema(spec, info.feature_schema, f"version {number}")
-    pipeline = joblib.load(io.BytesIO(bytes(artifact)))
+    pipeline = joblib.load(io.BytesIO(artifact))
     return LoadedModel(info=info, pipeline=pipeline)
+
+
+def verify_artifact(
+    model_name: str, version: int, artifact: bytes, sha256: str, signature: str | None, signed_with: str | None
+) -> None:
+    """Refuse (ArtifactIntegrityError) bytes that are not exactly what was registered and signed."""
+    what = f"model {model_name!r} version {version}"
+    actual = hashlib.sha256(artifact).hexdigest()
+    if actual != sha256:
+        raise ArtifactIntegrityError(
+            f"{what}: artifact sha256 is {actual}, expected {sha256} as registered; refusing to unpickle it "
+            "(the stored bytes were changed or corrupted)"
+        )
+    if signature is None:
+        raise ArtifactIntegrityError(
+            f"{what} has no HMAC: it was registered before artifacts were signed (migration 0004), so nothing "
+            "vouches that its bytes are the ones registered, and unpickling them could run any code; refusing "
+            "to load it. Retrain the model ('ml-batch train') or re-register its pipeline from a skops file "
+            "('ml-batch models register'), then promote the new version"
+        )
+    key = artifact_key()
+    actual_mac = sign(key, model_name, version, artifact)
+    if hmac.compare_digest(actual_mac, signature):
+        return
+    current = key_id(key)
+    if signed_with != current:
+        raise ArtifactIntegrityError(
+            f"{what} was signed with key {signed_with}, but this process has key {current} ({ARTIFACT_KEY_ENV}, "
+            f"or {default_artifact_key_file()} when it is unset); refusing to unpickle it. Give every process "
+            f"that trains, registers or scores the same {ARTIFACT_KEY_ENV}"
+        )
+    raise ArtifactIntegrityError(
+        f"{what}: artifact HMAC-SHA256 is {actual_mac}, expected {signature} as signed at registration; refusing "
+        "to unpickle it (the artifact bytes were replaced after registration and their sha256 updated to "
+        "match: someone with write access to the registry tables changed them)"
+    )
 
 
 def check_feature_schema(spec: Spec, recorded: list[dict[str, str]], what: str) -> None:
@@ -346,25 +413,35 @@ def check_feature_schema(spec: Spec, recorded: list[dict[str, str]], what: str) 
     )
 
 
-def check_pipeline_schema(spec: Spec, pipeline: Any) -> None:
-    """A pipeline must be fitted on exactly the spec's feature columns, in order, and able to score."""
+def check_pipeline_schema(spec: Spec, pipeline: Any, what: str = "artifact") -> None:
+    """`pipeline` must be a fitted sklearn Pipeline over exactly the spec's feature columns, in order, able
+    to score; `what` names it in errors (e.g. the file it came from)."""
     needed = "predict_proba" if spec.model.task == "binary" else "predict"
     if not hasattr(pipeline, needed):
         raise FeatureSchemaMismatch(
-            f"model {spec.name!r}: artifact {type(pipeline).__name__} has no {needed}() "
-            f"(a {spec.model.task} model is expected)"
+            f"model {spec.name!r}: {what} is a {type(pipeline).__name__}, not a fitted sklearn Pipeline with "
+            f"{needed}() (a {spec.model.task} model is expected)"
         )
     names = getattr(pipeline, "feature_names_in_", None)
     if names is None:
         raise FeatureSchemaMismatch(
-            f"model {spec.name!r}: artifact {type(pipeline).__name__} was not fitted on a DataFrame with "
-            f"named columns; expected columns {spec.feature_names}"
+            f"model {spec.name!r}: {what} ({type(pipeline).__name__}) is not fitted on a DataFrame with named "
+            f"columns (it has no feature_names_in_); expected a pipeline fitted on columns {spec.feature_names}"
         )
     if list(names) != spec.feature_names:
         raise FeatureSchemaMismatch(
-            f"model {spec.name!r}: artifact was fitted on columns {list(names)}, but the spec's features are "
+            f"model {spec.name!r}: {what} was fitted on columns {list(names)}, but the spec's features are "
             f"{spec.feature_names} (names and order must match)"
         )
+    if not isinstance(pipeline, Pipeline):
+        raise FeatureSchemaMismatch(
+            f"model {spec.name!r}: {what} is a {type(pipeline).__name__}, not a fitted sklearn Pipeline "
+            "(the preprocessing of the spec's features must be part of it)"
+        )
+    try:
+        check_is_fitted(pipeline)
+    except NotFittedError as exc:
+        raise FeatureSchemaMismatch(f"model {spec.name!r}: {what} is not fitted ({exc})") from exc
 
 
 # -- internals ---------------------------------------------------------------------------------------------

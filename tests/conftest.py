@@ -8,6 +8,7 @@ to head, so tests never see each other's rows.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import tempfile
 import uuid
@@ -21,6 +22,8 @@ os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).resolve().parents[1] / "dags")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "WARNING"
+# Artifacts are signed with this key (subprocesses inherit it): tests never write the user's key file.
+os.environ.setdefault("ML_BATCH_ARTIFACT_KEY", secrets.token_hex(32))
 
 import pytest
 import sqlalchemy as sa

@@ -38,7 +38,9 @@ extract, validate with Great Expectations, quarantine failing rows, score, stage
 **drift** (against the version's reference profile; dataset drift emits the drift Asset that triggers
 `retrain_{model}`), **shadow** (challenger scored into `shadow_predictions`), **performance** (realized
 metrics of day D - {delay} whose labels have arrived).
-Re-running a day replaces it; a dry run publishes nothing.
+Re-running a day replaces it; a dry run publishes nothing. A failure that a retry cannot fix (validation,
+spec, model integrity: see `ml_batch.errors`) fails its task at once; others (database unreachable, lock
+timeout) are retried with back-off.
 """
 
 RETRAIN_DOC = """

@@ -1,15 +1,51 @@
 """Task bodies of the daily DAG: each turns the Airflow context into plain values and makes one call
-into `ml_batch.scoring`. Nothing here decides anything a test of `ml_batch.scoring` does not cover."""
+into `ml_batch.scoring`. Nothing here decides anything a test of `ml_batch.scoring` does not cover.
+
+Every body that calls into ml-batch is wrapped in `fail_fast`: a deterministic failure (see
+`ml_batch.errors`) fails the task at once instead of being retried on the same inputs.
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
 
+from ml_batch.errors import is_deterministic
 from ml_batch.partition import resolve_day, run_type_of
 from ml_batch.spec import Spec, get_spec
 
 logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def fail_fast(body: Callable[P, R]) -> Callable[P, R]:
+    """Run a task body; a deterministic ml-batch failure fails the task without its retries.
+
+    Which failures are deterministic is decided in `ml_batch.errors` (`MlBatchError.deterministic`), not
+    here. They are re-raised as Airflow's `AirflowFailException` with the same message, chained to the
+    original (`__cause__`), so the task log keeps the real traceback. Anything else (an unreachable
+    database, a lock timeout, an unexpected exception) propagates unchanged and Airflow retries it.
+    """
+
+    @functools.wraps(body)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return body(*args, **kwargs)
+        except Exception as exc:
+            if not is_deterministic(exc):
+                raise
+            # Imported on failure only: DAG files import this module and parsing must stay light.
+            from airflow.sdk.exceptions import AirflowFailException
+
+            logger.error("%s failed with %s, which a retry cannot fix: failing the task without retries",
+                         body.__name__, type(exc).__name__)
+            raise AirflowFailException(f"{exc} ({type(exc).__name__}: deterministic, not retried)") from exc
+
+    return run
 
 
 def _spec(model: str) -> tuple[Spec, Any, Any]:
@@ -20,6 +56,7 @@ def _spec(model: str) -> tuple[Spec, Any, Any]:
     return get_spec(settings.specs_dir, model), settings, task_engine(settings)
 
 
+@fail_fast
 def plan(model: str, context: dict[str, Any]) -> dict[str, Any]:
     """Resolve day D and pin the model version once for the whole run; prepare staging."""
     from ml_batch.scoring import plan_run
@@ -45,6 +82,7 @@ def shards(run_plan: dict[str, Any]) -> list[int]:
     return list(range(int(run_plan["shards"])))
 
 
+@fail_fast
 def score(model: str, run_plan: dict[str, Any], shard: int) -> dict[str, Any]:
     """Score one shard of the day into the run's staging table."""
     from ml_batch.scoring import RunPlan, score_shard
@@ -57,6 +95,7 @@ def score(model: str, run_plan: dict[str, Any], shard: int) -> dict[str, Any]:
     return result.__dict__
 
 
+@fail_fast
 def publish(model: str, run_plan: dict[str, Any], context: dict[str, Any], asset: Any) -> dict[str, Any]:
     """Audit and publish the day atomically; record an Asset event describing what was published."""
     from ml_batch.scoring import RunPlan, publish_run
@@ -69,6 +108,7 @@ def publish(model: str, run_plan: dict[str, Any], context: dict[str, Any], asset
     return summary
 
 
+@fail_fast
 def drift(model: str, run_plan: dict[str, Any], dag_id: str) -> dict[str, Any]:
     """Drift of the day just published against the scoring version's reference profile."""
     from ml_batch.monitoring import check_day_drift
@@ -91,6 +131,7 @@ def signal_drift(summary: dict[str, Any], context: dict[str, Any], asset: Any) -
     return summary
 
 
+@fail_fast
 def shadow(model: str, run_plan: dict[str, Any]) -> dict[str, Any] | None:
     """Score the published day with the challenger (if any) into the shadow table."""
     from ml_batch.monitoring import shadow_score
@@ -103,6 +144,7 @@ def shadow(model: str, run_plan: dict[str, Any]) -> dict[str, Any] | None:
     return shadow_score(engine, spec, plan_.day, run_id=plan_.run_id)
 
 
+@fail_fast
 def performance(model: str, run_plan: dict[str, Any], dag_id: str) -> list[dict[str, Any]]:
     """Realized metrics of the day whose labels have now arrived (D - labels.delay_days)."""
     from ml_batch.monitoring import realized_performance
@@ -120,6 +162,7 @@ def retrain_mode(context: dict[str, Any]) -> str:
     return "rollback" if (context.get("params") or {}).get("rollback") else "train"
 
 
+@fail_fast
 def rollback(model: str, context: dict[str, Any]) -> dict[str, Any]:
     """Move the champion back to the previous one (audited, alerted)."""
     from ml_batch import alerts, registry
@@ -135,6 +178,7 @@ def rollback(model: str, context: dict[str, Any]) -> dict[str, Any]:
     return move.__dict__
 
 
+@fail_fast
 def train_and_gate(model: str, context: dict[str, Any], dag_id: str) -> dict[str, Any]:
     """Promote a challenger whose shadow period is over; then train a candidate and run the gate."""
     from ml_batch.jobs import promote_after_shadow, train_and_register

@@ -135,6 +135,26 @@ def test_every_task_retries_with_exponential_backoff(dag: DAG) -> None:
         assert task.retry_exponential_backoff, f"{task.task_id}: no exponential backoff"
 
 
+# Task bodies that only reshape values they were handed, and so cannot hit a deterministic ml-batch failure.
+_PURE_TASK_BODIES = {"shards", "signal_drift", "retrain_mode"}
+
+
+def test_every_task_body_that_calls_ml_batch_fails_fast() -> None:
+    """Retries are for transient failures: each body that calls into ml-batch is wrapped in `fail_fast`, which
+    turns a deterministic failure (validation, spec, integrity...) into AirflowFailException (no retry)."""
+    import inspect
+
+    from ml_batch.airflow import tasks
+
+    bodies = {name: fn for name, fn in vars(tasks).items()
+              if inspect.isfunction(fn) and fn.__module__ == tasks.__name__ and not name.startswith("_")
+              and name != "fail_fast"}
+    assert {"plan", "score", "publish", "train_and_gate"} <= set(bodies)
+    unwrapped = sorted(name for name, fn in bodies.items()
+                       if name not in _PURE_TASK_BODIES and getattr(fn, "__wrapped__", None) is None)
+    assert unwrapped == [], f"task bodies without @fail_fast: {unwrapped}"
+
+
 def test_doc_md_explains_day_d(predict_dag: DAG) -> None:
     assert predict_dag.doc_md and predict_dag.doc_md.strip()
     assert "Day D" in predict_dag.doc_md

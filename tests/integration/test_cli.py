@@ -83,6 +83,8 @@ def test_expected_errors_are_one_line_without_traceback(settings: Settings, tmp_
 
 def test_register_outside_artifact_checks_schema(settings: Settings, tmp_path: Path) -> None:
     import joblib
+    import pandas as pd
+    import skops.io as sio
     from sklearn.dummy import DummyClassifier
 
     _cli(settings, "demo", "seed", "--end-date", "2026-06-30", "--days", "100", "--rows-per-day", "200")
@@ -90,10 +92,8 @@ def test_register_outside_artifact_checks_schema(settings: Settings, tmp_path: P
                               "--json").stdout)
     assert trained["version"]["version"] == 1
 
-    import pandas as pd
-
-    wrong = tmp_path / "wrong.joblib"
-    joblib.dump(DummyClassifier().fit(pd.DataFrame({"a": [1, 2]}), [0, 1]), wrong)
+    wrong = tmp_path / "wrong.skops"
+    sio.dump(DummyClassifier().fit(pd.DataFrame({"a": [1, 2]}), [0, 1]), wrong)
     result = _cli(settings, "models", "register", "--model", "credit_default", "--artifact", str(wrong),
                   "--as-of", "2026-06-30", check=False)
     assert result.returncode == 1 and "fitted on columns ['a']" in result.stderr
@@ -104,8 +104,14 @@ def test_register_outside_artifact_checks_schema(settings: Settings, tmp_path: P
 
     engine = make_engine(settings)
     spec = get_spec(settings.specs_dir, "credit_default")
-    good = tmp_path / "notebook.joblib"
-    joblib.dump(registry.load(engine, spec, 1).pipeline, good)
+    pipeline = registry.load(engine, spec, 1).pipeline
+    pickled = tmp_path / "notebook.joblib"
+    joblib.dump(pipeline, pickled)
+    result = _cli(settings, "models", "register", "--model", "credit_default", "--artifact", str(pickled),
+                  "--as-of", "2026-06-30", check=False)
+    assert result.returncode == 1 and "is not a skops file" in result.stderr
+    good = tmp_path / "notebook.skops"
+    sio.dump(pipeline, good)
     registered = json.loads(_cli(settings, "models", "register", "--model", "credit_default", "--artifact",
                                  str(good), "--as-of", "2026-06-30", "--json").stdout)
     assert registered["version"] == 2 and registered["source"] == "registered"

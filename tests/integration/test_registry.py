@@ -3,6 +3,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import pickle
+import secrets
 import threading
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from ml_batch import registry
-from ml_batch.config import Settings
+from ml_batch.config import Settings, artifact_key
 from ml_batch.errors import ArtifactIntegrityError, FeatureSchemaMismatch, RegistryError
 from ml_batch.jobs import train_and_register
 from ml_batch.training import train
@@ -22,7 +23,8 @@ AS_OF = dt.date(2026, 5, 20)
 
 
 @pytest.fixture()
-def toy(settings: Settings, engine: sa.Engine):
+def toy(settings: Settings, engine: sa.Engine, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("ML_BATCH_ARTIFACT_KEY", secrets.token_hex(32))
     spec = toy_spec(settings.schema)
     load_toy_data(engine, settings.schema, dt.date(2026, 5, 1), days=20)
     return spec
@@ -40,6 +42,7 @@ def test_register_numbers_versions_and_records_everything(engine: sa.Engine, toy
     assert (v1.version, v2.version) == (1, 2)
     assert v1.feature_schema == toy.feature_schema
     assert len(v1.artifact_sha256) == 64 and v1.artifact_size > 0
+    assert v1.artifact_key_id == v2.artifact_key_id == registry.key_id(artifact_key())
     assert v1.holdout_end == dt.date(2026, 5, 17) and v1.n_holdout and v1.n_train
     assert v1.metrics["roc_auc"] > 0.7
     assert v1.created_by == "alice" and v1.code_version.startswith("0.1.0")
