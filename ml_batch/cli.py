@@ -61,6 +61,7 @@ def _engine(settings: Settings | None = None) -> Any:
 
     settings = settings or _settings()
     engine = make_engine(settings)
+    _context["database"] = f"{engine.url.host}:{engine.url.port or 5432}"
     upgrade(engine, settings.schema)
     return engine
 
@@ -84,13 +85,19 @@ def _print_json(data: Any) -> None:
     out.print_json(json.dumps(data, default=str))
 
 
+# What the command is doing and where the database is: named by the error line when the database goes away.
+_context: dict[str, str] = {}
+
+
 @contextmanager
 def _step(message: str, quiet: bool) -> Iterator[None]:
+    _context["doing"] = message  # left set when the step fails: main() names it
     if quiet:
         yield
-        return
-    with err.status(message):
-        yield
+    else:
+        with err.status(message):
+            yield
+    _context.pop("doing", None)
 
 
 def _mask_url(url: str) -> str:
@@ -211,7 +218,7 @@ def score_cmd(
     spec = _spec(settings, model)
     day = _date(date, "--date")
     run_id = f"cli__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S.%f}"
-    with _step(f"scoring {model} for {day}", as_json):
+    with _step(f"scoring {model} for {day} (run {run_id})", as_json):
         summary = score_day(
             _engine(settings), spec, day, run_id=run_id, run_type="cli", version=version, dry_run=dry_run,
             shards=shards, suite_file=suite_path(spec, settings.specs_dir),
@@ -226,15 +233,25 @@ def score_cmd(
               f"quarantined, version {summary.version}, mean score {mean}; {verb} (run {run_id})")
 
 
-@app.command("runs")
+runs_app = typer.Typer(help="Runs of a model: `ml-batch runs -m MODEL` lists them; `runs cleanup` removes dead ones.",
+                       invoke_without_command=True)
+app.add_typer(runs_app, name="runs")
+
+
+@runs_app.callback()
 def runs_cmd(
-    model: ModelOpt,
+    ctx: typer.Context,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Model name (the spec's `name`).")] = None,
     limit: Annotated[int, typer.Option("--limit", help="How many runs.")] = 30,
     as_json: JsonOpt = False,
 ) -> None:
     """Recent runs of a model: rows in / scored / quarantined, version, stage durations, status."""
     from ml_batch.runs import list_runs
 
+    if ctx.invoked_subcommand is not None:
+        return
+    if model is None:
+        raise typer.BadParameter("missing option '--model' / '-m' (or a subcommand: cleanup)")
     rows = list_runs(_engine(), model, limit)
     if as_json:
         _print_json(rows)
@@ -244,11 +261,48 @@ def runs_cmd(
         seconds = sum(float(v) for v in (r["stage_seconds"] or {}).values())
         mean = f"{r['score_mean']:.4f}" if r["score_mean"] is not None else "-"
         status = r["status"] if not r["error"] else f"{r['status']}: {r['error'][:60]}"
+        if r["status"] == "running" and r.get("holder"):
+            status = f"running ({r['holder']})"
         table.add_row(str(r["partition_date"]), status, r["run_type"], str(r["model_version"]),
                       str(r["rows_extracted"] or "-"), str(r["rows_scored"] or "-"),
                       str(r["rows_quarantined"] if r["rows_quarantined"] is not None else "-"), mean,
                       f"{seconds:.1f}", r["run_id"])
     out.print(table if rows else f"no runs of {model}")
+
+
+@runs_app.command("cleanup")
+def runs_cleanup(
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Only this model (default: every spec).")]
+    = None,
+    stale_hours: Annotated[float | None, typer.Option(
+        "--stale-hours", min=0,
+        help="Staleness window of multi-process (Airflow) runs, in hours (default: 6). Runs of `ml-batch score` "
+             "are dead as soon as no process holds them.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Mark dead runs failed and drop what they left: staging tables, GX views, quarantine rows.
+
+    A run is dead when no process holds its lock and it ran in one process (`ml-batch score`) or its last
+    step is older than the staleness window. Live runs and published days are never touched.
+    """
+    from ml_batch.lifecycle import DEFAULT_STALE_AFTER, cleanup_dead_runs
+    from ml_batch.spec import load_specs
+
+    settings = _settings()
+    specs = [_spec(settings, model)] if model else list(load_specs(settings.specs_dir).values())
+    window = DEFAULT_STALE_AFTER if stale_hours is None else dt.timedelta(hours=stale_hours)
+    engine = _engine(settings)
+    cleaned = [run for spec in specs for run in cleanup_dead_runs(engine, spec, stale_after=window)]
+    if as_json:
+        _print_json([run.as_dict() for run in cleaned])
+        return
+    for run in cleaned:
+        was = "abandoned" if run.status == "running" else "failed earlier"
+        out.print(f"{run.model} {run.day} run {run.run_id} ({was}): {run.reason}; dropped "
+                  f"{', '.join(run.dropped) or 'nothing'}; {run.quarantine_rows} quarantine rows removed",
+                  soft_wrap=True, highlight=False)
+    if not cleaned:
+        out.print(f"no dead runs of {model or 'any model'}")
 
 
 # -- monitoring --------------------------------------------------------------------------------------------
@@ -415,12 +469,15 @@ def models_rollback(
 @models_app.command("register")
 def models_register(
     model: ModelOpt,
-    artifact: Annotated[Path, typer.Option("--artifact", help="joblib file of a fitted sklearn Pipeline.")],
+    artifact: Annotated[Path, typer.Option(
+        "--artifact", help="skops file (skops.io.dump) of a fitted sklearn Pipeline; pickle/joblib files are "
+                           "refused, since loading them runs any code they contain.")],
     as_of: Annotated[str | None, typer.Option("--as-of", help="Evaluate on the holdout known on this day.")]
     = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Register a pipeline trained outside ml-batch, after schema and holdout checks."""
+    """Register a pipeline trained outside ml-batch (a skops file holding only trusted types), after schema
+    and holdout checks; it is signed like a trained version."""
     from ml_batch.jobs import register_artifact
 
     settings = _settings()
@@ -487,23 +544,31 @@ def demo_seed(
     end_date: Annotated[str | None, typer.Option("--end-date", help="Last day of data (default yesterday UTC).")]
     = None,
     days: Annotated[int, typer.Option(help="Number of days.")] = 120,
-    rows_per_day: Annotated[int, typer.Option(help="Average applications a day.")] = 2000,
+    rows_per_day: Annotated[int, typer.Option(help="Average credit applications a day.")] = 2000,
+    stores: Annotated[int, typer.Option(help="Stores, each scored every day (store_demand).")] = 500,
     seed: Annotated[int, typer.Option(help="Random seed (same seed and dates, same data).")] = 42,
     as_json: JsonOpt = False,
 ) -> None:
-    """(Re)create the synthetic credit-default source tables in schema `demo`."""
-    from ml_batch import demo
+    """(Re)create the synthetic sources of both demo models in schema `demo`: credit applications (one
+    event per key) and daily store sales (recurring entities)."""
+    from ml_batch import demo, demo_stores
 
     last = _date(end_date, "--end-date") if end_date else dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
     config = demo.DemoConfig(end_date=last, days=days, rows_per_day=rows_per_day, seed=seed)
+    store_config = demo_stores.StoreDemandConfig(end_date=last, days=days, stores=stores, seed=seed)
     with _step("seeding demo data", as_json):
-        summary = demo.seed(_engine(), config)
+        engine = _engine()
+        summary = demo.seed(engine, config)
+        store_summary = demo_stores.seed(engine, store_config)
     if as_json:
-        _print_json(summary.__dict__)
+        _print_json({**summary.__dict__, "store_demand": store_summary.__dict__})
     else:
         out.print(f"seeded demo.credit_applications ({summary.applications} rows, {summary.first_day}.."
                   f"{summary.last_day}, shift from {summary.shift_start}) and demo.credit_outcomes "
                   f"({summary.outcomes} labels)")
+        out.print(f"seeded demo.store_days ({store_summary.store_days} rows: {store_summary.stores} stores x "
+                  f"{days} days, shift from {store_summary.shift_start}) and demo.store_sales "
+                  f"({store_summary.sales} labels per store and day)")
 
 
 @demo_app.command("run")
@@ -517,12 +582,32 @@ def demo_run() -> None:
 def main() -> None:
     """Console-script entry point: expected errors become one line and exit code 1."""
     # Typer's standalone mode already turns usage errors into a message and exit code 2; only our own
-    # expected failures need catching here.
+    # expected failures, and the database going away, need catching here. Anything else is a bug and
+    # keeps its traceback.
+    from ml_batch.db.disconnects import root_failure
+
     try:
         app()
-    except MlBatchError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    except Exception as exc:
+        cause = root_failure(exc)
+        if cause is None:
+            raise
+        err.print(f"[bold red]error:[/] {_error_line(cause)}", highlight=False, soft_wrap=True)
         sys.exit(1)
+
+
+def _error_line(cause: BaseException) -> str:
+    """Our own errors as they are; a lost connection as where, while doing what, and what was said.
+
+    The first error is named, never a failure handler's later `Connection refused` (see `root_failure`).
+    """
+    from ml_batch.db.disconnects import first_line
+
+    if isinstance(cause, MlBatchError):
+        return str(cause)
+    where = f" at {_context['database']}" if "database" in _context else ""
+    doing = _context.get("doing") or f"running 'ml-batch {' '.join(sys.argv[1:3])}'"
+    return f"lost the connection to PostgreSQL{where} while {doing}: {first_line(cause)}"
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from ml_batch.airflow.local import retrain_in_airflow, run_days_in_airflow
 from ml_batch.config import Settings
 from ml_batch.db.engine import make_engine, resolve_url
 from ml_batch.db.migrate import upgrade
-from ml_batch.errors import MlBatchError
+from ml_batch.errors import ArtifactIntegrityError, MlBatchError
 from ml_batch.jobs import train_and_register
 from ml_batch.spec import Spec, load_spec
 
@@ -73,7 +73,7 @@ SELECT partition_date, model_version, count(*) AS scored, round(avg(score)::nume
 FROM {table} GROUP BY 1, 2 ORDER BY 1;
 
 -- why rows were quarantined
-SELECT partition_date, entity_key, reasons FROM {schema}.quarantine
+SELECT partition_date, entity_key, reasons FROM {schema}.quarantine_published
 WHERE model_name = 'credit_default' ORDER BY partition_date DESC LIMIT 20;"""
 
 STORES_SQL = """\
@@ -154,11 +154,22 @@ def run(settings: Settings, console: Console, *, end_date: dt.date | None = None
 def _ensure_champion(console: Console, engine: sa.Engine, settings: Settings, spec: Spec, last_day: dt.date) -> None:
     """Train version 1 on the labels known on `last_day` and gate it, unless the model has a champion."""
     current = registry.aliases(engine, spec.name).get(registry.CHAMPION)
+    untrusted = None
     if current is not None:
-        console.print(f"[green]✓[/] {spec.name} already has a champion (version {current}); not retrained")
-        return
+        try:
+            registry.load(engine, spec, current)
+        except ArtifactIntegrityError as exc:  # e.g. a state folder from before artifacts were signed
+            untrusted = exc
+        else:
+            console.print(f"[green]✓[/] {spec.name} already has a champion (version {current}); not retrained")
+            return
     with console.status(f"training {spec.name} on labels known on {last_day}"):
-        outcome = train_and_register(engine, spec, last_day, actor=settings.user, promote=True)
+        # The gate cannot score a champion it cannot trust: the demo replaces it, with the reason audited.
+        outcome = train_and_register(engine, spec, last_day, actor=settings.user, promote=untrusted is None)
+        if untrusted is not None:
+            registry.promote(engine, spec.name, outcome.version.version, actor=settings.user,
+                             reason=f"demo: champion {current} cannot be verified: {untrusted}")
+            console.print(f"[yellow]![/] champion version {current} cannot be verified ({untrusted}); replaced")
     version = outcome.version
     metric = spec.training.metric
     console.print(

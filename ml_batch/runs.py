@@ -2,17 +2,28 @@
 
 Invariant kept by CHECK constraints in the database: rows_extracted = rows_scored + rows_quarantined,
 for every shard and for every finished run.
+
+A run's `error` keeps its first failure (later ones are appended after it), also when a retry then
+succeeds: the cause of a retried failure is never lost. A new plan of the run starts it afresh.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 
 from ml_batch.db.tables import run_shards, runs
+
+logger = logging.getLogger(__name__)
+
+ERROR_CHARS = 4000
+# Statuses that mean the run's work is done and recorded: a failure reported afterwards (a retried publish
+# whose commit had gone through, a step after it) must not turn them into `failed`.
+FINISHED = ("success", "dry_run")
 
 
 def start(conn: sa.Connection, *, model: str, run_id: str, day: dt.date, run_type: str, dry_run: bool,
@@ -71,22 +82,44 @@ def shard_totals(conn: sa.Connection, model: str, run_id: str) -> dict[str, Any]
 
 def finish(conn: sa.Connection, *, model: str, run_id: str, status: str, extracted: int, scored: int,
            quarantined: int, score_mean: float | None, stage_seconds: dict[str, float]) -> None:
+    """Record the finished run (its `error`, if an earlier attempt failed, stays: see the module doc)."""
     conn.execute(
         runs.update()
         .where(runs.c.model_name == model, runs.c.run_id == run_id)
         .values(status=status, rows_extracted=extracted, rows_scored=scored, rows_quarantined=quarantined,
-                score_mean=score_mean, stage_seconds=stage_seconds, error=None, finished_at=sa.func.now())
+                score_mean=score_mean, stage_seconds=stage_seconds, finished_at=sa.func.now())
     )
 
 
-def fail(engine: sa.Engine, *, model: str, run_id: str, error: str) -> None:
-    """Mark a run failed with its one-line reason (in its own transaction: the failed one rolled back)."""
-    with engine.begin() as conn:
-        conn.execute(
-            runs.update()
-            .where(runs.c.model_name == model, runs.c.run_id == run_id)
-            .values(status="failed", error=error[:4000], finished_at=sa.func.now())
-        )
+def fail(engine: sa.Engine, *, model: str, run_id: str, error: str) -> bool:
+    """Mark a run failed with its one-line reason (in its own transaction: the failed one rolled back).
+
+    The first error stays first; a later one is appended. A run already finished (`success`, `dry_run`)
+    keeps its status. Never raises: when the database cannot record the failure (it is gone, which is
+    often the failure itself), that is logged and False returned, so the caller's error is the one reported.
+    """
+    first = sa.bindparam("error", error[:ERROR_CHARS], type_=sa.Text)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                runs.update()
+                .where(runs.c.model_name == model, runs.c.run_id == run_id, runs.c.status.not_in(FINISHED))
+                .values(status="failed", finished_at=sa.func.now(), error=sa.case(
+                    (runs.c.error.is_(None), first),
+                    else_=sa.func.left(runs.c.error + " | then: " + first, ERROR_CHARS),
+                ))
+            )
+    except sa.exc.SQLAlchemyError as exc:
+        logger.warning("could not record the failure of run %s of %s (%s): %s", run_id, model, error,
+                       str(exc).strip().splitlines()[0])
+        return False
+    return True
+
+
+def get(conn: sa.Connection, model: str, run_id: str) -> dict[str, Any] | None:
+    """The run's row, or None."""
+    row = conn.execute(sa.select(runs).where(runs.c.model_name == model, runs.c.run_id == run_id)).mappings().first()
+    return dict(row) if row is not None else None
 
 
 def list_runs(engine: sa.Engine, model: str, limit: int = 30) -> list[dict[str, Any]]:

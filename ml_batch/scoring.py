@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import logging
 import math
 import os
@@ -30,21 +29,34 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
-from ml_batch import registry, runs
+from ml_batch import lifecycle, registry, runs
 from ml_batch.db import arrow
+from ml_batch.db.disconnects import is_disconnect
 from ml_batch.db.tables import model_events, quarantine
-from ml_batch.errors import MlBatchError, RegistryError, SourceError, ValidationFailed
+from ml_batch.errors import (
+    MlBatchError,
+    PublishBlocked,
+    PublishError,
+    RegistryError,
+    SourceError,
+    ValidationFailed,
+)
 from ml_batch.pipelining import BackgroundWriter, Prefetch
 from ml_batch.publish import (
-    analyze_partition,
+    DEFAULT_LOCKING,
+    SwapLocking,
     audit_staging,
     create_staging,
+    discard_staging,
     drop_staging,
     ensure_predictions_table,
+    index_and_analyze_staging,
     qualified,
+    record_publication,
     staging_table,
     stamp_staging,
     swap_in,
+    table_exists,
 )
 from ml_batch.sources import day_sql, select_day
 from ml_batch.spec import Spec
@@ -149,6 +161,7 @@ def plan_run(
     the day (capped at `scoring.max_shards`). The day's rows are counted when there is more than one
     shard (or to derive their number): each shard measures `validation.max_quarantine_share` against them.
     """
+    lifecycle.cleanup_dead_runs(engine, spec, keep=run_id)  # what dead runs of this model left behind
     if version_policy not in VERSION_POLICIES:
         raise ValueError(f"version_policy {version_policy!r}: expected one of {VERSION_POLICIES}")
     if run_type not in RUN_TYPES:
@@ -216,11 +229,12 @@ def score_shard(
     per core (shards scored one after another).
     """
     limit = threads_per_shard(plan.shards) if threads == "auto" else threads
-    try:
-        return _score_shard(engine, spec, plan, shard, suite_file, results_dir, batch_bytes, limit)
-    except Exception as exc:  # any failure: record it on the run for `ml-batch runs`, then re-raise
-        runs.fail(engine, model=plan.model, run_id=plan.run_id, error=f"shard {shard}: {_one_line(exc)}")
-        raise
+    with lifecycle.RunLease(engine, plan.model, plan.run_id):  # the run is alive while a shard works on it
+        try:
+            return _score_shard(engine, spec, plan, shard, suite_file, results_dir, batch_bytes, limit)
+        except Exception as exc:  # any failure: record it on the run for `ml-batch runs`, then re-raise it
+            runs.fail(engine, model=plan.model, run_id=plan.run_id, error=f"shard {shard}: {_one_line(exc)}")
+            raise
 
 
 def _score_shard(
@@ -325,6 +339,7 @@ def _validate_shard(
         save_result(outcome, results_dir, spec.name, plan.day, f"{plan.run_id}-s{shard}")
     tally.seconds["validate"] += time.perf_counter() - started
     if not outcome.passed_batch:
+        _check_database(engine)  # GX reports a lost connection as a failed expectation: name the real cause
         raise ValidationFailed(
             f"model {spec.name!r} day {plan.day}: batch failed validation: " + "; ".join(outcome.batch_failures)
         )
@@ -335,13 +350,21 @@ def _validate_shard(
 
 def _drop_views(engine: sa.Engine, views: list[str]) -> None:
     """Drop validation views; a failure is logged, never raised (it must not hide the error being raised,
-    nor fail a run that succeeded: a leftover view is dropped by the run's publish, or by hand)."""
+    nor fail a run that succeeded: a leftover view is dropped by the run's publish, or by the cleanup of
+    dead runs). With the database gone, the error being raised already says so: log quietly."""
     try:
         with engine.begin() as conn:
             for view in views:
                 conn.execute(render("drop_view", view=view))
     except sa.exc.SQLAlchemyError as exc:
-        logger.warning("could not drop validation view(s) %s: %s", ", ".join(views), exc)
+        log = logger.debug if is_disconnect(exc) else logger.warning
+        log("could not drop validation view(s) %s: %s", ", ".join(views), exc)
+
+
+def _check_database(engine: sa.Engine) -> None:
+    """Raise the connection error if the database cannot be reached any more (else return)."""
+    with engine.connect() as conn:
+        conn.execute(sa.text("SELECT 1"))
 
 
 def shard_view(spec: Spec, run_id: str, shard: int) -> str:
@@ -429,58 +452,76 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def publish_run(engine: sa.Engine, spec: Spec, plan: RunPlan) -> RunSummary:
+def publish_run(engine: sa.Engine, spec: Spec, plan: RunPlan, *,
+                locking: SwapLocking = DEFAULT_LOCKING) -> RunSummary:
     """Check the whole day (row count bounds, quarantine share, staging audit), then publish atomically.
 
     A dry run performs every check and then drops what it staged: nothing reaches the predictions or
-    quarantine tables. Any failure marks the run failed and publishes nothing.
+    quarantine tables. Any failure marks the run failed (its first error kept) and publishes nothing. A
+    failure of the day's data (row bounds, quarantine share, audit) drops the staging table; any other
+    (a lock not granted, a lost connection) keeps it, so publishing the same plan again is the retry. A
+    retry of a day this run already published returns the recorded summary and changes nothing.
     """
-    try:
-        return _publish_run(engine, spec, plan)
-    except Exception as exc:  # any failure: record it on the run, drop what was staged, then re-raise
-        runs.fail(engine, model=plan.model, run_id=plan.run_id, error=_one_line(exc))
-        with engine.begin() as conn:
-            drop_staging(conn, plan.staging_table)
-        raise
-    finally:  # a shard killed while GX ran (SIGKILL, OOM) cannot drop its view itself
-        _drop_views(engine, [shard_view(spec, plan.run_id, shard) for shard in range(plan.shards)])
+    with lifecycle.RunLease(engine, plan.model, plan.run_id):  # the run is alive while it publishes
+        try:
+            return _publish_run(engine, spec, plan, locking)
+        except Exception as exc:  # record it on the run (never hiding it), then re-raise
+            runs.fail(engine, model=plan.model, run_id=plan.run_id, error=_one_line(exc))
+            raise
+        finally:  # a shard killed while GX ran (SIGKILL, OOM) cannot drop its view itself
+            _drop_views(engine, [shard_view(spec, plan.run_id, shard) for shard in range(plan.shards)])
 
 
-def _publish_run(engine: sa.Engine, spec: Spec, plan: RunPlan) -> RunSummary:
+def _publish_run(engine: sa.Engine, spec: Spec, plan: RunPlan, locking: SwapLocking) -> RunSummary:
     started = time.perf_counter()
     with engine.begin() as conn:
+        staged = table_exists(conn, plan.staging_table)
+        recorded = None if staged else runs.get(conn, plan.model, plan.run_id)
         totals = runs.shard_totals(conn, plan.model, plan.run_id)
+    if not staged:
+        if recorded is not None and recorded["status"] in runs.FINISHED:
+            logger.info("%s day %s: run %s already finished (%s); nothing to do", spec.name, plan.day,
+                        plan.run_id, recorded["status"])
+            return RunSummary(spec.name, plan.day, plan.run_id, recorded["model_version"], recorded["status"],
+                              recorded["rows_extracted"], recorded["rows_scored"], recorded["rows_quarantined"],
+                              recorded["score_mean"], recorded["stage_seconds"])
+        raise PublishError(
+            f"model {spec.name!r} day {plan.day}: the staging table {plan.staging_table} of run {plan.run_id!r} "
+            "is gone (dropped after a failure no retry can fix, or by a clean-up); nothing was published: "
+            "plan the run again"
+        )
     if totals["shards_done"] != plan.shards:
         raise ValidationFailed(
             f"model {spec.name!r} day {plan.day}: {totals['shards_done']} of {plan.shards} shards finished; "
             "refusing to publish a partial day"
         )
     extracted, scored, quarantined = totals["extracted"], totals["scored"], totals["quarantined"]
-    _check_batch(spec, plan.day, extracted, quarantined)
-    with engine.begin() as conn:
-        stamp_staging(conn, plan.staging_table, day=plan.day, model=spec.name, version=plan.version,
-                      artifact_sha256=plan.artifact_sha256, run_id=plan.run_id)
-        audit = audit_staging(conn, spec, plan.staging_table, day=plan.day, version=plan.version,
-                              expected_rows=scored)
-        status = "dry_run" if plan.dry_run else "success"
-        if plan.dry_run:
-            drop_staging(conn, plan.staging_table)
-            conn.execute(quarantine.delete().where(quarantine.c.model_name == spec.name,
-                                                   quarantine.c.run_id == plan.run_id))
-        else:
-            swap_in(conn, spec, plan.staging_table, plan.day)
-            # The day's quarantine is this run's: rows quarantined by earlier runs of the day go with them.
-            conn.execute(quarantine.delete().where(
-                quarantine.c.model_name == spec.name, quarantine.c.partition_date == plan.day,
-                quarantine.c.run_id != plan.run_id,
-            ))
-        stage_seconds = {**totals["stage_seconds"], "publish": round(time.perf_counter() - started, 3)}
-        runs.finish(conn, model=plan.model, run_id=plan.run_id, status=status, extracted=extracted,
-                    scored=scored, quarantined=quarantined, score_mean=audit.score_mean,
-                    stage_seconds=stage_seconds)
-    if not plan.dry_run:
+    try:
+        _check_batch(spec, plan.day, extracted, quarantined)
         with engine.begin() as conn:
-            analyze_partition(conn, spec, plan.day)
+            stamp_staging(conn, plan.staging_table, day=plan.day, model=spec.name, version=plan.version,
+                          artifact_sha256=plan.artifact_sha256, run_id=plan.run_id)
+            audit = audit_staging(conn, spec, plan.staging_table, day=plan.day, version=plan.version,
+                                  expected_rows=scored)
+            status = "dry_run" if plan.dry_run else "success"
+            if plan.dry_run:
+                drop_staging(conn, plan.staging_table)
+                conn.execute(quarantine.delete().where(quarantine.c.model_name == spec.name,
+                                                       quarantine.c.run_id == plan.run_id))
+            else:
+                # Indexes and statistics first, then the swap (it alone locks the predictions table), then the
+                # bookkeeping: all in this transaction, so nothing is left to fail once the day is published.
+                index_and_analyze_staging(conn, spec, plan.staging_table)
+                swap_in(conn, spec, plan.staging_table, plan.day, locking)
+                record_publication(conn, spec, day=plan.day, run_id=plan.run_id, version=plan.version)
+            stage_seconds = {**totals["stage_seconds"], "publish": round(time.perf_counter() - started, 3)}
+            runs.finish(conn, model=plan.model, run_id=plan.run_id, status=status, extracted=extracted,
+                        scored=scored, quarantined=quarantined, score_mean=audit.score_mean,
+                        stage_seconds=stage_seconds)
+    except (ValidationFailed, PublishError) as exc:
+        if not isinstance(exc, PublishBlocked):  # the day's data broke a rule: no retry of this plan can publish
+            discard_staging(engine, plan.staging_table)
+        raise
     logger.info("%s day %s %s: %d rows, %d scored, %d quarantined, version %d", spec.name, plan.day,
                 "checked (dry run, nothing published)" if plan.dry_run else "published", extracted, scored,
                 quarantined, plan.version)
@@ -502,12 +543,18 @@ def score_day(
     suite_file: Path | None = None,
     results_dir: Path | None = None,
 ) -> RunSummary:
-    """The whole day in this process: the code path of the DAG, without Airflow."""
-    plan = plan_run(engine, spec, day, run_id=run_id, run_type=run_type, version=version,
-                    version_policy=version_policy, dry_run=dry_run, shards=shards)
-    for shard in range(plan.shards):  # one after another here: no thread cap
-        score_shard(engine, spec, plan, shard, suite_file=suite_file, results_dir=results_dir, threads=None)
-    return publish_run(engine, spec, plan)
+    """The whole day in this process: the code path of the DAG, without Airflow.
+
+    The run's lease is held from before the plan to the end, and the run is marked `single_process`: once
+    nobody holds its lock, its process is gone, and the next run of the model cleans up what it left.
+    """
+    with lifecycle.RunLease(engine, spec.name, run_id) as lease:
+        plan = plan_run(engine, spec, day, run_id=run_id, run_type=run_type, version=version,
+                        version_policy=version_policy, dry_run=dry_run, shards=shards)
+        lease.touch(single_process=True)
+        for shard in range(plan.shards):  # one after another here: no thread cap
+            score_shard(engine, spec, plan, shard, suite_file=suite_file, results_dir=results_dir, threads=None)
+        return publish_run(engine, spec, plan)
 
 
 # -- internals ---------------------------------------------------------------------------------------------
@@ -617,7 +664,11 @@ def _predictions(spec: Spec, keys: pa.Array, scores: np.ndarray) -> pa.Table:
 
 def _quarantine(engine: sa.Engine, spec: Spec, plan: RunPlan, shard: int, rows: pd.DataFrame,
                 keys: list[str], reasons: dict[str, list[str]]) -> None:
-    records = json.loads(rows.to_json(orient="records", date_format="iso", date_unit="us"))
+    """Store the rows GX failed with their reasons; `row_data` keeps NaN and +-inf as "NaN", "inf", "-inf"."""
+    from ml_batch.row_data import row_records
+    from ml_batch.validation import nan_columns
+
+    records = row_records(rows, [nan_columns(reasons.get(key, [])) for key in keys])
     payload = [
         {"model_name": spec.name, "partition_date": plan.day, "run_id": plan.run_id, "shard": shard,
          "entity_key": key, "reasons": reasons.get(key, []), "row_data": record}

@@ -21,6 +21,10 @@ model_versions = sa.Table(
     sa.Column("version", sa.Integer, primary_key=True),
     sa.Column("artifact", BYTEA, nullable=False),
     sa.Column("artifact_sha256", sa.CHAR(64), nullable=False),
+    # HMAC-SHA256 of (model, version, artifact) under ML_BATCH_ARTIFACT_KEY, and which key (0004); NULL for
+    # versions registered before signing, which are refused.
+    sa.Column("artifact_hmac", sa.CHAR(64)),
+    sa.Column("artifact_key_id", sa.CHAR(16)),
     sa.Column("artifact_size", sa.BigInteger, nullable=False),
     sa.Column("feature_schema", JSONB, nullable=False),
     sa.Column("task", sa.Text, nullable=False),
@@ -87,6 +91,11 @@ runs = sa.Table(
     sa.Column("error", sa.Text),
     sa.Column("started_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("finished_at", sa.DateTime(timezone=True)),
+    # liveness (migration 0006, ml_batch.lifecycle)
+    sa.Column("heartbeat_at", sa.DateTime(timezone=True)),
+    sa.Column("holder", sa.Text),
+    sa.Column("single_process", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("cleaned_at", sa.DateTime(timezone=True)),
 )
 
 run_shards = sa.Table(
@@ -115,6 +124,18 @@ quarantine = sa.Table(
     sa.Column("reasons", JSONB, nullable=False),
     sa.Column("row_data", JSONB, nullable=False),
     sa.Column("quarantined_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+# The run whose predictions a day holds, set in the publishing transaction (migration 0005); the view
+# `quarantine_published` joins it to `quarantine`: the quarantine readers see.
+published_days = sa.Table(
+    "published_days",
+    metadata,
+    sa.Column("model_name", sa.Text, primary_key=True),
+    sa.Column("partition_date", sa.Date, primary_key=True),
+    sa.Column("run_id", sa.Text, nullable=False),
+    sa.Column("model_version", sa.Integer, nullable=False),
+    sa.Column("published_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )
 
 drift_results = sa.Table(

@@ -1,0 +1,281 @@
+"""Run liveness, and the cleanup of runs whose process died.
+
+A run is worked on by one process (`ml-batch score`: plan, shards and publish in `scoring.score_day`) or
+by several (the daily DAG: plan, mapped shards and publish are Airflow tasks, possibly on different
+machines, with gaps between them). Nothing in a killed process (SIGKILL, OOM, a lost machine) runs a
+failure handler, so liveness is read from the database instead:
+
+- **The lease.** Each step that works on a run holds a PostgreSQL *session* advisory lock on the run,
+  shared (parallel shards hold it together), on a connection of its own (`RunLease`). The server releases
+  it when the session ends, whatever ends it: a killed process's socket is closed by its kernel at once,
+  and TCP keepalives (set on that session) end it within about two minutes when a machine vanishes.
+  The lease also records `heartbeat_at` (when a step started and ended) and `holder` (host:pid).
+- **The rule.** A `running` or `failed` run that was not yet cleaned up is **dead** when nobody holds its
+  lock *and* either it ran in one process (`single_process`, set by `score_day`: the lock was held from
+  before the plan until the end, so a free lock means the process is gone), or its last activity
+  (the latest of `started_at`, `heartbeat_at` and its shards' `finished_at`) is older than the staleness
+  window (`stale_after`, default DEFAULT_STALE_AFTER). The window only matters for multi-process runs:
+  between two tasks nobody holds the lock, and the next task (or Airflow's retry of a killed one) may
+  still come. It must exceed the longest gap expected between two tasks of one run, retries included.
+- **The cleanup** (`cleanup_dead_runs`, called first by every plan of the model and by
+  `ml-batch runs cleanup`) takes the run's lock *exclusively* (`pg_try_advisory_lock`: it never waits,
+  and a lease taken meanwhile waits for the cleanup to finish, then sees the run abandoned), re-checks the
+  rule on the locked row, drops the run's staging table and GX views, deletes its quarantine rows (a run
+  that was `running`; a run that had failed keeps them: its error points at them) and marks a `running`
+  run `failed` with `error` starting `abandoned:`. It never touches another run's objects, nor a published
+  partition (a run whose rows are the published day is left as it is).
+
+A later step of a run that was cleaned up fails with RunAbandoned instead of working on missing tables.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import sqlalchemy as sa
+
+from ml_batch.db.tables import SCHEMA_PLACEHOLDER, quarantine, run_shards, runs
+from ml_batch.errors import RunAbandoned
+from ml_batch.publish import published_run
+from ml_batch.spec import Spec
+from ml_batch.sqlfiles import render, render_regclass
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_STALE_AFTER = dt.timedelta(hours=6)
+ABANDONED = "abandoned"
+# Server-side TCP keepalives of a lease's session: a vanished client machine releases the lock after
+# about idle + interval * count seconds instead of the OS default of two hours.
+_KEEPALIVES = {"tcp_keepalives_idle": "60", "tcp_keepalives_interval": "10", "tcp_keepalives_count": "6"}
+_CLEANUP_LOCK_TIMEOUT = "5s"  # an object of the run locked by someone: it is in use, leave it for later
+_LOCK_NOT_AVAILABLE = "55P03"
+
+
+@dataclass(frozen=True)
+class CleanedRun:
+    """One dead run the cleanup removed, and what it removed."""
+
+    model: str
+    run_id: str
+    day: dt.date
+    status: str  # the run's status before the cleanup: `running` (now failed) or `failed`
+    reason: str
+    dropped: list[str] = field(default_factory=list)
+    quarantine_rows: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "run_id": self.run_id, "day": self.day.isoformat(), "status": self.status,
+                "reason": self.reason, "dropped": self.dropped, "quarantine_rows": self.quarantine_rows}
+
+
+class RunLease:
+    """Hold run `run_id` of `model` alive for the `with` block: its shared advisory lock, on a session of
+    its own, plus `heartbeat_at`/`holder` written when the block starts and ends.
+
+    Entering raises RunAbandoned when the cleanup already removed the run. Leaving never raises on its
+    own account: it must not hide the error that ends the block (the database may be gone).
+    """
+
+    def __init__(self, engine: sa.Engine, model: str, run_id: str) -> None:
+        self._engine = engine
+        self.model = model
+        self.run_id = run_id
+        self._conn: sa.Connection | None = None
+
+    def __enter__(self) -> RunLease:
+        conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        self._conn = conn
+        try:
+            conn.execute(sa.select(*(sa.func.set_config(name, value, False) for name, value in _KEEPALIVES.items())))
+            conn.execute(sa.select(sa.func.pg_advisory_lock_shared(_lock_id(self._engine, self.model, self.run_id))))
+            _refuse_if_cleaned(conn, self.model, self.run_id)
+            self.touch()
+        except BaseException:
+            self._release()
+            raise
+        return self
+
+    def touch(self, *, single_process: bool | None = None) -> None:
+        """Record that this process works on the run now (and, once planned, whether it runs alone)."""
+        if self._conn is None:
+            raise RuntimeError("RunLease.touch outside its `with` block")
+        values: dict[str, Any] = {"heartbeat_at": sa.func.now(), "holder": _holder()}
+        if single_process is not None:
+            values["single_process"] = single_process
+        self._conn.execute(runs.update().where(runs.c.model_name == self.model, runs.c.run_id == self.run_id)
+                           .values(**values))
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        try:
+            self.touch()
+        except sa.exc.SQLAlchemyError as error:
+            logger.debug("could not record the end of a step of run %s: %s", self.run_id, error)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            conn.execute(sa.select(sa.func.pg_advisory_unlock_shared(_lock_id(self._engine, self.model,
+                                                                               self.run_id))))
+        except sa.exc.SQLAlchemyError:
+            conn.invalidate()  # closing the session releases the lock too
+        finally:
+            conn.close()
+
+
+def cleanup_dead_runs(engine: sa.Engine, spec: Spec, *, stale_after: dt.timedelta = DEFAULT_STALE_AFTER,
+                      keep: str | None = None) -> list[CleanedRun]:
+    """Find the dead runs of `spec`'s model (see the module docstring for the rule) and remove what they
+    left: staging table, GX views, quarantine rows; mark a dead `running` run failed. `keep` is a run id
+    never to consider (the run being planned). Returns what was cleaned, oldest run first."""
+    if stale_after < dt.timedelta(0):
+        raise ValueError(f"stale_after={stale_after}: expected a duration of zero or more")
+    with engine.connect() as conn:
+        candidates = conn.execute(
+            sa.select(runs.c.run_id).where(runs.c.model_name == spec.name, *_unfinished())
+            .order_by(runs.c.started_at)
+        ).scalars().all()
+    cleaned = []
+    for run_id in candidates:
+        if run_id == keep:
+            continue
+        result = _clean_if_dead(engine, spec, run_id, stale_after)
+        if result is not None:
+            logger.warning("cleaned up dead run %s of %s (day %s): %s; dropped %s, %d quarantine rows",
+                           run_id, spec.name, result.day, result.reason, ", ".join(result.dropped) or "nothing",
+                           result.quarantine_rows)
+            cleaned.append(result)
+    return cleaned
+
+
+# -- internals ---------------------------------------------------------------------------------------------
+def _unfinished() -> list[sa.ColumnElement[bool]]:
+    """Runs that may have left objects: not published, not cleaned up since they were (re)planned."""
+    return [runs.c.status.in_(("running", "failed")),
+            sa.or_(runs.c.cleaned_at.is_(None), runs.c.cleaned_at < runs.c.started_at)]
+
+
+def _lock_id(engine: sa.Engine, model: str, run_id: str) -> sa.ColumnElement[int]:
+    """The run's advisory lock key: a 64-bit hash of (ml-batch schema, model, run id)."""
+    schema = (engine.get_execution_options().get("schema_translate_map") or {}).get(SCHEMA_PLACEHOLDER,
+                                                                                     SCHEMA_PLACEHOLDER)
+    return sa.func.hashtextextended(f"ml_batch.run:{schema}:{model}:{run_id}", 0)
+
+
+def _holder() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _refuse_if_cleaned(conn: sa.Connection, model: str, run_id: str) -> None:
+    row = conn.execute(
+        sa.select(runs.c.error, runs.c.cleaned_at)
+        .where(runs.c.model_name == model, runs.c.run_id == run_id, runs.c.cleaned_at >= runs.c.started_at)
+    ).one_or_none()
+    if row is not None:
+        raise RunAbandoned(
+            f"run {run_id!r} of model {model!r} was abandoned and cleaned up at {row.cleaned_at:%Y-%m-%d %H:%M:%S %Z} "
+            f"({row.error or 'no process held it'}): its staging table is gone; start the run again from its plan"
+        )
+
+
+def _clean_if_dead(engine: sa.Engine, spec: Spec, run_id: str, stale_after: dt.timedelta) -> CleanedRun | None:
+    """Clean one run if it is dead, under its exclusive lock; None when it is alive or busy."""
+    lock = _lock_id(engine, spec.name, run_id)
+    with engine.connect() as conn:
+        got = conn.execute(sa.select(sa.func.pg_try_advisory_lock(lock))).scalar_one()
+        conn.commit()
+        if not got:
+            return None  # a process holds the run: alive
+        try:
+            with conn.begin():
+                conn.execute(sa.select(sa.func.set_config("lock_timeout", _CLEANUP_LOCK_TIMEOUT, True)))
+                return _clean_locked(conn, spec, run_id, stale_after)
+        except sa.exc.OperationalError as exc:
+            if getattr(exc.orig, "pgcode", None) != _LOCK_NOT_AVAILABLE:
+                raise
+            logger.info("run %s of %s: one of its objects is in use, not cleaned now", run_id, spec.name)
+            return None
+        finally:
+            try:
+                conn.execute(sa.select(sa.func.pg_advisory_unlock(lock)))
+                conn.commit()
+            except sa.exc.SQLAlchemyError:
+                conn.invalidate()
+
+
+def _clean_locked(conn: sa.Connection, spec: Spec, run_id: str, stale_after: dt.timedelta) -> CleanedRun | None:
+    last_shard = (sa.select(sa.func.max(run_shards.c.finished_at))
+                  .where(run_shards.c.model_name == runs.c.model_name, run_shards.c.run_id == runs.c.run_id)
+                  .scalar_subquery())
+    row = conn.execute(
+        sa.select(runs.c.status, runs.c.partition_date, runs.c.shards, runs.c.single_process, runs.c.holder,
+                  sa.func.greatest(runs.c.started_at, runs.c.heartbeat_at, last_shard).label("last_seen"),
+                  sa.func.now().label("now"))
+        .where(runs.c.model_name == spec.name, runs.c.run_id == run_id, *_unfinished())
+        .with_for_update(skip_locked=True)  # a transaction is updating the run: it is alive
+    ).mappings().one_or_none()
+    if row is None:
+        return None
+    reason = _why_dead(row, stale_after)
+    if reason is None:
+        return None
+    day: dt.date = row["partition_date"]
+    if published_run(conn, spec.name, day) == run_id:
+        logger.warning("run %s of %s is %s but its rows are the published day %s: left as it is",
+                       run_id, spec.name, row["status"], day)
+        return None
+    dropped = _drop_objects(conn, spec, run_id, int(row["shards"]))
+    removed = 0
+    if row["status"] == "running":
+        removed = conn.execute(quarantine.delete().where(quarantine.c.model_name == spec.name,
+                                                         quarantine.c.run_id == run_id)).rowcount
+    values: dict[str, Any] = {"cleaned_at": sa.func.now()}
+    if row["status"] == "running":
+        values |= {"status": "failed", "finished_at": sa.func.now(), "error": f"{ABANDONED}: {reason}"}
+    conn.execute(runs.update().where(runs.c.model_name == spec.name, runs.c.run_id == run_id).values(**values))
+    return CleanedRun(spec.name, run_id, day, str(row["status"]), reason, dropped, int(removed or 0))
+
+
+def _why_dead(row: Any, stale_after: dt.timedelta) -> str | None:
+    """Why the (unlocked) run is dead, or None when it may be alive (see the module docstring)."""
+    holder = f" on {row['holder']}" if row["holder"] else ""
+    gone = "the process running it died" if row["status"] == "running" else "it failed and its process ended"
+    if row["single_process"]:
+        return f"{gone}{holder} (it ran in one process and no process holds its lock any more)"
+    idle = row["now"] - row["last_seen"]
+    if idle < stale_after:
+        return None
+    return (f"{gone} or stopped{holder}: no process holds its lock and its last step was at "
+            f"{row['last_seen']:%Y-%m-%d %H:%M:%S %Z}, {_duration(idle)} before the cleanup (staleness window "
+            f"{_duration(stale_after)})")
+
+
+def _duration(delta: dt.timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def _drop_objects(conn: sa.Connection, spec: Spec, run_id: str, shards: int) -> list[str]:
+    """Drop the run's staging table and its shards' GX views; the names of those that existed."""
+    from ml_batch.publish import staging_table
+    from ml_batch.scoring import shard_view  # here: scoring imports this module
+
+    found = []
+    for kind, name in [("table", staging_table(spec, run_id)),
+                       *(("view", shard_view(spec, run_id, shard)) for shard in range(shards))]:
+        if conn.execute(sa.select(sa.func.to_regclass(render_regclass(name)).is_not(None))).scalar_one():
+            conn.execute(render("drop_table", table=name) if kind == "table" else render("drop_view", view=name))
+            found.append(name)
+    return found

@@ -1,0 +1,112 @@
+"""Run `ml-batch score` as a user would, in a subprocess of its own process group that a test can kill,
+and look at what a run left behind in the database (catalog, quarantine, runs)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import sqlalchemy as sa
+import yaml
+
+from ml_batch.config import Settings
+from ml_batch.spec import Spec
+
+REPO = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
+
+
+def write_spec(spec: Spec, folder: Path) -> Path:
+    """A specs folder holding `spec` alone (what ML_BATCH_SPECS_DIR points the CLI at)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{spec.name}.yaml").write_text(yaml.safe_dump(spec.model_dump(mode="json", exclude_none=True)))
+    return folder
+
+
+def cli_env(settings: Settings) -> dict[str, str]:
+    return {
+        **os.environ,
+        "ML_BATCH_DATABASE_URL": settings.database_url or "",
+        "ML_BATCH_SCHEMA": settings.schema,
+        "ML_BATCH_HOME": str(settings.home),
+        "ML_BATCH_SPECS_DIR": str(settings.specs_dir),
+        "ML_BATCH_USER": "dead-run-test",
+        "COLUMNS": "200",
+    }
+
+
+def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """`ml-batch ARGS` to completion."""
+    return subprocess.run([sys.executable, "-m", "ml_batch.cli", *args], env=cli_env(settings), capture_output=True,
+                          text=True, timeout=300, cwd=REPO, check=False)
+
+
+def start_cli(settings: Settings, log_dir: Path, *args: str) -> subprocess.Popen[str]:
+    """`ml-batch ARGS` in the background, in a new session (its own process group), output to files."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "ml_batch.cli", *args], env=cli_env(settings), cwd=REPO, text=True,
+        stdout=(log_dir / "stdout").open("w"), stderr=(log_dir / "stderr").open("w"), start_new_session=True,
+    )
+
+
+def kill_9(proc: subprocess.Popen[str]) -> None:
+    """SIGKILL the subprocess's process group (only ours: it was started in a session of its own)."""
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
+def wait_for(probe: Callable[[], T], what: str, proc: subprocess.Popen[str] | None = None,
+             timeout: float = 120.0) -> T:
+    """Poll `probe` every 20 ms until it returns something truthy; fail if `proc` ends first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the run ended (exit {proc.returncode}) before {what}")
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def run_objects(engine: sa.Engine, schema: str) -> set[str]:
+    """Staging tables and GX validation views in `schema` (the predictions schema of the toy spec)."""
+    with engine.connect() as conn:
+        return set(conn.execute(sa.text(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = :schema AND c.relkind IN ('r', 'v') "
+            r"AND (c.relname LIKE '%\_\_s\_%' OR c.relname LIKE 'ml\_batch\_validate\_%')"
+        ), {"schema": schema}).scalars())
+
+
+def validation_views(engine: sa.Engine, schema: str) -> set[str]:
+    return {name for name in run_objects(engine, schema) if name.startswith("ml_batch_validate_")}
+
+
+def lock_waiters(engine: sa.Engine) -> int:
+    """Backends of this database waiting for a lock (a publish blocked behind the test's lock)."""
+    with engine.connect() as conn:
+        return int(conn.execute(sa.text(
+            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE NOT l.granted AND a.datname = current_database() AND l.pid <> pg_backend_pid()"
+        )).scalar_one())
+
+
+def runs_of(engine: sa.Engine, schema: str, model: str) -> dict[str, dict[str, object]]:
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            f'SELECT run_id, status, error FROM "{schema}".runs WHERE model_name = :m'), {"m": model}).mappings()
+        return {row["run_id"]: dict(row) for row in rows}
+
+
+def quarantined(engine: sa.Engine, schema: str, run_id: str) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(sa.text(f'SELECT count(*) FROM "{schema}".quarantine WHERE run_id = :r'),
+                                {"r": run_id}).scalar_one())

@@ -1,0 +1,112 @@
+"""Issue 10 row 8: the database stopped in the middle of `ml-batch score` (during GX, during publish).
+
+The CLI prints exactly one line, `error: lost the connection to PostgreSQL at HOST:PORT while scoring ...:
+<what the server or driver said>`, no traceback, exit code 1: the failure handlers (recording the failure,
+dropping views) cannot reach the database either, and their own errors must not replace the real one.
+Once the server is back, the run (still `running`, its process gone) is cleaned up like any dead run.
+
+The server is a throwaway embedded PostgreSQL of this module's own, never the shared session server.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from ml_batch.config import Settings
+from ml_batch.db.embedded import EmbeddedPostgres
+from ml_batch.db.engine import make_engine
+from ml_batch.db.migrate import upgrade
+from ml_batch.jobs import train_and_register
+from tests.integration.helpers import load_toy_data, toy_spec
+from tests.reliability.dead_run_helpers import (
+    cli,
+    lock_waiters,
+    run_objects,
+    runs_of,
+    start_cli,
+    validation_views,
+    wait_for,
+    write_spec,
+)
+
+pytestmark = pytest.mark.integration
+
+FIRST = dt.date(2026, 5, 1)
+AS_OF = dt.date(2026, 5, 20)
+DAY = dt.date(2026, 5, 21)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[EmbeddedPostgres]:
+    root = Path(tempfile.mkdtemp(prefix="ml_batch_test_gone_"))
+    pg = EmbeddedPostgres(root / "postgres", extra_conf={"fsync": "off", "synchronous_commit": "off"})
+    pg.ensure_running()
+    try:
+        yield pg
+    finally:
+        pg.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture()
+def toy(server: EmbeddedPostgres, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+        ) -> tuple[Settings, sa.Engine, int]:
+    monkeypatch.setenv("ML_BATCH_ARTIFACT_KEY", secrets.token_hex(32))  # the CLI subprocesses inherit it
+    info = server.ensure_running()  # a previous test stopped it
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    spec = toy_spec(schema)
+    settings = Settings(home=tmp_path / "home", specs_dir=write_spec(spec, tmp_path / "specs"), schema=schema,
+                        database_url=info.url, user="t")
+    engine = make_engine(settings)
+    upgrade(engine, schema)
+    load_toy_data(engine, schema, FIRST, days=25, rows_per_day=400)
+    train_and_register(engine, spec, AS_OF, actor="t", promote=True)
+    return settings, engine, info.port
+
+
+@pytest.mark.parametrize("point", ["gx", "publish"])
+def test_database_stopped_mid_run_prints_one_error_line_naming_the_cause(
+    server: EmbeddedPostgres, toy: tuple[Settings, sa.Engine, int], tmp_path: Path, point: str,
+) -> None:
+    settings, engine, port = toy
+    proc = start_cli(settings, tmp_path / "run", "score", "--model", "toy", "--date", DAY.isoformat())
+    wait_for(lambda: validation_views(engine, settings.schema), "GX validates the shard's view", proc)
+    if point == "gx":
+        server.stop()
+    else:
+        with engine.connect() as holder:
+            holder.execute(sa.text(f'LOCK TABLE "{settings.schema}".toy_predictions IN ACCESS EXCLUSIVE MODE'))
+            wait_for(lambda: lock_waiters(engine), "publish waits for the predictions table", proc)
+            server.stop()
+            holder.invalidate()  # its session went with the server
+    assert proc.wait(timeout=120) == 1
+    stderr = (tmp_path / "run" / "stderr").read_text()
+    assert "Traceback" not in stderr, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, stderr
+    others = [line for line in stderr.splitlines() if line.strip() and not line.startswith("error:")]
+    assert all(" WARNING ml_batch.runs: could not record the failure of run" in line for line in others), stderr
+    prefix = f"error: lost the connection to PostgreSQL at 127.0.0.1:{port} while scoring toy for {DAY}"
+    assert errors[0].startswith(prefix), errors[0]
+    cause = errors[0].removeprefix(prefix)
+    said = ["server closed the connection unexpectedly", "terminating connection due to administrator command"]
+    if point == "gx":  # GX may have been opening its connection when the server went: refused is first then
+        said.append("Connection refused")
+    assert any(words in cause for words in said), cause
+
+    server.ensure_running()
+    (dead,) = runs_of(engine, settings.schema, "toy")
+    assert runs_of(engine, settings.schema, "toy")[dead]["status"] == "running"
+    cleaned = cli(settings, "runs", "cleanup", "--model", "toy")
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert runs_of(engine, settings.schema, "toy")[dead]["status"] == "failed"
+    assert run_objects(engine, settings.schema) == set()
