@@ -125,8 +125,43 @@ APPLICATION_COLUMNS = [column.name for column in credit_applications.columns]
 OUTCOME_COLUMNS = [column.name for column in credit_outcomes.columns]
 
 
+class DemoDays:
+    """The calendar every demo config shares: `days` days ending at `end_date`, the last `shift_days` of
+    them shifted, "now" the midnight after `end_date`. Mixed into the configs (they hold the fields)."""
+
+    end_date: datetime.date
+    days: int
+    shift_days: int
+    seed: int
+    label_delay_days: int
+
+    def check_days(self, min_days: int = 1) -> None:
+        """`ConfigError` naming the field unless the calendar fields are valid."""
+        if isinstance(self.end_date, datetime.datetime) or not isinstance(self.end_date, datetime.date):
+            raise ConfigError(f"end_date={self.end_date!r} is not a date: expected a datetime.date")
+        check_int("days", self.days, min_days, 3650)
+        check_int("shift_days", self.shift_days, 0, self.days - 1)
+        check_int("seed", self.seed, 0, 2**63 - 1)
+        check_int("label_delay_days", self.label_delay_days, 0, 3650)
+
+    @property
+    def first_day(self) -> datetime.date:
+        """First day of data."""
+        return self.end_date - datetime.timedelta(days=self.days - 1)
+
+    @property
+    def shift_start(self) -> datetime.date:
+        """First shifted day (the day after `end_date` when `shift_days` is 0)."""
+        return self.end_date - datetime.timedelta(days=self.shift_days - 1)
+
+    @property
+    def now(self) -> datetime.datetime:
+        """The moment the data is taken at: midnight UTC after `end_date`; later labels are unknown."""
+        return datetime.datetime.combine(self.end_date + datetime.timedelta(days=1), datetime.time(), datetime.UTC)
+
+
 @dataclass(frozen=True)
-class DemoConfig:
+class DemoConfig(DemoDays):
     """What to generate; invalid values raise `ConfigError` on construction.
 
     Attributes:
@@ -146,28 +181,8 @@ class DemoConfig:
     label_delay_days: int = 30
 
     def __post_init__(self) -> None:
-        if isinstance(self.end_date, datetime.datetime) or not isinstance(self.end_date, datetime.date):
-            raise ConfigError(f"end_date={self.end_date!r} is not a date: expected a datetime.date")
-        check_int("days", self.days, 1, 3650)
+        self.check_days()
         check_int("rows_per_day", self.rows_per_day, 1, 1_000_000)
-        check_int("shift_days", self.shift_days, 0, self.days - 1)
-        check_int("seed", self.seed, 0, 2**63 - 1)
-        check_int("label_delay_days", self.label_delay_days, 0, 3650)
-
-    @property
-    def first_day(self) -> datetime.date:
-        """First day of applications."""
-        return self.end_date - datetime.timedelta(days=self.days - 1)
-
-    @property
-    def shift_start(self) -> datetime.date:
-        """First shifted day (the day after `end_date` when `shift_days` is 0)."""
-        return self.end_date - datetime.timedelta(days=self.shift_days - 1)
-
-    @property
-    def now(self) -> datetime.datetime:
-        """The moment the data is taken at: midnight UTC after `end_date`; later outcomes are unknown."""
-        return datetime.datetime.combine(self.end_date + datetime.timedelta(days=1), datetime.time(), datetime.UTC)
 
 
 @dataclass(frozen=True)

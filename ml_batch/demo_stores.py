@@ -28,8 +28,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from ml_batch.demo import SCHEMA, check_int, replace_tables
-from ml_batch.errors import ConfigError
+from ml_batch.demo import SCHEMA, DemoDays, check_int, replace_tables
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +81,7 @@ SALES_COLUMNS = [column.name for column in store_sales.columns]
 
 
 @dataclass(frozen=True)
-class StoreDemandConfig:
+class StoreDemandConfig(DemoDays):
     """What to generate; invalid values raise `ConfigError` on construction.
 
     Attributes:
@@ -102,26 +101,8 @@ class StoreDemandConfig:
     label_delay_days: int = 7
 
     def __post_init__(self) -> None:
-        if isinstance(self.end_date, datetime.datetime) or not isinstance(self.end_date, datetime.date):
-            raise ConfigError(f"end_date={self.end_date!r} is not a date: expected a datetime.date")
-        check_int("days", self.days, 8, 3650)
+        self.check_days(min_days=8)  # a week of history before `units_lag7` is known
         check_int("stores", self.stores, 1, 100_000)
-        check_int("shift_days", self.shift_days, 0, self.days - 1)
-        check_int("seed", self.seed, 0, 2**63 - 1)
-        check_int("label_delay_days", self.label_delay_days, 0, 3650)
-
-    @property
-    def first_day(self) -> datetime.date:
-        return self.end_date - datetime.timedelta(days=self.days - 1)
-
-    @property
-    def shift_start(self) -> datetime.date:
-        return self.end_date - datetime.timedelta(days=self.shift_days - 1)
-
-    @property
-    def now(self) -> datetime.datetime:
-        """Midnight UTC after `end_date`: labels recorded later are unknown."""
-        return datetime.datetime.combine(self.end_date + datetime.timedelta(days=1), datetime.time(), datetime.UTC)
 
 
 @dataclass(frozen=True)
