@@ -40,9 +40,14 @@ def decide(
     def verdict(promote: bool, reason: str) -> GateDecision:
         return GateDecision(promote, metric, candidate_score, champion_score, floor, min_improvement, reason)
 
+    if math.isnan(candidate_score):
+        return verdict(False, f"candidate {metric} is undefined on the holdout (nan), so it cannot be promoted")
     if not meets_floor(metric, candidate_score, floor):
         return verdict(False, f"candidate {metric} {candidate_score:.4f} does not reach the floor {floor}")
     if champion_score is None:
+        if floor is None:
+            return verdict(True, f"no champion yet and no floor (training.min_score) set; candidate {metric} "
+                                 f"{candidate_score:.4f} passes on its own")
         return verdict(True, f"no champion yet; candidate {metric} {candidate_score:.4f} reaches the floor {floor}")
     if is_better(metric, candidate_score, champion_score, min_improvement):
         return verdict(

@@ -236,6 +236,16 @@ def aliases(engine: sa.Engine, model_name: str) -> dict[str, int]:
     return {alias: version for alias, version in rows}
 
 
+def tagged_version(engine: sa.Engine, model_name: str, tags: dict[str, Any]) -> ModelVersion | None:
+    """The newest version whose tags include every item of `tags` (such as the DAG run that registered it)."""
+    with engine.connect() as conn:
+        number = conn.execute(
+            sa.select(sa.func.max(model_versions.c.version)).where(
+                model_versions.c.model_name == model_name, model_versions.c.tags.contains(tags))
+        ).scalar_one()
+    return None if number is None else get_version(engine, model_name, number)
+
+
 def reference_profile(engine: sa.Engine, model_name: str, version: int) -> dict[str, Any] | None:
     """The drift reference stored with a version at registration (None for versions registered without one)."""
     with engine.connect() as conn:
@@ -264,6 +274,31 @@ def events(engine: sa.Engine, model_name: str, limit: int = 50) -> list[dict[str
             .where(model_events.c.model_name == model_name)
             .order_by(model_events.c.id.desc())
             .limit(limit)
+        ).mappings().all()
+    return [dict(row) for row in rows]
+
+
+def find_event(engine: sa.Engine, model_name: str, event: str, details: dict[str, Any]) -> dict[str, Any] | None:
+    """The newest `event` of a model whose details include every item of `details`, or None."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.select(model_events)
+            .where(model_events.c.model_name == model_name, model_events.c.event == event,
+                   model_events.c.details.contains(details))
+            .order_by(model_events.c.id.desc())
+            .limit(1)
+        ).mappings().first()
+    return dict(row) if row else None
+
+
+def alias_history(engine: sa.Engine, model_name: str, alias: str) -> list[dict[str, Any]]:
+    """Every move of `alias` (promotions, rollbacks, removals), oldest first."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(model_events)
+            .where(model_events.c.model_name == model_name, model_events.c.alias == alias,
+                   model_events.c.event.in_(["promoted", "rollback", "alias_removed"]))
+            .order_by(model_events.c.id)
         ).mappings().all()
     return [dict(row) for row in rows]
 

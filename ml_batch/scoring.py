@@ -124,23 +124,32 @@ class RunSummary:
 
 
 def champion_on_day(engine: sa.Engine, model: str, day: dt.date) -> int:
-    """The version that was champion at the end of `day` (UTC), from the alias audit trail."""
+    """The version that was champion at the end of `day` (UTC), from the alias audit trail.
+
+    Every move of the champion alias is replayed: the last one before the end of the day decides, whether a
+    promotion, a rollback or the alias's removal (after which there was no champion).
+    """
     end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
     with engine.connect() as conn:
-        version = conn.execute(
-            sa.select(model_events.c.to_version)
+        last = conn.execute(
+            sa.select(model_events.c.event, model_events.c.from_version, model_events.c.to_version)
             .where(
                 model_events.c.model_name == model,
                 model_events.c.alias == registry.CHAMPION,
-                model_events.c.event.in_(["promoted", "rollback"]),
+                model_events.c.event.in_(["promoted", "rollback", "alias_removed"]),
                 model_events.c.created_at < end,
             )
             .order_by(model_events.c.id.desc())
             .limit(1)
-        ).scalar_one_or_none()
-    if version is None:
+        ).first()
+    if last is None:
         raise RegistryError(f"model {model!r} had no champion at the end of {day} (UTC)")
-    return int(version)
+    if last.event == "alias_removed":
+        raise RegistryError(
+            f"model {model!r} had no champion at the end of {day} (UTC): the champion alias (version "
+            f"{last.from_version}) was removed before then; pass an explicit version to score that day"
+        )
+    return int(last.to_version)
 
 
 def plan_run(
@@ -345,7 +354,7 @@ def _validate_shard(
         )
     # Keys as text, the way PostgreSQL prints them: GX's keys come through psycopg2, the extract's through
     # ADBC, and only their text forms agree for every key type (numeric, uuid, ...).
-    return {_key_text(key): reasons for key, reasons in outcome.row_reasons.items()}
+    return {key_text(key): reasons for key, reasons in outcome.row_reasons.items()}
 
 
 def _drop_views(engine: sa.Engine, views: list[str]) -> None:
@@ -423,7 +432,7 @@ def _score_chunk(
     keys = batch.column(spec.source.key)
     good, bad_keys = frame, []
     if row_reasons:
-        texts = _key_texts(keys)
+        texts = key_texts(keys)
         bad = np.fromiter((text in row_reasons for text in texts), dtype=bool, count=len(texts))
         if bad.any():
             bad_keys = [text for text, failed in zip(texts, bad.tolist(), strict=True) if failed and text is not None]
@@ -636,13 +645,13 @@ def _reset_shard(engine: sa.Engine, spec: Spec, plan: RunPlan, shard: int) -> No
         conn.execute(stmt)
 
 
-def _key_text(value: Any) -> str:
+def key_text(value: Any) -> str:
     """A key from psycopg2 (int, str, Decimal, uuid as str, date) as PostgreSQL prints it."""
     return str(value.item() if isinstance(value, np.generic) else value)
 
 
-def _key_texts(keys: pa.Array | pa.ChunkedArray) -> list[str | None]:
-    """Keys from ADBC as PostgreSQL prints them (`_key_text` of the same keys from psycopg2); null stays None."""
+def key_texts(keys: pa.Array | pa.ChunkedArray) -> list[str | None]:
+    """Keys from ADBC as PostgreSQL prints them (`key_text` of the same keys from psycopg2); null stays None."""
     kind = keys.type.storage_type if isinstance(keys.type, pa.ExtensionType) else keys.type
     if pa.types.is_fixed_size_binary(kind) and kind.byte_width == 16:  # uuid
         values = (keys.storage if isinstance(keys, pa.ExtensionArray) else keys).to_pylist()
@@ -650,7 +659,7 @@ def _key_texts(keys: pa.Array | pa.ChunkedArray) -> list[str | None]:
     try:
         return [None if text is None else str(text) for text in pc.cast(keys, pa.string()).to_pylist()]
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return [None if value is None else _key_text(value) for value in keys.to_pylist()]
+        return [None if value is None else key_text(value) for value in keys.to_pylist()]
 
 
 def _predictions(spec: Spec, keys: pa.Array, scores: np.ndarray) -> pa.Table:

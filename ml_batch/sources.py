@@ -22,7 +22,17 @@ def selectable(source: SourceSpec | LabelsSpec, columns: list[str], alias: str) 
         schema, _, name = source.table.rpartition(".")
         return sa.table(name, *cols, schema=schema or None).alias(alias)
     assert source.query is not None
-    return sa.text(source.query).columns(*cols).subquery(alias)
+    return sa.text(query_text(source.query)).columns(*cols).subquery(alias)
+
+
+def query_text(query: str) -> str:
+    """A spec's query as text SQLAlchemy wraps unchanged in `( … ) AS alias`.
+
+    Every colon is escaped: the query has no bind parameters, so `:word` (in a string literal such as
+    `'a :b'`, or a cast `::date`) is text, never a parameter. It ends with a newline, so a `--` comment on
+    its last line ends there instead of commenting out the closing parenthesis.
+    """
+    return query.replace(":", "\\:") + "\n"
 
 
 def day_bounds(day: dt.date) -> tuple[dt.datetime, dt.datetime]:

@@ -159,12 +159,21 @@ class TrainingSpec(_Strict):
     min_improvement: float = Field(default=0.0, ge=0)
     schedule: str = "@weekly"
     shadow_days: int = Field(default=0, ge=0, le=90)
+    # A challenger is promoted only on this many shadow days with labels (its realized metric not worse than
+    # the champion's on the same rows), and demoted once this many shadow days pass without that evidence.
+    shadow_min_labelled_days: int = Field(default=3, ge=1, le=90)
+    shadow_max_days: int = Field(default=90, ge=1, le=365)
 
     @model_validator(mode="after")
     def _holdout_inside_window(self) -> TrainingSpec:
         if self.holdout_days >= self.window_days:
             raise ValueError(
                 f"holdout_days ({self.holdout_days}) must be smaller than window_days ({self.window_days})"
+            )
+        if self.shadow_days > 0 and self.shadow_max_days < self.shadow_days:
+            raise ValueError(
+                f"training.shadow_max_days ({self.shadow_max_days}) must be at least training.shadow_days "
+                f"({self.shadow_days}): a challenger is demoted after shadow_max_days shadow days"
             )
         return self
 
@@ -178,14 +187,40 @@ class ValidationSpec(_Strict):
     suite: str | None = None
 
 
+class AlertAfterSpec(_Strict):
+    """Sustained drift: the dataset-drift alert (and the drift Asset) fire when `days` of the last `of` drifted."""
+
+    days: int = Field(default=2, ge=1, le=90)
+    of: int = Field(default=3, ge=1, le=90)
+
+    @model_validator(mode="after")
+    def _days_within_of(self) -> AlertAfterSpec:
+        if self.days > self.of:
+            raise ValueError(f"days ({self.days}) must be at most of ({self.of}): K of the last M days, K <= M")
+        return self
+
+
 class DriftSpec(_Strict):
-    """Effect-size thresholds that decide drift (p-values are reported, not used to decide)."""
+    """Effect-size thresholds that decide drift (p-values are reported, not used to decide).
+
+    With `thresholds: calibrated` (the default) a statistic's threshold is the `calibration_quantile` of the
+    values the reference's own days show against the rest of the reference, times `calibration_margin`
+    (stored in the profile at training), and never below the fixed one; the fixed `*_threshold` values alone
+    apply with `thresholds: fixed`, and to a profile trained on fewer than `calibration_min_days` days.
+    """
 
     psi_threshold: float = Field(default=0.2, gt=0)
     ks_threshold: float = Field(default=0.1, gt=0, le=1)
     js_threshold: float = Field(default=0.1, gt=0, le=1)
     drift_share: float = Field(default=0.5, gt=0, le=1)
     bins: int = Field(default=10, ge=2, le=100)
+    thresholds: Literal["calibrated", "fixed"] = "calibrated"
+    calibration_quantile: float = Field(default=1.0, ge=0.5, le=1)
+    calibration_margin: float = Field(default=1.0, ge=1, le=10)
+    calibration_min_days: int = Field(default=7, ge=3, le=365)
+    window_days: int = Field(default=1, ge=1, le=90)
+    alert_after: AlertAfterSpec = AlertAfterSpec()
+    share_basis: Literal["count", "importance"] = "count"
 
 
 class ScoringSpec(_Strict):
@@ -258,6 +293,21 @@ class Spec(_Strict):
         clash = sorted(reserved.intersection(names))
         if clash:
             raise ValueError(f"features {clash} are the source's key or date column, not inputs")
+        return self
+
+    @model_validator(mode="after")
+    def _shadow_period_can_see_labels(self) -> Spec:
+        training, delay = self.training, self.labels.delay_days
+        needed = delay + training.shadow_min_labelled_days
+        if training.shadow_days > 0 and training.shadow_days < needed:
+            raise ValueError(
+                f"training.shadow_days ({training.shadow_days}) is shorter than labels.delay_days ({delay}) + "
+                f"training.shadow_min_labelled_days ({training.shadow_min_labelled_days}): the labels of a shadow "
+                f"day arrive {delay} days after it, so a challenger has its first labelled shadow day after "
+                f"{delay + 1} shadow days and cannot be promoted on evidence before {needed}; "
+                f"set shadow_days to at least {needed}"
+                + ("" if training.shadow_max_days >= needed else f" (and shadow_max_days to at least {needed})")
+            )
         return self
 
     @property

@@ -310,7 +310,7 @@ def test_an_unreadable_source_fails_the_run_with_its_name(settings: Settings, en
 def test_keys_print_the_same_through_psycopg2_and_adbc(engine: sa.Engine, sql_type: str) -> None:
     """GX reports failing keys through psycopg2, the extract reads them through ADBC: their text must agree."""
     from ml_batch.db import arrow
-    from ml_batch.scoring import _key_text, _key_texts
+    from ml_batch.scoring import key_text, key_texts
 
     values = {
         "bigint": ["1", "9007199254740993", "-5"], "integer": ["7", "-2147483648", "0"],
@@ -322,11 +322,11 @@ def test_keys_print_the_same_through_psycopg2_and_adbc(engine: sa.Engine, sql_ty
     }[sql_type]
     rows = " UNION ALL ".join(f"SELECT CAST('{v.replace(chr(39), chr(39) * 2)}' AS {sql_type}) AS k" for v in values)
     with engine.connect() as conn:
-        through_psycopg2 = [_key_text(v) for v in conn.exec_driver_sql(rows).scalars().all()]
+        through_psycopg2 = [key_text(v) for v in conn.exec_driver_sql(rows).scalars().all()]
         printed = conn.exec_driver_sql(f"SELECT CAST(k AS text) FROM ({rows}) AS t").scalars().all()
     with arrow.connect(engine.url.render_as_string(hide_password=False)) as conn:
         column = pa.Table.from_batches(list(arrow.stream(conn, rows))).column("k")
-    assert _key_texts(column) == through_psycopg2 == printed
+    assert key_texts(column) == through_psycopg2 == printed
 
 
 def test_mixed_case_schema_and_table_names_work_end_to_end(settings: Settings, engine: sa.Engine, toy) -> None:

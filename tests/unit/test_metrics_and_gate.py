@@ -59,3 +59,15 @@ def test_gate_needs_floor_and_improvement() -> None:
     marginal = decide("roc_auc", 0.785, 0.78, floor=0.7, min_improvement=0.01)
     assert not marginal.promote and "does not beat champion 0.7800" in marginal.reason
     assert decide("roc_auc", 0.80, 0.78, floor=0.7, min_improvement=0.01).as_dict()["promote"] is True
+
+
+def test_gate_messages_read_naturally_without_a_floor() -> None:
+    first = decide("roc_auc", 0.75, None, floor=None, min_improvement=0.0)
+    assert first.promote and "None" not in first.reason
+    assert first.reason == ("no champion yet and no floor (training.min_score) set; "
+                            "candidate roc_auc 0.7500 passes on its own")
+    undefined = decide("roc_auc", float("nan"), None, floor=None, min_improvement=0.0)
+    assert not undefined.promote and "None" not in undefined.reason
+    assert undefined.reason == "candidate roc_auc is undefined on the holdout (nan), so it cannot be promoted"
+    assert decide("roc_auc", 0.75, None, floor=0.7, min_improvement=0.0).reason == (
+        "no champion yet; candidate roc_auc 0.7500 reaches the floor 0.7")

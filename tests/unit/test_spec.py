@@ -136,3 +136,34 @@ def test_labels_date_column_is_optional_and_distinct_from_the_other_label_column
         LabelsSpec(table="s.l", key="k", column="y", delay_days=1, date_column="k")
     with pytest.raises(ValueError, match=r"not a valid SQL identifier"):
         LabelsSpec(table="s.l", key="k", column="y", delay_days=1, date_column="day; drop")
+
+
+def test_shadow_days_shorter_than_the_label_delay_is_explained(tmp_path: Path) -> None:
+    data = _demo_dict()  # labels arrive 30 days late
+    data.setdefault("training", {})["shadow_days"] = 7
+    with pytest.raises(SpecError, match=r"training.shadow_days \(7\) is shorter than "
+                                        r"labels.delay_days \(30\) \+ training.shadow_min_labelled_days \(3\): "
+                                        r".*set shadow_days to at least 33"):
+        load_spec(_write(tmp_path, data))
+    data["training"].update(shadow_days=33, shadow_max_days=20)
+    with pytest.raises(SpecError, match=r"training.shadow_max_days \(20\) must be at least training.shadow_days "
+                                        r"\(33\)"):
+        load_spec(_write(tmp_path, data))
+    data["training"].update(shadow_max_days=40, shadow_min_labelled_days=0)
+    with pytest.raises(SpecError, match=r"field 'training.shadow_min_labelled_days': Input should be greater "
+                                        r"than or equal to 1 \(got 0\)"):
+        load_spec(_write(tmp_path, data))
+    data["training"].update(shadow_min_labelled_days=1)
+    training = load_spec(_write(tmp_path, data)).training
+    assert (training.shadow_days, training.shadow_min_labelled_days, training.shadow_max_days) == (33, 1, 40)
+    data["training"] = {k: v for k, v in data["training"].items() if not k.startswith("shadow")}
+    defaults = load_spec(_write(tmp_path, data)).training
+    assert (defaults.shadow_days, defaults.shadow_min_labelled_days, defaults.shadow_max_days) == (0, 3, 90)
+
+
+def test_a_query_keeps_a_trailing_comment_and_colons(tmp_path: Path) -> None:
+    data = _demo_dict()
+    del data["source"]["table"]
+    data["source"]["query"] = "SELECT * FROM demo.credit_applications WHERE purpose <> 'a :b'\n-- all of them\n"
+    query = load_spec(_write(tmp_path, data)).source.query
+    assert query == "SELECT * FROM demo.credit_applications WHERE purpose <> 'a :b'\n-- all of them"

@@ -1,0 +1,111 @@
+"""Issue 15: an Airflow retry of the retraining task is harmless.
+
+The first try of `train` fails after it has registered (or even promoted) its candidate: a trigger makes
+PostgreSQL refuse one insert, a transient failure that Airflow retries. The retry must reuse the version
+that the run registered, gate it once, and never gate it against itself.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from ml_batch import alerts, registry
+from ml_batch.config import Settings
+from tests.integration.helpers import load_toy_data, toy_spec
+
+pytestmark = pytest.mark.integration
+
+FIRST = dt.date(2026, 5, 1)
+AS_OF = dt.date(2026, 5, 20)
+
+
+@pytest.fixture(scope="module")
+def airflow_db() -> None:
+    from airflow.utils import db
+
+    db.initdb()
+
+
+@pytest.fixture()
+def toy(settings: Settings, engine: sa.Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, airflow_db):
+    monkeypatch.setenv("ML_BATCH_ARTIFACT_KEY", secrets.token_hex(32))
+    spec = toy_spec(settings.schema)
+    specs_dir = tmp_path / "specs"
+    specs_dir.mkdir()
+    (specs_dir / "toy.yaml").write_text(yaml.safe_dump(spec.model_dump(mode="json")))
+    load_toy_data(engine, settings.schema, FIRST, days=25, rows_per_day=40)
+    url = sa.engine.make_url(settings.database_url).set(drivername="postgresql")
+    monkeypatch.setenv("AIRFLOW_CONN_ML_BATCH_DB", url.render_as_string(hide_password=False))
+    monkeypatch.setenv("ML_BATCH_SCHEMA", settings.schema)
+    monkeypatch.setenv("ML_BATCH_SPECS_DIR", str(specs_dir))
+    monkeypatch.setenv("ML_BATCH_HOME", str(settings.home))
+    return spec
+
+
+def _fail_first_insert(engine: sa.Engine, schema: str, table: str, condition: str) -> None:
+    """Make PostgreSQL refuse the first insert into `table` matching `condition` (later ones pass).
+
+    A sequence counts the tries: `nextval` is not rolled back with the failing statement.
+    """
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'CREATE SEQUENCE "{schema}".injected_failures'))
+        conn.execute(sa.text(f"""
+            CREATE FUNCTION "{schema}".fail_once() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+              IF {condition} AND nextval('"{schema}".injected_failures') = 1 THEN
+                RAISE EXCEPTION 'injected failure: the connection broke after this step';
+              END IF;
+              RETURN NEW;
+            END $$"""))
+        conn.execute(sa.text(f'CREATE TRIGGER fail_once BEFORE INSERT ON "{schema}".{table} '
+                             f'FOR EACH ROW EXECUTE FUNCTION "{schema}".fail_once()'))
+
+
+def _retrain_dag_with_fast_retries(spec: Any) -> Any:
+    from ml_batch.airflow.dag_factory import build_retrain_dag
+
+    dag = build_retrain_dag(spec)
+    for task in dag.tasks:
+        assert task.retries == 2, "the production retry policy is what this test exercises"
+        task.retry_delay = dt.timedelta(seconds=1)
+        task.retry_exponential_backoff = 0
+    return dag
+
+
+def _train_try(run: Any) -> tuple[str, int]:
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        ti = session.query(TaskInstance).filter(TaskInstance.dag_id == run.dag_id, TaskInstance.run_id == run.run_id,
+                                                TaskInstance.task_id == "train").one()
+        return str(ti.state), ti.try_number
+
+
+@pytest.mark.parametrize(("table", "condition"), [
+    ("model_events", "NEW.event = 'gate_decision'"),  # fails after the candidate was registered
+    ("alerts", "NEW.kind = 'gate_promote'"),  # fails after the candidate was promoted
+], ids=["after-register", "after-promote"])
+def test_a_retried_training_task_reuses_its_version_and_gates_it_once(
+    settings: Settings, engine: sa.Engine, toy, table: str, condition: str,
+) -> None:
+    _fail_first_insert(engine, settings.schema, table, condition)
+    run = _retrain_dag_with_fast_retries(toy).test(logical_date=None, run_conf={"as_of": AS_OF.isoformat()})
+    assert run.state == "success"
+    assert _train_try(run) == ("success", 2), "the first try must have failed and been retried"
+    assert [v.version for v in registry.list_versions(engine, "toy")] == [1], "a retry registered another version"
+    events = registry.events(engine, "toy")
+    decisions = [e for e in events if e["event"] == "gate_decision"]
+    assert len(decisions) == 1 and decisions[0]["to_version"] == 1
+    assert decisions[0]["details"]["champion_score"] is None, "gated against the version it had just promoted"
+    assert decisions[0]["details"]["run_id"] == run.run_id
+    assert [e["to_version"] for e in events if e["event"] == "promoted"] == [1]
+    assert registry.aliases(engine, "toy") == {"champion": 1}
+    assert [a["kind"] for a in alerts.recent(engine, "toy")].count("gate_promote") == 1
