@@ -16,7 +16,8 @@ from ml_batch.db.tables import alerts
 
 logger = logging.getLogger(__name__)
 
-KINDS = ("run_failure", "dataset_drift", "performance_floor", "gate_reject", "gate_promote", "rollback")
+KINDS = ("run_failure", "dataset_drift", "performance_floor", "performance_estimate", "gate_reject", "gate_promote",
+         "rollback")
 SEVERITIES = ("info", "warning", "critical")
 
 

@@ -195,31 +195,66 @@ def _run_daily(console: Console, engine: sa.Engine, settings: Settings, spec: Sp
     console.print(f"[green]✓[/] {len(airflow_runs) - len(failed)} of {len(airflow_runs)} daily DAG runs of "
                   f"{spec.name} succeeded in Airflow")
     _print_days(console, spec, runs.latest_per_day(engine, spec.name, days[0], days[-1]),
-                _drift_by_day(engine, spec.name, days), _realized_by_day(engine, spec))
+                _drift_by_day(engine, spec, days), _realized_by_day(engine, spec))
     return failed
 
 
 def _print_days(console: Console, spec: Spec, rows: list[dict[str, Any]], drift: dict[dt.date, dict[str, Any]],
                 realized: dict[dt.date, str]) -> None:
-    table = Table("day", "status", "rows", "scored", "quarantined", "version", "mean score", "drift",
-                  f"realized {spec.training.metric} (day - {spec.labels.delay_days})")
+    metric = spec.training.metric
+    table = Table("day", "status", "rows", "scored", "quarantined", "version", "mean score",
+                  "drift: day / window / sustained", "weighted share", f"estimated {metric}",
+                  f"realized {metric} (day - {spec.labels.delay_days})")
     for r in rows:
         mean = r["score_mean"]
         day_drift = drift.get(r["partition_date"])
-        verdict = "-" if day_drift is None else (
-            f"[red]yes[/] ({len(day_drift['drifted_features'])} features)" if day_drift["dataset_drift"] else "no")
         table.add_row(str(r["partition_date"]), str(r["status"]), str(r["rows_extracted"]), str(r["rows_scored"]),
                       str(r["rows_quarantined"]), str(r["model_version"]),
-                      f"{mean:.4f}" if isinstance(mean, float) else "-", verdict,
-                      realized.get(r["partition_date"], "-"))
+                      f"{mean:.4f}" if isinstance(mean, float) else "-", _drift_cell(day_drift),
+                      _share_cell(day_drift), _estimate_cell(day_drift), realized.get(r["partition_date"], "-"))
     console.print(table)
 
 
-def _drift_by_day(engine: Any, model: str, days: list[dt.date]) -> dict[dt.date, dict[str, Any]]:
-    from ml_batch.monitoring import drift_table
+def _drift_cell(day_drift: dict[str, Any] | None) -> str:
+    """"yes (3) / no / [red]SUSTAINED[/]": the day's own verdict, its window's, and drift.alert_after's."""
+    if day_drift is None:
+        return "-"
+    detail = day_drift.get("detail") or {}
+    own = f"[red]yes[/] ({len(day_drift['drifted_features'])})" if day_drift["dataset_drift"] else "no"
+    window = detail.get("window", {}).get("dataset_drift")
+    window_text = "-" if window is None else ("[red]yes[/]" if window else "no")
+    sustained = detail.get("sustained", {})
+    sustained_text = "-" if not sustained else (
+        "[bold red]SUSTAINED[/]" if sustained.get("sustained_drift")
+        else f"no ({len(sustained.get('drifted_days', []))}/{sustained.get('of')})")
+    return f"{own} / {window_text} / {sustained_text}"
 
-    found = {day: drift_table(engine, model, day)[0] for day in days}
-    return {day: head for day, head in found.items() if head is not None}
+
+def _share_cell(day_drift: dict[str, Any] | None) -> str:
+    if day_drift is None:
+        return "-"
+    weighted = (day_drift.get("detail") or {}).get("weighted_share")
+    return f"{day_drift['share']:.0%} count" + ("" if weighted is None else f", {weighted:.0%} importance")
+
+
+def _estimate_cell(day_drift: dict[str, Any] | None) -> str:
+    estimate = None if day_drift is None else day_drift.get("estimated")
+    if estimate is None:
+        return "-"
+    text = f"{estimate['value']:.4f}"
+    realized = estimate["detail"].get("realized")
+    return text if realized is None else f"{text} (realized {realized:.4f}, error {estimate['detail']['error']:+.4f})"
+
+
+def _drift_by_day(engine: Any, spec: Spec, days: list[dt.date]) -> dict[dt.date, dict[str, Any]]:
+    """Each day's drift verdict (day, window, sustained) with its label-free estimate of training.metric."""
+    from ml_batch.estimate import ESTIMATED_PREFIX
+    from ml_batch.monitoring import drift_table, performance_table
+
+    estimates = {r["partition_date"]: r for r in performance_table(engine, spec.name, limit=5000)
+                 if r["metric"] == f"{ESTIMATED_PREFIX}{spec.training.metric}" and r["value"] is not None}
+    found = {day: drift_table(engine, spec.name, day)[0] for day in days}
+    return {day: {**head, "estimated": estimates.get(day)} for day, head in found.items() if head is not None}
 
 
 def _realized_by_day(engine: Any, spec: Any) -> dict[dt.date, str]:

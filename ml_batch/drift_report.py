@@ -48,7 +48,17 @@ a{color:#1a56db;text-decoration:none}
 """
 
 
-def render_html(model: str, version: int, day: datetime.date, result: DriftResult, profile: Mapping[str, Any]) -> str:
+def render_html(
+    model: str,
+    version: int,
+    day: datetime.date,
+    result: DriftResult,
+    profile: Mapping[str, Any],
+    *,
+    window: Mapping[str, Any] | None = None,
+    sustained: Mapping[str, Any] | None = None,
+    estimates: Sequence[Mapping[str, Any]] = (),
+) -> str:
     """The drift report of one model version and day as a self-contained HTML page.
 
     Args:
@@ -57,6 +67,9 @@ def render_html(model: str, version: int, day: datetime.date, result: DriftResul
         day: The day of the batch.
         result: The drift check's result.
         profile: The version's reference profile (for feature types and the reference row count).
+        window: The verdict over the pooled last `drift.window_days` days (`monitoring`'s window dict).
+        sustained: The `drift.alert_after` status (K of the last M days drifted, and which days).
+        estimates: The day's label-free performance estimates (`performance` records of kind "estimated").
 
     Returns:
         The HTML page.
@@ -75,6 +88,8 @@ def render_html(model: str, version: int, day: datetime.date, result: DriftResul
         f'<p class="meta">{result.n_rows:,} rows checked against a reference of '
         f"{int(profile.get('n_rows', 0)):,} training rows.</p>",
         _verdicts(result),
+        _window_verdicts(window, sustained),
+        _estimates(estimates),
         "</header>",
         _table(result, types, anchors),
         "<section><h2>Score distribution</h2>",
@@ -125,9 +140,11 @@ def write_report(html: str, folder: Path, model: str, day: datetime.date) -> Pat
 
 def _verdicts(result: DriftResult) -> str:
     drifted = len(result.drifted_features)
+    weighted = "" if result.weighted_share is None else f"; importance-weighted {result.weighted_share:.0%}"
     counts = (
-        f"{drifted} of {result.n_features} features drifted ({result.share:.0%}; "
-        f"dataset drift from {result.share_threshold:.0%})"
+        f"{drifted} of {result.n_features} features drifted ({result.share:.0%}{weighted}; "
+        f"dataset drift from {result.share_threshold:.0%} of the {result.share_basis} share; "
+        f"thresholds {result.threshold_source})"
     )
     if result.dataset_drift:
         dataset = f'<div class="verdict drift">Dataset drift: YES. {_e(counts)}</div>'
@@ -140,6 +157,37 @@ def _verdicts(result: DriftResult) -> str:
     else:
         score = '<div class="verdict ok">No score drift.</div>'
     return dataset + score
+
+
+def _estimates(estimates: Sequence[Mapping[str, Any]]) -> str:
+    if not estimates:
+        return ""
+    cells = ", ".join(
+        f"{str(r['metric']).removeprefix('estimated_')} {_number(r.get('value'), '.4f')} (v{int(r['model_version'])})"
+        for r in estimates)
+    assumption = str(estimates[0].get("detail", {}).get("assumption", ""))
+    return (f'<p class="facts">Estimated performance without labels: {_e(cells)}. '
+            f'<span class="note">Assumes {_e(assumption)}; realized metrics follow when the labels arrive.</span></p>')
+
+
+def _window_verdicts(window: Mapping[str, Any] | None, sustained: Mapping[str, Any] | None) -> str:
+    parts = []
+    if window is not None and int(window.get("days", 1)) > 1:
+        text = (f"Window of the last {int(window['days'])} days ({int(window.get('days_with_rows', 0))} with rows, "
+                f"{int(window.get('rows', 0)):,} rows pooled): {len(window.get('drifted_features', []))} features "
+                f"drifted ({float(window.get('share', 0)):.0%})")
+        css = "drift" if window.get("dataset_drift") else "ok"
+        verdict = "dataset drift" if window.get("dataset_drift") else "no dataset drift"
+        parts.append(f'<div class="verdict {css}">{_e(text)}: {verdict}.</div>')
+    if sustained is not None:
+        days = list(sustained.get("drifted_days", []))
+        text = (f"{len(days)} of the last {int(sustained['of'])} days drifted; the alert (and retraining) needs "
+                f"{int(sustained['days'])}" + (f": {', '.join(map(str, days))}" if days else ""))
+        if sustained.get("sustained_drift"):
+            parts.append(f'<div class="verdict drift">Sustained drift: YES. {_e(text)}.</div>')
+        else:
+            parts.append(f'<div class="verdict ok">No sustained drift. {_e(text)}.</div>')
+    return "".join(parts)
 
 
 def _table(result: DriftResult, types: Mapping[str, str], anchors: Mapping[str, str]) -> str:
@@ -158,7 +206,9 @@ def _table(result: DriftResult, types: Mapping[str, str], anchors: Mapping[str, 
         )
     lines.append(
         "</tbody></table><p class='note'>Drift is decided on effect sizes (PSI, KS D, JS distance) against "
-        "their thresholds. p-values are shown but decide nothing: with many rows every small change has "
+        "their thresholds. A calibrated threshold is the largest value (or the chosen quantile) the reference's "
+        "own days showed against the rest of the reference, and a value drifts only beyond it; a fixed one is "
+        "the spec's. p-values are shown but decide nothing: with many rows every small change has "
         "p close to 0.</p></section>"
     )
     return "\n".join(lines)

@@ -35,9 +35,9 @@ D+1 at `{schedule}` covers [D, D+1)); else, for a manual run without a logical d
 Steps: **plan** (resolve D, pin the champion version once) → **score** (one mapped task per shard:
 extract, validate with Great Expectations, quarantine failing rows, score, stage) → **publish**
 (audit the staging table, swap the day's partition of `{predictions}` in one transaction) →
-**drift** (against the version's reference profile; dataset drift emits the drift Asset that triggers
-`retrain_{model}`), **shadow** (challenger scored into `shadow_predictions`), **performance** (realized
-metrics of day D - {delay} whose labels have arrived).
+**drift** (against the version's reference profile; sustained dataset drift, `drift.alert_after`, emits
+the drift Asset that triggers `retrain_{model}`), **shadow** (challenger scored into
+`shadow_predictions`), **performance** (realized metrics of day D - {delay} whose labels have arrived).
 Re-running a day replaces it; a dry run publishes nothing. A failure that a retry cannot fix (validation,
 spec, model integrity: see `ml_batch.errors`) fails its task at once; others (database unreachable, lock
 timeout) are retried with back-off.
@@ -46,12 +46,15 @@ timeout) are retried with back-off.
 RETRAIN_DOC = """
 ### Retraining: `{model}`
 
-Runs on `{schedule}` and whenever the daily DAG finds dataset drift. Trains a candidate on the labels
-known on the as-of day (default: yesterday, UTC), scores candidate and champion on the same time-based
-holdout and promotes only if the candidate reaches `training.min_score` and beats the champion by
-`training.min_improvement` (with `training.shadow_days` > 0 it becomes `challenger` first). The decision
-and both scores are audited in the registry and alerted; a rejection is a result, not a failure.
-Set the `rollback` param to move the champion back to the previous one instead.
+Runs on `{schedule}` and whenever the daily DAG finds sustained dataset drift (`drift.alert_after`). Trains
+a candidate on the labels known on the as-of day (default: yesterday, UTC), scores candidate and champion on
+the same time-based holdout and promotes only if the candidate reaches `training.min_score` and beats the
+champion by `training.min_improvement` (with `training.shadow_days` > 0 it becomes `challenger` first). A
+challenger is promoted only on `training.shadow_min_labelled_days` labelled shadow days where it is not
+worse than the champion, and demoted after `training.shadow_max_days` without them. The decisions and their
+evidence are audited in the registry and alerted; a rejection is a result, not a failure. A retry of `train`
+reuses the version this run registered and its recorded decision. Set the `rollback` param to move the
+champion back to the previous one instead.
 """
 
 _CRON_PRESETS = {"@hourly": "0 * * * *", "@daily": "0 0 * * *", "@weekly": "0 0 * * 0",
@@ -147,7 +150,8 @@ def build_dag(spec: Spec, *, doc_md: str | None = None) -> DAG:
 
         @task.short_circuit(task_id="dataset_drifted")
         def dataset_drifted(summary: dict[str, Any]) -> bool:
-            return bool(summary.get("dataset_drift"))
+            # Only sustained drift (drift.alert_after: K of the last M days) emits the Asset that retrains.
+            return bool(summary.get("sustained_drift"))
 
         @task(task_id="signal_drift", outlets=[drifted_asset])
         def signal_drift(summary: dict[str, Any], **context: Any) -> dict[str, Any]:

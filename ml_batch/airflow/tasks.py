@@ -110,24 +110,27 @@ def publish(model: str, run_plan: dict[str, Any], context: dict[str, Any], asset
 
 @fail_fast
 def drift(model: str, run_plan: dict[str, Any], dag_id: str) -> dict[str, Any]:
-    """Drift of the day just published against the scoring version's reference profile."""
+    """Drift of the day just published against the scoring version's reference profile, and the label-free
+    performance estimate of its predictions (binary models)."""
     from ml_batch.monitoring import check_day_drift
     from ml_batch.scoring import RunPlan
 
     spec, settings, engine = _spec(model)
     plan_ = RunPlan.from_dict(run_plan)
     if plan_.dry_run:
-        return {"status": "skipped", "reason": "dry run", "dataset_drift": False}
+        return {"status": "skipped", "reason": "dry run", "dataset_drift": False, "sustained_drift": False}
     return check_day_drift(engine, spec, plan_.day, run_id=plan_.run_id, report_dir=settings.home / "drift",
                            dag_id=dag_id)
 
 
 def signal_drift(summary: dict[str, Any], context: dict[str, Any], asset: Any) -> dict[str, Any]:
-    """Attach the drift summary to the drift Asset event (which triggers the retraining DAG)."""
+    """Attach the drift summary to the drift Asset event (which triggers the retraining DAG); the DAG emits it
+    only on sustained drift (`drift.alert_after`)."""
     outlet_events = context.get("outlet_events")
     if outlet_events is not None:
         outlet_events[asset].extra = {k: summary.get(k) for k in ("model", "day", "version", "share",
-                                                                 "drifted_features")}
+                                                                 "drifted_features", "window_days",
+                                                                 "drifted_days")}
     return summary
 
 
@@ -187,10 +190,11 @@ def train_and_gate(model: str, context: dict[str, Any], dag_id: str) -> dict[str
     params = context.get("params") or {}
     dag_run = context["dag_run"]
     as_of = resolve_day(params.get("as_of"), None, getattr(dag_run, "run_after", None))
-    actor = f"airflow:{context['run_id']}"
-    shadow_outcome = promote_after_shadow(engine, spec, actor=actor)
-    outcome = train_and_register(engine, spec, as_of, actor=actor, promote=True, dag_id=dag_id,
-                                 run_id=str(context["run_id"]))
+    run_id = str(context["run_id"])
+    actor = f"airflow:{run_id}"
+    # Both calls know the run: a retry of this task reuses what an earlier try of the run decided/registered.
+    shadow_outcome = promote_after_shadow(engine, spec, actor=actor, dag_id=dag_id, run_id=run_id)
+    outcome = train_and_register(engine, spec, as_of, actor=actor, promote=True, dag_id=dag_id, run_id=run_id)
     result = {**outcome.as_dict(), "as_of": as_of.isoformat(), "shadow_promotion": shadow_outcome}
     decision = outcome.decision
     if decision is not None:

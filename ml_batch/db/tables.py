@@ -169,6 +169,8 @@ drift_days = sa.Table(
     sa.Column("dataset_drift", sa.Boolean, nullable=False),
     sa.Column("score_drift", sa.Boolean, nullable=False),
     sa.Column("report_path", sa.Text),
+    # window verdict, sustained-drift status, weighted share, threshold source (revision 0007)
+    sa.Column("detail", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
     sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )
 

@@ -187,21 +187,26 @@ def _task_states(run) -> dict[str, str]:
         return {ti.task_id: str(ti.state) for ti in tis}
 
 
-def test_drift_signal_only_on_drifted_days(engine: sa.Engine, toy_dag) -> None:
+def test_drift_signal_only_on_sustained_drift(engine: sa.Engine, toy_dag) -> None:
+    """The drift Asset (which triggers retraining) is emitted only when `drift.alert_after` (default 2 of the
+    last 3 days) is met: one drifted day alone is not enough."""
     spec, dag = toy_dag
     calm = dag.test(logical_date=None, run_conf={"date": DAY.isoformat()})
     states = _task_states(calm)
     assert states["drift"] == "success" and states["signal_drift"] == "skipped"
-    shifted_day = DAY + dt.timedelta(days=1)
-    start = dt.datetime.combine(shifted_day, dt.time(), tzinfo=dt.UTC)
-    with engine.begin() as conn:
-        conn.execute(sa.text(f"UPDATE {spec.source.table} SET x1 = x1 + 3, x2 = x2 - 3 "
-                             "WHERE event_time >= :s AND event_time < :e"),
-                     {"s": start, "e": start + dt.timedelta(days=1)})
-    drifted = dag.test(logical_date=None, run_conf={"date": shifted_day.isoformat()})
-    assert _task_states(drifted)["signal_drift"] == "success"
+    signals = []
+    for offset in (1, 2):
+        shifted_day = DAY + dt.timedelta(days=offset)
+        start = dt.datetime.combine(shifted_day, dt.time(), tzinfo=dt.UTC)
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"UPDATE {spec.source.table} SET x1 = x1 + 3, x2 = x2 - 3 "
+                                 "WHERE event_time >= :s AND event_time < :e"),
+                         {"s": start, "e": start + dt.timedelta(days=1)})
+        drifted = dag.test(logical_date=None, run_conf={"date": shifted_day.isoformat()})
+        signals.append(_task_states(drifted)["signal_drift"])
+    assert signals == ["skipped", "success"]
     assert [a["partition_date"] for a in alerts.recent(engine, "toy") if a["kind"] == "dataset_drift"] == [
-        shifted_day]
+        DAY + dt.timedelta(days=2)]
 
 
 def test_retrain_dag_records_the_gate_decision_and_rolls_back_on_request(engine: sa.Engine, toy_dag) -> None:

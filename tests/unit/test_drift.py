@@ -20,11 +20,13 @@ from ml_batch.drift import (
     DriftInputError,
     DriftResult,
     build_profile,
+    calibrated_threshold,
     check_drift,
     chi_square,
     js_distance,
     ks,
     psi,
+    weighted_share,
 )
 from ml_batch.spec import Spec, load_spec
 
@@ -414,3 +416,179 @@ def test_an_integer_category_is_one_category_in_the_profile_the_check_and_the_pi
         result = check_drift(spec, profile, pd.DataFrame({"x1": rng.normal(size=500), "grade": day}),
                              rng.random(500))
         assert rows_of(result, "grade")["psi"].detail["unseen_total"] == 0
+
+
+# ------------------------------------------------------------------------------------------- calibration
+
+
+def clustered_days(days: int, rows_per_day: int, seed: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """Days whose rows share a day-level effect (weather-like, calendar-like): each day is a narrow cluster."""
+    frame, scores = make_frame(days * rows_per_day, seed)
+    rng = np.random.default_rng(seed + 100)
+    day_index = np.repeat(np.arange(days), rows_per_day)
+    frame["age"] = np.clip(frame["age"] + rng.normal(0, 6, days)[day_index], 18, 100)
+    frame["loan_amount"] = frame["loan_amount"] * rng.lognormal(0, 0.4, days)[day_index]
+    frame["employment_years"] = frame["employment_years"] + rng.normal(0, 3, days)[day_index]
+    frame["credit_lines"] = frame["credit_lines"] + rng.poisson(2, days)[day_index]
+    dominant = rng.choice(PURPOSE[0], size=days)[day_index]
+    frame["purpose"] = np.where(rng.random(len(frame)) < 0.6, dominant, frame["purpose"])
+    day_values = (pd.Timestamp("2026-03-01") + pd.to_timedelta(day_index, unit="D")).to_numpy()
+    return frame, scores, day_values
+
+
+@pytest.fixture(scope="module")
+def clustered(spec: Spec) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, dict[str, Any]]:
+    frame, scores, days = clustered_days(30, 800, seed=11)
+    profile = json.loads(json.dumps(build_profile(spec, frame, scores, days=days, score_days=days)))
+    return frame, scores, days, profile
+
+
+def test_profile_records_each_day_against_the_rest_of_the_reference(
+    spec: Spec, clustered: tuple[pd.DataFrame, np.ndarray, np.ndarray, dict[str, Any]]
+) -> None:
+    frame, _, days, profile = clustered
+    calibration = profile["calibration"]
+    assert calibration["days"][0] == "2026-03-01" and len(calibration["days"]) == 30
+    assert set(calibration["values"]) == set(spec.feature_names)
+    assert all(len(values) == 30 for values in calibration["values"]["age"].values())
+    assert set(calibration["values"]["purpose"]) == {"psi", "js"} and len(calibration["score"]["ks"]) == 30
+    # Day 3's age PSI is computed on the profile's bins with day 3 left out of the reference.
+    edges = np.asarray(profile["features"]["age"]["edges"])
+    on_day = days == days[3 * 800]
+    bins = np.searchsorted(edges, frame["age"].to_numpy(), side="left")
+    rest = np.bincount(bins[~on_day], minlength=edges.size + 1) / (~on_day).sum()
+    day = np.bincount(bins[on_day], minlength=edges.size + 1) / on_day.sum()
+    expected = psi([*rest, 0.0], [*day, 0.0])
+    assert calibration["values"]["age"]["psi"][3] == pytest.approx(expected, rel=1e-9)
+
+
+def test_calibrated_thresholds_flag_no_reference_day_that_fixed_thresholds_flag(
+    spec: Spec, clustered: tuple[pd.DataFrame, np.ndarray, np.ndarray, dict[str, Any]]
+) -> None:
+    frame, scores, days, profile = clustered
+    fixed = spec.model_copy(update={"drift": spec.drift.model_copy(update={"thresholds": "fixed"})})
+    calibrated_flags, fixed_flags = [], []
+    for day in np.unique(days):
+        on_day = days == day
+        part, part_scores = frame.loc[on_day].reset_index(drop=True), scores[on_day]
+        calibrated_flags.append(check_drift(spec, profile, part, part_scores).dataset_drift)
+        fixed_flags.append(check_drift(fixed, profile, part, part_scores).dataset_drift)
+    assert sum(fixed_flags) >= 20  # the failure calibration fixes: most of the reference's own days "drifted"
+    assert sum(calibrated_flags) == 0
+    result = check_drift(spec, profile, frame.loc[days == days[0]].reset_index(drop=True), scores[days == days[0]])
+    assert result.threshold_source == "calibrated"
+    age = rows_of(result, "age")
+    widest_day = max(profile["calibration"]["values"]["age"]["psi"])
+    assert age["psi"].detail["calibrated_threshold"] == pytest.approx(widest_day)
+    assert widest_day > spec.drift.psi_threshold  # clustered days: calibration widens the threshold
+    assert age["psi"].threshold == pytest.approx(widest_day)
+    assert age["psi"].detail["threshold_source"] == "calibrated"
+
+
+def test_calibrated_thresholds_still_flag_a_real_shift(
+    spec: Spec, clustered: tuple[pd.DataFrame, np.ndarray, np.ndarray, dict[str, Any]]
+) -> None:
+    _, _, _, profile = clustered
+    shifted, scores = make_frame(800, seed=99)
+    shifted["income"] = shifted["income"] * 0.5
+    shifted["utilization"] = shifted["utilization"] + 0.3
+    shifted["age"] = shifted["age"] + 25
+    shifted["debt_ratio"] = shifted["debt_ratio"] * 2
+    shifted["channel"] = "crypto_partner"
+    result = check_drift(spec, profile, shifted, scores)
+    assert result.dataset_drift
+    assert {"income", "utilization", "age", "debt_ratio", "channel"} <= set(result.drifted_features)
+
+
+def test_thresholds_fall_back_to_fixed_without_enough_calibration_days(spec: Spec) -> None:
+    frame, scores, days = clustered_days(4, 500, seed=5)
+    profile = build_profile(spec, frame, scores, days=days)
+    result = check_drift(spec, profile, frame.iloc[:500], scores[:500])
+    assert result.threshold_source == "fixed"
+    psi_row = rows_of(result, "age")["psi"]
+    assert psi_row.threshold == spec.drift.psi_threshold
+    assert "fewer than calibration_min_days 7" in psi_row.detail["threshold_note"]
+
+
+def test_build_profile_rejects_days_that_do_not_match_the_rows(spec: Spec) -> None:
+    frame, scores, days = clustered_days(8, 100, seed=5)
+    with pytest.raises(DriftInputError, match="days has 799 entries but there are 800 rows"):
+        build_profile(spec, frame, scores, days=days[:-1])
+    broken = days.astype(object)
+    broken[3] = "not a day"
+    with pytest.raises(DriftInputError, match="days holds values that are not days: \\['not a day'\\]"):
+        build_profile(spec, frame, scores, days=broken)
+
+
+def test_calibrated_threshold_is_a_quantile_times_the_margin() -> None:
+    assert calibrated_threshold([0.1, 0.3, 0.2], 1.0, 1.0) == pytest.approx(0.3)
+    assert calibrated_threshold([0.0, 1.0], 0.5, 2.0) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="no calibration value"):
+        calibrated_threshold([], 1.0, 1.0)
+
+
+def test_alert_after_needs_days_within_of() -> None:
+    from ml_batch.spec import AlertAfterSpec
+
+    with pytest.raises(ValueError, match=r"days \(4\) must be at most of \(3\)"):
+        AlertAfterSpec(days=4, of=3)
+
+
+# ---------------------------------------------------------------------------------- importance weighting
+
+
+def test_weighted_share_counts_importance_of_the_drifted_features() -> None:
+    importance = {"a": 3.0, "b": 1.0, "c": 0.0, "d": -0.2}
+    assert weighted_share(importance, ["a"]) == pytest.approx(0.75)
+    assert weighted_share(importance, ["c", "d"]) == 0.0  # ignored (or harmful-to-shuffle) features add nothing
+    assert weighted_share(None, ["a"]) is None
+    assert weighted_share({"a": 0.0}, ["a"]) is None
+
+
+def test_a_feature_the_model_ignores_cannot_make_dataset_drift_alone(
+    spec: Spec, reference: tuple[pd.DataFrame, np.ndarray]
+) -> None:
+    frame, scores = reference
+    importance = {name: 0.0 if name == "income" else 1.0 for name in spec.feature_names}
+    profile = json.loads(json.dumps(build_profile(spec, frame, scores, importance=importance)))
+    current, current_scores = make_frame(5000, seed=21)
+    current["income"] = current["income"] * 3
+    low_share = spec.drift.model_copy(update={"drift_share": 0.05})
+    by_count = check_drift(spec.model_copy(update={"drift": low_share}), profile, current, current_scores)
+    by_importance = check_drift(
+        spec.model_copy(update={"drift": low_share.model_copy(update={"share_basis": "importance"})}),
+        profile, current, current_scores)
+    assert by_count.drifted_features == by_importance.drifted_features == ["income"]
+    assert by_count.dataset_drift and by_count.share_basis == "count"
+    assert not by_importance.dataset_drift and by_importance.share_basis == "importance"
+    assert by_importance.weighted_share == 0.0 and by_count.weighted_share == 0.0
+    # The same change in a feature the model leans on is dataset drift on either basis.
+    current, current_scores = make_frame(5000, seed=21)
+    current["utilization"] = current["utilization"] + 0.5
+    weighted = check_drift(
+        spec.model_copy(update={"drift": low_share.model_copy(update={"share_basis": "importance"})}),
+        profile, current, current_scores)
+    assert weighted.drifted_features == ["utilization"] and weighted.weighted_share == pytest.approx(0.1)
+    assert weighted.dataset_drift
+
+
+def test_build_profile_rejects_importance_of_other_features(
+    spec: Spec, reference: tuple[pd.DataFrame, np.ndarray]
+) -> None:
+    frame, scores = reference
+    with pytest.raises(DriftInputError, match="importance must name exactly the spec's features"):
+        build_profile(spec, frame.iloc[:100], scores[:100], importance={"income": 1.0})
+
+
+def test_a_calibrated_threshold_is_never_below_the_fixed_one(
+    spec: Spec, reference: tuple[pd.DataFrame, np.ndarray]
+) -> None:
+    # Days that are random samples of the reference vary less than the fixed thresholds allow: the fixed
+    # effect sizes stay in charge (a maximum over a few days of noise alone would flag ordinary days).
+    frame, scores = reference
+    days = np.repeat(pd.date_range("2026-03-01", periods=10).to_numpy(), len(frame) // 10)
+    profile = build_profile(spec, frame, scores, days=days)
+    result = check_drift(spec, profile, *make_frame(5000, seed=8))
+    ks_row = rows_of(result, "income")["ks"]
+    assert ks_row.detail["calibrated_threshold"] < spec.drift.ks_threshold == ks_row.threshold
+    assert result.threshold_source == "calibrated" and result.drifted_features == []

@@ -124,3 +124,27 @@ def test_write_report_writes_the_file_atomically(tmp_path: Path, page: str) -> N
 def test_write_report_refuses_a_path_as_model_name(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"model name '\.\./evil' cannot be a report folder"):
         write_report("<p></p>", tmp_path, "../evil", DAY)
+
+
+def test_report_shows_window_sustained_status_weighted_share_and_estimates(
+    spec: Spec, checked: tuple[DriftResult, dict[str, Any]]
+) -> None:
+    reference, ref_scores = _frame(5000, seed=0)
+    importance = {name: 1.0 if name == "age" else 0.5 for name in spec.feature_names}
+    profile = build_profile(spec, reference, ref_scores, importance=importance)
+    current, scores = _frame(2000, seed=1)
+    current["age"] += 8
+    result = check_drift(spec, profile, current, scores)
+    window = {"days": 3, "days_with_rows": 3, "rows": 6000, "share": 0.0909, "dataset_drift": False,
+              "drifted_features": ["age"]}
+    sustained = {"days": 2, "of": 3, "drifted_days": ["2026-02-28", "2026-03-01"], "sustained_drift": True}
+    estimates = [{"metric": "estimated_roc_auc", "value": 0.7712, "model_version": 1,
+                  "detail": {"assumption": "no concept drift <here>"}}]
+    page = render_html("m", 1, DAY, result, profile, window=window, sustained=sustained, estimates=estimates)
+    assert "importance-weighted 17%" in page  # age: 1.0 of 1.0 + 10 x 0.5
+    assert "thresholds fixed" in page  # a profile without per-day calibration
+    assert "Window of the last 3 days (3 with rows, 6,000 rows pooled): 1 features drifted (9%): no dataset " \
+        "drift" in page
+    assert "Sustained drift: YES. 2 of the last 3 days drifted; the alert (and retraining) needs 2" in page
+    assert "Estimated performance without labels: roc_auc 0.7712 (v1)" in page
+    assert "no concept drift &lt;here&gt;" in page

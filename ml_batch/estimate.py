@@ -1,0 +1,115 @@
+"""Label-free performance estimates of binary models (confidence-based, as NannyML's CBPE), pure functions.
+
+At training a calibration map of the scores is fitted on the holdout (isotonic regression of the label on
+the score) and stored with the version's reference profile. On a day without labels, each row's calibrated
+score q is the probability that its label is 1, so the expected confusion matrix at the decision threshold
+is: TP = sum of q over predicted positives, FP = sum of 1 - q over them, FN and TN likewise over predicted
+negatives. Expected accuracy follows, and the expected ROC curve is drawn with q and 1 - q as the weights of
+the positives and negatives ranked by the raw score.
+
+**Assumption: no concept drift.** The estimate holds while P(label | score) is what it was on the holdout:
+a covariate shift (new rows in other score regions) moves it correctly, a change in how the features relate
+to the label does not show until the labels arrive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from ml_batch.errors import MlBatchError
+
+ASSUMPTION = "no concept drift: P(label | score) is as on the training holdout the calibration map was fitted on"
+ESTIMATED_PREFIX = "estimated_"
+"""Prefix of the metric names of estimates in the `performance` table (e.g. `estimated_roc_auc`)."""
+ESTIMATED_METRICS = ("roc_auc", "accuracy")
+
+
+class EstimateInputError(MlBatchError, ValueError):
+    """Scores or a calibration map cannot be used for an estimate (empty, not probabilities, malformed)."""
+
+    deterministic = True
+
+
+def fit_score_calibration(scores: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """An isotonic calibration map of binary scores, as a JSON-serialisable dict.
+
+    Args:
+        scores: The model's scores (P(class 1)) on the holdout.
+        labels: The holdout's 0/1 labels.
+
+    Returns:
+        {"method": "isotonic", "x": [...], "y": [...], "n": rows}: a calibrated score is the linear
+        interpolation of y at the score over x, clipped to the ends (what `IsotonicRegression` predicts).
+
+    Raises:
+        EstimateInputError: If the inputs are empty, of different lengths, or the labels are not 0/1.
+    """
+    from sklearn.isotonic import IsotonicRegression
+
+    x = np.asarray(scores, dtype=np.float64).ravel()
+    y = np.asarray(labels).ravel()
+    if x.size == 0 or x.size != y.size:
+        raise EstimateInputError(f"need as many labels as scores (at least one), got {x.size} scores, {y.size} labels")
+    if not np.all(np.isfinite(x)):
+        raise EstimateInputError("scores hold NaN or infinite values: cannot fit a calibration map")
+    if not np.isin(y, (0, 1)).all():
+        raise EstimateInputError(f"labels must be 0/1, got {sorted(set(np.unique(y).tolist()))[:5]}")
+    model = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(x, y.astype(np.float64))
+    return {"method": "isotonic", "x": model.X_thresholds_.tolist(), "y": model.y_thresholds_.tolist(),
+            "n": int(x.size)}
+
+
+def calibrate(calibration: Mapping[str, Any], scores: np.ndarray) -> np.ndarray:
+    """Calibrated scores (estimated P(label = 1)) through a map from `fit_score_calibration`."""
+    if calibration.get("method") != "isotonic":
+        raise EstimateInputError(f"calibration method {calibration.get('method')!r} is not supported: expected "
+                                 "'isotonic'")
+    x = np.asarray(calibration["x"], dtype=np.float64)
+    y = np.asarray(calibration["y"], dtype=np.float64)
+    if x.size == 0 or x.size != y.size:
+        raise EstimateInputError(f"calibration map has {x.size} x and {y.size} y points: expected as many, >= 1")
+    return np.clip(np.interp(np.asarray(scores, dtype=np.float64), x, y), 0.0, 1.0)
+
+
+def estimate_binary(scores: np.ndarray, probabilities: np.ndarray, threshold: float) -> dict[str, Any]:
+    """Expected confusion matrix at `threshold`, accuracy and ROC AUC of one day, without labels.
+
+    Args:
+        scores: The raw scores (they decide the predicted label, `score >= threshold`, and the ranking).
+        probabilities: The calibrated scores: each row's probability of label 1.
+        threshold: `predictions.threshold`.
+
+    Returns:
+        {"roc_auc", "accuracy", "confusion": {"tp", "fp", "fn", "tn"}, "expected_positive_rate", "n"};
+        roc_auc is NaN when the expected positives or negatives are 0.
+
+    Raises:
+        EstimateInputError: If the arrays are empty, misaligned or hold NaN.
+    """
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    q = np.asarray(probabilities, dtype=np.float64).ravel()
+    if s.size == 0 or s.size != q.size:
+        raise EstimateInputError(f"need one probability per score (at least one), got {s.size} and {q.size}")
+    if not (np.all(np.isfinite(s)) and np.all(np.isfinite(q))):
+        raise EstimateInputError("scores or probabilities hold NaN or infinite values")
+    predicted = s >= threshold
+    tp, fp = float(q[predicted].sum()), float((1 - q)[predicted].sum())
+    fn, tn = float(q[~predicted].sum()), float((1 - q)[~predicted].sum())
+    # Expected ROC: rank by score (ties grouped), positives weighted q, negatives 1 - q.
+    order = np.argsort(-s, kind="stable")
+    ranked, weights = s[order], q[order]
+    group_ends = np.r_[ranked[1:] != ranked[:-1], True]
+    true_pos = np.cumsum(weights)[group_ends]
+    false_pos = np.cumsum(1 - weights)[group_ends]
+    if true_pos[-1] <= 0 or false_pos[-1] <= 0:
+        auc = float("nan")
+    else:
+        tpr = np.r_[0.0, true_pos / true_pos[-1]]
+        fpr = np.r_[0.0, false_pos / false_pos[-1]]
+        auc = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+    return {"roc_auc": auc, "accuracy": (tp + tn) / s.size,
+            "confusion": {"tp": tp, "fp": fp, "fn": fn, "tn": tn},
+            "expected_positive_rate": float(q.mean()), "n": int(s.size)}
