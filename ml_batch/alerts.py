@@ -1,6 +1,7 @@
 """Alerts: recorded in the `alerts` table and logged; optionally mailed (see ml_batch.airflow.notifiers).
 
-Kinds: run_failure, dataset_drift, performance_floor, gate_reject, gate_promote, rollback.
+Kinds: run_failure, dataset_drift, performance_floor, performance_estimate, gate_reject, gate_promote,
+rollback (`KINDS`).
 """
 
 from __future__ import annotations

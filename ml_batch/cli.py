@@ -340,7 +340,8 @@ def drift_cmd(
 
 @app.command("performance")
 def performance_cmd(model: ModelOpt, as_json: JsonOpt = False) -> None:
-    """Realized (delayed-label) metrics per day and version."""
+    """Realized (delayed-label) metrics per day and version, and the label-free estimates (kind `estimated`)."""
+    from ml_batch.estimate import ESTIMATED_PREFIX
     from ml_batch.monitoring import performance_table
 
     settings = _settings()
@@ -356,7 +357,9 @@ def performance_cmd(model: ModelOpt, as_json: JsonOpt = False) -> None:
         by_key.setdefault((r["partition_date"], r["model_version"], r["detail"].get("kind")), {})[r["metric"]] = r
     for (day, version, kind), metrics in by_key.items():
         n = next(iter(metrics.values()))["n"]
-        table.add_row(str(day), str(version), str(kind), _num(metrics.get(metric, {}).get("value")),
+        # an estimate is stored as `estimated_<metric>` (ml_batch.estimate): shown in the metric's column
+        value = metrics.get(metric) or metrics.get(f"{ESTIMATED_PREFIX}{metric}") or {}
+        table.add_row(str(day), str(version), str(kind), _num(value.get("value")),
                       _num(metrics.get("log_loss", {}).get("value")),
                       _num(metrics.get("calibration_error", {}).get("value")), str(n))
     out.print(table if rows else f"no realized metrics for {model} yet "
