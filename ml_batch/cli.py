@@ -510,21 +510,18 @@ app.add_typer(airflow_app, name="airflow")
 
 @airflow_app.command("standalone")
 def airflow_standalone() -> None:
-    """Start `airflow standalone` (UI and API on localhost:8080) with the DAGs and the ml_batch_db connection."""
-    import os
-    import shutil
-
-    from ml_batch.airflow.local import airflow_env
+    """Start `airflow standalone` on 127.0.0.1:8080 with the DAGs and the ml_batch_db connection; Ctrl-C or
+    SIGTERM stops every component it started."""
+    from ml_batch.airflow.local import airflow_env, standalone
 
     settings = _settings()
     env = airflow_env(settings)
-    binary = shutil.which("airflow", path=str(Path(sys.executable).parent)) or shutil.which("airflow")
-    if binary is None:
-        raise ConfigError("the 'airflow' command is not installed in this environment (run make setup)")
     err.print(f"AIRFLOW_HOME={env['AIRFLOW_HOME']}  dags={env['AIRFLOW__CORE__DAGS_FOLDER']}\n"
-              f"UI: http://localhost:8080  user admin, password in "
+              f"UI: http://127.0.0.1:8080  user admin, password in "
               f"{env['AIRFLOW_HOME']}/simple_auth_manager_passwords.json.generated")
-    os.execve(binary, [binary, "standalone"], env)
+    code = standalone(settings)
+    if code:
+        raise typer.Exit(code)
 
 
 @airflow_app.command("run")

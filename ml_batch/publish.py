@@ -211,16 +211,8 @@ def index_and_analyze_staging(conn: sa.Connection, spec: Spec, staging: str) -> 
     them instead of building one under the table's exclusive lock; and ANALYZE runs here, not after the
     swap, so nothing is left to fail once the day is published (statistics stay with the table).
     """
-    conn.execute(render("create_staging_key_index", staging=staging, key=spec.source.key,
-                        index=staging_key_index(staging)))
+    conn.execute(render("create_staging_key_index", staging=staging, key=spec.source.key))
     conn.execute(render("analyze_table", table=staging))
-
-
-def staging_key_index(staging: str) -> str:
-    """The key index's name on a staging table: unique per run (its digest), at most 63 characters."""
-    name = staging.rpartition(".")[2]
-    base, _, digest = name.rpartition("__s_")
-    return f"{base[:63 - len('__s__key_idx') - len(digest)]}__s_{digest}_key_idx"
 
 
 def swap_in(conn: sa.Connection, spec: Spec, staging: str, day: dt.date, locking: SwapLocking) -> None:

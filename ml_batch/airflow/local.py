@@ -3,7 +3,8 @@
 Airflow reads its configuration at import time, so everything here prepares an environment and runs
 Airflow in a child process with it: `AIRFLOW_HOME` under ML_BATCH_HOME (sqlite metadata DB, logs), the
 repo's `dags/` folder, no example DAGs, and the `ml_batch_db` connection pointing at the same PostgreSQL
-the CLI uses (passed as AIRFLOW_CONN_ML_BATCH_DB, never written to a file).
+the CLI uses (passed as AIRFLOW_CONN_ML_BATCH_DB, never written to a file). The API server listens on
+127.0.0.1 unless AIRFLOW__API__HOST says otherwise: a development Airflow is not for the network.
 """
 
 from __future__ import annotations
@@ -11,15 +12,25 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import logging
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import FrameType
 
 from sqlalchemy.engine import make_url
 
 from ml_batch.config import Settings
 from ml_batch.db.engine import resolve_url
+
+logger = logging.getLogger(__name__)
+
+LOCAL_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+# Seconds `airflow standalone` gets to stop its components before its process group is killed.
+STOP_GRACE_SECONDS = 30.0
 
 
 def dags_dir() -> Path:
@@ -31,6 +42,8 @@ def airflow_env(settings: Settings) -> dict[str, str]:
     url = make_url(resolve_url(settings)).set(drivername="postgresql")
     home = settings.home / "airflow"
     home.mkdir(parents=True, exist_ok=True)
+    host = os.environ.get("AIRFLOW__API__HOST") or LOCAL_HOST
+    port = os.environ.get("AIRFLOW__API__PORT") or str(DEFAULT_PORT)
     return {
         **os.environ,
         "AIRFLOW_HOME": str(home),
@@ -38,6 +51,11 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": os.environ.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING"),
         "AIRFLOW_CONN_ML_BATCH_DB": url.render_as_string(hide_password=False),
+        "AIRFLOW__API__HOST": host,
+        "AIRFLOW__API__PORT": port,
+        # Tasks reach the execution API where the server listens ("localhost" may resolve to ::1 first).
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": os.environ.get("AIRFLOW__CORE__EXECUTION_API_SERVER_URL")
+        or f"http://{_connect_host(host)}:{port}/execution/",
         "ML_BATCH_HOME": str(settings.home),
         "ML_BATCH_SPECS_DIR": str(settings.specs_dir),
         "ML_BATCH_SCHEMA": settings.schema,
@@ -45,6 +63,63 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
         "PYTHONPATH": os.pathsep.join(p for p in (str(Path.cwd()), os.environ.get("PYTHONPATH", "")) if p),
     }
+
+
+def _connect_host(host: str) -> str:
+    """Where a local client reaches a server bound to `host` (a wildcard bind is reached on loopback)."""
+    return LOCAL_HOST if host in {"0.0.0.0", "::", ""} else host
+
+
+def standalone(settings: Settings) -> int:
+    """`airflow standalone` with `airflow_env(settings)`, stopped as a whole; returns its exit code.
+
+    Airflow's standalone command stops its components on Ctrl-C but not on SIGTERM, and its components'
+    own children can outlive it. So it runs in a session of its own: Ctrl-C or SIGTERM here asks it to stop
+    (SIGINT, its clean path), and whatever is left of its process group after STOP_GRACE_SECONDS is killed.
+    """
+    env = airflow_env(settings)
+    binary = Path(sys.executable).parent / "airflow"
+    if not binary.exists():
+        raise FileNotFoundError(f"the 'airflow' command is not installed next to {sys.executable} (run make setup)")
+    logger.info("AIRFLOW_HOME=%s dags=%s", env["AIRFLOW_HOME"], env["AIRFLOW__CORE__DAGS_FOLDER"])
+    logger.info("UI and API on http://%s:%s, user admin, password in %s/simple_auth_manager_passwords.json"
+                ".generated", _connect_host(env["AIRFLOW__API__HOST"]), env["AIRFLOW__API__PORT"], env["AIRFLOW_HOME"])
+    process = subprocess.Popen([str(binary), "standalone"], env=env, start_new_session=True)
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _stop)
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        logger.info("stopping Airflow (process group %d)", process.pid)
+        return _stop_group(process)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        _kill_group(process.pid, signal.SIGKILL)  # children that outlived their parent
+
+
+def _stop_group(process: subprocess.Popen[bytes]) -> int:
+    """SIGINT to the standalone command, then SIGTERM and SIGKILL to its process group if it lingers."""
+    process.send_signal(signal.SIGINT)
+    try:
+        return process.wait(timeout=STOP_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        logger.warning("Airflow did not stop within %.0fs: terminating its process group", STOP_GRACE_SECONDS)
+    _kill_group(process.pid, signal.SIGTERM)
+    try:
+        return process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        _kill_group(process.pid, signal.SIGKILL)
+        return process.wait()
+
+
+def _kill_group(pgid: int, signum: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, signum)
+    except ProcessLookupError:
+        pass
 
 
 def run_days_in_airflow(settings: Settings, model: str, days: list[dt.date]) -> list[dict[str, object]]:
@@ -110,7 +185,11 @@ def main(argv: list[str] | None = None) -> int:
     retrain = sub.add_parser("retrain", help="run the retraining DAG once (env prepared by the caller)")
     retrain.add_argument("--model", required=True)
     retrain.add_argument("--as-of", required=True, type=dt.date.fromisoformat)
+    sub.add_parser("standalone", help="`make airflow`: Airflow standalone on 127.0.0.1, stopped as a whole")
     args = parser.parse_args(argv)
+    if args.command == "standalone":
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+        return standalone(Settings.from_env())
     if args.command == "retrain":
         return _retrain(args.model, args.as_of)
     return _run_days(args.model, args.day)

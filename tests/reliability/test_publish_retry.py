@@ -189,3 +189,14 @@ def test_a_deterministic_failure_drops_staging_and_keeps_the_first_error(setting
     assert str(run["error"]).startswith("model 'toy' day 2026-05-21: 80 rows extracted, expected between 1000")
     assert "is gone" in str(run["error"]), "later errors are kept after the first"
     assert plan.staging_table == staging_table(strict, "too-few")
+
+
+def test_a_day_replanned_under_the_same_run_id_publishes_again(engine: sa.Engine, toy: Spec) -> None:
+    """What clearing a finished DAG run in Airflow does: the same run id plans, scores and publishes the day
+    again while the day's partition is the one that run published (found by the e2e backfill test)."""
+    first = score_day(engine, toy, DAY, run_id="cleared")
+    [(_, _, first_scored_at)] = _day(engine, toy)
+    again = score_day(engine, toy, DAY, run_id="cleared")
+    assert (again.status, again.scored) == ("success", first.scored)
+    [(run_id, n, scored_at)] = _day(engine, toy)
+    assert (run_id, n) == ("cleared", first.scored) and scored_at > first_scored_at

@@ -100,4 +100,5 @@ def test_the_new_partition_is_fully_indexed_before_the_swap(engine: sa.Engine, t
             "WHERE i.indrelid = to_regclass(:p) ORDER BY 1"),
             {"p": f"{toy.predictions.table}_p{REPUBLISHED_DAY:%Y%m%d}"}).scalars().all()
     assert parent_indexes == 2
-    assert attached == [f"{staged}_key_idx", f"{staged}_pkey"]
+    # both built on the staging table (named after it), then adopted by ATTACH: none was built under the lock
+    assert attached == [f"{staged}_id_partition_date_idx", f"{staged}_pkey"]
