@@ -57,6 +57,14 @@ def pg_url() -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    """Airflow's (throwaway, sqlite) metadata database, migrated once for the session."""
+    from airflow.utils import db
+
+    db.initdb()
+
+
 @pytest.fixture()
 def tmp_home(tmp_path: Path) -> Path:
     home = tmp_path / "home"

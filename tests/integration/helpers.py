@@ -5,11 +5,15 @@ from __future__ import annotations
 import datetime as dt
 import io
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import sqlalchemy as sa
+import yaml
 
+from ml_batch.config import Settings
 from ml_batch.spec import Spec
 
 
@@ -133,3 +137,22 @@ def load_recurring_data(engine: sa.Engine, schema: str, first_day: dt.date, days
             buffer.seek(0)
             cursor.copy_expert(f'COPY "{schema}".{table} ({", ".join(columns)}) FROM STDIN WITH (FORMAT csv)', buffer)
     return frame
+
+
+def write_spec(spec: Spec, folder: Path) -> Path:
+    """A specs folder holding `spec` alone (what ML_BATCH_SPECS_DIR points the CLI or a task at)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{spec.name}.yaml").write_text(yaml.safe_dump(spec.model_dump(mode="json", exclude_none=True)))
+    return folder
+
+
+def airflow_task_env(monkeypatch: pytest.MonkeyPatch, settings: Settings, spec: Spec, tmp_path: Path) -> Path:
+    """What a task process of a deployed Airflow has: the `ml_batch_db` connection, ml-batch's schema and
+    home, and a specs folder holding `spec` (returned)."""
+    specs_dir = write_spec(spec, tmp_path / "specs")
+    url = sa.engine.make_url(settings.database_url).set(drivername="postgresql")
+    monkeypatch.setenv("AIRFLOW_CONN_ML_BATCH_DB", url.render_as_string(hide_password=False))
+    monkeypatch.setenv("ML_BATCH_SCHEMA", settings.schema)
+    monkeypatch.setenv("ML_BATCH_SPECS_DIR", str(specs_dir))
+    monkeypatch.setenv("ML_BATCH_HOME", str(settings.home))
+    return specs_dir

@@ -13,7 +13,7 @@ from ml_batch import alerts, registry
 from ml_batch.config import Settings
 from ml_batch.jobs import train_and_register
 from ml_batch.runs import list_runs
-from tests.integration.helpers import load_toy_data, toy_spec
+from tests.integration.helpers import airflow_task_env, load_toy_data, toy_spec
 
 pytestmark = pytest.mark.integration
 
@@ -22,26 +22,12 @@ AS_OF = dt.date(2026, 5, 20)
 DAY = dt.date(2026, 5, 21)
 
 
-@pytest.fixture(scope="session")
-def airflow_db() -> None:
-    from airflow.utils import db
-
-    db.initdb()
-
-
 @pytest.fixture()
 def toy_dag(settings: Settings, engine: sa.Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, airflow_db):
     spec = toy_spec(settings.schema)
-    specs_dir = tmp_path / "specs"
-    specs_dir.mkdir()
-    (specs_dir / "toy.yaml").write_text(yaml.safe_dump(spec.model_dump(mode="json")))
     load_toy_data(engine, settings.schema, FIRST, days=25, rows_per_day=80)
     train_and_register(engine, spec, AS_OF, actor="t", promote=True)
-    url = sa.engine.make_url(settings.database_url).set(drivername="postgresql")
-    monkeypatch.setenv("AIRFLOW_CONN_ML_BATCH_DB", url.render_as_string(hide_password=False))
-    monkeypatch.setenv("ML_BATCH_SCHEMA", settings.schema)
-    monkeypatch.setenv("ML_BATCH_SPECS_DIR", str(specs_dir))
-    monkeypatch.setenv("ML_BATCH_HOME", str(settings.home))
+    airflow_task_env(monkeypatch, settings, spec, tmp_path)
     return spec, _Dag(spec)
 
 

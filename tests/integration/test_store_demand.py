@@ -9,7 +9,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-import yaml
 from sklearn.metrics import mean_absolute_error
 
 from ml_batch import demo_stores
@@ -18,6 +17,7 @@ from ml_batch.jobs import train_and_register
 from ml_batch.monitoring import performance_table
 from ml_batch.runs import list_runs
 from ml_batch.spec import Spec, load_spec
+from tests.integration.helpers import airflow_task_env
 
 pytestmark = pytest.mark.integration
 
@@ -27,24 +27,15 @@ CONFIG = demo_stores.StoreDemandConfig(end_date=LAST, days=80, stores=60)
 
 
 @pytest.fixture()
-def stores(settings: Settings, engine: sa.Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Spec:
-    from airflow.utils import db
-
-    db.initdb()
+def stores(settings: Settings, engine: sa.Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+           airflow_db: None) -> Spec:
     shipped = load_spec(REPO / "include" / "models" / "store_demand.yaml")
     spec = shipped.model_copy(update={
         "predictions": shipped.predictions.model_copy(update={"table": f"{settings.schema}.store_demand"}),
         "validation": shipped.validation.model_copy(update={"min_rows": CONFIG.stores}),
     })
-    specs_dir = tmp_path / "specs"
-    specs_dir.mkdir()
-    (specs_dir / "store_demand.yaml").write_text(yaml.safe_dump(spec.model_dump(mode="json")))
     demo_stores.seed(engine, CONFIG)
-    url = sa.engine.make_url(settings.database_url).set(drivername="postgresql")
-    monkeypatch.setenv("AIRFLOW_CONN_ML_BATCH_DB", url.render_as_string(hide_password=False))
-    monkeypatch.setenv("ML_BATCH_SCHEMA", settings.schema)
-    monkeypatch.setenv("ML_BATCH_SPECS_DIR", str(specs_dir))
-    monkeypatch.setenv("ML_BATCH_HOME", str(settings.home))
+    airflow_task_env(monkeypatch, settings, spec, tmp_path)
     return spec
 
 

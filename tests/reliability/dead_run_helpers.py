@@ -13,20 +13,11 @@ from pathlib import Path
 from typing import TypeVar
 
 import sqlalchemy as sa
-import yaml
 
 from ml_batch.config import Settings
-from ml_batch.spec import Spec
 
 REPO = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
-
-
-def write_spec(spec: Spec, folder: Path) -> Path:
-    """A specs folder holding `spec` alone (what ML_BATCH_SPECS_DIR points the CLI at)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{spec.name}.yaml").write_text(yaml.safe_dump(spec.model_dump(mode="json", exclude_none=True)))
-    return folder
 
 
 def cli_env(settings: Settings) -> dict[str, str]:

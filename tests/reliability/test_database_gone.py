@@ -26,7 +26,7 @@ from ml_batch.db.embedded import EmbeddedPostgres
 from ml_batch.db.engine import make_engine
 from ml_batch.db.migrate import upgrade
 from ml_batch.jobs import train_and_register
-from tests.integration.helpers import load_toy_data, toy_spec
+from tests.integration.helpers import load_toy_data, toy_spec, write_spec
 from tests.reliability.dead_run_helpers import (
     cli,
     lock_waiters,
@@ -35,7 +35,6 @@ from tests.reliability.dead_run_helpers import (
     start_cli,
     validation_views,
     wait_for,
-    write_spec,
 )
 
 pytestmark = pytest.mark.integration

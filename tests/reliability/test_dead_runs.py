@@ -18,7 +18,7 @@ from ml_batch.jobs import train_and_register
 from ml_batch.publish import staging_table
 from ml_batch.scoring import plan_run, score_shard
 from ml_batch.spec import Spec
-from tests.integration.helpers import load_toy_data, toy_spec
+from tests.integration.helpers import load_toy_data, toy_spec, write_spec
 from tests.reliability.dead_run_helpers import (
     cli,
     kill_9,
@@ -29,7 +29,6 @@ from tests.reliability.dead_run_helpers import (
     start_cli,
     validation_views,
     wait_for,
-    write_spec,
 )
 
 pytestmark = pytest.mark.integration

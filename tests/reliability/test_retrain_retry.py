@@ -8,17 +8,15 @@ that the run registered, gate it once, and never gate it against itself.
 from __future__ import annotations
 
 import datetime as dt
-import secrets
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-import yaml
 
 from ml_batch import alerts, registry
 from ml_batch.config import Settings
-from tests.integration.helpers import load_toy_data, toy_spec
+from tests.integration.helpers import airflow_task_env, load_toy_data, toy_spec
 
 pytestmark = pytest.mark.integration
 
@@ -26,26 +24,11 @@ FIRST = dt.date(2026, 5, 1)
 AS_OF = dt.date(2026, 5, 20)
 
 
-@pytest.fixture(scope="module")
-def airflow_db() -> None:
-    from airflow.utils import db
-
-    db.initdb()
-
-
 @pytest.fixture()
 def toy(settings: Settings, engine: sa.Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, airflow_db):
-    monkeypatch.setenv("ML_BATCH_ARTIFACT_KEY", secrets.token_hex(32))
     spec = toy_spec(settings.schema)
-    specs_dir = tmp_path / "specs"
-    specs_dir.mkdir()
-    (specs_dir / "toy.yaml").write_text(yaml.safe_dump(spec.model_dump(mode="json")))
     load_toy_data(engine, settings.schema, FIRST, days=25, rows_per_day=40)
-    url = sa.engine.make_url(settings.database_url).set(drivername="postgresql")
-    monkeypatch.setenv("AIRFLOW_CONN_ML_BATCH_DB", url.render_as_string(hide_password=False))
-    monkeypatch.setenv("ML_BATCH_SCHEMA", settings.schema)
-    monkeypatch.setenv("ML_BATCH_SPECS_DIR", str(specs_dir))
-    monkeypatch.setenv("ML_BATCH_HOME", str(settings.home))
+    airflow_task_env(monkeypatch, settings, spec, tmp_path)
     return spec
 
 
