@@ -145,7 +145,7 @@ def run(settings: Settings, console: Console, *, end_date: dt.date | None = None
     console.print(f"model specs   {', '.join(str(path) for _, path in specs.values())}")
     console.print(f"registry      {settings.schema}.model_versions / model_aliases / model_events")
     console.print(f"validation    {settings.home / 'validation'}  (Great Expectations results per run)")
-    console.print(f"airflow       {settings.home / 'airflow'}  (make airflow: UI on http://localhost:8080)")
+    console.print(f"airflow       {settings.home / 'airflow'}  (make airflow: UI on http://127.0.0.1:8080)")
     console.print("next          ml-batch runs -m store_demand  |  ml-batch models list  |  make airflow")
     if failed:
         raise MlBatchError(f"{len(failed)} daily DAG run(s) failed: {failed} (see ml-batch runs -m MODEL)")
