@@ -20,10 +20,10 @@ failure handler, so liveness is read from the database instead:
 - **The cleanup** (`cleanup_dead_runs`, called first by every plan of the model and by
   `ml-batch runs cleanup`) takes the run's lock *exclusively* (`pg_try_advisory_lock`: it never waits,
   and a lease taken meanwhile waits for the cleanup to finish, then sees the run abandoned), re-checks the
-  rule on the locked row, drops the run's staging table and GX views, deletes its quarantine rows (a run
-  that was `running`; a run that had failed keeps them: its error points at them) and marks a `running`
-  run `failed` with `error` starting `abandoned:`. It never touches another run's objects, nor a published
-  partition (a run whose rows are the published day is left as it is).
+  rule on the locked row, drops the run's staging table, snapshot of the day and GX views, deletes its
+  quarantine rows (a run that was `running`; a run that had failed keeps them: its error points at them)
+  and marks a `running` run `failed` with `error` starting `abandoned:`. It never touches another run's
+  objects, nor a published partition (a run whose rows are the published day is left as it is).
 
 A later step of a run that was cleaned up fails with RunAbandoned instead of working on missing tables.
 """
@@ -93,7 +93,7 @@ class RunLease:
         self._conn = conn
         try:
             conn.execute(sa.select(*(sa.func.set_config(name, value, False) for name, value in _KEEPALIVES.items())))
-            conn.execute(sa.select(sa.func.pg_advisory_lock_shared(_lock_id(self._engine, self.model, self.run_id))))
+            conn.execute(sa.select(sa.func.pg_advisory_lock_shared(run_lock_id(self._engine, self.model, self.run_id))))
             _refuse_if_cleaned(conn, self.model, self.run_id)
             self.touch()
         except BaseException:
@@ -125,7 +125,7 @@ class RunLease:
         if conn is None:
             return
         try:
-            conn.execute(sa.select(sa.func.pg_advisory_unlock_shared(_lock_id(self._engine, self.model,
+            conn.execute(sa.select(sa.func.pg_advisory_unlock_shared(run_lock_id(self._engine, self.model,
                                                                                self.run_id))))
         except sa.exc.SQLAlchemyError:
             conn.invalidate()  # closing the session releases the lock too
@@ -136,7 +136,7 @@ class RunLease:
 def cleanup_dead_runs(engine: sa.Engine, spec: Spec, *, stale_after: dt.timedelta = DEFAULT_STALE_AFTER,
                       keep: str | None = None) -> list[CleanedRun]:
     """Find the dead runs of `spec`'s model (see the module docstring for the rule) and remove what they
-    left: staging table, GX views, quarantine rows; mark a dead `running` run failed. `keep` is a run id
+    left: staging table, day snapshot, GX views, quarantine rows; mark a dead `running` run failed. `keep` is a run id
     never to consider (the run being planned). Returns what was cleaned, oldest run first."""
     if stale_after < dt.timedelta(0):
         raise ValueError(f"stale_after={stale_after}: expected a duration of zero or more")
@@ -165,7 +165,7 @@ def _unfinished() -> list[sa.ColumnElement[bool]]:
             sa.or_(runs.c.cleaned_at.is_(None), runs.c.cleaned_at < runs.c.started_at)]
 
 
-def _lock_id(engine: sa.Engine, model: str, run_id: str) -> sa.ColumnElement[int]:
+def run_lock_id(engine: sa.Engine, model: str, run_id: str) -> sa.ColumnElement[int]:
     """The run's advisory lock key: a 64-bit hash of (ml-batch schema, model, run id)."""
     schema = (engine.get_execution_options().get("schema_translate_map") or {}).get(SCHEMA_PLACEHOLDER,
                                                                                      SCHEMA_PLACEHOLDER)
@@ -190,7 +190,7 @@ def _refuse_if_cleaned(conn: sa.Connection, model: str, run_id: str) -> None:
 
 def _clean_if_dead(engine: sa.Engine, spec: Spec, run_id: str, stale_after: dt.timedelta) -> CleanedRun | None:
     """Clean one run if it is dead, under its exclusive lock; None when it is alive or busy."""
-    lock = _lock_id(engine, spec.name, run_id)
+    lock = run_lock_id(engine, spec.name, run_id)
     with engine.connect() as conn:
         got = conn.execute(sa.select(sa.func.pg_try_advisory_lock(lock))).scalar_one()
         conn.commit()
@@ -268,14 +268,19 @@ def _duration(delta: dt.timedelta) -> str:
 
 
 def _drop_objects(conn: sa.Connection, spec: Spec, run_id: str, shards: int) -> list[str]:
-    """Drop the run's staging table and its shards' GX views; the names of those that existed."""
+    """Drop the run's staging table, its day snapshot (parent first: its pieces go with it) and its shards' GX
+    views; the names of those that existed."""
     from ml_batch.publish import staging_table
     from ml_batch.scoring import shard_view  # here: scoring imports this module
+    from ml_batch.snapshot import snapshot_tables
 
     found = []
+    # views before the snapshot they read
     for kind, name in [("table", staging_table(spec, run_id)),
-                       *(("view", shard_view(spec, run_id, shard)) for shard in range(shards))]:
+                       *(("view", shard_view(spec, run_id, shard)) for shard in range(shards)),
+                       *(("snapshot", table) for table in snapshot_tables(spec, run_id))]:
         if conn.execute(sa.select(sa.func.to_regclass(render_regclass(name)).is_not(None))).scalar_one():
-            conn.execute(render("drop_table", table=name) if kind == "table" else render("drop_view", view=name))
+            conn.execute(render("drop_view", view=name) if kind == "view"
+                         else render("drop_day_snapshot" if kind == "snapshot" else "drop_table", table=name))
             found.append(name)
     return found

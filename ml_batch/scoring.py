@@ -4,7 +4,12 @@ The same functions run from the daily DAG (one task per step, shards as mapped t
 `ml-batch score` (all steps in one process, `score_day`). Each step is idempotent: a retried plan resets the
 run, a retried shard replaces its own staged and quarantined rows, a re-run day replaces the day.
 
-Partition rule: a run for day D reads the source rows with D <= date_column < D+1 (UTC).
+Partition rule: a run for day D reads the source rows with D <= date_column < D+1 (UTC), once, when it is
+planned: the plan materialises them into the run's snapshot, split by shard (`ml_batch.snapshot`), and the
+shards validate and score their pieces of it. The run is the day as of plan time.
+
+Importing this module is light (no scikit-learn, GX, pandas or pyarrow): the plan and publish steps need
+none of them, and a task imports only what it uses; the shard step imports them when it runs.
 """
 
 from __future__ import annotations
@@ -21,16 +26,11 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 import sqlalchemy as sa
 
-from ml_batch import lifecycle, registry, runs
-from ml_batch.db import arrow
+from ml_batch import lifecycle, runs, snapshot
 from ml_batch.db.disconnects import is_disconnect
 from ml_batch.db.tables import model_events, quarantine
 from ml_batch.errors import (
@@ -38,7 +38,7 @@ from ml_batch.errors import (
     PublishBlocked,
     PublishError,
     RegistryError,
-    SourceError,
+    RunAbandoned,
     ValidationFailed,
 )
 from ml_batch.pipelining import BackgroundWriter, Prefetch
@@ -58,10 +58,14 @@ from ml_batch.publish import (
     swap_in,
     table_exists,
 )
-from ml_batch.sources import day_sql, select_day
+from ml_batch.sources import source_error
 from ml_batch.spec import Spec
 from ml_batch.sqlfiles import render
-from ml_batch.training import predict_scores
+
+if TYPE_CHECKING:  # imported where they are used: a plan or publish task never loads them
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +89,7 @@ class RunPlan:
     artifact_sha256: str
     shards: int
     staging_table: str
-    day_rows: int | None = None  # source rows of the day when planned (caps how many failing rows a shard lists)
+    day_rows: int | None = None  # the day's rows in the run's snapshot (caps how many failing rows a shard lists)
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "day": self.day.isoformat()}
@@ -129,6 +133,8 @@ def champion_on_day(engine: sa.Engine, model: str, day: dt.date) -> int:
     Every move of the champion alias is replayed: the last one before the end of the day decides, whether a
     promotion, a rollback or the alias's removal (after which there was no champion).
     """
+    from ml_batch import registry
+
     end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
     with engine.connect() as conn:
         last = conn.execute(
@@ -164,23 +170,22 @@ def plan_run(
     dry_run: bool = False,
     shards: int | None = None,
 ) -> RunPlan:
-    """Pin the version (an explicit one, the champion now, or the champion on `day`), prepare tables.
+    """Pin the version (an explicit one, the champion now, or the champion on `day`), prepare tables, and
+    read the day from the source, once, into the run's snapshot split by shard (`ml_batch.snapshot`).
 
     `shards` None means the spec's `scoring.shards`, else one shard per `scoring.rows_per_shard` rows of
-    the day (capped at `scoring.max_shards`). The day's rows are counted when there is more than one
-    shard (or to derive their number): each shard measures `validation.max_quarantine_share` against them.
+    the day (capped at `scoring.max_shards`). The day's row count is the snapshot's: each shard measures
+    `validation.max_quarantine_share` against it. Planning again replaces the snapshot (the day as of now).
     """
+    from ml_batch import registry
+
     lifecycle.cleanup_dead_runs(engine, spec, keep=run_id)  # what dead runs of this model left behind
     if version_policy not in VERSION_POLICIES:
         raise ValueError(f"version_policy {version_policy!r}: expected one of {VERSION_POLICIES}")
     if run_type not in RUN_TYPES:
         raise ValueError(f"run_type {run_type!r}: expected one of {RUN_TYPES}")
     shards = shards if shards is not None else spec.scoring.shards
-    day_rows = count_day_rows(engine, spec, day) if shards != 1 else None
-    if shards is None:
-        assert day_rows is not None
-        shards = shard_count(spec, day_rows)
-    if shards < 1:
+    if shards is not None and shards < 1:
         raise ValueError(f"shards={shards}: expected at least 1")
     if version is None:
         pinned: int | str = champion_on_day(engine, spec.name, day) if version_policy == "champion_on_day" \
@@ -190,27 +195,21 @@ def plan_run(
     info = registry.get_version(engine, spec.name, pinned)
     registry.check_feature_schema(spec, info.feature_schema, f"version {info.version}")
     staging = staging_table(spec, run_id)
+    started = time.perf_counter()
     with engine.begin() as conn:
         ensure_predictions_table(conn, spec)
         create_staging(conn, spec, staging)
+        day_rows, shards = snapshot.materialise_day(conn, spec, day, run_id, shards,
+                                                    lambda rows: shard_count(spec, rows))
         conn.execute(quarantine.delete().where(quarantine.c.model_name == spec.name, quarantine.c.run_id == run_id))
         runs.start(conn, model=spec.name, run_id=run_id, day=day, run_type=run_type, dry_run=dry_run,
                    version=info.version, sha256=info.artifact_sha256, shards=shards)
     plan = RunPlan(spec.name, day, run_id, run_type, dry_run, info.version, info.artifact_sha256, shards, staging,
                    day_rows)
-    logger.info("planned %s day %s with version %d (%s), %d shard(s)", spec.name, day, info.version,
-                version_policy if version is None else "explicit", shards)
+    logger.info("planned %s day %s with version %d (%s): %d rows in %d shard(s), materialised in %.2fs",
+                spec.name, day, info.version, version_policy if version is None else "explicit", day_rows, shards,
+                time.perf_counter() - started)
     return plan
-
-
-def count_day_rows(engine: sa.Engine, spec: Spec, day: dt.date) -> int:
-    """Source rows of `day`; an unreadable source is a SourceError naming it."""
-    day_rows = select_day(spec, day).subquery("day")
-    try:
-        with engine.connect() as conn:
-            return int(conn.execute(sa.select(sa.func.count()).select_from(day_rows)).scalar_one())
-    except sa.exc.DBAPIError as exc:
-        raise _source_error(spec, str(exc.orig).strip().splitlines()[0]) from exc
 
 
 def shard_count(spec: Spec, day_rows: int) -> int:
@@ -226,11 +225,12 @@ def score_shard(
     *,
     suite_file: Path | None = None,
     results_dir: Path | None = None,
-    batch_bytes: int = arrow.DEFAULT_BATCH_BYTES,
+    batch_bytes: int | None = None,
     threads: int | Literal["auto"] | None = "auto",
 ) -> ShardResult:
-    """Validate one shard of the day with GX (in PostgreSQL), then stream it in chunks: quarantine the rows
-    GX failed, score the rest with the pinned version and COPY the predictions into the run's staging table.
+    """Validate the shard's piece of the run's snapshot with GX (in PostgreSQL), then stream the same piece in
+    chunks: quarantine the rows GX failed, score the rest with the pinned version and COPY the predictions
+    into the run's staging table. `batch_bytes` None is `ml_batch.db.arrow.DEFAULT_BATCH_BYTES` per chunk.
 
     Fetching the next chunk and writing the previous one overlap with scoring. `threads` is how many
     chunks are scored at once (each with one BLAS/OpenMP thread); "auto" assumes the plan's shards run in
@@ -248,9 +248,12 @@ def score_shard(
 
 def _score_shard(
     engine: sa.Engine, spec: Spec, plan: RunPlan, shard: int, suite_file: Path | None,
-    results_dir: Path | None, batch_bytes: int, threads: int | None,
+    results_dir: Path | None, batch_bytes: int | None, threads: int | None,
 ) -> ShardResult:
     from threadpoolctl import threadpool_limits
+
+    from ml_batch import registry
+    from ml_batch.db import arrow
 
     if not 0 <= shard < plan.shards:
         raise ValueError(f"shard {shard} is outside 0..{plan.shards - 1}")
@@ -284,7 +287,7 @@ def _score_shard(
     with arrow.connect(url) as reader, arrow.connect(url) as writer, threadpool_limits(limits=1, user_api="blas"), \
             BackgroundWriter(write) as sink, \
             ThreadPoolExecutor(workers, thread_name_prefix="ml-batch-score", initializer=_one_openmp_thread) as pool, \
-            Prefetch(_timed(_stream(reader, spec, plan, shard, batch_bytes))) as batches:
+            Prefetch(_timed(_stream(reader, spec, plan, shard, batch_bytes or arrow.DEFAULT_BATCH_BYTES))) as batches:
         pending: deque[Future[_Chunk]] = deque()
         for batch, waited in batches:
             tally.key_type = str(batch.schema.field(spec.source.key).type)
@@ -297,12 +300,11 @@ def _score_shard(
             collect(pending.popleft())
     if len(seen_bad) != len(row_reasons):
         missing = [key for key in row_reasons if key not in seen_bad]
-        raise ValidationFailed(
+        raise ValidationFailed(  # both read the same snapshot piece: only the keys' text forms can differ
             f"model {spec.name!r} day {plan.day} shard {shard}: GX found failing rows with keys "
             f"{missing[:5]}{' ...' if len(missing) > 5 else ''} (as text) that the extract did not return "
-            f"(its key column {spec.source.key!r} is {tally.key_type}): either the source changed while the "
-            "shard ran (retry the shard) or this key type does not print the same way in both drivers "
-            "(use an integer, text or uuid key)"
+            f"(its key column {spec.source.key!r} is {tally.key_type}): this key type does not print the same "
+            "way in both drivers (use an integer, text or uuid key)"
         )
     seconds = {k: round(v, 3) for k, v in tally.seconds.items()}
     with engine.begin() as conn:
@@ -318,21 +320,33 @@ def _validate_shard(
     engine: sa.Engine, url: str, spec: Spec, plan: RunPlan, shard: int, suite_file: Path | None,
     results_dir: Path | None, tally: _Tally,
 ) -> dict[str, list[str]]:
-    """GX on a view of exactly the shard's rows, in PostgreSQL; the failing keys (as text) with their reasons.
+    """GX on a view of the shard's piece of the run's snapshot (exactly the day's columns of exactly the rows
+    the extract reads), in PostgreSQL; the failing keys (as text) with their reasons.
 
     The view lives only while GX runs. Batch failures raise ValidationFailed before anything is scored.
     """
-    from ml_batch.validation import build_suite, key_is_unique, relation_column_types, save_result, validate_relation
+    from ml_batch.validation import (
+        build_suite,
+        key_is_unique,
+        relation_column_types,
+        save_result,
+        store_result,
+        validate_relation,
+    )
 
     started = time.perf_counter()
+    piece = snapshot.snapshot_piece(spec, plan.run_id, shard)
     view = shard_view(spec, plan.run_id, shard)
-    create = render("create_view", view=view).text + "\n" + day_sql(spec, plan.day, shard, plan.shards)
-    try:
-        with engine.begin() as conn:
-            conn.execute(render("drop_view", view=view))
-            conn.exec_driver_sql(create)  # no bind parameters: the query is plain SQL (as ADBC reads it)
-    except sa.exc.DBAPIError as exc:
-        raise _source_error(spec, str(exc.orig).strip().splitlines()[0]) from exc
+    with engine.begin() as conn:
+        if not table_exists(conn, piece):
+            raise RunAbandoned(
+                f"run {plan.run_id!r} of model {spec.name!r} day {plan.day}: its snapshot of the day ({piece}) "
+                "is gone (the run was published, failed on its data or was cleaned up, or it was planned by an "
+                "older ml-batch): plan the run again"
+            )
+        conn.execute(render("drop_view", view=view))
+        create = render("create_view", view=view).text + "\n" + snapshot.piece_sql(spec, plan.run_id, shard)
+        conn.exec_driver_sql(create)
     try:
         column_types = relation_column_types(engine, view)
         unique = key_is_unique(engine, spec)
@@ -349,6 +363,9 @@ def _validate_shard(
     tally.seconds["validate"] += time.perf_counter() - started
     if not outcome.passed_batch:
         _check_database(engine)  # GX reports a lost connection as a failed expectation: name the real cause
+    # In the database too (failed results included): the UI plugin serves them, never a worker's files.
+    store_result(engine, outcome, spec.name, plan.day, plan.run_id, shard)
+    if not outcome.passed_batch:
         raise ValidationFailed(
             f"model {spec.name!r} day {plan.day}: batch failed validation: " + "; ".join(outcome.batch_failures)
         )
@@ -427,6 +444,11 @@ def _score_chunk(
     row_reasons: dict[str, list[str]],
 ) -> _Chunk:
     """Quarantine the chunk's rows GX failed, score the rest (runs in a scoring thread)."""
+    import numpy as np
+    import pyarrow as pa
+
+    from ml_batch.training import predict_scores
+
     started = time.perf_counter()
     frame = _to_pandas(batch, spec)
     keys = batch.column(spec.source.key)
@@ -488,6 +510,7 @@ def _publish_run(engine: sa.Engine, spec: Spec, plan: RunPlan, locking: SwapLock
         recorded = None if staged else runs.get(conn, plan.model, plan.run_id)
         totals = runs.shard_totals(conn, plan.model, plan.run_id)
     if not staged:
+        _discard_snapshot(engine, spec, plan)  # nothing of this plan can publish any more
         if recorded is not None and recorded["status"] in runs.FINISHED:
             logger.info("%s day %s: run %s already finished (%s); nothing to do", spec.name, plan.day,
                         plan.run_id, recorded["status"])
@@ -513,6 +536,7 @@ def _publish_run(engine: sa.Engine, spec: Spec, plan: RunPlan, locking: SwapLock
             audit = audit_staging(conn, spec, plan.staging_table, day=plan.day, version=plan.version,
                                   expected_rows=scored)
             status = "dry_run" if plan.dry_run else "success"
+            snapshot.drop_snapshot(conn, spec, plan.run_id)  # with the day's fate, in the same transaction
             if plan.dry_run:
                 drop_staging(conn, plan.staging_table)
                 conn.execute(quarantine.delete().where(quarantine.c.model_name == spec.name,
@@ -530,6 +554,7 @@ def _publish_run(engine: sa.Engine, spec: Spec, plan: RunPlan, locking: SwapLock
     except (ValidationFailed, PublishError) as exc:
         if not isinstance(exc, PublishBlocked):  # the day's data broke a rule: no retry of this plan can publish
             discard_staging(engine, plan.staging_table)
+            _discard_snapshot(engine, spec, plan)
         raise
     logger.info("%s day %s %s: %d rows, %d scored, %d quarantined, version %d", spec.name, plan.day,
                 "checked (dry run, nothing published)" if plan.dry_run else "published", extracted, scored,
@@ -567,23 +592,35 @@ def score_day(
 
 
 # -- internals ---------------------------------------------------------------------------------------------
+def _discard_snapshot(engine: sa.Engine, spec: Spec, plan: RunPlan) -> None:
+    """Drop the run's snapshot after a failure no retry of the plan can fix; a failure to drop it is logged,
+    never raised (it must not hide the error being reported; the cleanup of dead runs drops it later)."""
+    try:
+        with engine.begin() as conn:
+            snapshot.drop_snapshot(conn, spec, plan.run_id)
+    except sa.exc.SQLAlchemyError as exc:
+        logger.warning("could not drop the day snapshot of run %s: %s", plan.run_id,
+                       str(exc).strip().splitlines()[0])
+
+
 def _stream(conn: Any, spec: Spec, plan: RunPlan, shard: int, batch_bytes: int) -> Iterator[pa.RecordBatch]:
-    sql = day_sql(spec, plan.day, shard, plan.shards)
+    """The shard's piece of the run's snapshot, in Arrow batches (the rows GX validated, no others)."""
+    from ml_batch.db import arrow
+
+    sql = snapshot.piece_sql(spec, plan.run_id, shard)
     try:
         yield from arrow.stream(conn, sql, batch_bytes)
     except Exception as exc:
         # ADBC raises driver-specific errors (undefined table/column...): name the source and re-raise ours.
         if type(exc).__module__.startswith(("adbc_driver", "pyarrow")):
-            raise _source_error(spec, str(exc)) from exc
+            raise source_error(spec, str(exc)) from exc
         raise
-
-
-def _source_error(spec: Spec, problem: str) -> SourceError:
-    return SourceError(f"model {spec.name!r}: cannot read source {spec.source.table or 'query'}: {problem}")
 
 
 def _to_pandas(batch: pa.RecordBatch, spec: Spec) -> pd.DataFrame:
     """The batch as pandas; NUMERIC (decimal) features become float64 so the model sees numbers."""
+    import pyarrow as pa
+
     if not any(pa.types.is_decimal(t) for t in batch.schema.types):
         return batch.to_pandas()
     numeric = {f.name for f in spec.features if f.type == "numeric"}
@@ -647,11 +684,16 @@ def _reset_shard(engine: sa.Engine, spec: Spec, plan: RunPlan, shard: int) -> No
 
 def key_text(value: Any) -> str:
     """A key from psycopg2 (int, str, Decimal, uuid as str, date) as PostgreSQL prints it."""
+    import numpy as np
+
     return str(value.item() if isinstance(value, np.generic) else value)
 
 
 def key_texts(keys: pa.Array | pa.ChunkedArray) -> list[str | None]:
     """Keys from ADBC as PostgreSQL prints them (`key_text` of the same keys from psycopg2); null stays None."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     kind = keys.type.storage_type if isinstance(keys.type, pa.ExtensionType) else keys.type
     if pa.types.is_fixed_size_binary(kind) and kind.byte_width == 16:  # uuid
         values = (keys.storage if isinstance(keys, pa.ExtensionArray) else keys).to_pylist()
@@ -664,6 +706,9 @@ def key_texts(keys: pa.Array | pa.ChunkedArray) -> list[str | None]:
 
 def _predictions(spec: Spec, keys: pa.Array, scores: np.ndarray) -> pa.Table:
     """What a shard stages per row; the run's shared columns are stamped once at publish."""
+    import numpy as np
+    import pyarrow as pa
+
     if spec.model.task == "binary":
         labels = pa.array((scores >= spec.predictions.threshold).astype(np.int16))
     else:

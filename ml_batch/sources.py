@@ -12,6 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from ml_batch.errors import SourceError
 from ml_batch.spec import LabelsSpec, SourceSpec, Spec
 
 
@@ -75,9 +76,16 @@ def select_day(spec: Spec, day: dt.date, shard: int = 0, shards: int = 1) -> sa.
 
 def day_sql(spec: Spec, day: dt.date, shard: int = 0, shards: int = 1) -> str:
     """`select_day` as a SQL string (for drivers outside SQLAlchemy, such as ADBC)."""
+    return compiled(select_day(spec, day, shard, shards))
+
+
+def compiled(stmt: sa.Select) -> str:
+    """A statement as plain PostgreSQL SQL with its values inlined (it has only literals of our own making)."""
     from sqlalchemy.dialects import postgresql
 
-    compiled = select_day(spec, day, shard, shards).compile(
-        dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}
-    )
-    return str(compiled)
+    return str(stmt.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
+
+
+def source_error(spec: Spec, problem: str) -> SourceError:
+    """The error for a source that cannot be read, naming it."""
+    return SourceError(f"model {spec.name!r}: cannot read source {spec.source.table or 'query'}: {problem}")

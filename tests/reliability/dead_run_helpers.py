@@ -68,12 +68,14 @@ def wait_for(probe: Callable[[], T], what: str, proc: subprocess.Popen[str] | No
 
 
 def run_objects(engine: sa.Engine, schema: str) -> set[str]:
-    """Staging tables and GX validation views in `schema` (the predictions schema of the toy spec)."""
+    """Staging tables, day snapshots (parents and pieces) and GX validation views in `schema` (the
+    predictions schema of the toy spec)."""
     with engine.connect() as conn:
         return set(conn.execute(sa.text(
             "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = :schema AND c.relkind IN ('r', 'v') "
-            r"AND (c.relname LIKE '%\_\_s\_%' OR c.relname LIKE 'ml\_batch\_validate\_%')"
+            "WHERE n.nspname = :schema AND c.relkind IN ('r', 'p', 'v') "
+            r"AND (c.relname LIKE '%\_\_s\_%' OR c.relname LIKE 'ml\_batch\_validate\_%' "
+            r"OR c.relname LIKE 'ml\_batch\_day\_%')"
         ), {"schema": schema}).scalars())
 
 

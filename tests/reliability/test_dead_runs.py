@@ -17,6 +17,7 @@ from ml_batch.errors import RunAbandoned
 from ml_batch.jobs import train_and_register
 from ml_batch.publish import staging_table
 from ml_batch.scoring import plan_run, score_shard
+from ml_batch.snapshot import snapshot_piece
 from ml_batch.spec import Spec
 from tests.integration.helpers import load_toy_data, toy_spec, write_spec
 from tests.reliability.dead_run_helpers import (
@@ -87,6 +88,7 @@ def _kill_during_publish(engine: sa.Engine, spec: Spec, settings: Settings, tmp_
 def _assert_dead_run_left(engine: sa.Engine, spec: Spec, settings: Settings, dead: str) -> None:
     """What a killed run leaves today (the state cleanup must remove)."""
     assert staging_table(spec, dead).rpartition(".")[2] in run_objects(engine, settings.schema)
+    assert snapshot_piece(spec, dead, 0).rpartition(".")[2] in run_objects(engine, settings.schema)
 
 
 def _assert_nothing_of(engine: sa.Engine, spec: Spec, settings: Settings, dead: str) -> None:
