@@ -1,6 +1,9 @@
 """One `batch_predict_<model>` DAG per model spec in the specs folder (ML_BATCH_SPECS_DIR, default
 `include/models/` next to this folder). Wiring only: the DAG shape is in `ml_batch.airflow.dag_factory`,
-the work in `ml_batch.scoring`. Parsing reads the spec files and nothing else."""
+the work in `ml_batch.scoring`. Parsing reads the spec files and nothing else.
+
+With ML_BATCH_NOOP_DAGS=1 (benchmarks), each model also gets `noop_batch_predict_<model>`: the same shape
+with bodies that return at once, which measures what Airflow itself costs per day."""
 
 from __future__ import annotations
 
@@ -11,6 +14,9 @@ from ml_batch.airflow.dag_factory import build_dag
 from ml_batch.spec import load_specs
 
 SPECS_DIR = Path(os.environ.get("ML_BATCH_SPECS_DIR") or Path(__file__).resolve().parents[1] / "include" / "models")
+NOOP_DAGS = os.environ.get("ML_BATCH_NOOP_DAGS") == "1"
 
 for _spec in load_specs(SPECS_DIR).values():
     build_dag(_spec)
+    if NOOP_DAGS:
+        build_dag(_spec, noop=True)

@@ -14,6 +14,9 @@
 - Loading checks the sha256 (corruption), then the HMAC (substitution), both *before* unpickling, and the
   feature schema against the spec before returning. Versions without an HMAC (registered before migration
   0004) are refused: nothing can vouch for their bytes.
+- A process unpickles a version at most once: every load fetches and verifies the bytes as above, and only
+  then looks up the pipeline unpickled earlier from the same (model, version, artifact sha256).
+- sklearn and joblib are imported by the functions that need them, so metadata calls stay light.
 """
 
 from __future__ import annotations
@@ -27,19 +30,18 @@ import logging
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import joblib
 import sqlalchemy as sa
-from sklearn.exceptions import NotFittedError
-from sklearn.pipeline import Pipeline
-from sklearn.utils.validation import check_is_fitted
 
 import ml_batch
 from ml_batch.config import ARTIFACT_KEY_ENV, artifact_key, default_artifact_key_file
 from ml_batch.db.tables import model_aliases, model_events, model_versions
 from ml_batch.errors import ArtifactIntegrityError, FeatureSchemaMismatch, RegistryError
 from ml_batch.spec import Spec
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +50,10 @@ CHALLENGER = "challenger"
 
 _META_COLUMNS = [c for c in model_versions.c if c.name not in ("artifact", "artifact_hmac", "reference_profile")]
 _HMAC_CONTEXT = "ml-batch artifact v1"
+# Verified, unpickled pipelines of this process by (model, version, artifact sha256): champion and challenger
+# of a model or two, so a few entries; the oldest goes first.
+_LOADED: dict[tuple[str, int, str], Any] = {}
+_LOADED_MAX = 4
 
 
 @dataclass(frozen=True)
@@ -116,6 +122,8 @@ class NewVersion:
 
 def serialize(pipeline: Pipeline) -> bytes:
     """joblib bytes of a pipeline."""
+    import joblib
+
     buffer = io.BytesIO()
     joblib.dump(pipeline, buffer, compress=3)
     return buffer.getvalue()
@@ -381,7 +389,10 @@ def champion_stack(history: list[tuple[str, int | None]]) -> list[int]:
 
 
 def load(engine: sa.Engine, spec: Spec, version: int | str = CHAMPION) -> LoadedModel:
-    """Fetch, verify (sha256, HMAC, then feature schema) and unpickle a version of `spec.name`."""
+    """Fetch, verify (sha256, HMAC, then feature schema) and unpickle a version of `spec.name`; the unpickling
+    at most once per process and (model, version, artifact sha256): see the module doc."""
+    import joblib
+
     with engine.connect() as conn:
         number = _resolve(conn, spec.name, version)
         row = conn.execute(
@@ -394,7 +405,16 @@ def load(engine: sa.Engine, spec: Spec, version: int | str = CHAMPION) -> Loaded
     verify_artifact(spec.name, number, artifact, row.artifact_sha256, row.artifact_hmac, row.artifact_key_id)
     info = get_version(engine, spec.name, number)
     check_feature_schema(spec, info.feature_schema, f"version {number}")
-    pipeline = joblib.load(io.BytesIO(artifact))
+    # Verified above: these exact bytes (sha256) were registered and signed. Unpickle them once per process.
+    key = (spec.name, number, row.artifact_sha256)
+    pipeline = _LOADED.get(key)
+    if pipeline is None:
+        pipeline = joblib.load(io.BytesIO(artifact))
+        while len(_LOADED) >= _LOADED_MAX:
+            del _LOADED[next(iter(_LOADED))]
+        _LOADED[key] = pipeline
+    else:
+        logger.info("model %s version %d: verified; unpickled earlier in this process", spec.name, number)
     return LoadedModel(info=info, pipeline=pipeline)
 
 
@@ -468,6 +488,10 @@ def check_pipeline_schema(spec: Spec, pipeline: Any, what: str = "artifact") -> 
             f"model {spec.name!r}: {what} was fitted on columns {list(names)}, but the spec's features are "
             f"{spec.feature_names} (names and order must match)"
         )
+    from sklearn.exceptions import NotFittedError
+    from sklearn.pipeline import Pipeline
+    from sklearn.utils.validation import check_is_fitted
+
     if not isinstance(pipeline, Pipeline):
         raise FeatureSchemaMismatch(
             f"model {spec.name!r}: {what} is a {type(pipeline).__name__}, not a fitted sklearn Pipeline "

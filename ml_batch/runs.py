@@ -43,6 +43,16 @@ def start(conn: sa.Connection, *, model: str, run_id: str, day: dt.date, run_typ
     conn.execute(run_shards.delete().where(run_shards.c.model_name == model, run_shards.c.run_id == run_id))
 
 
+def record_spec(engine: sa.Engine, *, model: str, run_id: str, spec_sha256: str) -> None:
+    """Record the sha256 of the spec text the run was planned with (`runs.spec_sha256`)."""
+    with engine.begin() as conn:
+        updated = conn.execute(
+            runs.update().where(runs.c.model_name == model, runs.c.run_id == run_id).values(spec_sha256=spec_sha256)
+        ).rowcount
+    if updated != 1:
+        raise ValueError(f"run {run_id!r} of model {model!r} has no runs row to record its spec on: plan it first")
+
+
 def record_shard(conn: sa.Connection, *, model: str, run_id: str, shard: int, extracted: int, scored: int,
                  quarantined: int, score_sum: float, stage_seconds: dict[str, float]) -> None:
     """Upsert one shard's counts (a retried shard replaces its earlier row)."""

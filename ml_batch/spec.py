@@ -13,6 +13,7 @@ import hashlib
 import importlib
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -341,29 +342,59 @@ class Spec(_Strict):
         return estimator
 
 
+@dataclass(frozen=True)
+class PinnedSpec:
+    """A spec with the exact text it was parsed from and that text's sha256 (what a run pins)."""
+
+    spec: Spec
+    text: str
+    sha256: str
+    path: Path
+
+
+# libyaml's safe loader parses a spec ~10x faster than the pure-Python one: every task process parses the DAG
+# file, and so every spec file, before it runs.
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load_spec(path: Path) -> Spec:
     """Load and validate one spec file."""
+    return _read(path).spec
+
+
+def parse_spec(text: str, origin: Path | str) -> Spec:
+    """Validate a spec from its YAML `text`; errors name `origin` (the file, or where the text came from)."""
     try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError as exc:
-        raise SpecError(f"{path}: no such spec file") from exc
+        raw = yaml.load(text, Loader=_SAFE_LOADER)  # a safe loader (libyaml's when available)
     except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML: {exc}") from exc
+        raise SpecError(f"{origin}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
-        raise SpecError(f"{path}: expected a mapping of spec fields at the top level, got {type(raw).__name__}")
+        raise SpecError(f"{origin}: expected a mapping of spec fields at the top level, got {type(raw).__name__}")
     try:
         return Spec.model_validate(raw)
     except ValidationError as exc:
-        raise SpecError(f"{path}: {format_validation_error(exc)}") from exc
+        raise SpecError(f"{origin}: {format_validation_error(exc)}") from exc
+
+
+def _read(path: Path) -> PinnedSpec:
+    try:
+        text = path.read_text()
+    except FileNotFoundError as exc:
+        raise SpecError(f"{path}: no such spec file") from exc
+    return PinnedSpec(parse_spec(text, path), text, hashlib.sha256(text.encode()).hexdigest(), path)
+
+
+def _spec_files(specs_dir: Path) -> list[Path]:
+    if not specs_dir.is_dir():
+        raise SpecError(f"{specs_dir}: specs folder does not exist (set ML_BATCH_SPECS_DIR)")
+    return sorted([*specs_dir.glob("*.yaml"), *specs_dir.glob("*.yml")])
 
 
 def load_specs(specs_dir: Path) -> dict[str, Spec]:
     """Load every `*.yaml`/`*.yml` spec in `specs_dir`, keyed by model name; names must be unique."""
-    if not specs_dir.is_dir():
-        raise SpecError(f"{specs_dir}: specs folder does not exist (set ML_BATCH_SPECS_DIR)")
     specs: dict[str, Spec] = {}
     origin: dict[str, Path] = {}
-    for path in sorted([*specs_dir.glob("*.yaml"), *specs_dir.glob("*.yml")]):
+    for path in _spec_files(specs_dir):
         spec = load_spec(path)
         if spec.name in specs:
             raise SpecError(f"{path}: model name {spec.name!r} is already defined in {origin[spec.name]}")
@@ -379,6 +410,24 @@ def get_spec(specs_dir: Path, name: str) -> Spec:
         known = ", ".join(sorted(specs)) or "none"
         raise SpecError(f"no spec for model {name!r} in {specs_dir} (known models: {known})")
     return specs[name]
+
+
+def read_spec(specs_dir: Path, name: str) -> PinnedSpec:
+    """The spec of model `name` with its text, reading one file: `<name>.yaml` (or `.yml`) when it defines
+    `name`, as the specs folder's files normally do; only otherwise the whole folder, as `get_spec` does
+    (which also lists the known models when `name` is unknown). Duplicate names in the folder are refused when
+    the DAG files parse it (`load_specs`)."""
+    for path in (specs_dir / f"{name}.yaml", specs_dir / f"{name}.yml"):
+        if path.is_file():
+            pinned = _read(path)
+            if pinned.spec.name == name:
+                return pinned
+    for path in _spec_files(specs_dir):
+        pinned = _read(path)
+        if pinned.spec.name == name:
+            return pinned
+    get_spec(specs_dir, name)  # raises, naming the known models
+    raise AssertionError("unreachable: get_spec found a spec that no file defines")
 
 
 def format_validation_error(exc: ValidationError) -> str:

@@ -32,12 +32,15 @@ DAG_DOC = """
 It is the `date` param when given; else the start of the run's data interval (the run that fires on
 D+1 at `{schedule}` covers [D, D+1)); else, for a manual run without a logical date, yesterday (UTC).
 
-Steps: **plan** (resolve D, pin the champion version once) → **score** (one mapped task per shard:
-extract, validate with Great Expectations, quarantine failing rows, score, stage) → **publish**
-(audit the staging table, swap the day's partition of `{predictions}` in one transaction) →
-**drift** (against the version's reference profile; sustained dataset drift, `drift.alert_after`, emits
-the drift Asset that triggers `retrain_{model}`), **shadow** (challenger scored into
-`shadow_predictions`), **performance** (realized metrics of day D - {delay} whose labels have arrived).
+Steps: **plan** (resolve D, pin the champion version and the model's spec once; the spec's sha256 is recorded
+on the run) → **score** (one mapped task per shard: extract, validate with Great Expectations, quarantine
+failing rows, score, stage) → **publish** (audit the staging table, swap the day's partition of
+`{predictions}` in one transaction) → **drift** (against the version's reference profile) →
+**signal_drift** (skipped unless the dataset drift is sustained, `drift.alert_after`: then it emits the drift
+Asset that triggers `retrain_{model}`); after publish also **shadow** (challenger scored into
+`shadow_predictions`) → **performance** (realized metrics of day D - {delay} whose labels have arrived).
+Tasks check that the database schema is at this ml-batch's migration head and fail at once if not (run
+`ml-batch db up`, or the airflow-init service).
 Re-running a day replaces it; a dry run publishes nothing. A failure that a retry cannot fix (validation,
 spec, model integrity: see `ml_batch.errors`) fails its task at once; others (database unreachable, lock
 timeout) are retried with back-off.
@@ -61,14 +64,17 @@ _CRON_PRESETS = {"@hourly": "0 * * * *", "@daily": "0 0 * * *", "@weekly": "0 0 
                  "@monthly": "0 0 1 * *", "@yearly": "0 0 1 1 *"}
 
 
-def predictions_asset(spec: Spec) -> Asset:
-    """The Asset whose events mark a published day of `spec`'s predictions."""
-    return Asset(name=f"ml_batch.predictions.{spec.name}", uri=f"ml-batch://predictions/{spec.name}")
+def predictions_asset(spec: Spec, *, noop: bool = False) -> Asset:
+    """The Asset whose events mark a published day of `spec`'s predictions (the no-op DAG's own with `noop`)."""
+    kind = "noop-predictions" if noop else "predictions"
+    return Asset(name=f"ml_batch.{kind.replace('-', '_')}.{spec.name}", uri=f"ml-batch://{kind}/{spec.name}")
 
 
-def drift_asset(spec: Spec) -> Asset:
-    """The Asset whose events mark a day with dataset drift (the retraining DAG listens to it)."""
-    return Asset(name=f"ml_batch.drift.{spec.name}", uri=f"ml-batch://drift/{spec.name}")
+def drift_asset(spec: Spec, *, noop: bool = False) -> Asset:
+    """The Asset whose events mark a day with dataset drift (the retraining DAG listens to it; the no-op DAG
+    has its own with `noop`, which nothing listens to)."""
+    kind = "noop-drift" if noop else "drift"
+    return Asset(name=f"ml_batch.{kind.replace('-', '_')}.{spec.name}", uri=f"ml-batch://{kind}/{spec.name}")
 
 
 def _default_args(spec: Spec) -> dict[str, Any]:
@@ -103,17 +109,26 @@ def _params() -> dict[str, Param]:
     }
 
 
-def build_dag(spec: Spec, *, doc_md: str | None = None) -> DAG:
-    """The daily batch-prediction DAG of one model."""
+def build_dag(spec: Spec, *, doc_md: str | None = None, noop: bool = False) -> DAG:
+    """The daily batch-prediction DAG of one model.
+
+    `noop=True` builds `noop_batch_predict_<model>`: the same tasks, mapping, dependencies and params (this
+    function builds both), with bodies that return at once (`tasks.NOOP`) and Assets of its own, so it never
+    triggers retraining. Benchmarks backfill it to measure what Airflow itself costs per day.
+    """
     model = spec.name
-    dag_id = f"batch_predict_{model}"
-    asset = predictions_asset(spec)
-    drifted_asset = drift_asset(spec)
+    bodies = tasks.NOOP if noop else tasks.REAL
+    prefix = "noop_" if noop else ""
+    dag_id = f"{prefix}batch_predict_{model}"
+    asset = predictions_asset(spec, noop=noop)
+    drifted_asset = drift_asset(spec, noop=noop)
     doc = doc_md or DAG_DOC.format(
         model=model, description=spec.description, date_column=spec.source.date_column,
         source=spec.source.table or "the spec's query", schedule=spec.schedule, predictions=spec.predictions.table,
         delay=spec.labels.delay_days,
     )
+    if noop:
+        doc = f"**No-op twin** of `batch_predict_{model}` (same shape, bodies return at once).\n{doc}"
     with DAG(
         dag_id=dag_id,
         doc_md=doc,
@@ -124,53 +139,47 @@ def build_dag(spec: Spec, *, doc_md: str | None = None) -> DAG:
         max_active_runs=spec.max_active_runs,
         default_args=_default_args(spec),
         params=_params(),
-        tags=["ml-batch", "batch-predict", model],
+        tags=["ml-batch", "batch-predict", model, *(["noop"] if noop else [])],
         on_failure_callback=MlBatchAlertNotifier(model),
     ) as dag:
 
         @task(task_id="plan")
-        def plan(**context: Any) -> dict[str, Any]:
-            return tasks.plan(model, context)
-
-        @task(task_id="list_shards")
-        def list_shards(run_plan: dict[str, Any]) -> list[int]:
-            return tasks.shards(run_plan)
+        def plan(**context: Any) -> list[int]:
+            # Returns the shard numbers (what `score` maps over); the run plan is the XCom `run_plan`.
+            return bodies.plan(model, context)
 
         @task(task_id="score", max_active_tis_per_dagrun=8)
         def score(run_plan: dict[str, Any], shard: int) -> dict[str, Any]:
-            return tasks.score(model, run_plan, shard)
+            return bodies.score(model, run_plan, shard)
 
         @task(task_id="publish", outlets=[asset])
         def publish(run_plan: dict[str, Any], results: list[dict[str, Any]], **context: Any) -> dict[str, Any]:
-            return tasks.publish(model, run_plan, context, asset)
+            return bodies.publish(model, run_plan, context, asset)
 
         @task(task_id="drift")
         def drift(run_plan: dict[str, Any], published: dict[str, Any]) -> dict[str, Any]:
-            return tasks.drift(model, run_plan, dag_id)
-
-        @task.short_circuit(task_id="dataset_drifted")
-        def dataset_drifted(summary: dict[str, Any]) -> bool:
-            # Only sustained drift (drift.alert_after: K of the last M days) emits the Asset that retrains.
-            return bool(summary.get("sustained_drift"))
+            return bodies.drift(model, run_plan, dag_id)
 
         @task(task_id="signal_drift", outlets=[drifted_asset])
         def signal_drift(summary: dict[str, Any], **context: Any) -> dict[str, Any]:
-            return tasks.signal_drift(summary, context, drifted_asset)
+            # Skipped (no Asset event) unless the drift is sustained (drift.alert_after: K of the last M days).
+            return bodies.signal_drift(summary, context, drifted_asset)
 
         @task(task_id="shadow")
-        def shadow(run_plan: dict[str, Any], published: dict[str, Any]) -> dict[str, Any] | None:
-            return tasks.shadow(model, run_plan)
+        def shadow(run_plan: dict[str, Any], published: dict[str, Any]) -> dict[str, Any]:
+            return bodies.shadow(model, run_plan)
 
         @task(task_id="performance")
-        def performance(run_plan: dict[str, Any], published: dict[str, Any], shadowed: Any) -> list[dict[str, Any]]:
-            return tasks.performance(model, run_plan, dag_id)
+        def performance(run_plan: dict[str, Any], published: dict[str, Any]) -> list[dict[str, Any]]:
+            return bodies.performance(model, run_plan, dag_id)
 
-        run_plan = plan()
-        scored = score.partial(run_plan=run_plan).expand(shard=list_shards(run_plan))
+        shard_numbers = plan()
+        run_plan = shard_numbers[tasks.RUN_PLAN_KEY]  # type: ignore[index]  # a PlainXComArg: XCom `run_plan`
+        scored = score.partial(run_plan=run_plan).expand(shard=shard_numbers)
         published = publish(run_plan, scored)
-        summary = drift(run_plan, published)
-        signal_drift(summary) << dataset_drifted(summary)
-        performance(run_plan, published, shadow(run_plan, published))
+        signal_drift(drift(run_plan, published))
+        # performance follows shadow (both write monitoring rows of the day), without taking its value.
+        shadow(run_plan, published) >> performance(run_plan, published)
     return dag
 
 

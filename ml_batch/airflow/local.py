@@ -23,7 +23,8 @@ from types import FrameType
 from sqlalchemy.engine import make_url
 
 from ml_batch.config import Settings
-from ml_batch.db.engine import resolve_url
+from ml_batch.db.engine import make_engine, resolve_url
+from ml_batch.db.migrate import upgrade
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +38,11 @@ def dags_dir() -> Path:
     return Path(os.environ.get("ML_BATCH_DAGS_DIR") or Path.cwd() / "dags").resolve()
 
 
+def plugins_dir() -> Path:
+    """Airflow's plugins folder: the project's `plugins/` (the ml-batch pages in the UI)."""
+    return Path(os.environ.get("AIRFLOW__CORE__PLUGINS_FOLDER") or Path.cwd() / "plugins").resolve()
+
+
 def airflow_env(settings: Settings) -> dict[str, str]:
     """The environment of a local Airflow that runs ml-batch's DAGs against ml-batch's database."""
     url = make_url(resolve_url(settings)).set(drivername="postgresql")
@@ -48,6 +54,7 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         **os.environ,
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags_dir()),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(plugins_dir()),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": os.environ.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING"),
         "AIRFLOW_CONN_ML_BATCH_DB": url.render_as_string(hide_password=False),
@@ -81,6 +88,9 @@ def standalone(settings: Settings) -> int:
     binary = Path(sys.executable).parent / "airflow"
     if not binary.exists():
         raise FileNotFoundError(f"the 'airflow' command is not installed next to {sys.executable} (run make setup)")
+    # Tasks only check the schema version (they never migrate): migrate before any component starts.
+    revision = upgrade(make_engine(settings), settings.schema)
+    logger.info("ml-batch schema %s at migration %s", settings.schema, revision)
     logger.info("AIRFLOW_HOME=%s dags=%s", env["AIRFLOW_HOME"], env["AIRFLOW__CORE__DAGS_FOLDER"])
     logger.info("UI and API on http://%s:%s, user admin, password in %s/simple_auth_manager_passwords.json"
                 ".generated", _connect_host(env["AIRFLOW__API__HOST"]), env["AIRFLOW__API__PORT"], env["AIRFLOW_HOME"])

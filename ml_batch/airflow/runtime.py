@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 import sqlalchemy as sa
 
 from ml_batch.config import Settings
 from ml_batch.db.engine import make_engine
-from ml_batch.db.migrate import upgrade
+from ml_batch.db.migrate import check_at_head
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +35,12 @@ def database_url_from_connection(connection_id: str) -> str | None:
         conn = BaseHook.get_connection(connection_id)
     except AirflowNotFoundException:
         return None
+    return url_of(conn)
+
+
+def url_of(conn: Any) -> str:
+    """The SQLAlchemy URL of an Airflow PostgreSQL connection (the task SDK's or the core model's): login,
+    password, host, port, database (the connection's `schema`) and the TLS/options extras."""
     query = {k: str(v) for k, v in (conn.extra_dejson or {}).items() if k in {"sslmode", "sslrootcert", "options"}}
     url = sa.URL.create(
         "postgresql+psycopg2", username=conn.login or None, password=conn.password or None,
@@ -43,7 +50,14 @@ def database_url_from_connection(connection_id: str) -> str | None:
 
 
 def task_settings() -> Settings:
-    """Settings for a running task: the environment, with the database from the Airflow Connection."""
+    """Settings for a running task: the environment, with the database from the Airflow Connection.
+
+    Also registers the alert channels (webhook, email) from Airflow's connections and environment, so an
+    alert raised by the task is delivered before, and whether or not, it is recorded in the database.
+    """
+    from ml_batch.airflow.notifiers import register_channels
+
+    register_channels()
     settings = Settings.from_env()
     url = database_url_from_connection(conn_id())
     if url is None:
@@ -55,7 +69,12 @@ def task_settings() -> Settings:
 
 
 def task_engine(settings: Settings) -> sa.Engine:
-    """The engine for `settings`, with ml-batch's migrations applied (idempotent, locked)."""
+    """The engine for `settings`, once its schema is known to be at this ml-batch's migration head.
+
+    Tasks do not migrate (alembic costs seconds per task): `ml-batch db up` does, before Airflow starts
+    (the airflow-init service, `make airflow`, `make demo`). A schema behind the head fails the task at once
+    (`SchemaNotAtHead`, deterministic) with both revisions and that command in its message.
+    """
     engine = make_engine(settings)
-    upgrade(engine, settings.schema)
+    check_at_head(engine, settings.schema)
     return engine

@@ -1,6 +1,14 @@
 """Task bodies of the daily DAG: each turns the Airflow context into plain values and makes one call
 into `ml_batch.scoring`. Nothing here decides anything a test of `ml_batch.scoring` does not cover.
 
+A task pays only for what it uses: no migration (a one-query schema-version check instead, see
+`ml_batch.airflow.runtime.task_engine`), no module it does not call (heavy ones are imported inside the body
+that needs them), and no specs folder after the plan: `plan` pins the model's spec (its text and sha256
+travel in the run plan, the sha256 is recorded on the run) and later tasks parse that copy.
+
+`plan` returns the shard numbers, which `score` maps over; the run plan itself is its XCom `run_plan`
+(Airflow sizes a mapping by the task's return value, so the two cannot share one XCom).
+
 Every body that calls into ml-batch is wrapped in `fail_fast`: a deterministic failure (see
 `ml_batch.errors`) fails the task at once instead of being retried on the same inputs.
 """
@@ -10,16 +18,29 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from typing import Any, ParamSpec, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
+from ml_batch.airflow import stats
 from ml_batch.errors import is_deterministic
 from ml_batch.partition import resolve_day, run_type_of
-from ml_batch.spec import Spec, get_spec
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+    from ml_batch.config import Settings
+    from ml_batch.scoring import RunPlan
+    from ml_batch.spec import Spec
 
 logger = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+#: The XCom key of the run plan (the plan task's return value is the list of shard numbers).
+RUN_PLAN_KEY = "run_plan"
+#: Keys the plan adds to `RunPlan.as_dict()`: the pinned spec.
+_SPEC_KEYS = ("spec_text", "spec_sha256", "spec_file")
 
 
 def fail_fast(body: Callable[P, R]) -> Callable[P, R]:
@@ -48,48 +69,80 @@ def fail_fast(body: Callable[P, R]) -> Callable[P, R]:
     return run
 
 
-def _spec(model: str) -> tuple[Spec, Any, Any]:
+def _settings_and_engine() -> tuple[Settings, sa.Engine]:
     # Imported here, not at module level: DAG files import this module, and parsing must stay light.
     from ml_batch.airflow.runtime import task_engine, task_settings
 
     settings = task_settings()
-    return get_spec(settings.specs_dir, model), settings, task_engine(settings)
+    return settings, task_engine(settings)
 
 
-@fail_fast
-def plan(model: str, context: dict[str, Any]) -> dict[str, Any]:
-    """Resolve day D and pin the model version once for the whole run; prepare staging."""
-    from ml_batch.scoring import plan_run
+def _spec(model: str) -> tuple[Spec, Settings, sa.Engine]:
+    """The model's spec read from its one file in the specs folder (the retraining DAG's tasks)."""
+    from ml_batch.spec import read_spec
 
-    spec, _, engine = _spec(model)
+    settings, engine = _settings_and_engine()
+    return read_spec(settings.specs_dir, model).spec, settings, engine
+
+
+def _pinned(run_plan: dict[str, Any]) -> tuple[Spec, RunPlan]:
+    """The spec the plan pinned (parsed from its text, never re-read from the folder) and the RunPlan."""
+    from ml_batch.scoring import RunPlan
+    from ml_batch.spec import parse_spec
+
+    spec = parse_spec(run_plan["spec_text"], f"{run_plan['spec_file']} (as pinned by run {run_plan['run_id']})")
+    return spec, RunPlan.from_dict({k: v for k, v in run_plan.items() if k not in _SPEC_KEYS})
+
+
+def _hand_out(context: dict[str, Any], run_plan: dict[str, Any]) -> list[int]:
+    """Push the run plan as XCom `run_plan`; return the shard numbers `score` maps over."""
+    context["ti"].xcom_push(RUN_PLAN_KEY, run_plan)
+    return list(range(int(run_plan["shards"])))
+
+
+def _day_and_run(context: dict[str, Any]) -> tuple[Any, str, str]:
     params = context.get("params") or {}
     dag_run = context["dag_run"]
     day = resolve_day(params.get("date"), context.get("data_interval_start"), getattr(dag_run, "run_after", None))
+    return day, str(context["run_id"]), run_type_of(str(getattr(dag_run, "run_type", "manual")))
+
+
+@fail_fast
+def plan(model: str, context: dict[str, Any]) -> list[int]:
+    """Resolve day D, pin the model version and the spec once for the whole run; prepare staging."""
+    from ml_batch import runs
+    from ml_batch.scoring import plan_run
+    from ml_batch.spec import read_spec
+
+    settings, engine = _settings_and_engine()
+    pinned = read_spec(settings.specs_dir, model)
+    params = context.get("params") or {}
+    day, run_id, run_type = _day_and_run(context)
     run_plan = plan_run(
-        engine, spec, day,
-        run_id=str(context["run_id"]),
-        run_type=run_type_of(str(getattr(dag_run, "run_type", "manual"))),
+        engine, pinned.spec, day,
+        run_id=run_id,
+        run_type=run_type,
         version=params.get("version"),
         version_policy=params.get("version_policy") or "champion",
         dry_run=bool(params.get("dry_run")),
         shards=int(params["shards"]) if params.get("shards") else None,
     )
-    logger.info("run %s scores %s day %s with version %d", run_plan.run_id, model, day, run_plan.version)
-    return run_plan.as_dict()
-
-
-def shards(run_plan: dict[str, Any]) -> list[int]:
-    return list(range(int(run_plan["shards"])))
+    runs.record_spec(engine, model=model, run_id=run_id, spec_sha256=pinned.sha256)
+    logger.info("run %s scores %s day %s with version %d, spec %s (sha256 %s)", run_plan.run_id, model, day,
+                run_plan.version, pinned.path, pinned.sha256)
+    return _hand_out(context, {**run_plan.as_dict(), "spec_text": pinned.text, "spec_sha256": pinned.sha256,
+                               "spec_file": str(pinned.path)})
 
 
 @fail_fast
 def score(model: str, run_plan: dict[str, Any], shard: int) -> dict[str, Any]:
     """Score one shard of the day into the run's staging table."""
-    from ml_batch.scoring import RunPlan, score_shard
+    from ml_batch.scoring import score_shard
     from ml_batch.validation import suite_path
 
-    spec, settings, engine = _spec(model)
-    result = score_shard(engine, spec, RunPlan.from_dict(run_plan), shard,
+    spec, plan_ = _pinned(run_plan)
+    settings, engine = _settings_and_engine()
+    result = score_shard(engine, spec, plan_, shard,
                          suite_file=suite_path(spec, settings.specs_dir),
                          results_dir=settings.home / "validation")
     return result.__dict__
@@ -98,10 +151,12 @@ def score(model: str, run_plan: dict[str, Any], shard: int) -> dict[str, Any]:
 @fail_fast
 def publish(model: str, run_plan: dict[str, Any], context: dict[str, Any], asset: Any) -> dict[str, Any]:
     """Audit and publish the day atomically; record an Asset event describing what was published."""
-    from ml_batch.scoring import RunPlan, publish_run
+    from ml_batch.scoring import publish_run
 
-    spec, _, engine = _spec(model)
-    summary = publish_run(engine, spec, RunPlan.from_dict(run_plan)).as_dict()
+    spec, plan_ = _pinned(run_plan)
+    _, engine = _settings_and_engine()
+    summary = publish_run(engine, spec, plan_).as_dict()
+    stats.publish_metrics(summary)
     outlet_events = context.get("outlet_events")
     if outlet_events is not None and summary["status"] == "success":
         outlet_events[asset].extra = {k: summary[k] for k in ("model", "day", "version", "scored", "quarantined")}
@@ -112,20 +167,25 @@ def publish(model: str, run_plan: dict[str, Any], context: dict[str, Any], asset
 def drift(model: str, run_plan: dict[str, Any], dag_id: str) -> dict[str, Any]:
     """Drift of the day just published against the scoring version's reference profile, and the label-free
     performance estimate of its predictions (binary models)."""
-    from ml_batch.monitoring import check_day_drift
-    from ml_batch.scoring import RunPlan
-
-    spec, settings, engine = _spec(model)
-    plan_ = RunPlan.from_dict(run_plan)
+    spec, plan_ = _pinned(run_plan)
     if plan_.dry_run:
         return {"status": "skipped", "reason": "dry run", "dataset_drift": False, "sustained_drift": False}
-    return check_day_drift(engine, spec, plan_.day, run_id=plan_.run_id, report_dir=settings.home / "drift",
-                           dag_id=dag_id)
+    from ml_batch.monitoring import check_day_drift
+
+    settings, engine = _settings_and_engine()
+    summary = check_day_drift(engine, spec, plan_.day, run_id=plan_.run_id, report_dir=settings.home / "drift",
+                              dag_id=dag_id)
+    stats.drift_metrics(summary)
+    return summary
 
 
 def signal_drift(summary: dict[str, Any], context: dict[str, Any], asset: Any) -> dict[str, Any]:
-    """Attach the drift summary to the drift Asset event (which triggers the retraining DAG); the DAG emits it
-    only on sustained drift (`drift.alert_after`)."""
+    """On sustained drift (`drift.alert_after`), emit the drift Asset event (which triggers the retraining DAG)
+    with the drift summary; on any other day skip the task, which emits nothing."""
+    if not summary.get("sustained_drift"):
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        raise AirflowSkipException("no sustained dataset drift: nothing to signal")
     outlet_events = context.get("outlet_events")
     if outlet_events is not None:
         outlet_events[asset].extra = {k: summary.get(k) for k in ("model", "day", "version", "share",
@@ -135,29 +195,36 @@ def signal_drift(summary: dict[str, Any], context: dict[str, Any], asset: Any) -
 
 
 @fail_fast
-def shadow(model: str, run_plan: dict[str, Any]) -> dict[str, Any] | None:
+def shadow(model: str, run_plan: dict[str, Any]) -> dict[str, Any]:
     """Score the published day with the challenger (if any) into the shadow table."""
-    from ml_batch.monitoring import shadow_score
-    from ml_batch.scoring import RunPlan
+    from ml_batch import registry
 
-    spec, _, engine = _spec(model)
-    plan_ = RunPlan.from_dict(run_plan)
+    spec, plan_ = _pinned(run_plan)
     if plan_.dry_run:
-        return None
-    return shadow_score(engine, spec, plan_.day, run_id=plan_.run_id)
+        return {"status": "skipped", "reason": "dry run"}
+    _, engine = _settings_and_engine()
+    # Most days there is no challenger: one alias query then spares importing monitoring (pandas, sklearn).
+    # Always a value: a task returning None has no XCom, and whatever reads it logs `XCom not found`.
+    skipped = {"status": "skipped", "reason": "no challenger"}
+    if registry.CHALLENGER not in registry.aliases(engine, model):
+        return skipped
+    from ml_batch.monitoring import shadow_score
+
+    return shadow_score(engine, spec, plan_.day, run_id=plan_.run_id) or skipped
 
 
 @fail_fast
 def performance(model: str, run_plan: dict[str, Any], dag_id: str) -> list[dict[str, Any]]:
     """Realized metrics of the day whose labels have now arrived (D - labels.delay_days)."""
     from ml_batch.monitoring import realized_performance
-    from ml_batch.scoring import RunPlan
 
-    spec, _, engine = _spec(model)
-    plan_ = RunPlan.from_dict(run_plan)
+    spec, plan_ = _pinned(run_plan)
+    _, engine = _settings_and_engine()
     records = realized_performance(engine, spec, plan_.day, run_id=plan_.run_id, dag_id=dag_id)
-    return [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items() if k != "detail"}
-            for r in records if r["metric"] == spec.training.metric]
+    result = [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items() if k != "detail"}
+              for r in records if r["metric"] == spec.training.metric]
+    stats.performance_metrics(model, result)
+    return result
 
 
 def retrain_mode(context: dict[str, Any]) -> str:
@@ -171,7 +238,7 @@ def rollback(model: str, context: dict[str, Any]) -> dict[str, Any]:
     from ml_batch import alerts, registry
     from ml_batch.alerts import Alert
 
-    _, _, engine = _spec(model)
+    _, engine = _settings_and_engine()
     reason = (context.get("params") or {}).get("reason") or "rollback requested from the retraining DAG"
     move = registry.rollback(engine, model, actor=f"airflow:{context['run_id']}", reason=reason)
     alerts.record(engine, Alert(
@@ -201,3 +268,58 @@ def train_and_gate(model: str, context: dict[str, Any], dag_id: str) -> dict[str
         logger.info("gate for %s version %d: %s (candidate %s %.4f, champion %s)", model, outcome.version.version,
                     outcome.action, decision.metric, decision.candidate_score, decision.champion_score)
     return result
+
+
+# --- the daily DAG's bodies, real and no-op ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Bodies:
+    """What each task of the daily DAG runs; `dag_factory.build_dag` wires one set into the DAG's shape."""
+
+    plan: Callable[[str, dict[str, Any]], list[int]]
+    score: Callable[[str, dict[str, Any], int], dict[str, Any]]
+    publish: Callable[[str, dict[str, Any], dict[str, Any], Any], dict[str, Any]]
+    drift: Callable[[str, dict[str, Any], str], dict[str, Any]]
+    signal_drift: Callable[[dict[str, Any], dict[str, Any], Any], dict[str, Any]]
+    shadow: Callable[[str, dict[str, Any]], dict[str, Any]]
+    performance: Callable[[str, dict[str, Any], str], list[dict[str, Any]]]
+
+
+def _noop_plan(model: str, context: dict[str, Any]) -> list[int]:
+    # Plan-shaped, with no database and no spec: what Airflow alone costs. Shards follow the `shards` param.
+    params = context.get("params") or {}
+    day, run_id, run_type = _day_and_run(context)
+    return _hand_out(context, {
+        "model": model, "day": day.isoformat(), "run_id": run_id, "run_type": run_type,
+        "dry_run": bool(params.get("dry_run")), "version": 0, "artifact_sha256": "",
+        "shards": int(params.get("shards") or 1), "staging_table": "", "day_rows": None,
+        "spec_text": "", "spec_sha256": "", "spec_file": "",
+    })
+
+
+def _noop_score(model: str, run_plan: dict[str, Any], shard: int) -> dict[str, Any]:
+    return {"shard": shard, "extracted": 0, "scored": 0, "quarantined": 0, "stage_seconds": {}}
+
+
+def _noop_publish(model: str, run_plan: dict[str, Any], context: dict[str, Any], asset: Any) -> dict[str, Any]:
+    return {"model": model, "day": run_plan["day"], "run_id": run_plan["run_id"], "status": "noop"}
+
+
+def _noop_drift(model: str, run_plan: dict[str, Any], dag_id: str) -> dict[str, Any]:
+    return {"status": "noop", "dataset_drift": False, "sustained_drift": False}
+
+
+def _noop_shadow(model: str, run_plan: dict[str, Any]) -> dict[str, Any]:
+    return {"status": "noop"}
+
+
+def _noop_performance(model: str, run_plan: dict[str, Any], dag_id: str) -> list[dict[str, Any]]:
+    return []
+
+
+REAL = Bodies(plan=plan, score=score, publish=publish, drift=drift, signal_drift=signal_drift, shadow=shadow,
+              performance=performance)
+#: The no-op twin's bodies: return at once (signal_drift is the real one: pure, and skipped on these values).
+NOOP = Bodies(plan=_noop_plan, score=_noop_score, publish=_noop_publish, drift=_noop_drift,
+              signal_drift=signal_drift, shadow=_noop_shadow, performance=_noop_performance)

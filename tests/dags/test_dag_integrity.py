@@ -30,8 +30,7 @@ DEMO_SPECS = REPO / "include" / "models"
 DEMO_SPEC_FILE = DEMO_SPECS / "credit_default.yaml"
 DAG_PREFIX = "batch_predict_"
 RETRAIN_PREFIX = "retrain_"
-TASK_IDS = {"plan", "list_shards", "score", "publish", "drift", "dataset_drifted", "signal_drift", "shadow",
-            "performance"}
+TASK_IDS = {"plan", "score", "publish", "drift", "signal_drift", "shadow", "performance"}
 RETRAIN_TASK_IDS = {"mode", "rollback", "train"}
 RUN_PARAMS = {"date", "version", "version_policy", "dry_run", "shards"}
 
@@ -136,7 +135,7 @@ def test_every_task_retries_with_exponential_backoff(dag: DAG) -> None:
 
 
 # Task bodies that only reshape values they were handed, and so cannot hit a deterministic ml-batch failure.
-_PURE_TASK_BODIES = {"shards", "signal_drift", "retrain_mode"}
+_PURE_TASK_BODIES = {"signal_drift", "retrain_mode"}
 
 
 def test_every_task_body_that_calls_ml_batch_fails_fast() -> None:
@@ -216,13 +215,25 @@ def test_params_reject_bad_values(predict_dag: DAG, conf: dict[str, Any]) -> Non
         serialized(predict_dag.dag_id).params.deep_merge(conf).validate()
 
 
-def test_tasks_plan_list_shards_score_publish(predict_dag: DAG) -> None:
+def test_tasks_plan_score_publish(predict_dag: DAG) -> None:
     assert {task.task_id for task in predict_dag.tasks} == TASK_IDS
     assert {"drift", "shadow"} <= predict_dag.get_task("publish").downstream_task_ids
-    assert predict_dag.get_task("dataset_drifted").downstream_task_ids == {"signal_drift"}
-    assert "list_shards" in predict_dag.get_task("plan").downstream_task_ids
-    assert "score" in predict_dag.get_task("list_shards").downstream_task_ids
+    assert predict_dag.get_task("drift").downstream_task_ids == {"signal_drift"}
+    assert predict_dag.get_task("shadow").downstream_task_ids == {"performance"}
+    assert "score" in predict_dag.get_task("plan").downstream_task_ids
     assert "publish" in predict_dag.get_task("score").downstream_task_ids
+
+
+def test_score_maps_over_the_plans_shard_numbers(predict_dag: DAG) -> None:
+    # No pass-through task: `score` expands over plan's return value (the shard numbers) and takes the run
+    # plan from plan's XCom `run_plan` (Airflow sizes a mapping by the return value, whatever its key).
+    from ml_batch.airflow.tasks import RUN_PLAN_KEY
+
+    score = predict_dag.get_task("score")
+    mapped = score.op_kwargs_expand_input.value["shard"]
+    assert (mapped.operator.task_id, mapped.key) == ("plan", "return_value")
+    run_plan = score.partial_kwargs["op_kwargs"]["run_plan"]
+    assert (run_plan.operator.task_id, run_plan.key) == ("plan", RUN_PLAN_KEY)
 
 
 def test_publish_emits_the_predictions_asset(predict_dag: DAG, spec: Spec) -> None:

@@ -99,7 +99,7 @@ def test_secrets_and_wiring_are_the_same_for_every_airflow_service_and_come_from
     assert values["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == {"http://airflow-apiserver:8080/execution/"}
     init = config["services"]["airflow-init"]
     script = " ".join(init["command"])
-    for step in ("airflow db migrate", "ml-batch db up", "connections add ml_batch_db", "passwords.json"):
+    for step in ("airflow db migrate", "ml-batch db upgrade", "connections add ml_batch_db", "passwords.json"):
         assert step in script, f"airflow-init does not run {step!r}"
 
 

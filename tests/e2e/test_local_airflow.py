@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 
@@ -62,6 +63,10 @@ def test_make_airflow_listens_on_localhost_only_and_sigterm_stops_every_componen
         names = " ".join(" ".join(p.cmdline()) for p in seen.values() if p.is_running()).replace("_", "-")
         for component in ("scheduler", "dag-processor", "triggerer", "api-server"):
             assert component in names, f"{component} is not running: {names}"
+        # The project's plugins folder is loaded: the ml-batch pages are mounted, and refuse a stranger (404
+        # would mean no plugin).
+        page = httpx.get(f"http://127.0.0.1:{port}/ml-batch/", timeout=30)
+        assert page.status_code == 401, (page.status_code, page.text[:500])
 
         wrapper.send_signal(signal.SIGTERM)
         wrapper.wait(timeout=90)

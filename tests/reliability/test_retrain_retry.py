@@ -74,8 +74,10 @@ def _train_try(run: Any) -> tuple[str, int]:
 
 @pytest.mark.parametrize(("table", "condition"), [
     ("model_events", "NEW.event = 'gate_decision'"),  # fails after the candidate was registered
-    ("alerts", "NEW.kind = 'gate_promote'"),  # fails after the candidate was promoted
-], ids=["after-register", "after-promote"])
+    # fails while the candidate is being promoted (an alert the database refuses no longer fails the task:
+    # alerts are delivered first and recorded best-effort, see tests/reliability/test_alerts_without_database.py)
+    ("model_events", "NEW.event = 'promoted'"),
+], ids=["after-register", "during-promote"])
 def test_a_retried_training_task_reuses_its_version_and_gates_it_once(
     settings: Settings, engine: sa.Engine, toy, table: str, condition: str,
 ) -> None:
