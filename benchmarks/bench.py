@@ -14,8 +14,14 @@ One run (`make bench`, or `.venv/bin/python benchmarks/bench.py --help`):
        psycopg2 + pyarrow.csv, and binary COPY via ADBC), the faster one is the floor;
    (c) ml-batch: `score_day` (plan, extract, GX validation, score, stage, audit, publish) on D and D2;
    sharding: plan once, score the shards in 1 and in 2 parallel worker processes, publish;
+   source reads: the rows each run of D2 with K = 1, 2, 4 shards reads from the source table (sequential
+   plus index scans, from pg_stat_user_tables), as a ratio to the day's rows;
    drift: `check_day_drift` on the published day;
-4. checks the results (row counts, ml-batch's scores equal to the floor's), prints a table and writes
+4. backfill (`benchmarks/backfill.py`; `--skip-backfill` skips it, about 10 minutes): a real-scheduler
+   backfill through the REST API of `--backfill-days` days of `--backfill-rows` rows, on Airflow's components
+   as separate processes with two Celery workers, next to a no-op DAG of the same shape and the CLI doing the
+   same days; results under `backfill`;
+5. checks the results (row counts, ml-batch's scores equal to the floor's), prints a table and writes
    `benchmarks/results/latest.json`.
 
 Timings exclude interpreter start-up and module imports (a worker imports once); they include loading the
@@ -45,6 +51,9 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # its sibling module, also when imported by path
+import backfill
+
 logger = logging.getLogger("ml_batch.bench")
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -70,7 +79,9 @@ TARGETS: list[tuple[str, str, float, str]] = [
     ("rss_ratio", "<=", 1.5, "peak RSS at --rows at most 1.5x the peak at --small-rows"),
     ("checks_share", "<", 0.25, "validation + drift under 25% of ml-batch's time"),
     ("sharded_speedup", ">", 1.05, "2 shards on 2 workers measurably faster than 1 shard"),
+    ("source_read_ratio_max", "<=", 1.1, "source rows read per day at most 1.1x its rows, K = 1, 2, 4"),
 ]
+SOURCE_READ_SHARDS = (1, 2, 4)
 
 
 class BenchError(RuntimeError):
@@ -116,6 +127,9 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
         checks = out["validate_s"] + out["drift_s"]
     out["checks_share"] = ratio(checks, out.get("ours_s"))
     out["sharded_speedup"] = ratio(out.get("sharded_1_s"), out.get("sharded_2_s"))
+    reads = (out.get("source_reads") or {}).get("by_shards") or {}
+    ratios = [ratio(r.get("rows_read"), r.get("day_rows")) for r in reads.values()]
+    out["source_read_ratio_max"] = max((r for r in ratios if r is not None), default=None)
     for name in ("naive", "floor", "ours", "ours_small"):
         rows = out.get("small_rows") if name == "ours_small" else out.get("rows")
         if rows is not None and out.get(f"{name}_s") is not None:
@@ -145,6 +159,11 @@ def format_report(results: dict[str, Any]) -> str:
         seconds = results.get(key)
         rate = rows_per_s(n, seconds) if seconds else None
         lines.append(f"{label:<34}{_fmt(seconds, '.2f'):>9}{_fmt(rate, ',.0f'):>12}{_fmt(rss, '.0f'):>13}")
+    reads = results.get("source_reads") or {}
+    if reads.get("by_shards"):
+        lines += ["", f"source rows read for day {reads['day']} ({reads['day_rows']:,} rows): " + ", ".join(
+            f"K={k} {r['rows_read']:,} ({ratio(r['rows_read'], r['day_rows'])}x, plan {r['plan_s']:.2f}s)"
+            for k, r in reads["by_shards"].items())]
     stages = results.get("ours", {}).get("stage_seconds", {})
     if stages:
         lines += ["", "(c) stages: " + ", ".join(f"{k} {v:.2f}s" for k, v in stages.items())]
@@ -616,6 +635,29 @@ def _sharded(engine: sa.Engine, spec: Any, shards: int, base: dict[str, Any], en
                        for w in workers]}
 
 
+def _source_reads(engine: sa.Engine, spec: Any, day: dt.date) -> dict[str, Any]:
+    """Score `day` with K = 1, 2, 4 shards (one process, shards in turn): source rows read by each run."""
+    from ml_batch.db.usage import rows_read
+    from ml_batch.scoring import plan_run, publish_run, score_shard
+    from ml_batch.sources import day_sql
+
+    by_shards = {}
+    for shards in SOURCE_READ_SHARDS:
+        before = rows_read(engine, spec.source.table)
+        started = time.perf_counter()
+        plan = plan_run(engine, spec, day, run_id=f"bench-reads-{shards}", run_type="manual", shards=shards)
+        plan_s = time.perf_counter() - started
+        for shard in range(plan.shards):
+            score_shard(engine, spec, plan, shard, threads=None)
+        summary = publish_run(engine, spec, plan)
+        read = rows_read(engine, spec.source.table) - before
+        by_shards[str(shards)] = {"rows_read": read, "day_rows": summary.extracted, "plan_s": round(plan_s, 3)}
+    with engine.connect() as conn:  # how PostgreSQL reads the day (a seq scan reads the other days too)
+        plan_text = conn.execute(sa.text(f"EXPLAIN (COSTS OFF) {day_sql(spec, day)}")).scalars().all()
+    return {"day": day.isoformat(), "day_rows": by_shards["1"]["day_rows"], "by_shards": by_shards,
+            "access_path": " / ".join(line.strip() for line in plan_text)}
+
+
 def _machine(engine: sa.Engine) -> dict[str, Any]:
     import adbc_driver_postgresql
     import great_expectations
@@ -757,6 +799,13 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         check("sharded_scores_equal_floor", diff["joined"] == args.rows and (diff["max_abs_diff"] or 0) < 1e-9, diff)
 
         _settle(engine, superuser=superuser)
+        _log("source rows read on day %s with K = %s", SMALL_DAY, SOURCE_READ_SHARDS)
+        reads = _source_reads(engine, spec, SMALL_DAY)
+        results["source_reads"] = reads
+        check("source_reads_scored_all", all(r["day_rows"] == args.small_rows for r in reads["by_shards"].values()),
+              reads["by_shards"])
+
+        _settle(engine, superuser=superuser)
         _log("drift check of the published day")
         drift = run_one("drift", {**base, "run_id": "bench-drift"}, env)
         results["drift"] = _brief(drift)
@@ -826,6 +875,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--schema", default="bench", help="schema to (re)create for the run (default bench)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "latest.json", help="where to write the JSON")
     parser.add_argument("-v", "--verbose", action="store_true", help="log ml-batch's INFO lines")
+    parser.add_argument("--skip-backfill", action="store_true", help="skip the real-scheduler backfill section")
+    backfill.add_arguments(parser, prefix="backfill-")
     args = parser.parse_args(argv)
     if args.rows < 1000 or args.small_rows < 1000 or args.train_rows < 1000:
         parser.error("--rows, --small-rows and --train-rows must each be at least 1000")
@@ -842,10 +893,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
     results = run_benchmark(args)
+    if not args.skip_backfill:
+        results["backfill"] = backfill.run_backfill_bench(args)
+        for name, target in results["backfill"]["targets"].items():
+            results["checks"][f"backfill_{name}"] = {"ok": bool(target["met"]),
+                                                     "detail": f"{target['value']} (target {target['target']})"}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print()
     print(format_report(results))
+    if "backfill" in results:
+        print("\n" + backfill.format_report(results["backfill"]))
     if args.profile:
         print("\n(c) under cProfile (timings inflated by the profiler):\n" + results["profile"])
     print(f"\nwrote {args.out}")

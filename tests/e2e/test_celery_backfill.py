@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from tests.e2e.conftest import DAG_ID, DAYS, WORKERS, Stack, api_json
+from tests.e2e.conftest import DAG_ID, DAYS, MODEL, WORKERS, Stack, api_json
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -147,3 +147,28 @@ def test_clearing_a_backfilled_day_reprocesses_it_and_leaves_the_table_unchanged
 
     _wait(stack, f"cleared run {run_id} to finish again", reprocessed)
     assert _published(stack) == before
+
+
+def test_the_backfilled_runs_sent_their_metrics_through_airflows_statsd(stack: Stack) -> None:
+    """`[metrics] statsd_on`: the task processes on the Celery workers sent ml-batch's per-run metrics (names in
+    the README), with the values the runs recorded, to the StatsD listener of the fixture."""
+    if not stack.backfill_runs:
+        pytest.skip("the backfill test did not run")
+    prefix = f"airflow.ml_batch.{MODEL}."
+    with stack.engine.connect() as conn:
+        scored = sorted(int(n) for n in conn.execute(sa.text(
+            "SELECT rows_scored FROM ml_batch.runs WHERE model_name = :m AND run_type = 'backfill'"),
+            {"m": MODEL}).scalars())
+
+    def sent(name: str) -> list[str]:
+        return [line.split("|")[0].split(":", 1)[1] for line in list(stack.statsd.lines)
+                if line.startswith(f"{prefix}{name}:")]
+
+    def arrived() -> bool:
+        return len(sent("rows_scored")) >= len(scored) and len(sent("drift_share")) >= len(scored)
+
+    _wait(stack, "ml-batch's metrics of the backfilled runs", arrived, timeout=120)
+    assert set(scored) <= {int(float(v)) for v in sent("rows_scored")}, (sent("rows_scored"), scored)
+    for name in ("rows_extracted", "rows_quarantined", "score_mean", "stage.score", "runs.success",
+                 "drifted_features"):
+        assert sent(name), f"no {prefix}{name} among {sorted({ln.split(':')[0] for ln in stack.statsd.lines})[:80]}"
