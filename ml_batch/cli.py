@@ -126,6 +126,12 @@ def db_up(as_json: JsonOpt = False) -> None:
         out.print(f"database up ({kind}): {data['url']}  schema {settings.schema} at migration {revision}")
 
 
+@db_app.command("upgrade")
+def db_upgrade(as_json: JsonOpt = False) -> None:
+    """Apply ml-batch's migrations (what `db up` does; the name the schema check's message gives)."""
+    db_up(as_json)
+
+
 @db_app.command("url")
 def db_url(
     show_password: Annotated[bool, typer.Option("--show-password", help="Print the password too.")] = False,
@@ -148,6 +154,35 @@ def db_down() -> None:
         return
     stopped = embedded_server(settings).stop()
     out.print("embedded PostgreSQL stopped" if stopped else "embedded PostgreSQL was not running")
+
+
+@db_app.command("grant-analyst")
+def db_grant_analyst(
+    role: Annotated[str, typer.Argument(help="An existing PostgreSQL role (create it with LOGIN first).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Grant ROLE read-only access to predictions and monitoring; nothing on artifacts or raw quarantined rows.
+
+    SELECT on every model's predictions table and `_latest` view, runs, drift, performance, alerts and the
+    registry's metadata (not the artifact bytes), and on quarantine without `row_data`. Idempotent; run it
+    again after adding a model. See docs/analysts.md.
+    """
+    from ml_batch.grants import grant_analyst
+    from ml_batch.spec import load_specs
+
+    settings = _settings()
+    engine = _engine(settings)
+    with _step(f"granting {role} read access", as_json):
+        granted = grant_analyst(engine, settings.schema, load_specs(settings.specs_dir).values(), role)
+    if as_json:
+        _print_json(granted.as_dict())
+        return
+    out.print(f"{role}: USAGE on {', '.join(granted.schemas)}; SELECT on {len(granted.tables)} tables and views; "
+              f"column by column {', '.join(granted.columns)} (no artifact bytes, no quarantined row_data)",
+              soft_wrap=True, highlight=False)
+    for table in granted.skipped:
+        out.print(f"{table} does not exist yet (the model never published): run grant-analyst again later",
+                  soft_wrap=True, highlight=False)
 
 
 # -- specs -------------------------------------------------------------------------------------------------
@@ -303,6 +338,40 @@ def runs_cleanup(
                   soft_wrap=True, highlight=False)
     if not cleaned:
         out.print(f"no dead runs of {model or 'any model'}")
+
+
+@app.command("prune")
+def prune_cmd(
+    model: ModelOpt,
+    keep_days: Annotated[int, typer.Option("--keep-days", min=1, help="Keep the last N days (before today, UTC).")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would go; change nothing.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Drop prediction partitions, quarantine, shadow scores, runs/alerts/drift history and report files older
+    than N days, and what killed runs left (staging tables, GX views, day snapshots)."""
+    from ml_batch.retention import prune
+
+    settings = _settings()
+    spec = _spec(settings, model)
+    engine = _engine(settings)
+    with _step(f"pruning {model}", as_json):
+        report = prune(engine, spec, keep_days=keep_days, home=settings.home, schema=settings.schema,
+                       dry_run=dry_run)
+    if as_json:
+        _print_json(report.as_dict())
+        return
+    verb = "would drop" if dry_run else "dropped"
+    out.print(f"{model}: keeping {report.cutoff} onwards{' (dry run: nothing changed)' if dry_run else ''}",
+              highlight=False)
+    rows = ", ".join(f"{n} {table}" for table, n in report.rows.items() if n) or "no rows"
+    out.print(f"{verb} {len(report.partitions)} prediction partitions {', '.join(report.partitions)}; {rows}; "
+              f"{len(report.files)} report files", soft_wrap=True, highlight=False)
+    for name in report.dead_runs:
+        out.print(f"cleaned up dead run {name}", soft_wrap=True, highlight=False)
+    for name in report.leftovers:
+        out.print(f"{verb} leftover {name}", soft_wrap=True, highlight=False)
+    for name in report.kept_leftovers:
+        out.print(f"kept {name}", soft_wrap=True, highlight=False)
 
 
 # -- monitoring --------------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from ml_batch import alerts, registry
+from ml_batch import alerts, registry, reports
 from ml_batch.alerts import Alert
 from ml_batch.db import arrow
 from ml_batch.db.tables import drift_days, drift_results, performance, shadow_comparisons, shadow_predictions
@@ -128,12 +128,14 @@ def check_day_drift(engine: sa.Engine, spec: Spec, day: dt.date, *, run_id: str,
     detail = {"threshold_source": result.threshold_source, "weighted_share": result.weighted_share,
               "share_basis": result.share_basis, "window": window, "sustained": sustained}
     estimates = estimate_performance(engine, spec, day, run_id=run_id, dag_id=dag_id)
-    report_path = None
-    if report_dir is not None:
-        html = render_html(spec.name, version, day, result, profile, window=window, sustained=sustained,
-                           estimates=estimates)
-        report_path = write_report(html, report_dir, spec.name, day)
+    # The report is stored with the day's results (the UI plugin reads the database, not a worker's disk);
+    # the file is written too when a folder is configured.
+    html = render_html(spec.name, version, day, result, profile, window=window, sustained=sustained,
+                       estimates=estimates)
+    report_path = write_report(html, report_dir, spec.name, day) if report_dir is not None else None
     with engine.begin() as conn:
+        reports.delete_day(conn, model=spec.name, day=day, kind=reports.DRIFT_REPORT)
+        reports.store(conn, model=spec.name, day=day, kind=reports.DRIFT_REPORT, run_id=run_id, content=html)
         conn.execute(drift_results.delete().where(drift_results.c.model_name == spec.name,
                                                   drift_results.c.partition_date == day))
         conn.execute(drift_results.insert(), [

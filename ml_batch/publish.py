@@ -27,6 +27,7 @@ import datetime as dt
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -218,41 +219,62 @@ def index_and_analyze_staging(conn: sa.Connection, spec: Spec, staging: str) -> 
 def swap_in(conn: sa.Connection, spec: Spec, staging: str, day: dt.date, locking: SwapLocking) -> None:
     """Replace day `day` of the predictions table by the staging table (caller holds the transaction).
 
-    The statements that lock the predictions table run in a savepoint under `locking.timeout_s`; when the
-    lock is not granted in time the savepoint is rolled back (releasing the queue of readers behind it) and
-    the swap tried again after a pause, `locking.attempts` times in all, then PublishBlocked.
+    The statements that lock the predictions table run under `locking` (`with_short_locks`); when the lock
+    is not granted after `locking.attempts` tries, PublishBlocked.
     """
-    conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
-                 {"k": f"ml_batch.publish:{spec.predictions.table}:{day.isoformat()}"})
+    lock_day(conn, spec, day)
     bounds = {"day": day, "next_day": day + dt.timedelta(days=1)}
     constraint = f"{spec.predictions.table_name}_day_check"
     conn.execute(render("constrain_staging_to_day", dates=bounds, staging=staging, constraint=constraint))
     partition = qualified(spec, partition_name(spec, day))
+
+    def blocked(attempts: int, waited: float) -> Exception:
+        return PublishBlocked(
+            f"could not lock {spec.predictions.table} to publish day {day} after {attempts} attempts "
+            f"over {waited:.1f} s (lock_timeout {locking.timeout_s:g} s each, so "
+            f"readers never queue behind the publish for longer): {_lock_holders(conn, spec, partition)}; "
+            "nothing was published and the run's staging table is kept: retry the publish"
+        )
+
+    with_short_locks(conn, locking, lambda: _swap(conn, spec, staging, partition, bounds),
+                     what=f"publish of {spec.predictions.table} day {day}", exhausted=blocked)
+    conn.execute(render("drop_staging_constraint", partition=partition, constraint=constraint))
+    logger.info("published %s day %s as partition %s", spec.predictions.table, day, partition)
+
+
+def lock_day(conn: sa.Connection, spec: Spec, day: dt.date) -> None:
+    """The transaction's lock on day `day` of the predictions table: one publish (or prune) of a day at a time."""
+    conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
+                 {"k": f"ml_batch.publish:{spec.predictions.table}:{day.isoformat()}"})
+
+
+def with_short_locks(conn: sa.Connection, locking: SwapLocking, work: Callable[[], None], *, what: str,
+                     exhausted: Callable[[int, float], Exception] | None = None) -> None:
+    """Run `work` (statements that lock the predictions table) in a savepoint under `locking.timeout_s`.
+
+    When a lock is not granted in time the savepoint is rolled back, which releases the queue of readers behind
+    it, and `work` is tried again after a pause, `locking.attempts` times in all. Then the error `exhausted`
+    makes from (attempts, seconds waited) is raised from the last lock error (that error itself without it).
+    """
     previous_timeout = str(conn.execute(sa.text("SELECT current_setting('lock_timeout')")).scalar_one())
     waited_since = time.monotonic()
     for attempt in range(1, locking.attempts + 1):
         try:
             with conn.begin_nested():
                 conn.execute(render("set_lock_timeout"), {"timeout": f"{max(1, round(locking.timeout_s * 1000))}ms"})
-                _swap(conn, spec, staging, partition, bounds)
+                work()
                 conn.execute(render("set_lock_timeout"), {"timeout": previous_timeout})
-            break
+            return
         except sa.exc.OperationalError as exc:
             if getattr(exc.orig, "pgcode", None) != _LOCK_NOT_AVAILABLE:
                 raise
             if attempt == locking.attempts:
-                raise PublishBlocked(
-                    f"could not lock {spec.predictions.table} to publish day {day} after {attempt} attempts "
-                    f"over {time.monotonic() - waited_since:.1f} s (lock_timeout {locking.timeout_s:g} s each, so "
-                    f"readers never queue behind the publish for longer): {_lock_holders(conn, spec, partition)}; "
-                    "nothing was published and the run's staging table is kept: retry the publish"
-                ) from exc
-            logger.info("publish of %s day %s: lock not granted in %.2f s (attempt %d of %d), retrying in %.2f s",
-                        spec.predictions.table, day, locking.timeout_s, attempt, locking.attempts,
-                        locking.pause(attempt))
+                if exhausted is None:
+                    raise
+                raise exhausted(attempt, time.monotonic() - waited_since) from exc
+            logger.info("%s: lock not granted in %.2f s (attempt %d of %d), retrying in %.2f s", what,
+                        locking.timeout_s, attempt, locking.attempts, locking.pause(attempt))
             time.sleep(locking.pause(attempt))
-    conn.execute(render("drop_staging_constraint", partition=partition, constraint=constraint))
-    logger.info("published %s day %s as partition %s", spec.predictions.table, day, partition)
 
 
 def _swap(conn: sa.Connection, spec: Spec, staging: str, partition: str, bounds: dict[str, dt.date]) -> None:

@@ -75,6 +75,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from ml_batch import reports
 from ml_batch.categories import MISSING_CATEGORY, category_text
 from ml_batch.errors import SpecError
 from ml_batch.spec import Spec
@@ -127,6 +128,11 @@ class RowReason(str):
     def is_nan(self) -> bool:
         """Whether the failing value is NaN (a float or decimal NaN, not a NULL)."""
         return _is_nan(self.value)
+
+
+# A row reason reads "<column>: <expectation> (<detail>), got <the row's value>": the part before GOT is the
+# same for every row that failed the same way (what the UI's quarantine page counts rows by).
+GOT = ", got "
 
 
 def nan_columns(reasons: Iterable[str]) -> set[str]:
@@ -310,13 +316,29 @@ def save_result(outcome: ValidationOutcome, folder: Path, model: str, day: datet
     handle, tmp_name = tempfile.mkstemp(dir=target_dir, prefix=".", suffix=".tmp")
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(outcome.result_json, stream, indent=2, sort_keys=True, default=str)
+            stream.write(result_text(outcome))
         os.replace(tmp_name, target)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
     logger.info("saved validation result to %s", target)
     return target
+
+
+def result_text(outcome: ValidationOutcome) -> str:
+    """The GX result as the JSON text both the file and the database hold."""
+    return json.dumps(outcome.result_json, indent=2, sort_keys=True, default=str)
+
+
+def store_result(engine: sa.Engine, outcome: ValidationOutcome, model: str, day: datetime.date, run_id: str,
+                 shard: int) -> None:
+    """Store the GX result of one shard of a run in the database (`reports`), replacing a retry's.
+
+    The UI plugin reads it there: it has no access to a worker's `results_dir`.
+    """
+    with engine.begin() as conn:
+        reports.store(conn, model=model, day=day, kind=reports.VALIDATION_RESULT, run_id=run_id,
+                      part=f"s{shard}", content=result_text(outcome))
 
 
 # --- GX set-up -------------------------------------------------------------------------------------
@@ -333,6 +355,18 @@ def _import_gx() -> Any:
     import great_expectations
 
     return great_expectations
+
+
+def warm_gx() -> None:
+    """Import Great Expectations and the parts a SQL validation loads on first use, without running anything.
+
+    For a process that forks task processes (a Celery worker, see `ml_batch.airflow.preload`): the children
+    inherit these modules instead of importing them once per task.
+    """
+    _import_gx()
+    import great_expectations.datasource.fluent.postgres_datasource
+    import great_expectations.execution_engine.sqlalchemy_execution_engine
+    import great_expectations.expectations  # noqa: F401
 
 
 def _sql_batch(url: str, relation: str) -> tuple[Batch, Any]:
@@ -607,7 +641,7 @@ def _interpret(
                     null_key_rows += 1
                     continue
                 shown = _got(entry, columns, categorical)
-                reason = RowReason(f"{text}, got {shown}" if shown else text, *_failing_value(entry, columns))
+                reason = RowReason(f"{text}{GOT}{shown}" if shown else text, *_failing_value(entry, columns))
                 reasons = row_reasons.setdefault(_native(value), [])
                 if reason not in reasons:
                     reasons.append(reason)

@@ -1,23 +1,102 @@
-"""Airflow notifier: every failure becomes an `alerts` row and a log line; optionally an email.
+"""Airflow's side of alerting: the channels from Airflow connections, and the DAG failure notifier.
 
-Email goes through Airflow's SMTP provider when ML_BATCH_ALERT_EMAILS (comma-separated) is set; the SMTP
-server and credentials come from the Airflow connection `smtp_default` (or ML_BATCH_SMTP_CONN_ID), never
-from code.
+`register_channels()` (called inside a running task, never at parse time) registers with `ml_batch.alerts`:
+
+- **webhook**: the Airflow connection `ml_batch_alerts_webhook` (override with ML_BATCH_ALERT_WEBHOOK_CONN_ID),
+  Slack-compatible JSON. Its URL is the connection's extra `url`, or its host when that holds a full URL,
+  or `<http|https>://host[:port]/<schema>` from a URI such as
+  `AIRFLOW_CONN_ML_BATCH_ALERTS_WEBHOOK='https://hooks.slack.com/services/T000/B000/XXXX'`. A missing
+  connection means no webhook channel.
+- **email**: through Airflow's SMTP provider when ML_BATCH_ALERT_EMAILS (comma-separated) is set; the SMTP
+  server and credentials come from the Airflow connection `smtp_default` (or ML_BATCH_SMTP_CONN_ID).
+
+Alerts are delivered first and stored in the `alerts` table best-effort (`ml_batch.alerts.record`), so a
+run failure caused by the database going down is still reported.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import smtplib
 from typing import Any
 
 from airflow.sdk import BaseNotifier
 
+from ml_batch.alerts import Alert, DeliveryError, WebhookChannel, register_channel
+
 logger = logging.getLogger(__name__)
+
+DEFAULT_WEBHOOK_CONN_ID = "ml_batch_alerts_webhook"
+
+
+def webhook_conn_id() -> str:
+    return os.environ.get("ML_BATCH_ALERT_WEBHOOK_CONN_ID", DEFAULT_WEBHOOK_CONN_ID)
+
+
+def webhook_url_from_connection(connection_id: str) -> str | None:
+    """The webhook URL of an Airflow Connection, or None when no such connection is defined."""
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        conn = BaseHook.get_connection(connection_id)
+    except AirflowNotFoundException:
+        return None
+    extra = conn.extra_dejson or {}
+    if extra.get("url"):
+        return str(extra["url"])
+    host = conn.host or ""
+    if "://" in host:
+        return host
+    scheme = conn.conn_type if conn.conn_type in ("http", "https") else str(extra.get("scheme") or "https")
+    port = f":{conn.port}" if conn.port else ""
+    return f"{scheme}://{host}{port}/{(conn.schema or '').lstrip('/')}"
+
+
+class EmailChannel:
+    """Mails the alert through Airflow's SMTP provider to `recipients`."""
+
+    name = "email"
+
+    def __init__(self, recipients: list[str], conn_id: str) -> None:
+        self.recipients = recipients
+        self.conn_id = conn_id
+
+    def describe(self) -> str:
+        return f"email via connection {self.conn_id} to {len(self.recipients)} recipients"
+
+    def send(self, alert: Alert) -> None:
+        from airflow.providers.smtp.hooks.smtp import SmtpHook
+        from airflow.sdk.exceptions import AirflowException
+
+        try:
+            with SmtpHook(smtp_conn_id=self.conn_id) as hook:
+                hook.send_email_smtp(to=self.recipients, subject=f"[ml-batch] {alert.kind}: {alert.model_name}",
+                                     html_content=f"<p>{alert.message}</p>")
+        except (smtplib.SMTPException, OSError, AirflowException) as exc:
+            raise DeliveryError(f"{type(exc).__name__}: {exc}") from None
+
+
+def register_channels() -> list[str]:
+    """Register the webhook and email channels configured in Airflow; the names registered."""
+    registered = []
+    url = webhook_url_from_connection(webhook_conn_id())
+    if url is not None:
+        try:
+            register_channel(WebhookChannel(url))
+            registered.append("webhook")
+        except ValueError as exc:
+            logger.error("Airflow connection %r is not a usable alert webhook: %s", webhook_conn_id(), exc)
+    recipients = [r.strip() for r in os.environ.get("ML_BATCH_ALERT_EMAILS", "").split(",") if r.strip()]
+    if recipients:
+        register_channel(EmailChannel(recipients, os.environ.get("ML_BATCH_SMTP_CONN_ID", "smtp_default")))
+        registered.append("email")
+    return registered
 
 
 class MlBatchAlertNotifier(BaseNotifier):
-    """Records an alert of `kind` for `model` with the failing task and exception."""
+    """Delivers an alert of `kind` for `model` with the failing task and exception, then records it."""
 
     template_fields = ()
 
@@ -34,7 +113,6 @@ class MlBatchAlertNotifier(BaseNotifier):
     def notify(self, context: Any) -> None:
         from ml_batch import alerts
         from ml_batch.airflow.runtime import task_engine, task_settings
-        from ml_batch.alerts import Alert
 
         ti = context.get("ti") or context.get("task_instance")
         dag_run = context.get("dag_run")
@@ -46,17 +124,6 @@ class MlBatchAlertNotifier(BaseNotifier):
         alert = Alert(kind=self.kind, severity="critical", message=message[:2000], model_name=self.model,
                       dag_id=getattr(dag_run, "dag_id", None), run_id=getattr(dag_run, "run_id", None),
                       details={"task_id": task_id, "reason": context.get("reason")})
-        alerts.record(task_engine(task_settings()), alert)
-        _email(alert)
-
-
-def _email(alert: Any) -> None:
-    recipients = [r.strip() for r in os.environ.get("ML_BATCH_ALERT_EMAILS", "").split(",") if r.strip()]
-    if not recipients:
-        return
-    from airflow.providers.smtp.hooks.smtp import SmtpHook
-
-    conn_id = os.environ.get("ML_BATCH_SMTP_CONN_ID", "smtp_default")
-    with SmtpHook(smtp_conn_id=conn_id) as hook:
-        hook.send_email_smtp(to=recipients, subject=f"[ml-batch] {alert.kind}: {alert.model_name}",
-                             html_content=f"<p>{alert.message}</p>")
+        register_channels()
+        # The engine is built inside `record`, after delivery: the failure may be the database itself.
+        alerts.record(lambda: task_engine(task_settings()), alert)

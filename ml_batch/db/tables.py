@@ -96,6 +96,7 @@ runs = sa.Table(
     sa.Column("holder", sa.Text),
     sa.Column("single_process", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("cleaned_at", sa.DateTime(timezone=True)),
+    sa.Column("spec_sha256", sa.CHAR(64)),  # the spec the run was planned with (migration 0008)
 )
 
 run_shards = sa.Table(
@@ -230,4 +231,20 @@ alerts = sa.Table(
     sa.Column("run_id", sa.Text),
     sa.Column("message", sa.Text, nullable=False),
     sa.Column("details", JSONB, nullable=False),
+)
+
+# Drift reports (HTML) and GX validation results (JSON) for readers without the workers' disks, such as the
+# UI plugin (migration 0009). `part` is a shard ("s0", ...) or '' for the whole day.
+REPORT_KINDS = ("drift_report", "validation_result")
+reports = sa.Table(
+    "reports",
+    metadata,
+    sa.Column("model_name", sa.Text, primary_key=True),
+    sa.Column("partition_date", sa.Date, primary_key=True),
+    sa.Column("kind", sa.Text, primary_key=True),
+    sa.Column("run_id", sa.Text, primary_key=True),
+    sa.Column("part", sa.Text, primary_key=True, server_default=sa.text("''")),
+    sa.Column("media_type", sa.Text, nullable=False),
+    sa.Column("content", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )

@@ -1,0 +1,2 @@
+-- Read access to a whole table or view.
+GRANT SELECT ON {table} TO {role}

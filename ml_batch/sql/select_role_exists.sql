@@ -1,0 +1,2 @@
+-- True when the role exists.
+SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :role)

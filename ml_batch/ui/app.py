@@ -1,0 +1,162 @@
+"""The read-only pages as a FastAPI app: an index of models and five pages per model.
+
+The caller supplies the engine (a function, called on the first request, never at import) and the
+authorization: `view_access` guards every page, `model_access` every page of one model (it receives the
+path parameter `model`). The app has no authentication of its own; the Airflow plugin passes Airflow's.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse, Response
+
+from ml_batch import reports
+from ml_batch.ui import queries
+from ml_batch.ui.plot import line_chart
+from ml_batch.ui.templates import environment
+
+PAGES = (("registry", "Registry"), ("runs", "Recent runs"), ("quarantine", "Quarantine"), ("drift", "Drift"),
+         ("performance", "Performance"))
+
+
+class _LazyEngine:
+    """The engine, made by `factory` on first use (thread-safe), so importing the plugin opens nothing."""
+
+    def __init__(self, factory: Callable[[], sa.Engine]) -> None:
+        self._factory = factory
+        self._engine: sa.Engine | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> sa.Engine:
+        with self._lock:
+            if self._engine is None:
+                self._engine = self._factory()
+            return self._engine
+
+
+def create_app(engine_factory: Callable[[], sa.Engine], *, view_access: Callable[..., Any],
+               model_access: Callable[..., Any], title: str = "ml-batch") -> FastAPI:
+    """The pages' app.
+
+    Args:
+        engine_factory: Makes the engine of ml-batch's database; called once, on the first request.
+        view_access: A FastAPI dependency every request must pass (raises 401/403 otherwise).
+        model_access: A FastAPI dependency for the pages of one model (path parameter `model`).
+        title: Title of the index page.
+    """
+    engine = _LazyEngine(engine_factory)
+    templates = environment()
+    app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None,
+                  dependencies=[Depends(view_access)])
+    per_model = APIRouter(prefix="/models/{model}", dependencies=[Depends(model_access)])
+
+    def page(request: Request, name: str, title: str, model: str | None = None, **values: Any) -> HTMLResponse:
+        html = templates.get_template(name).render(
+            base=request.scope.get("root_path", "").rstrip("/"), title=title, model=model, pages=PAGES,
+            current=name, **values)
+        return HTMLResponse(html)
+
+    def known(model: str) -> sa.Engine:
+        found = engine()
+        if not queries.known_model(found, model):
+            raise HTTPException(status_code=404, detail=f"no model {model!r} has versions or runs")
+        return found
+
+    @app.get("/", response_class=HTMLResponse)
+    def index(request: Request) -> HTMLResponse:
+        return page(request, "index", title, models=queries.models(engine()))
+
+    @per_model.get("/registry", response_class=HTMLResponse)
+    def registry(request: Request, model: str) -> HTMLResponse:
+        db = known(model)
+        return page(request, "registry", f"{model}: registry", model, versions=queries.versions(db, model),
+                    aliases=queries.aliases(db, model), events=queries.events(db, model))
+
+    @per_model.get("/runs", response_class=HTMLResponse)
+    def runs(request: Request, model: str) -> HTMLResponse:
+        return page(request, "runs", f"{model}: recent runs", model, runs=queries.recent_runs(known(model), model))
+
+    @per_model.get("/quarantine", response_class=HTMLResponse)
+    def quarantine(request: Request, model: str) -> HTMLResponse:
+        return page(request, "quarantine", f"{model}: quarantine", model,
+                    reasons=queries.quarantine_reasons(known(model), model), days=queries.QUARANTINE_DAYS,
+                    examples=queries.EXAMPLES_PER_REASON)
+
+    @per_model.get("/drift", response_class=HTMLResponse)
+    def drift(request: Request, model: str) -> HTMLResponse:
+        days, features = queries.drift_history(known(model), model)
+        return page(request, "drift", f"{model}: drift", model, days=days, features=features)
+
+    @per_model.get("/drift/{day}/report", response_class=HTMLResponse)
+    def drift_report(model: str, day: dt.date) -> Response:
+        return _stored(known(model), model, day, reports.DRIFT_REPORT)
+
+    @per_model.get("/performance", response_class=HTMLResponse)
+    def performance(request: Request, model: str, run_id: str | None = None) -> HTMLResponse:
+        db = known(model)
+        rows = queries.performance_history(db, model)
+        results = queries.validation_results(db, model)
+        run_ids = list(dict.fromkeys(r["run_id"] for r in results))
+        chosen = run_id if run_id is not None else (run_ids[0] if run_ids else None)
+        if chosen is not None and chosen not in run_ids:
+            raise HTTPException(status_code=404, detail=f"no validation result of run {chosen!r} for {model!r}")
+        shown = [_validation_summary(r, _stored_json(db, model, r)) for r in results if r["run_id"] == chosen]
+        return page(request, "performance", f"{model}: performance", model, charts=_charts(rows),
+                    rows=list(reversed(rows)), results=results, runs=run_ids, run_id=chosen,
+                    shown=sorted(shown, key=lambda v: v["part"]))
+
+    @per_model.get("/validation/{day}/{run_id}/{part}.json")
+    def validation_json(model: str, day: dt.date, run_id: str, part: str) -> Response:
+        return _stored(known(model), model, day, reports.VALIDATION_RESULT, run_id=run_id, part=part)
+
+    app.include_router(per_model)
+    return app
+
+
+def _stored(engine: sa.Engine, model: str, day: dt.date, kind: str, *, run_id: str | None = None,
+            part: str = "") -> Response:
+    try:
+        media_type, content = reports.fetch(engine, model=model, day=day, kind=kind, run_id=run_id, part=part)
+    except reports.ReportNotFound as exc:
+        raise HTTPException(status_code=404, detail=str(exc)) from exc
+    return Response(content, media_type=media_type)
+
+
+def _stored_json(engine: sa.Engine, model: str, row: dict[str, Any]) -> dict[str, Any]:
+    _, content = reports.fetch(engine, model=model, day=row["partition_date"], kind=reports.VALIDATION_RESULT,
+                               run_id=row["run_id"], part=row["part"])
+    loaded: dict[str, Any] = json.loads(content)
+    return loaded
+
+
+def _validation_summary(row: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+    """What the page shows of one stored GX result."""
+    ours = result.get("meta", {}).get("ml_batch", {})
+    expectations = []
+    for entry in result.get("results", []):
+        config = entry.get("expectation_config", {})
+        kwargs = config.get("kwargs", {})
+        column = kwargs.get("column") or ", ".join(kwargs.get("column_list") or [])
+        expectations.append({"type": config.get("type", ""), "column": column, "success": bool(entry.get("success")),
+                             "unexpected": entry.get("result", {}).get("unexpected_count")})
+    return {**row, "success": bool(result.get("success")), "statistics": result.get("statistics", {}),
+            "rows": ours.get("rows"), "batch_failures": ours.get("batch_failures", []),
+            "quarantined_keys": ours.get("quarantined_keys", 0), "expectations": expectations}
+
+
+def _charts(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
+    """One chart per metric: a line per version (and kind: published, shadow or estimated)."""
+    series: dict[str, dict[str, list[tuple[dt.date, float]]]] = {}
+    for row in rows:
+        if row["value"] is None:
+            continue
+        label = f"v{row['model_version']} {row['detail'].get('kind', '')}".strip()
+        series.setdefault(row["metric"], {}).setdefault(label, []).append((row["partition_date"], row["value"]))
+    return [(metric, line_chart(metric, lines)) for metric, lines in sorted(series.items())]

@@ -1,0 +1,139 @@
+"""What the pages show, read with SQLAlchemy Core from ml-batch's tables (read-only, bounded)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+
+from ml_batch import reports
+from ml_batch.db.tables import (
+    drift_days,
+    drift_results,
+    model_aliases,
+    model_events,
+    model_versions,
+    performance,
+    quarantine,
+    runs,
+)
+from ml_batch.db.tables import reports as reports_table
+from ml_batch.validation import GOT
+
+Row = dict[str, Any]
+
+RUN_LIMIT = 60
+EVENT_LIMIT = 100
+QUARANTINE_DAYS = 14
+EXAMPLES_PER_REASON = 3
+DRIFT_DAYS = 60
+PERFORMANCE_DAYS = 120
+
+# The quarantine readers see: rows of the runs whose predictions a day holds (migration 0005's view).
+quarantine_published = sa.Table("quarantine_published", sa.MetaData(schema=quarantine.schema),
+                                 *(sa.Column(c.name, c.type) for c in quarantine.columns))
+
+
+def _rows(engine: sa.Engine, query: sa.Select[Any]) -> list[Row]:
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def models(engine: sa.Engine) -> list[Row]:
+    """Every model with versions or runs: its champion, version count and latest run."""
+    names = sa.union(sa.select(model_versions.c.model_name), sa.select(runs.c.model_name)).subquery("m")
+    champion = (sa.select(model_aliases.c.version).where(model_aliases.c.model_name == names.c.model_name,
+                                                         model_aliases.c.alias == "champion")
+                .scalar_subquery())
+    versions = (sa.select(sa.func.count()).where(model_versions.c.model_name == names.c.model_name)
+                .scalar_subquery())
+    latest = (sa.select(sa.func.max(runs.c.partition_date)).where(runs.c.model_name == names.c.model_name)
+              .scalar_subquery())
+    return _rows(engine, sa.select(names.c.model_name, champion.label("champion"), versions.label("versions"),
+                                   latest.label("latest_day")).order_by(names.c.model_name))
+
+
+def known_model(engine: sa.Engine, model: str) -> bool:
+    return any(m["model_name"] == model for m in models(engine))
+
+
+def versions(engine: sa.Engine, model: str) -> list[Row]:
+    cols = [c for c in model_versions.c if c.name not in {"artifact", "reference_profile", "feature_schema"}]
+    return _rows(engine, sa.select(*cols).where(model_versions.c.model_name == model)
+                 .order_by(model_versions.c.version.desc()))
+
+
+def aliases(engine: sa.Engine, model: str) -> list[Row]:
+    return _rows(engine, sa.select(model_aliases).where(model_aliases.c.model_name == model)
+                 .order_by(model_aliases.c.alias))
+
+
+def events(engine: sa.Engine, model: str, limit: int = EVENT_LIMIT) -> list[Row]:
+    return _rows(engine, sa.select(model_events).where(model_events.c.model_name == model)
+                 .order_by(model_events.c.id.desc()).limit(limit))
+
+
+def recent_runs(engine: sa.Engine, model: str, limit: int = RUN_LIMIT) -> list[Row]:
+    return _rows(engine, sa.select(
+        runs.c.partition_date, runs.c.run_id, runs.c.run_type, runs.c.status, runs.c.model_version, runs.c.shards,
+        runs.c.rows_extracted, runs.c.rows_scored, runs.c.rows_quarantined, runs.c.score_mean,
+        runs.c.stage_seconds, runs.c.started_at, runs.c.finished_at, runs.c.error, runs.c.dry_run,
+    ).where(runs.c.model_name == model).order_by(runs.c.started_at.desc()).limit(limit))
+
+
+def quarantine_reasons(engine: sa.Engine, model: str, days: int = QUARANTINE_DAYS) -> list[Row]:
+    """Per day and reason (without the row's own value): the number of rows and a few example rows."""
+    q = quarantine_published.alias("q")
+    reason = sa.func.jsonb_array_elements_text(q.c.reasons).table_valued("value").render_derived("r")
+    kind = sa.func.split_part(reason.c.value, GOT, 1).label("reason")
+    first = sa.select(sa.func.max(q.c.partition_date)).where(q.c.model_name == model).scalar_subquery()
+    ranked = sa.select(
+        q.c.partition_date, kind, q.c.entity_key, reason.c.value.label("full_reason"), q.c.row_data,
+        sa.func.count().over(partition_by=[q.c.partition_date, kind]).label("rows"),
+        sa.func.row_number().over(partition_by=[q.c.partition_date, kind], order_by=q.c.id).label("n"),
+    ).select_from(q.join(reason, sa.true())).where(
+        q.c.model_name == model, q.c.partition_date > first - days).subquery("ranked")
+    found = _rows(engine, sa.select(ranked).where(ranked.c.n <= EXAMPLES_PER_REASON)
+                  .order_by(ranked.c.partition_date.desc(), ranked.c.rows.desc(), ranked.c.reason, ranked.c.n))
+    grouped: dict[tuple[dt.date, str], Row] = {}
+    for row in found:
+        entry = grouped.setdefault((row["partition_date"], row["reason"]), {
+            "partition_date": row["partition_date"], "reason": row["reason"], "rows": row["rows"], "examples": []})
+        entry["examples"].append({"entity_key": row["entity_key"], "reason": row["full_reason"],
+                                  "row_data": row["row_data"]})
+    return list(grouped.values())
+
+
+def drift_history(engine: sa.Engine, model: str, days: int = DRIFT_DAYS) -> tuple[list[Row], list[Row]]:
+    """(days, feature statistics) of the last `days` checked days, newest first; days say if a report is stored."""
+    stored = sa.exists().where(reports_table.c.model_name == drift_days.c.model_name,
+                               reports_table.c.partition_date == drift_days.c.partition_date,
+                               reports_table.c.kind == reports.DRIFT_REPORT)
+    day_rows = _rows(engine, sa.select(drift_days, stored.label("has_report"))
+                     .where(drift_days.c.model_name == model)
+                     .order_by(drift_days.c.partition_date.desc()).limit(days))
+    if not day_rows:
+        return [], []
+    oldest = day_rows[-1]["partition_date"]
+    features = _rows(engine, sa.select(drift_results).where(drift_results.c.model_name == model,
+                                                            drift_results.c.partition_date >= oldest)
+                     .order_by(drift_results.c.partition_date.desc(), drift_results.c.feature, drift_results.c.test))
+    return day_rows, features
+
+
+def performance_history(engine: sa.Engine, model: str, days: int = PERFORMANCE_DAYS) -> list[Row]:
+    """Realized and estimated metrics per version and day, oldest first."""
+    last = sa.select(sa.func.max(performance.c.partition_date)).where(
+        performance.c.model_name == model).scalar_subquery()
+    return _rows(engine, sa.select(performance).where(performance.c.model_name == model,
+                                                      performance.c.partition_date > last - days)
+                 .order_by(performance.c.partition_date, performance.c.model_version, performance.c.metric))
+
+
+def validation_results(engine: sa.Engine, model: str, limit: int = RUN_LIMIT) -> list[Row]:
+    """The stored GX results (one per run and shard), newest first, without their content."""
+    r = reports_table
+    return _rows(engine, sa.select(r.c.partition_date, r.c.run_id, r.c.part, r.c.created_at)
+                 .where(r.c.model_name == model, r.c.kind == reports.VALIDATION_RESULT)
+                 .order_by(r.c.created_at.desc(), r.c.part).limit(limit))

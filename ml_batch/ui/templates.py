@@ -1,0 +1,172 @@
+"""The pages' Jinja templates (autoescaped): plain server-rendered HTML with inline CSS, no script."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import jinja2
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:1rem 1.5rem;color:#1f2933}
+nav{margin-bottom:1rem;font-size:.95rem}nav a{margin-right:.8rem;color:#1a56db;text-decoration:none}
+nav a.current{font-weight:700;text-decoration:underline}h1{font-size:1.4rem}h2{font-size:1.15rem;margin-top:1.6rem}
+table{border-collapse:collapse;font-size:.85rem;margin:.4rem 0 1rem}
+th,td{padding:.25rem .5rem;border-bottom:1px solid #e4e7eb;text-align:left;vertical-align:top}
+td.num{text-align:right;font-variant-numeric:tabular-nums}.bad{color:#9b1c1c;font-weight:600}
+.ok{color:#0e6027}.note{color:#52606d;font-size:.85rem}pre{font-size:.75rem;white-space:pre-wrap;margin:0}
+svg text{font-size:11px;fill:#1f2933}
+"""
+
+_BASE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{{ title }} - ml-batch</title><style>{{ css }}</style></head>
+<body><nav><a href="{{ base }}/">Models</a>
+{%- if model %}| <b>{{ model }}</b>:
+{%- for page, label in pages %} <a href="{{ base }}/models/{{ model|urlencode }}/{{ page }}"
+{%- if page == current %} class="current"{% endif %}>{{ label }}</a>{% endfor %}{% endif %}</nav>
+<h1>{{ title }}</h1>
+{% block body %}{% endblock %}
+</body></html>
+"""
+
+_INDEX = """{% extends "base" %}{% block body %}
+{% if not models %}<p>No model has versions or runs yet.</p>{% else %}
+<table id="models"><tr><th>Model</th><th>Champion</th><th>Versions</th><th>Latest run day</th></tr>
+{% for m in models %}<tr><td><a href="{{ base }}/models/{{ m.model_name|urlencode }}/runs">{{ m.model_name }}</a></td>
+<td class="num">{{ m.champion if m.champion is not none else "-" }}</td><td class="num">{{ m.versions }}</td>
+<td>{{ m.latest_day or "-" }}</td></tr>{% endfor %}</table>{% endif %}
+{% endblock %}"""
+
+_REGISTRY = """{% extends "base" %}{% block body %}
+<h2>Aliases</h2>
+{% if aliases %}<table id="aliases"><tr><th>Alias</th><th>Version</th><th>Set by</th><th>Set at</th></tr>
+{% for a in aliases %}<tr><td>{{ a.alias }}</td><td class="num">{{ a.version }}</td><td>{{ a.set_by }}</td>
+<td>{{ a.set_at|when }}</td></tr>{% endfor %}</table>{% else %}<p>No aliases.</p>{% endif %}
+<h2>Versions</h2>
+<table id="versions"><tr><th>Version</th><th>Estimator</th><th>Trained on</th><th>Holdout</th>
+<th>Rows train/holdout</th><th>Holdout metrics</th><th>Artifact sha256</th><th>Created</th></tr>
+{% for v in versions %}<tr><td class="num">{{ v.version }}</td><td>{{ v.estimator }}</td>
+<td>{{ v.train_start }} .. {{ v.train_end }}</td><td>{{ v.holdout_start }} .. {{ v.holdout_end }}</td>
+<td class="num">{{ v.n_train }} / {{ v.n_holdout }}</td>
+<td>{% for name, value in v.metrics|dictsort %}
+{{ name }} {{ value|f4 }}{% if not loop.last %}<br>{% endif %}{% endfor %}</td>
+<td><code>{{ v.artifact_sha256[:12] }}</code></td><td>{{ v.created_at|when }} by {{ v.created_by }}</td></tr>
+{% endfor %}</table>
+<h2>Audit trail</h2>
+{% if events %}<table id="events"><tr><th>When</th><th>Event</th><th>Alias</th><th>From</th><th>To</th><th>Actor</th>
+<th>Reason</th></tr>
+{% for e in events %}<tr><td>{{ e.created_at|when }}</td><td>{{ e.event }}</td><td>{{ e.alias or "" }}</td>
+<td class="num">{{ e.from_version if e.from_version is not none else "" }}</td>
+<td class="num">{{ e.to_version if e.to_version is not none else "" }}</td><td>{{ e.actor }}</td>
+<td>{{ e.reason }}</td></tr>{% endfor %}</table>{% else %}<p>No events.</p>{% endif %}
+{% endblock %}"""
+
+_RUNS = """{% extends "base" %}{% block body %}
+{% if not runs %}<p>No runs yet.</p>{% else %}
+<table id="runs"><tr><th>Day</th><th>Status</th><th>Version</th><th>Type</th><th>Rows in</th><th>Scored</th>
+<th>Quarantined</th><th>Score mean</th><th>Stage seconds</th><th>Run id</th><th>Finished</th></tr>
+{% for r in runs %}<tr><td>{{ r.partition_date }}</td>
+<td class="{{ 'ok' if r.status == 'success' else ('bad' if r.status == 'failed' else '') }}">{{ r.status }}
+{%- if r.dry_run %} (dry run){% endif %}</td>
+<td class="num">{{ r.model_version }}</td><td>{{ r.run_type }}</td><td class="num">{{ r.rows_extracted|count_ }}</td>
+<td class="num">{{ r.rows_scored|count_ }}</td><td class="num">{{ r.rows_quarantined|count_ }}</td>
+<td class="num">{{ r.score_mean|f4 }}</td>
+<td>{% for stage, seconds in r.stage_seconds|dictsort %}
+{{ stage }} {{ seconds|secs }}{% if not loop.last %}, {% endif %}{% endfor %}</td>
+<td><code>{{ r.run_id }}</code></td><td>{{ r.finished_at|when }}</td></tr>
+{% if r.error %}<tr><td></td><td colspan="10" class="bad">{{ r.error }}</td></tr>{% endif %}
+{% endfor %}</table>{% endif %}
+{% endblock %}"""
+
+_QUARANTINE = """{% extends "base" %}{% block body %}
+<p class="note">Rows of the published run of each day (the last {{ days }} days with quarantine), per reason
+without the row's own value, with up to {{ examples }} example rows.</p>
+{% if not reasons %}<p>No quarantined rows.</p>{% else %}
+<table id="quarantine"><tr><th>Day</th><th>Reason</th><th>Rows</th><th>Examples</th></tr>
+{% for q in reasons %}<tr><td>{{ q.partition_date }}</td><td>{{ q.reason }}</td><td class="num">{{ q.rows }}</td>
+<td>{% for e in q.examples %}<div>key <code>{{ e.entity_key }}</code>: {{ e.reason }}
+<pre>{{ e.row_data|tojson_ }}</pre></div>{% endfor %}</td></tr>{% endfor %}</table>{% endif %}
+{% endblock %}"""
+
+_DRIFT = """{% extends "base" %}{% block body %}
+{% if not days %}<p>No drift checks yet.</p>{% else %}
+<h2>Days</h2>
+<table id="drift-days"><tr><th>Day</th><th>Version</th><th>Rows checked</th><th>Drift share</th><th>Dataset drift</th>
+<th>Score drift</th><th>Drifted features</th><th>Report</th></tr>
+{% for d in days %}<tr><td>{{ d.partition_date }}</td><td class="num">{{ d.model_version }}</td>
+<td class="num">{{ d.rows_checked }}</td><td class="num">{{ d.share|f3 }}</td>
+<td class="{{ 'bad' if d.dataset_drift else 'ok' }}">{{ "yes" if d.dataset_drift else "no" }}</td>
+<td class="{{ 'bad' if d.score_drift else 'ok' }}">{{ "yes" if d.score_drift else "no" }}</td>
+<td>{{ d.drifted_features|join(", ") }}</td>
+<td>{% if d.has_report %}
+<a href="{{ base }}/models/{{ model|urlencode }}/drift/{{ d.partition_date }}/report">report</a>
+{%- else %}-{% endif %}</td></tr>{% endfor %}</table>
+<h2>Per feature</h2>
+<table id="drift-features"><tr><th>Day</th><th>Feature</th><th>Test</th><th>Value</th><th>Threshold</th><th>p-value</th>
+<th>Drifted</th></tr>
+{% for f in features %}<tr><td>{{ f.partition_date }}</td><td>{{ f.feature }}</td><td>{{ f.test }}</td>
+<td class="num">{{ f.value|f4 }}</td><td class="num">{{ f.threshold|f4 }}</td><td class="num">{{ f.p_value|f4 }}</td>
+<td class="{{ 'bad' if f.drifted else 'ok' }}">{{ "yes" if f.drifted else "no" }}</td></tr>{% endfor %}</table>
+{% endif %}
+{% endblock %}"""
+
+_PERFORMANCE = """{% extends "base" %}{% block body %}
+{% if not charts %}<p>No performance recorded yet (labels arrive after the label delay).</p>{% endif %}
+{% for metric, svg in charts %}<h2>{{ metric }}</h2>{{ svg|safe }}{% endfor %}
+{% if rows %}<table id="performance"><tr><th>Day</th><th>Version</th><th>Metric</th><th>Value</th><th>Rows</th>
+<th>Kind</th></tr>
+{% for p in rows %}<tr><td>{{ p.partition_date }}</td><td class="num">{{ p.model_version }}</td><td>{{ p.metric }}</td>
+<td class="num">{{ p.value|f4 }}</td><td class="num">{{ p.n }}</td><td>{{ p.detail.get("kind", "") }}</td></tr>
+{% endfor %}</table>{% endif %}
+<h2>Validation results</h2>
+{% if not results %}<p>No validation results stored.</p>{% else %}
+<form method="get"><label>Run <select name="run_id">{% for r in runs %}<option value="{{ r }}"
+{%- if r == run_id %} selected{% endif %}>{{ r }}</option>{% endfor %}</select></label> <button>Show</button></form>
+{% for v in shown %}<h3>{{ v.partition_date }} run <code>{{ v.run_id }}</code> shard {{ v.part }}:
+<span class="{{ 'ok' if v.success else 'bad' }}">{{ "passed" if v.success else "failed" }}</span></h3>
+<p>{{ v.statistics.get("successful_expectations") }} of {{ v.statistics.get("evaluated_expectations") }}
+expectations passed; {{ v.quarantined_keys }} keys quarantined; rows {{ v.rows if v.rows is not none else "-" }}.
+<a href="{{ base }}/models/{{ model|urlencode }}/validation/
+{{- v.partition_date }}/{{ v.run_id|urlencode }}/{{ v.part }}.json">JSON</a></p>
+{% if v.batch_failures %}<p class="bad">{{ v.batch_failures|join("; ") }}</p>{% endif %}
+<table class="validation"><tr><th>Expectation</th><th>Column</th><th>Success</th><th>Unexpected</th></tr>
+{% for e in v.expectations %}<tr><td>{{ e.type }}</td><td>{{ e.column }}</td>
+<td class="{{ 'ok' if e.success else 'bad' }}">{{ "yes" if e.success else "no" }}</td>
+<td class="num">{{ e.unexpected if e.unexpected is not none else "" }}</td></tr>{% endfor %}</table>
+{% endfor %}{% endif %}
+{% endblock %}"""
+
+
+def _when(value: dt.datetime | None) -> str:
+    return "" if value is None else value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _fixed(digits: int) -> Any:
+    def render(value: Any) -> str:
+        if value is None:
+            return "-"
+        return f"{value:.{digits}f}" if isinstance(value, int | float) else str(value)
+
+    return render
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def _secs(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}s"
+
+
+def environment() -> jinja2.Environment:
+    """The template environment (autoescaping on: every value from the database is escaped)."""
+    env = jinja2.Environment(
+        loader=jinja2.DictLoader({"base": _BASE, "index": _INDEX, "registry": _REGISTRY, "runs": _RUNS,
+                                  "quarantine": _QUARANTINE, "drift": _DRIFT, "performance": _PERFORMANCE}),
+        autoescape=True, undefined=jinja2.StrictUndefined,
+    )
+    env.filters.update(when=_when, f3=_fixed(3), f4=_fixed(4), count_=_count, secs=_secs,
+                       tojson_=lambda v: json.dumps(v, sort_keys=True, default=str))
+    env.globals["css"] = _CSS
+    return env

@@ -1,0 +1,244 @@
+"""ml-batch's pages (`ml_batch.ui`, mounted as Airflow mounts the plugin) over real runs on a real PostgreSQL.
+
+The toy model is trained, two days are scored (the first with quarantined rows and shifted features), drift
+is checked and realized performance recorded; the pages must show exactly those numbers. Airflow's
+authorization dependencies are overridden, except in the test that proves they are in force.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from ml_batch import reports
+from ml_batch.airflow import ui_auth
+from ml_batch.airflow.ui_plugin import URL_PREFIX
+from ml_batch.config import Settings
+from ml_batch.jobs import train_and_register
+from ml_batch.monitoring import check_day_drift, realized_performance
+from ml_batch.scoring import RunSummary, score_day
+from ml_batch.spec import Spec
+from ml_batch.validation import ValidationOutcome, store_result
+from tests.integration.helpers import load_toy_data, toy_spec
+
+pytestmark = pytest.mark.integration
+
+FIRST = dt.date(2026, 5, 1)
+AS_OF = dt.date(2026, 5, 20)
+DAY1, DAY2 = AS_OF + dt.timedelta(days=2), AS_OF + dt.timedelta(days=3)
+GREEN = 5  # rows of DAY1 with a category outside the whitelist: quarantined
+
+
+class _Tables(HTMLParser):
+    """Each <table>'s rows as lists of cell texts (whitespace collapsed), by the table's id or class."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: dict[str, list[list[str]]] = {}
+        self._table: list[list[str]] | None = None
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "table":
+            found = dict(attrs)
+            self._table = self.tables.setdefault(str(found.get("id") or found.get("class")), [])
+        elif tag == "tr" and self._table is not None:
+            self._table.append([])
+        elif tag in {"td", "th"}:
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in {"td", "th"} and self._cell is not None and self._table:
+            self._table[-1].append(" ".join("".join(self._cell).split()))
+            self._cell = None
+        elif tag == "table":
+            self._table = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def table_rows(html: str, name: str) -> list[list[str]]:
+    """The rows (header first) of the table with id (or class) `name` in a page; fails when it is missing."""
+    parser = _Tables()
+    parser.feed(html)
+    assert name in parser.tables, f"no table {name!r} in the page; tables: {sorted(parser.tables)}\n{html[:3000]}"
+    return parser.tables[name]
+
+
+def row_for(rows: list[list[str]], *first: str) -> list[str]:
+    """The row whose first cells are `first`."""
+    found = [r for r in rows if r[: len(first)] == list(first)]
+    assert len(found) == 1, f"expected one row starting with {first}, got {found} in {rows}"
+    return found[0]
+
+
+@dataclass
+class Scored:
+    spec: Spec
+    runs: list[RunSummary]
+    drift: dict[str, Any]
+    performance: list[dict[str, Any]]
+    client: TestClient
+    engine: sa.Engine
+
+
+def _mounted(engine: sa.Engine) -> FastAPI:
+    """The plugin's app mounted under its prefix, as the api-server mounts it; authorization overridden."""
+    app = ui_auth.build_app(lambda: engine)
+    app.dependency_overrides[ui_auth.view_access] = lambda: None
+    app.dependency_overrides[ui_auth.model_access] = lambda: None
+    parent = FastAPI()
+    parent.mount(URL_PREFIX, app)
+    return parent
+
+
+def _shift_and_break(engine: sa.Engine, spec: Spec, day: dt.date) -> None:
+    start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+    window = {"s": start, "e": start + dt.timedelta(days=1)}
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"UPDATE {spec.source.table} SET x1 = x1 + 1.5, x2 = x2 * 2 "
+                             "WHERE event_time >= :s AND event_time < :e"), window)
+        ids = conn.execute(sa.text(f"SELECT id FROM {spec.source.table} WHERE event_time >= :s AND event_time < :e "
+                                   f"ORDER BY id LIMIT {GREEN}"), window).scalars().all()
+        conn.execute(sa.text(f"UPDATE {spec.source.table} SET color = 'green' WHERE id = ANY(:ids)"), {"ids": ids})
+
+
+@pytest.fixture()
+def scored(settings: Settings, engine: sa.Engine, tmp_path: Path) -> Scored:
+    spec = toy_spec(settings.schema)
+    spec = spec.model_copy(update={"validation": spec.validation.model_copy(update={"max_quarantine_share": 0.1})})
+    load_toy_data(engine, settings.schema, FIRST, days=30, rows_per_day=300)
+    assert train_and_register(engine, spec, AS_OF, actor="t", promote=True).promoted
+    _shift_and_break(engine, spec, DAY1)
+    runs, drift = [], {}
+    for index, day in enumerate((DAY1, DAY2)):
+        run_id = f"ui-{index + 1}"
+        runs.append(score_day(engine, spec, day, run_id=run_id, results_dir=tmp_path))
+        drift[day] = check_day_drift(engine, spec, day, run_id=run_id, report_dir=tmp_path / "drift")
+        # The GX result the run saved, stored as scoring stores it (validation.store_result, shard 0).
+        saved = json.loads((tmp_path / "toy" / day.isoformat() / f"{run_id}-s0.json").read_text())
+        store_result(engine, ValidationOutcome(rows=None, batch_failures=[], row_reasons={}, result_json=saved),
+                     "toy", day, run_id, 0)
+    performance = [r for as_of in (DAY1, DAY2)
+                   for r in realized_performance(engine, spec, as_of + dt.timedelta(days=spec.labels.delay_days))]
+    return Scored(spec, runs, drift, performance, TestClient(_mounted(engine)), engine)
+
+
+def _page(scored: Scored, path: str) -> str:
+    response = scored.client.get(f"{URL_PREFIX}{path}")
+    assert response.status_code == 200, f"{path}: {response.status_code} {response.text[:2000]}"
+    return response.text
+
+
+def test_index_and_runs_show_each_run_with_its_row_counts(scored: Scored) -> None:
+    index = table_rows(_page(scored, "/"), "models")
+    assert row_for(index, "toy") == ["toy", "1", "1", DAY2.isoformat()]
+    rows = table_rows(_page(scored, "/models/toy/runs"), "runs")
+    first, second = scored.runs
+    assert (first.extracted, first.scored, first.quarantined) == (300, 300 - GREEN, GREEN)
+    for run in (first, second):
+        row = row_for(rows, run.day.isoformat())
+        assert row[:7] == [run.day.isoformat(), "success", "1", "cli", str(run.extracted), str(run.scored),
+                           str(run.quarantined)]
+        assert row[7] == f"{run.score_mean:.4f}"
+        assert f"score {run.stage_seconds['score']:.2f}s" in row[8] and row[9] == run.run_id
+
+
+def test_registry_shows_versions_aliases_holdout_metrics_and_the_audit_trail(scored: Scored) -> None:
+    html = _page(scored, "/models/toy/registry")
+    assert row_for(table_rows(html, "aliases"), "champion")[1] == "1"
+    version = row_for(table_rows(html, "versions"), "1")
+    with scored.engine.connect() as conn:
+        metrics, n_train, n_holdout = conn.execute(sa.text(
+            f'SELECT metrics, n_train, n_holdout FROM "{scored.spec.predictions.schema_name}".model_versions '
+            "WHERE model_name = 'toy' AND version = 1")).one()
+    assert version[4] == f"{n_train} / {n_holdout}"
+    assert f"roc_auc {metrics['roc_auc']:.4f}" in version[5]
+    events = table_rows(html, "events")
+    trail = [e[1:6] for e in events[1:]]
+    assert ["registered", "", "", "1", "t"] in trail and ["promoted", "champion", "", "1", "t"] in trail, trail
+
+
+def test_quarantine_counts_rows_per_reason_with_example_rows(scored: Scored) -> None:
+    rows = table_rows(_page(scored, "/models/toy/quarantine"), "quarantine")
+    assert len(rows) == 2, rows  # header and one reason on one day
+    day, reason, count, examples = rows[1]
+    assert (day, count) == (DAY1.isoformat(), str(GREEN))
+    assert reason.startswith("color: expect_column_values_to_be_in_set") and "got" not in reason
+    assert examples.count("got 'green'") == 3 and examples.count('"color": "green"') == 3
+
+
+def test_drift_shows_each_day_and_feature_and_links_the_stored_report(scored: Scored) -> None:
+    html = _page(scored, "/models/toy/drift")
+    days = table_rows(html, "drift-days")
+    for day, summary in scored.drift.items():
+        row = row_for(days, day.isoformat())
+        assert row[:5] == [day.isoformat(), "1", str(summary["rows_checked"]), f"{summary['share']:.3f}",
+                           "yes" if summary["dataset_drift"] else "no"]
+        assert row[6] == ", ".join(summary["drifted_features"]) and row[7] == "report"
+    assert scored.drift[DAY1]["dataset_drift"] and {"x1", "x2"} <= set(scored.drift[DAY1]["drifted_features"])
+    features = table_rows(html, "drift-features")
+    with scored.engine.connect() as conn:
+        value, threshold = conn.execute(sa.text(
+            f'SELECT value, threshold FROM "{scored.spec.predictions.schema_name}".drift_results '
+            "WHERE model_name = 'toy' AND partition_date = :d AND feature = 'x1' AND test = 'psi'"), {"d": DAY1}).one()
+    assert row_for(features, DAY1.isoformat(), "x1", "psi")[3:] == [f"{value:.4f}", f"{threshold:.4f}", "-", "yes"]
+    # The report is served from the database: the same page the monitoring step wrote to its folder.
+    report = scored.client.get(f"{URL_PREFIX}/models/toy/drift/{DAY1}/report")
+    assert report.status_code == 200 and report.headers["content-type"].startswith("text/html")
+    assert report.text == Path(scored.drift[DAY1]["report"]).read_text(encoding="utf-8")
+    missing = scored.client.get(f"{URL_PREFIX}/models/toy/drift/{AS_OF}/report")
+    assert missing.status_code == 404 and f"no drift_report stored for model 'toy' day {AS_OF}" in missing.text
+
+
+def test_performance_plots_realized_metrics_and_shows_a_runs_validation(scored: Scored) -> None:
+    html = _page(scored, "/models/toy/performance")
+    realized = [r for r in scored.performance if r["metric"] == "roc_auc"]
+    assert [r["partition_date"] for r in realized] == [DAY1, DAY2]
+    rows = table_rows(html, "performance")
+    for record in realized:
+        row = row_for(rows, record["partition_date"].isoformat(), "1", "roc_auc")
+        assert row[3:] == [f"{record['value']:.4f}", str(record["n"]), "published"]
+    chart = html.split("<h2>roc_auc</h2>", 1)[1].split("</svg>", 1)[0]
+    assert chart.count("<circle") == 2 and "<polyline" in chart
+    assert all(f"{r['partition_date'].isoformat()}: {r['value']:.4f}" in chart for r in realized)
+    # The newest run's validation result (from the database), and another run's on request.
+    assert "run <code>ui-2</code> shard s0" in html and "passed" in html
+    other = _page(scored, "/models/toy/performance?run_id=ui-1")
+    assert "run <code>ui-1</code> shard s0" in other and "failed" in other and "5 keys quarantined" in other
+    checks = table_rows(other, "validation")
+    assert ["expect_column_values_to_be_in_set", "color", "no", str(GREEN)] in checks
+    stored = scored.client.get(f"{URL_PREFIX}/models/toy/validation/{DAY1}/ui-1/s0.json")
+    assert stored.status_code == 200 and stored.json()["meta"]["ml_batch"]["quarantined_keys"] == GREEN
+
+
+def test_a_retried_store_replaces_the_result_and_unknown_models_are_404(scored: Scored) -> None:
+    outcome = ValidationOutcome(rows=1, batch_failures=[], row_reasons={}, result_json={"success": True})
+    store_result(scored.engine, outcome, "toy", DAY2, "ui-2", 0)
+    store_result(scored.engine, outcome, "toy", DAY2, "ui-2", 0)
+    media, content = reports.fetch(scored.engine, model="toy", day=DAY2, kind=reports.VALIDATION_RESULT,
+                                   run_id="ui-2", part="s0")
+    assert media == "application/json" and json.loads(content) == {"success": True}
+    response = scored.client.get(f"{URL_PREFIX}/models/nope/runs")
+    assert response.status_code == 404 and "no model 'nope' has versions or runs" in response.text
+
+
+def test_without_credentials_every_page_is_refused(engine: sa.Engine) -> None:
+    parent = FastAPI()
+    parent.mount(URL_PREFIX, ui_auth.build_app(lambda: engine))
+    client = TestClient(parent)
+    for path in ("/", "/models/toy/runs", "/models/toy/drift/2026-05-22/report"):
+        response = client.get(f"{URL_PREFIX}{path}")
+        assert response.status_code == 401 and response.json() == {"detail": "Not authenticated"}, path
+    # A forged token (403) needs Airflow's auth manager: tests/e2e/test_plugin.py checks it in the api-server.

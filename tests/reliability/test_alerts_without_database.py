@@ -1,0 +1,170 @@
+"""Issue 13 item 4: an alert is delivered when the database it would be recorded in is down.
+
+The webhook receiver is a real HTTP server on 127.0.0.1 started by the test; the database is a real engine
+pointing at a PostgreSQL port nothing listens on. Delivery comes first, recording is best-effort, and a
+failed delivery is logged with the URL's host only (a Slack webhook's path is its secret).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from ml_batch import alerts
+from ml_batch.alerts import Alert, WebhookChannel
+from ml_batch.db.tables import SCHEMA_PLACEHOLDER
+
+SECRET = "T000-B000-secretpath"
+
+
+class _Receiver:
+    """An HTTP server on 127.0.0.1 that keeps the JSON bodies POSTed to it."""
+
+    def __init__(self, status: int = 200) -> None:
+        received: list[dict[str, Any]] = []
+        paths: list[str] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                received.append(json.loads(body))
+                paths.append(self.path)
+                self.send_response(status)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                return None
+
+        self.received = received
+        self.paths = paths
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_port}/services/{SECRET}"
+
+    def __enter__(self) -> _Receiver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture()
+def dead_database_url() -> str:
+    return f"postgresql+psycopg2://ml_batch@127.0.0.1:{_closed_port()}/ml_batch"
+
+
+@pytest.fixture()
+def dead_engine(dead_database_url: str) -> Iterator[sa.Engine]:
+    engine = sa.create_engine(dead_database_url, connect_args={"connect_timeout": 2}).execution_options(
+        schema_translate_map={SCHEMA_PLACEHOLDER: "ml_batch"})
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _no_channels(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.delenv(alerts.WEBHOOK_URL_ENV, raising=False)
+    monkeypatch.delenv("ML_BATCH_ALERT_EMAILS", raising=False)
+    yield
+    for name in ("webhook", "email", "test"):
+        alerts.unregister_channel(name)
+
+
+def _alert() -> Alert:
+    return Alert(kind="run_failure", severity="critical", message="publish failed: database went away",
+                 model_name="credit_default", run_id="scheduled__2026-05-21", details={"task_id": "publish"})
+
+
+def test_alert_is_delivered_while_the_database_is_down(dead_engine: sa.Engine,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    with _Receiver() as receiver, caplog.at_level(logging.INFO, logger="ml_batch.alerts"):
+        alerts.register_channel(WebhookChannel(receiver.url, name="test"))
+        stored = alerts.record(dead_engine, _alert())
+
+    assert stored is None  # not recorded: the database is down ...
+    assert len(receiver.received) == 1  # ... but delivered
+    payload = receiver.received[0]
+    assert payload["text"] == ("[ml-batch] CRITICAL run_failure credit_default: "
+                               "publish failed: database went away")
+    assert payload["kind"] == "run_failure" and payload["model_name"] == "credit_default"
+    assert payload["run_id"] == "scheduled__2026-05-21" and payload["details"] == {"task_id": "publish"}
+    assert receiver.paths == [f"/services/{SECRET}"]
+    assert "was delivered but not recorded in the alerts table" in caplog.text
+
+
+def test_cli_webhook_from_environment(dead_engine: sa.Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    with _Receiver() as receiver:
+        monkeypatch.setenv(alerts.WEBHOOK_URL_ENV, receiver.url)
+        alerts.record(dead_engine, _alert())
+    assert [p["kind"] for p in receiver.received] == ["run_failure"]
+
+
+def test_airflow_notifier_delivers_through_the_connection_while_the_database_is_down(
+        dead_database_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        capfd: pytest.CaptureFixture[str]) -> None:
+    from ml_batch.airflow.notifiers import MlBatchAlertNotifier
+
+    monkeypatch.setenv("ML_BATCH_CONN_ID", "ml_batch_db_not_defined")
+    monkeypatch.setenv("ML_BATCH_DATABASE_URL", dead_database_url)
+    context = {"dag_run": SimpleNamespace(dag_id="batch_predict_credit_default", run_id="manual__1"),
+               "ti": SimpleNamespace(task_id="publish"), "exception": RuntimeError("server closed the connection")}
+    with _Receiver() as receiver, caplog.at_level(logging.INFO):
+        monkeypatch.setenv("AIRFLOW_CONN_ML_BATCH_ALERTS_WEBHOOK", receiver.url)
+        MlBatchAlertNotifier("credit_default").notify(context)
+
+    assert len(receiver.received) == 1
+    assert receiver.received[0]["text"].startswith(
+        "[ml-batch] CRITICAL run_failure credit_default: batch_predict_credit_default run manual__1 failed in "
+        "task publish: server closed the connection")
+    # once Airflow is imported its structlog setup writes log lines to stdout rather than to caplog
+    logged = caplog.text + capfd.readouterr().out
+    assert "not recorded in the alerts table" in logged
+    assert SECRET not in logged
+
+
+def test_failed_delivery_is_logged_without_the_secret_and_the_run_goes_on(
+        dead_engine: sa.Engine, caplog: pytest.LogCaptureFixture) -> None:
+    with _Receiver(status=500) as receiver, caplog.at_level(logging.INFO, logger="ml_batch.alerts"):
+        alerts.register_channel(WebhookChannel(receiver.url, name="test"))
+        alerts.register_channel(WebhookChannel(f"http://127.0.0.1:{_closed_port()}/x/{SECRET}", name="webhook"))
+        assert alerts.deliver(_alert()) == []
+
+    assert "not delivered by webhook to 127.0.0.1: HTTP 500" in caplog.text
+    assert "not delivered by webhook to 127.0.0.1: ConnectionRefusedError" in caplog.text
+    assert SECRET not in caplog.text
+
+
+@pytest.mark.integration
+def test_alert_is_recorded_after_delivery_when_the_database_is_up(engine: sa.Engine) -> None:
+    with _Receiver() as receiver:
+        alerts.register_channel(WebhookChannel(receiver.url, name="test"))
+        alert_id = alerts.record(engine, _alert())
+    assert alert_id is not None and len(receiver.received) == 1
+    assert [(r["id"], r["kind"]) for r in alerts.recent(engine, "credit_default")] == [(alert_id, "run_failure")]
+
+
+def test_webhook_url_is_checked_without_echoing_it() -> None:
+    with pytest.raises(ValueError, match=r"scheme 'ftp'.*expected http\(s\)://host") as info:
+        WebhookChannel(f"ftp://example.org/{SECRET}")
+    assert SECRET not in str(info.value)
