@@ -40,6 +40,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from ml_batch.db.disconnects import is_lock_not_available
 from ml_batch.db.tables import SCHEMA_PLACEHOLDER, quarantine, run_shards, runs
 from ml_batch.errors import RunAbandoned
 from ml_batch.publish import published_run
@@ -54,7 +55,6 @@ ABANDONED = "abandoned"
 # about idle + interval * count seconds instead of the OS default of two hours.
 _KEEPALIVES = {"tcp_keepalives_idle": "60", "tcp_keepalives_interval": "10", "tcp_keepalives_count": "6"}
 _CLEANUP_LOCK_TIMEOUT = "5s"  # an object of the run locked by someone: it is in use, leave it for later
-_LOCK_NOT_AVAILABLE = "55P03"
 
 
 @dataclass(frozen=True)
@@ -201,7 +201,7 @@ def _clean_if_dead(engine: sa.Engine, spec: Spec, run_id: str, stale_after: dt.t
                 conn.execute(sa.select(sa.func.set_config("lock_timeout", _CLEANUP_LOCK_TIMEOUT, True)))
                 return _clean_locked(conn, spec, run_id, stale_after)
         except sa.exc.OperationalError as exc:
-            if getattr(exc.orig, "pgcode", None) != _LOCK_NOT_AVAILABLE:
+            if not is_lock_not_available(exc):
                 raise
             logger.info("run %s of %s: one of its objects is in use, not cleaned now", run_id, spec.name)
             return None

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 
+from ml_batch.db.disconnects import is_lock_not_available
 from ml_batch.db.tables import published_days, quarantine, runs
 from ml_batch.errors import PublishBlocked, PublishError
 from ml_batch.sources import selectable
@@ -42,7 +43,6 @@ from ml_batch.sqlfiles import render, render_regclass
 logger = logging.getLogger(__name__)
 
 # PostgreSQL's SQLSTATE for `lock_timeout` expiring (lock_not_available).
-_LOCK_NOT_AVAILABLE = "55P03"
 
 
 @dataclass(frozen=True)
@@ -266,7 +266,7 @@ def with_short_locks(conn: sa.Connection, locking: SwapLocking, work: Callable[[
                 conn.execute(render("set_lock_timeout"), {"timeout": previous_timeout})
             return
         except sa.exc.OperationalError as exc:
-            if getattr(exc.orig, "pgcode", None) != _LOCK_NOT_AVAILABLE:
+            if not is_lock_not_available(exc):
                 raise
             if attempt == locking.attempts:
                 if exhausted is None:

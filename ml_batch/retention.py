@@ -37,6 +37,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ml_batch import lifecycle, snapshot
+from ml_batch.db.disconnects import is_lock_not_available
 from ml_batch.db.tables import (
     alerts,
     drift_days,
@@ -63,7 +64,6 @@ from ml_batch.sqlfiles import render, render_regclass
 
 logger = logging.getLogger(__name__)
 
-_LOCK_NOT_AVAILABLE = "55P03"
 _SWEEP_LOCK_TIMEOUT = "5s"  # an object in use by someone: leave it for the next prune
 
 
@@ -263,7 +263,7 @@ def _drop_finished(engine: sa.Engine, spec: Spec, name: str, relkind: str, run_i
             logger.warning("dropped %s left by run %s of %s", name, run_id or "(no run row)", spec.name)
             return True
         except sa.exc.OperationalError as exc:
-            if getattr(exc.orig, "pgcode", None) != _LOCK_NOT_AVAILABLE:
+            if not is_lock_not_available(exc):
                 raise
             logger.info("%s of %s is in use: not dropped now", name, spec.name)
             return False

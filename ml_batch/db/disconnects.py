@@ -17,6 +17,15 @@ from ml_batch.errors import DatabaseError, MlBatchError
 _LOST_STATES = ("08", "57P01", "57P02", "57P03")
 
 
+# SQLSTATE 55P03 lock_not_available: a lock not granted within `lock_timeout`.
+LOCK_NOT_AVAILABLE = "55P03"
+
+
+def is_lock_not_available(exc: sa.exc.DBAPIError) -> bool:
+    """True when the statement failed because a lock was not granted within `lock_timeout`."""
+    return getattr(exc.orig, "pgcode", None) == LOCK_NOT_AVAILABLE
+
+
 def is_disconnect(exc: BaseException) -> bool:
     """True when `exc` says the connection to PostgreSQL is gone or cannot be made (not a query error:
     lock timeouts, cancelled statements and deadlocks are OperationalErrors too, and are not this)."""
