@@ -221,9 +221,9 @@ def _cli_seconds_per_day(engine: Any, spec: Any, settings: Any, days: list[dt.da
     """The same days in this process: `score_day` plus the monitoring steps of the DAG (imports warmed)."""
     import great_expectations  # noqa: F401  (warm: validation imports it on first use)
 
-    from ml_batch.monitoring import check_day_drift, realized_performance, shadow_score
-    from ml_batch.scoring import score_day
-    from ml_batch.validation import suite_path
+    from ml_batch.monitoring.daily import check_day_drift, realized_performance, shadow_score
+    from ml_batch.run.scoring import score_day
+    from ml_batch.validation.gx import suite_path
 
     seconds = []
     for day in days:

@@ -233,7 +233,7 @@ def load_data(engine: sa.Engine, url: str, schema: str, rows: int, small_rows: i
     import pyarrow as pa
 
     from ml_batch.db import arrow
-    from ml_batch.sqlfiles import quote_ident
+    from ml_batch.db.sqlfiles import quote_ident
 
     source, labels_table = quote_ident(f"{schema}.rows"), quote_ident(f"{schema}.labels")
     feature_columns = ", ".join(f"{name} double precision" for name in FEATURES)
@@ -265,10 +265,10 @@ def load_data(engine: sa.Engine, url: str, schema: str, rows: int, small_rows: i
 
 def train_and_promote(engine: sa.Engine, spec: Any, train: tuple[Any, np.ndarray]) -> dict[str, Any]:
     """Fit the spec's pipeline on the training day, register it (with its drift profile) and promote it."""
-    from ml_batch import registry
-    from ml_batch.drift import build_profile
     from ml_batch.features import build_pipeline
-    from ml_batch.metrics import evaluate
+    from ml_batch.model import registry
+    from ml_batch.model.metrics import evaluate
+    from ml_batch.monitoring.drift import build_profile
 
     table, y = train
     frame = table.select(FEATURES).to_pandas()
@@ -306,7 +306,7 @@ def _day_select(schema: str, day: dt.date, columns: list[str]) -> str:
     """SELECT `columns` of the rows of `day` as literal SQL (for COPY and ADBC)."""
     from sqlalchemy.dialects import postgresql
 
-    from ml_batch.sources import day_bounds
+    from ml_batch.db.sources import day_bounds
 
     start, end = day_bounds(day)
     src = sa.table("rows", *[sa.column(c) for c in dict.fromkeys([*columns, "event_time"])], schema=schema)
@@ -319,7 +319,7 @@ def _day_select(schema: str, day: dt.date, columns: list[str]) -> str:
 
 
 def _load_pipeline(engine: sa.Engine, spec: Any) -> Any:
-    from ml_batch import registry
+    from ml_batch.model import registry
 
     return registry.load(engine, spec).pipeline
 
@@ -327,7 +327,7 @@ def _load_pipeline(engine: sa.Engine, spec: Any) -> Any:
 def _setup_naive(params: dict[str, Any]) -> Callable[[], dict[str, Any]]:
     import pandas as pd
 
-    from ml_batch.sources import day_sql
+    from ml_batch.db.sources import day_sql
 
     schema, day = params["schema"], dt.date.fromisoformat(params["day"])
     spec = bench_spec(schema)
@@ -355,7 +355,7 @@ def _setup_naive(params: dict[str, Any]) -> Callable[[], dict[str, Any]]:
 
 def _floor_setup(params: dict[str, Any], table: str) -> tuple[str, dt.date, sa.Engine, Any, str]:
     """What both floor variants share: the day, an engine, the fitted pipeline and a fresh output table."""
-    from ml_batch.sqlfiles import quote_ident
+    from ml_batch.db.sqlfiles import quote_ident
 
     schema, day = params["schema"], dt.date.fromisoformat(params["day"])
     engine = _child_engine()
@@ -449,8 +449,8 @@ def _warm_imports() -> None:
     import adbc_driver_postgresql.dbapi  # noqa: F401
     import sklearn.ensemble  # noqa: F401
 
-    import ml_batch.scoring  # noqa: F401
-    from ml_batch.validation import _import_gx
+    import ml_batch.run.scoring  # noqa: F401
+    from ml_batch.validation.gx import _import_gx
 
     _import_gx()
     # the SQL side of GX (ml-batch validates in PostgreSQL): its execution engine and datasource
@@ -459,7 +459,7 @@ def _warm_imports() -> None:
 
 
 def _setup_ours(params: dict[str, Any]) -> Callable[[], dict[str, Any]]:
-    from ml_batch.scoring import score_day
+    from ml_batch.run.scoring import score_day
 
     schema, day = params["schema"], dt.date.fromisoformat(params["day"])
     engine, spec = _child_engine(), bench_spec(schema)
@@ -477,7 +477,7 @@ def _setup_ours(params: dict[str, Any]) -> Callable[[], dict[str, Any]]:
 def _setup_shard(params: dict[str, Any]) -> Callable[[], dict[str, Any]]:
     from dataclasses import asdict
 
-    from ml_batch.scoring import RunPlan, score_shard
+    from ml_batch.run.scoring import RunPlan, score_shard
 
     engine, spec = _child_engine(), bench_spec(params["schema"])
     plan = RunPlan.from_dict(params["plan"])
@@ -492,11 +492,11 @@ def _setup_shard(params: dict[str, Any]) -> Callable[[], dict[str, Any]]:
 
 
 def _setup_drift(params: dict[str, Any]) -> Callable[[], dict[str, Any]]:
-    from ml_batch.monitoring import check_day_drift
+    from ml_batch.monitoring.daily import check_day_drift
 
     day = dt.date.fromisoformat(params["day"])
     engine, spec = _child_engine(), bench_spec(params["schema"])
-    import ml_batch.drift  # noqa: F401
+    import ml_batch.monitoring.drift  # noqa: F401
 
     _warm_imports()
 
@@ -618,7 +618,7 @@ def _settle(engine: sa.Engine, *, superuser: bool) -> None:
 
 def _sharded(engine: sa.Engine, spec: Any, shards: int, base: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
     """Plan once, score `shards` shards in as many parallel worker processes, publish; seconds end to end."""
-    from ml_batch.scoring import plan_run, publish_run
+    from ml_batch.run.scoring import plan_run, publish_run
 
     run_id = f"bench-sharded-{shards}"
     started = time.perf_counter()
@@ -637,9 +637,9 @@ def _sharded(engine: sa.Engine, spec: Any, shards: int, base: dict[str, Any], en
 
 def _source_reads(engine: sa.Engine, spec: Any, day: dt.date) -> dict[str, Any]:
     """Score `day` with K = 1, 2, 4 shards (one process, shards in turn): source rows read by each run."""
-    from ml_batch.db.usage import rows_read
-    from ml_batch.scoring import plan_run, publish_run, score_shard
-    from ml_batch.sources import day_sql
+    from ml_batch.db.sources import day_sql
+    from ml_batch.run.scoring import plan_run, publish_run, score_shard
+    from tests.support.usage import rows_read
 
     by_shards = {}
     for shards in SOURCE_READ_SHARDS:
@@ -701,8 +701,8 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     from ml_batch.db.embedded import EmbeddedPostgres
     from ml_batch.db.engine import make_engine
     from ml_batch.db.migrate import upgrade
-    from ml_batch.monitoring import published_rows
-    from ml_batch.sqlfiles import quote_ident
+    from ml_batch.db.sqlfiles import quote_ident
+    from ml_batch.monitoring.daily import published_rows
 
     tmp = Path(tempfile.mkdtemp(prefix="ml_batch_bench_"))
     server = None

@@ -99,3 +99,26 @@ class LabelJoinError(TrainingError):
 def is_deterministic(exc: BaseException) -> bool:
     """True when `exc` is an ml-batch failure that a retry of the same step cannot fix."""
     return isinstance(exc, MlBatchError) and exc.deterministic
+
+
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of what `exc` says, or its type's name when it says nothing.
+
+    For a database error wrapped by SQLAlchemy, the driver's or server's own words (`exc.orig`), without
+    SQLAlchemy's statement and parameters. The one rule for quoting an error in a log line or a message:
+    it never raises, whatever the error holds (an empty message included).
+    """
+    inner = getattr(exc, "orig", None)
+    said = inner if isinstance(inner, BaseException) else exc
+    for line in str(said).splitlines():
+        if line.strip():
+            return line.strip()
+    return type(said).__name__
+
+
+def summary(exc: BaseException) -> str:
+    """An error as one entry of a run's `error`: an ml-batch error whole (its message is written to be read),
+    anything else as `Type: first line` (e.g. `OperationalError: server closed the connection ...`)."""
+    if isinstance(exc, MlBatchError):
+        return str(exc).strip() or type(exc).__name__
+    return f"{type(exc).__name__}: {first_line(exc)}"

@@ -23,7 +23,7 @@ from typing import Any
 
 from airflow.sdk import BaseNotifier
 
-from ml_batch.alerts import Alert, DeliveryError, WebhookChannel, register_channel
+from ml_batch.ops.alerts import Alert, DeliveryError, WebhookChannel, register_channel
 
 logger = logging.getLogger(__name__)
 
@@ -111,8 +111,8 @@ class MlBatchAlertNotifier(BaseNotifier):
         return None
 
     def notify(self, context: Any) -> None:
-        from ml_batch import alerts
         from ml_batch.airflow.runtime import task_engine, task_settings
+        from ml_batch.ops import alerts
 
         ti = context.get("ti") or context.get("task_instance")
         dag_run = context.get("dag_run")

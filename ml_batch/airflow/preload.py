@@ -40,18 +40,18 @@ PRELOAD_MODULES: tuple[str, ...] = (
     "ml_batch.airflow.tasks",
     "ml_batch.airflow.runtime",
     "ml_batch.spec",
-    "ml_batch.runs",
-    "ml_batch.registry",
-    "ml_batch.scoring",
-    "ml_batch.validation",
-    "ml_batch.monitoring",
-    "ml_batch.drift",
-    "ml_batch.drift_report",
-    "ml_batch.estimate",
-    "ml_batch.training",
+    "ml_batch.run.runs",
+    "ml_batch.model.registry",
+    "ml_batch.run.scoring",
+    "ml_batch.validation.gx",
+    "ml_batch.monitoring.daily",
+    "ml_batch.monitoring.drift",
+    "ml_batch.monitoring.report",
+    "ml_batch.monitoring.estimate",
+    "ml_batch.model.training",
     "ml_batch.features",
-    "ml_batch.jobs",
-    "ml_batch.alerts",
+    "ml_batch.promotion.jobs",
+    "ml_batch.ops.alerts",
 )
 
 
@@ -71,7 +71,7 @@ def preload(modules: tuple[str, ...] = PRELOAD_MODULES) -> dict[str, float]:
             continue
         seconds[name] = time.perf_counter() - started
     started = time.perf_counter()
-    from ml_batch.validation import warm_gx
+    from ml_batch.validation.gx import warm_gx
 
     warm_gx()
     seconds["great_expectations"] = time.perf_counter() - started

@@ -23,13 +23,13 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from ml_batch.airflow import stats
 from ml_batch.errors import is_deterministic
-from ml_batch.partition import resolve_day, run_type_of
+from ml_batch.run.partition import resolve_day, run_type_of
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
     from ml_batch.config import Settings
-    from ml_batch.scoring import RunPlan
+    from ml_batch.run.scoring import RunPlan
     from ml_batch.spec import Spec
 
 logger = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ def _spec(model: str) -> tuple[Spec, Settings, sa.Engine]:
 
 def _pinned(run_plan: dict[str, Any]) -> tuple[Spec, RunPlan]:
     """The spec the plan pinned (parsed from its text, never re-read from the folder) and the RunPlan."""
-    from ml_batch.scoring import RunPlan
+    from ml_batch.run.scoring import RunPlan
     from ml_batch.spec import parse_spec
 
     spec = parse_spec(run_plan["spec_text"], f"{run_plan['spec_file']} (as pinned by run {run_plan['run_id']})")
@@ -110,8 +110,8 @@ def _day_and_run(context: dict[str, Any]) -> tuple[Any, str, str]:
 @fail_fast
 def plan(model: str, context: dict[str, Any]) -> list[int]:
     """Resolve day D, pin the model version and the spec once for the whole run; prepare staging."""
-    from ml_batch import runs
-    from ml_batch.scoring import plan_run
+    from ml_batch.run import runs
+    from ml_batch.run.scoring import plan_run
     from ml_batch.spec import read_spec
 
     settings, engine = _settings_and_engine()
@@ -137,8 +137,8 @@ def plan(model: str, context: dict[str, Any]) -> list[int]:
 @fail_fast
 def score(model: str, run_plan: dict[str, Any], shard: int) -> dict[str, Any]:
     """Score one shard of the day into the run's staging table."""
-    from ml_batch.scoring import score_shard
-    from ml_batch.validation import suite_path
+    from ml_batch.run.scoring import score_shard
+    from ml_batch.validation.gx import suite_path
 
     spec, plan_ = _pinned(run_plan)
     settings, engine = _settings_and_engine()
@@ -151,7 +151,7 @@ def score(model: str, run_plan: dict[str, Any], shard: int) -> dict[str, Any]:
 @fail_fast
 def publish(model: str, run_plan: dict[str, Any], context: dict[str, Any], asset: Any) -> dict[str, Any]:
     """Audit and publish the day atomically; record an Asset event describing what was published."""
-    from ml_batch.scoring import publish_run
+    from ml_batch.run.scoring import publish_run
 
     spec, plan_ = _pinned(run_plan)
     _, engine = _settings_and_engine()
@@ -170,7 +170,7 @@ def drift(model: str, run_plan: dict[str, Any], dag_id: str) -> dict[str, Any]:
     spec, plan_ = _pinned(run_plan)
     if plan_.dry_run:
         return {"status": "skipped", "reason": "dry run", "dataset_drift": False, "sustained_drift": False}
-    from ml_batch.monitoring import check_day_drift
+    from ml_batch.monitoring.daily import check_day_drift
 
     settings, engine = _settings_and_engine()
     summary = check_day_drift(engine, spec, plan_.day, run_id=plan_.run_id, report_dir=settings.home / "drift",
@@ -197,7 +197,7 @@ def signal_drift(summary: dict[str, Any], context: dict[str, Any], asset: Any) -
 @fail_fast
 def shadow(model: str, run_plan: dict[str, Any]) -> dict[str, Any]:
     """Score the published day with the challenger (if any) into the shadow table."""
-    from ml_batch import registry
+    from ml_batch.model import registry
 
     spec, plan_ = _pinned(run_plan)
     if plan_.dry_run:
@@ -208,7 +208,7 @@ def shadow(model: str, run_plan: dict[str, Any]) -> dict[str, Any]:
     skipped = {"status": "skipped", "reason": "no challenger"}
     if registry.CHALLENGER not in registry.aliases(engine, model):
         return skipped
-    from ml_batch.monitoring import shadow_score
+    from ml_batch.monitoring.daily import shadow_score
 
     return shadow_score(engine, spec, plan_.day, run_id=plan_.run_id) or skipped
 
@@ -216,7 +216,7 @@ def shadow(model: str, run_plan: dict[str, Any]) -> dict[str, Any]:
 @fail_fast
 def performance(model: str, run_plan: dict[str, Any], dag_id: str) -> list[dict[str, Any]]:
     """Realized metrics of the day whose labels have now arrived (D - labels.delay_days)."""
-    from ml_batch.monitoring import realized_performance
+    from ml_batch.monitoring.daily import realized_performance
 
     spec, plan_ = _pinned(run_plan)
     _, engine = _settings_and_engine()
@@ -235,8 +235,9 @@ def retrain_mode(context: dict[str, Any]) -> str:
 @fail_fast
 def rollback(model: str, context: dict[str, Any]) -> dict[str, Any]:
     """Move the champion back to the previous one (audited, alerted)."""
-    from ml_batch import alerts, registry
-    from ml_batch.alerts import Alert
+    from ml_batch.model import registry
+    from ml_batch.ops import alerts
+    from ml_batch.ops.alerts import Alert
 
     _, engine = _settings_and_engine()
     reason = (context.get("params") or {}).get("reason") or "rollback requested from the retraining DAG"
@@ -251,7 +252,7 @@ def rollback(model: str, context: dict[str, Any]) -> dict[str, Any]:
 @fail_fast
 def train_and_gate(model: str, context: dict[str, Any], dag_id: str) -> dict[str, Any]:
     """Promote a challenger whose shadow period is over; then train a candidate and run the gate."""
-    from ml_batch.jobs import promote_after_shadow, train_and_register
+    from ml_batch.promotion.jobs import promote_after_shadow, train_and_register
 
     spec, _, engine = _spec(model)
     params = context.get("params") or {}

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 
-from ml_batch import reports
+from ml_batch.ops import reports
 from ml_batch.ui import queries
 from ml_batch.ui.plot import line_chart
 from ml_batch.ui.templates import environment

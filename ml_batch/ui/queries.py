@@ -7,7 +7,6 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ml_batch import reports
 from ml_batch.db.tables import (
     drift_days,
     drift_results,
@@ -19,7 +18,8 @@ from ml_batch.db.tables import (
     runs,
 )
 from ml_batch.db.tables import reports as reports_table
-from ml_batch.validation import GOT
+from ml_batch.ops import reports
+from ml_batch.validation.gx import GOT
 
 Row = dict[str, Any]
 

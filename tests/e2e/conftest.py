@@ -23,7 +23,9 @@ import pytest
 import sqlalchemy as sa
 
 from ml_batch.airflow import cluster
-from ml_batch.airflow.cluster import (
+from ml_batch.config import Settings
+from ml_batch.spec import Spec, load_spec
+from tests.support.cluster import (
     AIRFLOW_SETTINGS,
     REPO,
     WORKERS,
@@ -35,8 +37,6 @@ from ml_batch.airflow.cluster import (
     redis_server_binary,
     stop_all,
 )
-from ml_batch.config import Settings
-from ml_batch.spec import Spec, load_spec
 
 __all__ = ["AIRFLOW_SETTINGS", "DAG_ID", "DAYS", "LAST_DAY", "MODEL", "REPO", "WORKERS", "Component", "Stack",
            "airflow_settings", "api_json", "free_port", "redis_server_binary", "stop_all", "wait_for"]

@@ -25,9 +25,9 @@ import pytest
 import sqlalchemy as sa
 
 from ml_batch.airflow.ui_plugin import URL_PREFIX
-from ml_batch.monitoring import check_day_drift, realized_performance
-from ml_batch.scoring import RunSummary, score_day
-from ml_batch.validation import GOT
+from ml_batch.monitoring.daily import check_day_drift, realized_performance
+from ml_batch.run.scoring import RunSummary, score_day
+from ml_batch.validation.gx import GOT
 from tests.e2e.conftest import LAST_DAY, MODEL, Stack, api_json, free_port
 from tests.integration.test_ui import row_for, table_rows
 

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from ml_batch import demo, demo_stores
 from ml_batch.config import Settings
-from ml_batch.demo_job import demo_spec_source
-from ml_batch.jobs import train_and_register
-from ml_batch.monitoring import check_day_drift, realized_performance
-from ml_batch.scoring import score_day
+from ml_batch.demo import credit as demo
+from ml_batch.demo import stores as demo_stores
+from ml_batch.demo.job import demo_spec_source
+from ml_batch.monitoring.daily import check_day_drift, realized_performance
+from ml_batch.promotion.jobs import train_and_register
+from ml_batch.run.scoring import score_day
 from ml_batch.spec import Spec, load_spec
 
 END = dt.date(2026, 6, 30)

@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from ml_batch.config import Settings
-from ml_batch.grants import grant_analyst
+from ml_batch.ops.grants import grant_analyst
 from tests.integration import analyst_helpers
 
 pytestmark = pytest.mark.integration

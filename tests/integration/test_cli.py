@@ -98,8 +98,8 @@ def test_register_outside_artifact_checks_schema(settings: Settings, tmp_path: P
                   "--as-of", "2026-06-30", check=False)
     assert result.returncode == 1 and "fitted on columns ['a']" in result.stderr
 
-    from ml_batch import registry
     from ml_batch.db.engine import make_engine
+    from ml_batch.model import registry
     from ml_batch.spec import get_spec
 
     engine = make_engine(settings)

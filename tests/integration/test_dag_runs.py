@@ -9,10 +9,11 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from ml_batch import alerts, registry
 from ml_batch.config import Settings
-from ml_batch.jobs import train_and_register
-from ml_batch.runs import list_runs
+from ml_batch.model import registry
+from ml_batch.ops import alerts
+from ml_batch.promotion.jobs import train_and_register
+from ml_batch.run.runs import list_runs
 from tests.integration.helpers import airflow_task_env, load_toy_data, toy_spec
 
 pytestmark = pytest.mark.integration

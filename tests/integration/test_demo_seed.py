@@ -11,7 +11,7 @@ import datetime
 import pytest
 import sqlalchemy as sa
 
-from ml_batch.demo import DemoConfig, generate, seed
+from ml_batch.demo.credit import DemoConfig, generate, seed
 
 pytestmark = pytest.mark.integration
 

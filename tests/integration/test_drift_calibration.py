@@ -15,13 +15,15 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from ml_batch import alerts, demo, demo_stores
 from ml_batch.config import Settings
-from ml_batch.jobs import train_and_register
-from ml_batch.monitoring import check_day_drift, estimate_performance, performance_table, realized_performance
-from ml_batch.scoring import score_day
+from ml_batch.demo import credit as demo
+from ml_batch.demo import stores as demo_stores
+from ml_batch.model.training import window_for
+from ml_batch.monitoring.daily import check_day_drift, estimate_performance, performance_table, realized_performance
+from ml_batch.ops import alerts
+from ml_batch.promotion.jobs import train_and_register
+from ml_batch.run.scoring import score_day
 from ml_batch.spec import Spec, load_spec
-from ml_batch.training import window_for
 
 pytestmark = pytest.mark.integration
 

@@ -8,12 +8,14 @@ import datetime as dt
 import pytest
 import sqlalchemy as sa
 
-from ml_batch import alerts, registry
 from ml_batch.config import Settings
 from ml_batch.errors import RegistryError
-from ml_batch.jobs import promote_after_shadow, train_and_register
-from ml_batch.monitoring import realized_performance, shadow_score
-from ml_batch.scoring import champion_on_day, score_day
+from ml_batch.model import registry
+from ml_batch.model.registry import champion_on_day
+from ml_batch.monitoring.daily import realized_performance, shadow_score
+from ml_batch.ops import alerts
+from ml_batch.promotion.jobs import promote_after_shadow, train_and_register
+from ml_batch.run.scoring import score_day
 from ml_batch.spec import Spec
 from tests.integration.helpers import load_toy_data, toy_spec
 

@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from ml_batch.config import Settings
-from ml_batch.grants import GrantError, grant_analyst
+from ml_batch.ops.grants import GrantError, grant_analyst
 from tests.integration import analyst_helpers
 from tests.integration.helpers import write_spec
 

@@ -13,10 +13,10 @@ from sklearn.metrics import roc_auc_score
 
 from ml_batch.config import Settings
 from ml_batch.errors import LabelJoinError
-from ml_batch.jobs import train_and_register
-from ml_batch.monitoring import realized_performance
-from ml_batch.scoring import score_day
-from ml_batch.training import load_labelled, split, train, window_for
+from ml_batch.model.training import load_labelled, split, train, window_for
+from ml_batch.monitoring.daily import realized_performance
+from ml_batch.promotion.jobs import train_and_register
+from ml_batch.run.scoring import score_day
 from tests.integration.helpers import load_recurring_data, load_toy_data, recurring_spec, toy_spec
 
 pytestmark = pytest.mark.integration

@@ -17,11 +17,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from ml_batch import demo, registry, runs
 from ml_batch.config import Settings
 from ml_batch.db.engine import make_engine
 from ml_batch.db.migrate import SchemaNotAtHead, check_at_head, head_revision, shipped_head, upgrade
-from ml_batch.jobs import train_and_register
+from ml_batch.demo import credit as demo
+from ml_batch.model import registry
+from ml_batch.promotion.jobs import train_and_register
+from ml_batch.run import runs
 from ml_batch.spec import Spec, load_spec
 from tests.integration.helpers import airflow_task_env, load_toy_data, toy_spec
 

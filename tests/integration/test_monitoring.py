@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from ml_batch import alerts, registry
 from ml_batch.config import Settings
-from ml_batch.jobs import promote_after_shadow, train_and_register
-from ml_batch.monitoring import (
+from ml_batch.model import registry
+from ml_batch.model.training import load_labelled, split, window_for
+from ml_batch.monitoring.daily import (
     ESTIMATE_ALERT,
     check_day_drift,
     drift_table,
@@ -22,9 +22,10 @@ from ml_batch.monitoring import (
     realized_performance,
     shadow_score,
 )
-from ml_batch.scoring import score_day
+from ml_batch.ops import alerts
+from ml_batch.promotion.jobs import promote_after_shadow, train_and_register
+from ml_batch.run.scoring import score_day
 from ml_batch.spec import Spec
-from ml_batch.training import load_labelled, split, window_for
 from tests.integration.helpers import load_toy_data, toy_spec
 
 pytestmark = pytest.mark.integration

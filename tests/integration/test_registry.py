@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from ml_batch import registry
 from ml_batch.config import Settings, artifact_key
 from ml_batch.errors import ArtifactIntegrityError, FeatureSchemaMismatch, RegistryError
-from ml_batch.jobs import train_and_register
-from ml_batch.training import train
+from ml_batch.model import registry
+from ml_batch.model.training import train
+from ml_batch.promotion.jobs import train_and_register
 from tests.integration.helpers import load_toy_data, toy_spec
 
 pytestmark = pytest.mark.integration

@@ -18,13 +18,13 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from ml_batch import lifecycle
 from ml_batch.config import Settings
-from ml_batch.jobs import train_and_register
-from ml_batch.monitoring import check_day_drift
-from ml_batch.publish import partition_name, qualified, staging_table
-from ml_batch.retention import prune
-from ml_batch.scoring import plan_run, score_day, shard_view
+from ml_batch.monitoring.daily import check_day_drift
+from ml_batch.promotion.jobs import train_and_register
+from ml_batch.run import lifecycle
+from ml_batch.run.retention import prune
+from ml_batch.run.scoring import plan_run, score_day, shard_view
+from ml_batch.run.staging import partition_name, qualified, staging_table
 from tests.integration.helpers import load_toy_data, toy_spec, write_spec
 
 pytestmark = pytest.mark.integration

@@ -8,12 +8,12 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
-from ml_batch import registry
 from ml_batch.config import Settings
 from ml_batch.errors import ValidationFailed
-from ml_batch.jobs import train_and_register
-from ml_batch.runs import list_runs
-from ml_batch.scoring import plan_run, publish_run, score_day, score_shard, shard_view
+from ml_batch.model import registry
+from ml_batch.promotion.jobs import train_and_register
+from ml_batch.run.runs import list_runs
+from ml_batch.run.scoring import plan_run, publish_run, score_day, score_shard, shard_view
 from tests.integration.helpers import load_toy_data, toy_spec
 
 pytestmark = pytest.mark.integration
@@ -307,7 +307,7 @@ def test_an_unreadable_source_fails_the_run_with_its_name(settings: Settings, en
 def test_keys_print_the_same_through_psycopg2_and_adbc(engine: sa.Engine, sql_type: str) -> None:
     """GX reports failing keys through psycopg2, the extract reads them through ADBC: their text must agree."""
     from ml_batch.db import arrow
-    from ml_batch.scoring import key_text, key_texts
+    from ml_batch.run.scoring import key_text, key_texts
 
     values = {
         "bigint": ["1", "9007199254740993", "-5"], "integer": ["7", "-2147483648", "0"],

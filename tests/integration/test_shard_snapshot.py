@@ -11,15 +11,16 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from ml_batch import lifecycle, scoring, validation
 from ml_batch.config import Settings
-from ml_batch.db.usage import rows_read
 from ml_batch.errors import PublishBlocked, ValidationFailed
-from ml_batch.jobs import train_and_register
-from ml_batch.publish import SwapLocking
-from ml_batch.scoring import plan_run, publish_run, score_day, score_shard
+from ml_batch.promotion.jobs import train_and_register
+from ml_batch.run import lifecycle, scoring
+from ml_batch.run.scoring import plan_run, publish_run, score_day, score_shard
+from ml_batch.run.staging import SwapLocking
 from ml_batch.spec import Spec
+from ml_batch.validation import gx as validation
 from tests.integration.helpers import load_toy_data, toy_spec
+from tests.support.usage import rows_read
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from ml_batch.config import Settings
 from ml_batch.errors import TrainingError
-from ml_batch.training import load_labelled, split, train, window_for
+from ml_batch.model.training import load_labelled, split, train, window_for
 from tests.integration.helpers import load_toy_data, toy_spec
 
 pytestmark = pytest.mark.integration

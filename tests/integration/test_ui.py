@@ -19,15 +19,15 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from ml_batch import reports
 from ml_batch.airflow import ui_auth
 from ml_batch.airflow.ui_plugin import URL_PREFIX
 from ml_batch.config import Settings
-from ml_batch.jobs import train_and_register
-from ml_batch.monitoring import check_day_drift, realized_performance
-from ml_batch.scoring import RunSummary, score_day
+from ml_batch.monitoring.daily import check_day_drift, realized_performance
+from ml_batch.ops import reports
+from ml_batch.promotion.jobs import train_and_register
+from ml_batch.run.scoring import RunSummary, score_day
 from ml_batch.spec import Spec
-from ml_batch.validation import ValidationOutcome, store_result
+from ml_batch.validation.gx import ValidationOutcome, store_result
 from tests.integration.helpers import load_toy_data, toy_spec
 
 pytestmark = pytest.mark.integration

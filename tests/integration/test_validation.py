@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from ml_batch.db import arrow
 from ml_batch.spec import Spec, load_spec
-from ml_batch.validation import (
+from ml_batch.validation.gx import (
     ValidationOutcome,
     build_suite,
     key_is_unique,

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from ml_batch import alerts
-from ml_batch.alerts import Alert, WebhookChannel
 from ml_batch.db.tables import SCHEMA_PLACEHOLDER
+from ml_batch.ops import alerts
+from ml_batch.ops.alerts import Alert, WebhookChannel
 
 SECRET = "T000-B000-secretpath"
 
@@ -98,7 +98,7 @@ def _alert() -> Alert:
 
 def test_alert_is_delivered_while_the_database_is_down(dead_engine: sa.Engine,
                                                       caplog: pytest.LogCaptureFixture) -> None:
-    with _Receiver() as receiver, caplog.at_level(logging.INFO, logger="ml_batch.alerts"):
+    with _Receiver() as receiver, caplog.at_level(logging.INFO, logger="ml_batch.ops.alerts"):
         alerts.register_channel(WebhookChannel(receiver.url, name="test"))
         stored = alerts.record(dead_engine, _alert())
 
@@ -145,7 +145,7 @@ def test_airflow_notifier_delivers_through_the_connection_while_the_database_is_
 
 def test_failed_delivery_is_logged_without_the_secret_and_the_run_goes_on(
         dead_engine: sa.Engine, caplog: pytest.LogCaptureFixture) -> None:
-    with _Receiver(status=500) as receiver, caplog.at_level(logging.INFO, logger="ml_batch.alerts"):
+    with _Receiver(status=500) as receiver, caplog.at_level(logging.INFO, logger="ml_batch.ops.alerts"):
         alerts.register_channel(WebhookChannel(receiver.url, name="test"))
         alerts.register_channel(WebhookChannel(f"http://127.0.0.1:{_closed_port()}/x/{SECRET}", name="webhook"))
         assert alerts.deliver(_alert()) == []

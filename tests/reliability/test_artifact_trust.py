@@ -24,13 +24,13 @@ from sklearn.dummy import DummyClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from ml_batch import registry
 from ml_batch.config import Settings, artifact_key
 from ml_batch.errors import ArtifactIntegrityError, ConfigError, FeatureSchemaMismatch, RegistryError
 from ml_batch.features import build_pipeline
-from ml_batch.jobs import register_artifact, train_and_register
-from ml_batch.runs import list_runs
-from ml_batch.scoring import score_day
+from ml_batch.model import registry
+from ml_batch.promotion.jobs import register_artifact, train_and_register
+from ml_batch.run.runs import list_runs
+from ml_batch.run.scoring import score_day
 from tests.integration.helpers import load_toy_data, toy_spec
 
 pytestmark = pytest.mark.integration

@@ -25,7 +25,7 @@ from ml_batch.config import Settings
 from ml_batch.db.embedded import EmbeddedPostgres
 from ml_batch.db.engine import make_engine
 from ml_batch.db.migrate import upgrade
-from ml_batch.jobs import train_and_register
+from ml_batch.promotion.jobs import train_and_register
 from tests.integration.helpers import load_toy_data, toy_spec, write_spec
 from tests.reliability.dead_run_helpers import (
     cli,
@@ -93,7 +93,7 @@ def test_database_stopped_mid_run_prints_one_error_line_naming_the_cause(
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, stderr
     others = [line for line in stderr.splitlines() if line.strip() and not line.startswith("error:")]
-    assert all(" WARNING ml_batch.runs: could not record the failure of run" in line for line in others), stderr
+    assert all(" WARNING ml_batch.run.runs: could not record the failure of run" in line for line in others), stderr
     prefix = f"error: lost the connection to PostgreSQL at 127.0.0.1:{port} while scoring toy for {DAY}"
     assert errors[0].startswith(prefix), errors[0]
     cause = errors[0].removeprefix(prefix)

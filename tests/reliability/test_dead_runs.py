@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from ml_batch import lifecycle
 from ml_batch.config import Settings
 from ml_batch.errors import RunAbandoned
-from ml_batch.jobs import train_and_register
-from ml_batch.publish import staging_table
-from ml_batch.scoring import plan_run, score_shard
-from ml_batch.snapshot import snapshot_piece
+from ml_batch.promotion.jobs import train_and_register
+from ml_batch.run import lifecycle
+from ml_batch.run.scoring import plan_run, score_shard
+from ml_batch.run.snapshot import snapshot_piece
+from ml_batch.run.staging import staging_table
 from ml_batch.spec import Spec
 from tests.integration.helpers import load_toy_data, toy_spec, write_spec
 from tests.reliability.dead_run_helpers import (

@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from ml_batch.airflow.tasks import fail_fast
 from ml_batch.config import Settings
 from ml_batch.errors import DatabaseError, SpecError, ValidationFailed, is_deterministic
-from ml_batch.jobs import train_and_register
-from ml_batch.runs import list_runs
+from ml_batch.promotion.jobs import train_and_register
+from ml_batch.run.runs import list_runs
 from tests.integration.helpers import airflow_task_env, load_toy_data, toy_spec
 
 pytestmark = pytest.mark.integration

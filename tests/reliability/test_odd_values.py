@@ -14,8 +14,8 @@ import pytest
 import sqlalchemy as sa
 
 from ml_batch.config import Settings
-from ml_batch.jobs import train_and_register
-from ml_batch.scoring import score_day
+from ml_batch.promotion.jobs import train_and_register
+from ml_batch.run.scoring import score_day
 from ml_batch.spec import Spec
 from tests.integration.helpers import load_toy_data, toy_spec
 

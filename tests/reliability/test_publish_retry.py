@@ -13,9 +13,9 @@ import sqlalchemy as sa
 
 from ml_batch.config import Settings
 from ml_batch.errors import PublishBlocked, PublishError, ValidationFailed
-from ml_batch.jobs import train_and_register
-from ml_batch.publish import SwapLocking, staging_table
-from ml_batch.scoring import RunPlan, RunSummary, plan_run, publish_run, score_day, score_shard
+from ml_batch.promotion.jobs import train_and_register
+from ml_batch.run.scoring import RunPlan, RunSummary, plan_run, publish_run, score_day, score_shard
+from ml_batch.run.staging import SwapLocking, staging_table
 from ml_batch.spec import Spec
 from tests.integration.helpers import load_toy_data, toy_spec
 

@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from ml_batch import alerts, registry
 from ml_batch.config import Settings
+from ml_batch.model import registry
+from ml_batch.ops import alerts
 from tests.integration.helpers import airflow_task_env, load_toy_data, toy_spec
 
 pytestmark = pytest.mark.integration

@@ -10,9 +10,9 @@ import sqlalchemy as sa
 
 from ml_batch.config import Settings
 from ml_batch.errors import PublishError
-from ml_batch.jobs import train_and_register
-from ml_batch.publish import audit_staging, create_staging, ensure_predictions_table, staging_table, stamp_staging
-from ml_batch.scoring import plan_run, publish_run, score_shard
+from ml_batch.promotion.jobs import train_and_register
+from ml_batch.run.scoring import plan_run, publish_run, score_shard
+from ml_batch.run.staging import audit_staging, create_staging, ensure_predictions_table, staging_table, stamp_staging
 from ml_batch.spec import Spec
 from tests.integration.helpers import load_toy_data, toy_spec
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ml_batch.airflow.cluster import AIRFLOW_SETTINGS, ClusterConfig, _environment, airflow_settings
+from tests.support.cluster import AIRFLOW_SETTINGS, ClusterConfig, _environment, airflow_settings
 
 URLS = {"airflow": "postgresql://u:p@127.0.0.1/a", "celery": "postgresql://u:p@127.0.0.1/c",
         "ml_batch": "postgresql://u:p@127.0.0.1/m"}

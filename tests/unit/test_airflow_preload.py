@@ -10,9 +10,10 @@ import os
 import subprocess
 import sys
 
-from ml_batch.airflow.cluster import airflow_settings
+from tests.support.cluster import airflow_settings
 
-HEAVY = ("pandas", "pyarrow", "sklearn", "scipy", "great_expectations", "ml_batch.monitoring", "ml_batch.scoring")
+HEAVY = ("pandas", "pyarrow", "sklearn", "scipy", "great_expectations", "ml_batch.monitoring.daily",
+         "ml_batch.run.scoring")
 
 # In the child: build Airflow's Celery app the way every component does, record which heavy modules that
 # imported, then fire `worker_init` as a starting Celery worker does and record them again.

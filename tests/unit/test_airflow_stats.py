@@ -16,7 +16,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from ml_batch.scoring import RunSummary
+from ml_batch.run.scoring import RunSummary
 
 REPO = Path(__file__).resolve().parents[2]
 

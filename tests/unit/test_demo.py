@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ml_batch.demo import SHIFTED_CHANNEL, DemoConfig, generate
+from ml_batch.demo.credit import SHIFTED_CHANNEL, DemoConfig, generate
 from ml_batch.errors import ConfigError
 from ml_batch.spec import Spec, load_spec
 

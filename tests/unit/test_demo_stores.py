@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml_batch.demo_stores import SHIFTED_REGION, StoreDemandConfig, generate
+from ml_batch.demo.stores import SHIFTED_REGION, StoreDemandConfig, generate
 from ml_batch.errors import ConfigError
 from ml_batch.spec import load_spec
 

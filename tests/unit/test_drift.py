@@ -13,7 +13,7 @@ import pytest
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
-from ml_batch.drift import (
+from ml_batch.monitoring.drift import (
     MISSING,
     SCORE,
     UNSEEN,

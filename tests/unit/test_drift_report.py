@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml_batch.drift import DriftResult, build_profile, check_drift
-from ml_batch.drift_report import render_html, write_report
+from ml_batch.monitoring.drift import DriftResult, build_profile, check_drift
+from ml_batch.monitoring.report import render_html, write_report
 from ml_batch.spec import Spec, load_spec
 
 REPO = Path(__file__).resolve().parents[2]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, roc_auc_score
 
-from ml_batch.estimate import EstimateInputError, calibrate, estimate_binary, fit_score_calibration
+from ml_batch.monitoring.estimate import EstimateInputError, calibrate, estimate_binary, fit_score_calibration
 
 
 def test_with_the_labels_as_probabilities_the_estimate_is_the_realized_metric() -> None:

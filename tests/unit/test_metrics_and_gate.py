@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from ml_batch.gate import decide
-from ml_batch.metrics import evaluate, is_better, meets_floor
+from ml_batch.model.metrics import evaluate, is_better, meets_floor
+from ml_batch.promotion.gate import decide
 
 
 def test_binary_metrics_match_sklearn() -> None:

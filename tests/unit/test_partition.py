@@ -5,7 +5,7 @@ import datetime as dt
 import pytest
 
 from ml_batch.errors import ConfigError
-from ml_batch.partition import resolve_day, run_type_of
+from ml_batch.run.partition import resolve_day, run_type_of
 
 UTC = dt.UTC
 D = dt.date(2026, 11, 3)

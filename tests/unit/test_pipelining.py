@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ml_batch.pipelining import BackgroundWriter, Prefetch
+from ml_batch.run.pipelining import BackgroundWriter, Prefetch
 
 
 def test_prefetch_yields_everything_in_order() -> None:

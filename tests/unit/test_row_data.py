@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml_batch.row_data import json_value, row_records
+from ml_batch.run.row_data import json_value, row_records
 
 
 def test_values_become_json_safe_and_keep_what_they_were() -> None:

@@ -32,7 +32,7 @@ def test_demo_spec_loads_with_its_features_in_order() -> None:
 
 @pytest.mark.parametrize("name", ["credit_default", "store_demand"])
 def test_shipped_demo_specs_are_the_ones_in_include_and_in_the_readme(name: str) -> None:
-    shipped = REPO / "ml_batch" / "resources" / f"{name}.yaml"
+    shipped = REPO / "ml_batch" / "demo" / "specs" / f"{name}.yaml"
     included = REPO / "include" / "models" / f"{name}.yaml"
     assert shipped.read_text() == included.read_text()
     assert included.read_text().rstrip("\n") in (REPO / "README.md").read_text()

@@ -4,8 +4,8 @@ import datetime as dt
 
 import pytest
 
-from ml_batch.registry import champion_stack
-from ml_batch.training import training_window
+from ml_batch.model.registry import champion_stack
+from ml_batch.model.training import training_window
 
 
 def test_window_ends_at_the_last_day_whose_labels_have_arrived() -> None:

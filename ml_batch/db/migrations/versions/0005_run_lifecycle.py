@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from ml_batch.sqlfiles import quote_ident
+from ml_batch.db.sqlfiles import quote_ident
 
 revision = "0005"
 down_revision = "0004"

@@ -34,11 +34,11 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 
 from ml_batch.db.disconnects import is_lock_not_available
+from ml_batch.db.sources import selectable
+from ml_batch.db.sqlfiles import render, render_regclass
 from ml_batch.db.tables import published_days, quarantine, runs
 from ml_batch.errors import PublishBlocked, PublishError
-from ml_batch.sources import selectable
 from ml_batch.spec import Spec
-from ml_batch.sqlfiles import render, render_regclass
 
 logger = logging.getLogger(__name__)
 

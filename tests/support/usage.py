@@ -7,7 +7,7 @@ import time
 
 import sqlalchemy as sa
 
-from ml_batch.sqlfiles import render
+from ml_batch.db.sqlfiles import render
 
 
 def rows_read(engine: sa.Engine, table: str) -> int:

@@ -224,10 +224,10 @@ def seed_demo_champion(settings: Settings, spec: Spec, last_day: dt.date, *, day
     """ml-batch's schema migrated, the demo source (`days` days up to `last_day`, no shift) loaded and a
     champion trained on it and promoted: what the DAG of the demo spec needs. Returns the engine and the
     champion's version."""
-    from ml_batch import demo
     from ml_batch.db.engine import make_engine
     from ml_batch.db.migrate import upgrade
-    from ml_batch.jobs import train_and_register
+    from ml_batch.demo import credit as demo
+    from ml_batch.promotion.jobs import train_and_register
 
     engine = make_engine(settings)
     upgrade(engine, settings.schema)

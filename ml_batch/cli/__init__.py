@@ -167,7 +167,7 @@ def db_grant_analyst(
     registry's metadata (not the artifact bytes), and on quarantine without `row_data`. Idempotent; run it
     again after adding a model. See docs/analysts.md.
     """
-    from ml_batch.grants import grant_analyst
+    from ml_batch.ops.grants import grant_analyst
     from ml_batch.spec import load_specs
 
     settings = _settings()
@@ -211,7 +211,7 @@ def train_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Train a new version on the labels known on --as-of and register it."""
-    from ml_batch.jobs import train_and_register
+    from ml_batch.promotion.jobs import train_and_register
 
     settings = _settings()
     spec = _spec(settings, model)
@@ -246,8 +246,8 @@ def score_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Score one day outside Airflow, through the same code path as the daily DAG."""
-    from ml_batch.scoring import score_day
-    from ml_batch.validation import suite_path
+    from ml_batch.run.scoring import score_day
+    from ml_batch.validation.gx import suite_path
 
     settings = _settings()
     spec = _spec(settings, model)
@@ -281,7 +281,7 @@ def runs_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Recent runs of a model: rows in / scored / quarantined, version, stage durations, status."""
-    from ml_batch.runs import list_runs
+    from ml_batch.run.runs import list_runs
 
     if ctx.invoked_subcommand is not None:
         return
@@ -320,7 +320,7 @@ def runs_cleanup(
     A run is dead when no process holds its lock and it ran in one process (`ml-batch score`) or its last
     step is older than the staleness window. Live runs and published days are never touched.
     """
-    from ml_batch.lifecycle import DEFAULT_STALE_AFTER, cleanup_dead_runs
+    from ml_batch.run.lifecycle import DEFAULT_STALE_AFTER, cleanup_dead_runs
     from ml_batch.spec import load_specs
 
     settings = _settings()
@@ -349,7 +349,7 @@ def prune_cmd(
 ) -> None:
     """Drop prediction partitions, quarantine, shadow scores, runs/alerts/drift history and report files older
     than N days, and what killed runs left (staging tables, GX views, day snapshots)."""
-    from ml_batch.retention import prune
+    from ml_batch.run.retention import prune
 
     settings = _settings()
     spec = _spec(settings, model)
@@ -382,7 +382,7 @@ def drift_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Check drift of a published day against its version's reference; print the table, write the HTML."""
-    from ml_batch.monitoring import check_day_drift, drift_table
+    from ml_batch.monitoring.daily import check_day_drift, drift_table
 
     settings = _settings()
     engine = _engine(settings)
@@ -410,8 +410,8 @@ def drift_cmd(
 @app.command("performance")
 def performance_cmd(model: ModelOpt, as_json: JsonOpt = False) -> None:
     """Realized (delayed-label) metrics per day and version, and the label-free estimates (kind `estimated`)."""
-    from ml_batch.estimate import ESTIMATED_PREFIX
-    from ml_batch.monitoring import performance_table
+    from ml_batch.monitoring.daily import performance_table
+    from ml_batch.monitoring.estimate import ESTIMATED_PREFIX
 
     settings = _settings()
     spec = _spec(settings, model)
@@ -442,7 +442,7 @@ def alerts_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Recent alerts (run failures, drift, performance floor, gate decisions, rollbacks)."""
-    from ml_batch.alerts import recent
+    from ml_batch.ops.alerts import recent
 
     rows = recent(_engine(), model, limit)
     if as_json:
@@ -466,7 +466,7 @@ def models_list(
     as_json: JsonOpt = False,
 ) -> None:
     """Registered versions with their aliases and holdout metric."""
-    from ml_batch import registry
+    from ml_batch.model import registry
 
     versions = registry.list_versions(_engine(), model)
     if as_json:
@@ -489,7 +489,7 @@ def models_show(
     as_json: JsonOpt = False,
 ) -> None:
     """One version in full, plus the model's recent audit events."""
-    from ml_batch import registry
+    from ml_batch.model import registry
 
     engine = _engine()
     info = registry.get_version(engine, model, version)
@@ -517,7 +517,7 @@ def models_promote(
     as_json: JsonOpt = False,
 ) -> None:
     """Point an alias at a version (audited)."""
-    from ml_batch import registry
+    from ml_batch.model import registry
 
     settings = _settings()
     move = registry.promote(_engine(settings), model, version, alias=alias, actor=settings.user, reason=reason)
@@ -531,7 +531,7 @@ def models_rollback(
     as_json: JsonOpt = False,
 ) -> None:
     """Move champion back to the previous champion (audited)."""
-    from ml_batch import registry
+    from ml_batch.model import registry
 
     settings = _settings()
     move = registry.rollback(_engine(settings), model, actor=settings.user, reason=reason)
@@ -550,7 +550,7 @@ def models_register(
 ) -> None:
     """Register a pipeline trained outside ml-batch (a skops file holding only trusted types), after schema
     and holdout checks; it is signed like a trained version."""
-    from ml_batch.jobs import register_artifact
+    from ml_batch.promotion.jobs import register_artifact
 
     settings = _settings()
     spec = _spec(settings, model)
@@ -620,7 +620,8 @@ def demo_seed(
 ) -> None:
     """(Re)create the synthetic sources of both demo models in schema `demo`: credit applications (one
     event per key) and daily store sales (recurring entities)."""
-    from ml_batch import demo, demo_stores
+    from ml_batch.demo import credit as demo
+    from ml_batch.demo import stores as demo_stores
 
     last = _date(end_date, "--end-date") if end_date else dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
     config = demo.DemoConfig(end_date=last, days=days, rows_per_day=rows_per_day, seed=seed)
@@ -643,7 +644,7 @@ def demo_seed(
 @demo_app.command("run")
 def demo_run() -> None:
     """The main job end to end on the embedded database: seed, train, register, promote, show."""
-    from ml_batch import demo_job
+    from ml_batch.demo import job as demo_job
 
     demo_job.run(_settings(), out)
 
@@ -678,6 +679,3 @@ def _error_line(cause: BaseException) -> str:
     doing = _context.get("doing") or f"running 'ml-batch {' '.join(sys.argv[1:3])}'"
     return f"lost the connection to PostgreSQL{where} while {doing}: {first_line(cause)}"
 
-
-if __name__ == "__main__":
-    main()

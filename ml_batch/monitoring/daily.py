@@ -27,20 +27,21 @@ import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from ml_batch import alerts, registry, reports
-from ml_batch.alerts import Alert
 from ml_batch.db import arrow
+from ml_batch.db.sources import select_day
 from ml_batch.db.tables import drift_days, drift_results, performance, shadow_comparisons, shadow_predictions
-from ml_batch.estimate import ESTIMATED_PREFIX
-from ml_batch.labels import check_one_label_per_row, join_labels
-from ml_batch.metrics import HIGHER_IS_BETTER, evaluate, meets_floor
-from ml_batch.scoring import key_texts
-from ml_batch.sources import select_day
+from ml_batch.model import registry
+from ml_batch.model.labels import check_one_label_per_row, join_labels
+from ml_batch.model.metrics import HIGHER_IS_BETTER, evaluate, meets_floor
+from ml_batch.model.training import predict_scores
+from ml_batch.monitoring.estimate import ESTIMATED_PREFIX
+from ml_batch.ops import alerts, reports
+from ml_batch.ops.alerts import Alert
+from ml_batch.run.scoring import key_texts
 from ml_batch.spec import Spec
-from ml_batch.training import predict_scores
 
 if TYPE_CHECKING:
-    from ml_batch.drift import DriftResult
+    from ml_batch.monitoring.drift import DriftResult
 
 logger = logging.getLogger(__name__)
 
@@ -106,8 +107,8 @@ def check_day_drift(engine: sa.Engine, spec: Spec, day: dt.date, *, run_id: str,
     Binary models also get the day's label-free performance estimate (`estimate_performance`), shown in
     the report and the summary.
     """
-    from ml_batch.drift import check_drift
-    from ml_batch.drift_report import render_html, write_report
+    from ml_batch.monitoring.drift import check_drift
+    from ml_batch.monitoring.report import render_html, write_report
 
     started = time.perf_counter()
     n = published_rows(engine, spec, day)
@@ -184,7 +185,7 @@ def _window_verdict(engine: sa.Engine, spec: Spec, day: dt.date, profile: dict[s
     Each earlier day contributes a deterministic hash sample of at most DRIFT_MAX_ROWS / N rows, so the
     pooled window stays bounded; all of it is checked against the day's scoring version's reference.
     """
-    from ml_batch.drift import check_drift
+    from ml_batch.monitoring.drift import check_drift
 
     n_days = spec.drift.window_days
     first = day - dt.timedelta(days=n_days - 1)
@@ -248,7 +249,7 @@ def realized_performance(engine: sa.Engine, spec: Spec, as_of: dt.date, *, run_i
 
     A realized metric on the wrong side of `training.min_score` raises a `performance_floor` alert.
     """
-    from ml_batch.training import labels_of
+    from ml_batch.model.training import labels_of
 
     day = labelled_day(spec, as_of)
     preds = _predictions_table(spec)
@@ -309,7 +310,7 @@ def estimate_performance(engine: sa.Engine, spec: Spec, day: dt.date, *, run_id:
     raises a `performance_estimate` alert, long before the labels can. Nothing for regression models or
     versions without a calibration map.
     """
-    from ml_batch.estimate import ASSUMPTION, ESTIMATED_METRICS, calibrate, estimate_binary
+    from ml_batch.monitoring.estimate import ASSUMPTION, ESTIMATED_METRICS, calibrate, estimate_binary
 
     if spec.model.task != "binary":
         return []

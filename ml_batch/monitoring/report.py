@@ -18,7 +18,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from ml_batch.drift import MISSING, OTHER, SCORE, UNSEEN, DriftResult, DriftRow
+from ml_batch.monitoring.drift import MISSING, OTHER, SCORE, UNSEEN, DriftResult, DriftRow
 
 # A model name becomes a folder name: no separators, no leading dot (spec names are stricter still).
 _SAFE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")

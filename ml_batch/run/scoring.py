@@ -30,9 +30,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
 
-from ml_batch import lifecycle, runs, snapshot
 from ml_batch.db.disconnects import is_disconnect
-from ml_batch.db.tables import model_events, quarantine
+from ml_batch.db.sources import source_error
+from ml_batch.db.sqlfiles import render
+from ml_batch.db.tables import quarantine
 from ml_batch.errors import (
     MlBatchError,
     PublishBlocked,
@@ -41,8 +42,9 @@ from ml_batch.errors import (
     RunAbandoned,
     ValidationFailed,
 )
-from ml_batch.pipelining import BackgroundWriter, Prefetch
-from ml_batch.publish import (
+from ml_batch.run import lifecycle, runs, snapshot
+from ml_batch.run.pipelining import BackgroundWriter, Prefetch
+from ml_batch.run.staging import (
     DEFAULT_LOCKING,
     SwapLocking,
     audit_staging,
@@ -58,9 +60,7 @@ from ml_batch.publish import (
     swap_in,
     table_exists,
 )
-from ml_batch.sources import source_error
 from ml_batch.spec import Spec
-from ml_batch.sqlfiles import render
 
 if TYPE_CHECKING:  # imported where they are used: a plan or publish task never loads them
     import numpy as np
@@ -127,37 +127,6 @@ class RunSummary:
         return {**asdict(self), "day": self.day.isoformat()}
 
 
-def champion_on_day(engine: sa.Engine, model: str, day: dt.date) -> int:
-    """The version that was champion at the end of `day` (UTC), from the alias audit trail.
-
-    Every move of the champion alias is replayed: the last one before the end of the day decides, whether a
-    promotion, a rollback or the alias's removal (after which there was no champion).
-    """
-    from ml_batch import registry
-
-    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
-    with engine.connect() as conn:
-        last = conn.execute(
-            sa.select(model_events.c.event, model_events.c.from_version, model_events.c.to_version)
-            .where(
-                model_events.c.model_name == model,
-                model_events.c.alias == registry.CHAMPION,
-                model_events.c.event.in_(["promoted", "rollback", "alias_removed"]),
-                model_events.c.created_at < end,
-            )
-            .order_by(model_events.c.id.desc())
-            .limit(1)
-        ).first()
-    if last is None:
-        raise RegistryError(f"model {model!r} had no champion at the end of {day} (UTC)")
-    if last.event == "alias_removed":
-        raise RegistryError(
-            f"model {model!r} had no champion at the end of {day} (UTC): the champion alias (version "
-            f"{last.from_version}) was removed before then; pass an explicit version to score that day"
-        )
-    return int(last.to_version)
-
-
 def plan_run(
     engine: sa.Engine,
     spec: Spec,
@@ -177,7 +146,7 @@ def plan_run(
     the day (capped at `scoring.max_shards`). The day's row count is the snapshot's: each shard measures
     `validation.max_quarantine_share` against it. Planning again replaces the snapshot (the day as of now).
     """
-    from ml_batch import registry
+    from ml_batch.model import registry
 
     lifecycle.cleanup_dead_runs(engine, spec, keep=run_id)  # what dead runs of this model left behind
     if version_policy not in VERSION_POLICIES:
@@ -188,7 +157,7 @@ def plan_run(
     if shards is not None and shards < 1:
         raise ValueError(f"shards={shards}: expected at least 1")
     if version is None:
-        pinned: int | str = champion_on_day(engine, spec.name, day) if version_policy == "champion_on_day" \
+        pinned: int | str = registry.champion_on_day(engine, spec.name, day) if version_policy == "champion_on_day" \
             else registry.CHAMPION
     else:
         pinned = version
@@ -252,8 +221,8 @@ def _score_shard(
 ) -> ShardResult:
     from threadpoolctl import threadpool_limits
 
-    from ml_batch import registry
     from ml_batch.db import arrow
+    from ml_batch.model import registry
 
     if not 0 <= shard < plan.shards:
         raise ValueError(f"shard {shard} is outside 0..{plan.shards - 1}")
@@ -325,7 +294,7 @@ def _validate_shard(
 
     The view lives only while GX runs. Batch failures raise ValidationFailed before anything is scored.
     """
-    from ml_batch.validation import (
+    from ml_batch.validation.gx import (
         build_suite,
         key_is_unique,
         relation_column_types,
@@ -447,7 +416,7 @@ def _score_chunk(
     import numpy as np
     import pyarrow as pa
 
-    from ml_batch.training import predict_scores
+    from ml_batch.model.training import predict_scores
 
     started = time.perf_counter()
     frame = _to_pandas(batch, spec)
@@ -668,7 +637,7 @@ def _check_batch(spec: Spec, day: dt.date, extracted: int, quarantined: int) -> 
 
 def _reset_shard(engine: sa.Engine, spec: Spec, plan: RunPlan, shard: int) -> None:
     """Forget what an earlier attempt of this shard staged or quarantined (a retried task starts clean)."""
-    from ml_batch.sources import shard_of
+    from ml_batch.db.sources import shard_of
 
     with engine.begin() as conn:
         conn.execute(quarantine.delete().where(
@@ -719,8 +688,8 @@ def _predictions(spec: Spec, keys: pa.Array, scores: np.ndarray) -> pa.Table:
 def _quarantine(engine: sa.Engine, spec: Spec, plan: RunPlan, shard: int, rows: pd.DataFrame,
                 keys: list[str], reasons: dict[str, list[str]]) -> None:
     """Store the rows GX failed with their reasons; `row_data` keeps NaN and +-inf as "NaN", "inf", "-inf"."""
-    from ml_batch.row_data import row_records
-    from ml_batch.validation import nan_columns
+    from ml_batch.run.row_data import row_records
+    from ml_batch.validation.gx import nan_columns
 
     records = row_records(rows, [nan_columns(reasons.get(key, [])) for key in keys])
     payload = [

@@ -21,27 +21,28 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from ml_batch import alerts, registry
-from ml_batch.alerts import Alert
 from ml_batch.db.tables import alerts as alert_rows
 from ml_batch.db.tables import shadow_comparisons
 from ml_batch.errors import RegistryError, TrainingError
 from ml_batch.features import build_pipeline
-from ml_batch.gate import GateDecision, decide
-from ml_batch.metrics import evaluate, is_better
-from ml_batch.registry import ModelVersion, NewVersion
-from ml_batch.spec import Spec
-from ml_batch.training import (
+from ml_batch.model import registry
+from ml_batch.model.metrics import evaluate, is_better
+from ml_batch.model.registry import ModelVersion, NewVersion
+from ml_batch.model.training import (
     TrainingWindow,
     TrainResult,
     labels_of,
     load_labelled,
     predict_scores,
-    reference_profile,
     split,
     train,
     window_for,
 )
+from ml_batch.monitoring.profile import reference_profile
+from ml_batch.ops import alerts
+from ml_batch.ops.alerts import Alert
+from ml_batch.promotion.gate import GateDecision, decide
+from ml_batch.spec import Spec
 
 logger = logging.getLogger(__name__)
 
@@ -169,7 +170,7 @@ def _register_trained(engine: sa.Engine, spec: Spec, result: TrainResult, as_of:
         metrics=result.metrics, source="trained", window=result.window.as_dict(), n_train=result.n_train,
         n_holdout=result.n_holdout,
         tags={"as_of": as_of.isoformat(), "fit_seconds": round(result.fit_seconds, 2), **run_tags},
-        profile=result.profile,
+        profile=reference_profile(spec, result.pipeline, result.train, result.holdout, result.holdout_scores),
     )
     return registry.register(engine, spec, result.pipeline, new, actor=actor)
 

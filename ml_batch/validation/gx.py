@@ -75,9 +75,9 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from ml_batch import reports
 from ml_batch.categories import MISSING_CATEGORY, category_text
 from ml_batch.errors import SpecError
+from ml_batch.ops import reports
 from ml_batch.spec import Spec
 
 if TYPE_CHECKING:
@@ -239,7 +239,7 @@ def key_is_unique(engine: sa.Engine, spec: Spec) -> bool:
     """
     if spec.source.table is None:
         return False
-    from ml_batch.sqlfiles import render, render_regclass
+    from ml_batch.db.sqlfiles import render, render_regclass
 
     with engine.connect() as conn:
         return bool(conn.execute(render("select_key_is_unique"),

@@ -36,7 +36,7 @@ def render_regclass(name: str) -> str:
 
 @cache
 def _template(name: str) -> str:
-    return (resources.files("ml_batch") / "sql" / f"{name}.sql").read_text()
+    return (resources.files("ml_batch.db") / "sql" / f"{name}.sql").read_text()
 
 
 def render(name: str, *, dates: dict[str, dt.date] | None = None, key_type: str | None = None,

@@ -25,13 +25,16 @@ import sqlalchemy as sa
 from rich.console import Console
 from rich.table import Table
 
-from ml_batch import demo, demo_stores, registry, runs
 from ml_batch.airflow.local import retrain_in_airflow, run_days_in_airflow
 from ml_batch.config import Settings
 from ml_batch.db.engine import make_engine, resolve_url
 from ml_batch.db.migrate import upgrade
+from ml_batch.demo import credit as demo
+from ml_batch.demo import stores as demo_stores
 from ml_batch.errors import ArtifactIntegrityError, MlBatchError
-from ml_batch.jobs import train_and_register
+from ml_batch.model import registry
+from ml_batch.promotion.jobs import train_and_register
+from ml_batch.run import runs
 from ml_batch.spec import Spec, load_spec
 
 logger = logging.getLogger(__name__)
@@ -95,7 +98,7 @@ DEMO_MODELS = (
 
 def demo_spec_source(name: str) -> Path:
     """A demo spec shipped inside the package."""
-    return Path(str(resources.files("ml_batch") / "resources" / f"{name}.yaml"))
+    return Path(str(resources.files("ml_batch.demo") / "specs" / f"{name}.yaml"))
 
 
 def write_demo_spec(specs_dir: Path, name: str) -> Path:
@@ -248,8 +251,8 @@ def _estimate_cell(day_drift: dict[str, Any] | None) -> str:
 
 def _drift_by_day(engine: Any, spec: Spec, days: list[dt.date]) -> dict[dt.date, dict[str, Any]]:
     """Each day's drift verdict (day, window, sustained) with its label-free estimate of training.metric."""
-    from ml_batch.estimate import ESTIMATED_PREFIX
-    from ml_batch.monitoring import drift_table, performance_table
+    from ml_batch.monitoring.daily import drift_table, performance_table
+    from ml_batch.monitoring.estimate import ESTIMATED_PREFIX
 
     estimates = {r["partition_date"]: r for r in performance_table(engine, spec.name, limit=5000)
                  if r["metric"] == f"{ESTIMATED_PREFIX}{spec.training.metric}" and r["value"] is not None}
@@ -259,7 +262,7 @@ def _drift_by_day(engine: Any, spec: Spec, days: list[dt.date]) -> dict[dt.date,
 
 def _realized_by_day(engine: Any, spec: Any) -> dict[dt.date, str]:
     """Realized metric of day E shown on the row of day D = E + delay (the run that computed it)."""
-    from ml_batch.monitoring import performance_table
+    from ml_batch.monitoring.daily import performance_table
 
     delay = dt.timedelta(days=spec.labels.delay_days)
     return {r["partition_date"] + delay: f"{r['value']:.4f} on {r['partition_date']}"

@@ -29,10 +29,10 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
-from ml_batch.publish import qualified
-from ml_batch.sources import compiled, select_day, shard_of, source_error
+from ml_batch.db.sources import compiled, select_day, shard_of, source_error
+from ml_batch.db.sqlfiles import render
+from ml_batch.run.staging import qualified
 from ml_batch.spec import Spec
-from ml_batch.sqlfiles import render
 
 SHARD_COLUMN = "ml_batch_shard"
 PREFIX = "ml_batch_day_"

@@ -41,11 +41,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from ml_batch.db.disconnects import is_lock_not_available
+from ml_batch.db.sqlfiles import render, render_regclass
 from ml_batch.db.tables import SCHEMA_PLACEHOLDER, quarantine, run_shards, runs
 from ml_batch.errors import RunAbandoned
-from ml_batch.publish import published_run
+from ml_batch.run.staging import published_run
 from ml_batch.spec import Spec
-from ml_batch.sqlfiles import render, render_regclass
 
 logger = logging.getLogger(__name__)
 
@@ -270,9 +270,9 @@ def _duration(delta: dt.timedelta) -> str:
 def _drop_objects(conn: sa.Connection, spec: Spec, run_id: str, shards: int) -> list[str]:
     """Drop the run's staging table, its day snapshot (parent first: its pieces go with it) and its shards' GX
     views; the names of those that existed."""
-    from ml_batch.publish import staging_table
-    from ml_batch.scoring import shard_view  # here: scoring imports this module
-    from ml_batch.snapshot import snapshot_tables
+    from ml_batch.run.scoring import shard_view  # here: scoring imports this module
+    from ml_batch.run.snapshot import snapshot_tables
+    from ml_batch.run.staging import staging_table
 
     found = []
     # views before the snapshot they read

@@ -15,20 +15,17 @@ import datetime as dt
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sklearn.pipeline import Pipeline
 
-from ml_batch.drift import build_profile
+from ml_batch.db.sources import day_bounds, selectable, utc_day
 from ml_batch.errors import TrainingError
-from ml_batch.estimate import fit_score_calibration
 from ml_batch.features import build_pipeline, feature_frame
-from ml_batch.labels import LABEL, check_one_label_per_row, join_labels
-from ml_batch.metrics import evaluate
-from ml_batch.sources import day_bounds, selectable, utc_day
+from ml_batch.model.labels import LABEL, check_one_label_per_row, join_labels
+from ml_batch.model.metrics import evaluate
 from ml_batch.spec import Spec
 
 logger = logging.getLogger(__name__)
@@ -162,8 +159,9 @@ class TrainResult:
     n_holdout: int
     metrics: dict[str, float]
     fit_seconds: float
+    train: pd.DataFrame
     holdout: pd.DataFrame
-    profile: dict[str, Any]
+    holdout_scores: np.ndarray
 
 
 def fit_and_evaluate(spec: Spec, frame: pd.DataFrame, window: TrainingWindow) -> TrainResult:
@@ -182,22 +180,8 @@ def fit_and_evaluate(spec: Spec, frame: pd.DataFrame, window: TrainingWindow) ->
         spec.name, len(train), fit_seconds, spec.training.metric, metrics.get(spec.training.metric, np.nan),
         len(holdout),
     )
-    profile = reference_profile(spec, pipeline, train, holdout, holdout_scores)
-    return TrainResult(pipeline, window, len(train), len(holdout), metrics, fit_seconds, holdout, profile)
-
-
-def reference_profile(spec: Spec, pipeline: Pipeline, reference: pd.DataFrame, holdout: pd.DataFrame,
-                      holdout_scores: np.ndarray) -> dict[str, Any]:
-    """What drift checks and estimates need about a version's data, computed once at registration so they
-    never re-read the window: the reference rows with their event days (thresholds are calibrated on the
-    reference's own day-to-day variation), the holdout scores, feature importances and, for binary models,
-    the score calibration behind label-free performance estimates (`ml_batch.estimate`)."""
-    profile = build_profile(spec, feature_frame(reference, spec), holdout_scores,
-                            days=reference[EVENT_DAY].to_numpy(), score_days=holdout[EVENT_DAY].to_numpy(),
-                            importance=permutation_importance(pipeline, holdout, spec))
-    if spec.model.task == "binary":
-        profile["score_calibration"] = fit_score_calibration(holdout_scores, labels_of(holdout, spec))
-    return profile
+    return TrainResult(pipeline, window, len(train), len(holdout), metrics, fit_seconds, train, holdout,
+                       holdout_scores)
 
 
 _IMPORTANCE_MAX_ROWS = 20_000
@@ -213,7 +197,7 @@ def permutation_importance(pipeline: Pipeline, holdout: pd.DataFrame, spec: Spec
     """
     from sklearn.inspection import permutation_importance as sklearn_permutation_importance
 
-    from ml_batch.metrics import HIGHER_IS_BETTER
+    from ml_batch.model.metrics import HIGHER_IS_BETTER
 
     metric = spec.training.metric
     sign = 1.0 if HIGHER_IS_BETTER[metric] else -1.0

@@ -264,6 +264,35 @@ def reference_profile(engine: sa.Engine, model_name: str, version: int) -> dict[
         ).scalar_one_or_none()
 
 
+def champion_on_day(engine: sa.Engine, model: str, day: dt.date) -> int:
+    """The version that was champion at the end of `day` (UTC), from the alias audit trail.
+
+    Every move of the champion alias is replayed: the last one before the end of the day decides, whether a
+    promotion, a rollback or the alias's removal (after which there was no champion).
+    """
+    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+    with engine.connect() as conn:
+        last = conn.execute(
+            sa.select(model_events.c.event, model_events.c.from_version, model_events.c.to_version)
+            .where(
+                model_events.c.model_name == model,
+                model_events.c.alias == CHAMPION,
+                model_events.c.event.in_(["promoted", "rollback", "alias_removed"]),
+                model_events.c.created_at < end,
+            )
+            .order_by(model_events.c.id.desc())
+            .limit(1)
+        ).first()
+    if last is None:
+        raise RegistryError(f"model {model!r} had no champion at the end of {day} (UTC)")
+    if last.event == "alias_removed":
+        raise RegistryError(
+            f"model {model!r} had no champion at the end of {day} (UTC): the champion alias (version "
+            f"{last.from_version}) was removed before then; pass an explicit version to score that day"
+        )
+    return int(last.to_version)
+
+
 def record_event(
     engine: sa.Engine, model_name: str, event: str, *, actor: str, reason: str,
     from_version: int | None = None, to_version: int | None = None, alias: str | None = None,

@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from ml_batch.db import tables
+from ml_batch.db.sqlfiles import render, render_regclass
 from ml_batch.errors import MlBatchError
-from ml_batch.publish import qualified, table_exists
+from ml_batch.run.staging import qualified, table_exists
 from ml_batch.spec import Spec
-from ml_batch.sqlfiles import render, render_regclass
 
 logger = logging.getLogger(__name__)
 

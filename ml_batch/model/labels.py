@@ -21,8 +21,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from ml_batch.db.sources import day_bounds, selectable, utc_day
 from ml_batch.errors import LabelJoinError
-from ml_batch.sources import day_bounds, selectable, utc_day
 from ml_batch.spec import LabelsSpec, SourceSpec, Spec
 
 LABEL = "_label"

@@ -36,8 +36,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ml_batch import lifecycle, snapshot
 from ml_batch.db.disconnects import is_lock_not_available
+from ml_batch.db.sqlfiles import render, render_regclass
 from ml_batch.db.tables import (
     alerts,
     drift_days,
@@ -49,7 +49,8 @@ from ml_batch.db.tables import (
     shadow_comparisons,
     shadow_predictions,
 )
-from ml_batch.publish import (
+from ml_batch.run import lifecycle, snapshot
+from ml_batch.run.staging import (
     DEFAULT_LOCKING,
     SwapLocking,
     lock_day,
@@ -60,7 +61,6 @@ from ml_batch.publish import (
     with_short_locks,
 )
 from ml_batch.spec import Spec
-from ml_batch.sqlfiles import render, render_regclass
 
 logger = logging.getLogger(__name__)
 
@@ -206,7 +206,7 @@ def _old_files(home: Path, model: str, cutoff: dt.date) -> Iterator[Path]:
 
 # -- leftovers of killed runs ----------------------------------------------------------------------------
 def _sweep_leftovers(engine: sa.Engine, spec: Spec, report: PruneReport) -> None:
-    from ml_batch.scoring import shard_view  # here: scoring imports lifecycle, which this module imports
+    from ml_batch.run.scoring import shard_view  # here: scoring imports lifecycle, which this module imports
 
     owners: dict[str, tuple[str, str, bool]] = {}  # object -> (run id, status, cleaned since started)
     with engine.connect() as conn:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ml_batch.metrics import is_better, meets_floor
+from ml_batch.model.metrics import is_better, meets_floor
 
 
 @dataclass(frozen=True)

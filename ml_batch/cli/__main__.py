@@ -1,0 +1,5 @@
+"""`python -m ml_batch.cli`: the `ml-batch` command."""
+
+from ml_batch.cli import main
+
+main()

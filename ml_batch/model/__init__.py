@@ -1,0 +1,1 @@
+"""Models: the registry (versions, aliases, signed artifacts), training, labels and metrics."""

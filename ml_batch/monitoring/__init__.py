@@ -1,0 +1,2 @@
+"""Monitoring after publish: drift against the reference profile, estimated and realized performance, shadow
+scoring."""

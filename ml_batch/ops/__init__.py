@@ -1,0 +1,1 @@
+"""What operators and analysts receive: alerts (delivered, then recorded), stored reports and the analyst role."""

@@ -1,0 +1,1 @@
+"""Promotion: the holdout gate, retraining, shadow promotion and artifacts trained elsewhere."""
