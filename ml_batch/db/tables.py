@@ -3,6 +3,16 @@
 The tables are created and changed only by the alembic migrations in `ml_batch/db/migrations/`; these
 definitions are what the code queries with. They carry the placeholder schema `ml_batch`, which engines
 from `ml_batch.db.engine` translate to the configured schema (ML_BATCH_SCHEMA).
+
+The two must say the same thing: `tests/integration/test_tables.py` migrates a fresh schema to head and
+compares it with these definitions: alembic's autogenerate comparison (columns, types, nullability, server
+defaults, identities, indexes, foreign keys), and PostgreSQL's own report of what alembic does not compare
+(each CHECK constraint's name and text, partial-index predicates, key names, ON DELETE). The migrations are
+the truth for existing databases: a change goes into a new revision first, then here.
+
+The value lists that CHECK constraints enforce live here, next to their constraints (`RUN_TYPES`,
+`RUN_STATUSES`, `REPORT_KINDS`, ...): code that validates a value imports the list from here. A revision
+never imports them: it spells out the values as they were when it was written.
 """
 
 from __future__ import annotations
@@ -12,7 +22,29 @@ from sqlalchemy.dialects.postgresql import BYTEA, JSONB
 
 SCHEMA_PLACEHOLDER = "ml_batch"
 
+# How a run was started (`runs.run_type`, CHECK `runs_run_type_known`, revision 0010) and where it stands
+# (`runs.status`, CHECK `runs_status_known`, revision 0002).
+RUN_TYPES = ("scheduled", "manual", "backfill", "asset_triggered", "cli", "test")
+RUN_STATUSES = ("running", "success", "failed", "dry_run")
+# Registry values (revisions 0001, 0003): how a version came to be, what it predicts, what the audit records.
+MODEL_SOURCES = ("trained", "registered")
+MODEL_TASKS = ("binary", "regression")
+MODEL_EVENTS = ("registered", "promoted", "rollback", "alias_removed", "gate_decision")
+# Alerts (revisions 0003, 0007), in the order the constraint lists them.
+ALERT_SEVERITIES = ("info", "warning", "critical")
+ALERT_KINDS = ("run_failure", "dataset_drift", "performance_floor", "gate_reject", "gate_promote", "rollback",
+               "performance_estimate")
+# Stored reports (revision 0009).
+REPORT_KINDS = ("drift_report", "validation_result")
+
+_JSON_EMPTY = sa.text("'{}'::jsonb")
+
 metadata = sa.MetaData(schema=SCHEMA_PLACEHOLDER)
+
+
+def _one_of(column: str, values: tuple[str, ...], name: str) -> sa.CheckConstraint:
+    """The CHECK constraint `name`: `column` holds one of `values` (literals of this module, never input)."""
+    return sa.CheckConstraint(f"{column} IN (" + ", ".join(f"'{value}'" for value in values) + ")", name=name)
 
 model_versions = sa.Table(
     "model_versions",
@@ -29,21 +61,26 @@ model_versions = sa.Table(
     sa.Column("feature_schema", JSONB, nullable=False),
     sa.Column("task", sa.Text, nullable=False),
     sa.Column("estimator", sa.Text, nullable=False),
-    sa.Column("params", JSONB, nullable=False),
+    sa.Column("params", JSONB, nullable=False, server_default=_JSON_EMPTY),
     sa.Column("train_start", sa.Date),
     sa.Column("train_end", sa.Date),
     sa.Column("holdout_start", sa.Date),
     sa.Column("holdout_end", sa.Date),
     sa.Column("n_train", sa.Integer),
     sa.Column("n_holdout", sa.Integer),
-    sa.Column("metrics", JSONB, nullable=False),
+    sa.Column("metrics", JSONB, nullable=False, server_default=_JSON_EMPTY),
     sa.Column("code_version", sa.Text, nullable=False),
     sa.Column("spec_sha256", sa.CHAR(64), nullable=False),
     sa.Column("source", sa.Text, nullable=False),
     sa.Column("created_by", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
-    sa.Column("tags", JSONB, nullable=False),
+    sa.Column("tags", JSONB, nullable=False, server_default=_JSON_EMPTY),
     sa.Column("reference_profile", JSONB),
+    sa.CheckConstraint("version > 0", name="model_versions_version_positive"),
+    sa.CheckConstraint("artifact_sha256 ~ '^[0-9a-f]{64}$'", name="model_versions_sha256_hex"),
+    _one_of("source", MODEL_SOURCES, "model_versions_source_known"),
+    _one_of("task", MODEL_TASKS, "model_versions_task_known"),
+    sa.CheckConstraint("(artifact_hmac IS NULL) = (artifact_key_id IS NULL)", name="model_versions_signed_with_key"),
 )
 
 model_aliases = sa.Table(
@@ -54,12 +91,16 @@ model_aliases = sa.Table(
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("set_by", sa.Text, nullable=False),
     sa.Column("set_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    # The primary key (model_name, alias) is what guarantees at most one version per alias per model.
+    sa.ForeignKeyConstraint(["model_name", "version"], [model_versions.c.model_name, model_versions.c.version],
+                            name="model_aliases_version_fkey"),
+    sa.CheckConstraint("alias ~ '^[a-z][a-z0-9_]{0,62}$'", name="model_aliases_alias_format"),
 )
 
 model_events = sa.Table(
     "model_events",
     metadata,
-    sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.BigInteger, sa.Identity(always=True), primary_key=True),
     sa.Column("model_name", sa.Text, nullable=False),
     sa.Column("event", sa.Text, nullable=False),
     sa.Column("alias", sa.Text),
@@ -67,8 +108,10 @@ model_events = sa.Table(
     sa.Column("to_version", sa.Integer),
     sa.Column("actor", sa.Text, nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
-    sa.Column("details", JSONB, nullable=False),
+    sa.Column("details", JSONB, nullable=False, server_default=_JSON_EMPTY),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    _one_of("event", MODEL_EVENTS, "model_events_event_known"),
+    sa.Index("model_events_model_time", "model_name", "id"),
 )
 
 runs = sa.Table(
@@ -87,7 +130,7 @@ runs = sa.Table(
     sa.Column("rows_scored", sa.BigInteger),
     sa.Column("rows_quarantined", sa.BigInteger),
     sa.Column("score_mean", sa.Float),
-    sa.Column("stage_seconds", JSONB, nullable=False),
+    sa.Column("stage_seconds", JSONB, nullable=False, server_default=_JSON_EMPTY),
     sa.Column("error", sa.Text),
     sa.Column("started_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("finished_at", sa.DateTime(timezone=True)),
@@ -97,6 +140,14 @@ runs = sa.Table(
     sa.Column("single_process", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("cleaned_at", sa.DateTime(timezone=True)),
     sa.Column("spec_sha256", sa.CHAR(64)),  # the spec the run was planned with (migration 0008)
+    _one_of("run_type", RUN_TYPES, "runs_run_type_known"),
+    _one_of("status", RUN_STATUSES, "runs_status_known"),
+    sa.CheckConstraint("rows_extracted IS NULL OR rows_extracted = rows_scored + rows_quarantined",
+                       name="runs_rows_add_up"),
+    sa.Index("runs_model_day", "model_name", "partition_date"),
+    # The cleanup looks for unfinished runs of one model; finished runs are the vast majority (migration 0006).
+    sa.Index("runs_unfinished", "model_name",
+             postgresql_where=sa.text("status IN ('running', 'failed') AND cleaned_at IS NULL")),
 )
 
 run_shards = sa.Table(
@@ -109,14 +160,17 @@ run_shards = sa.Table(
     sa.Column("rows_scored", sa.BigInteger, nullable=False),
     sa.Column("rows_quarantined", sa.BigInteger, nullable=False),
     sa.Column("score_sum", sa.Float, nullable=False),
-    sa.Column("stage_seconds", JSONB, nullable=False),
+    sa.Column("stage_seconds", JSONB, nullable=False, server_default=_JSON_EMPTY),
     sa.Column("finished_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.ForeignKeyConstraint(["model_name", "run_id"], [runs.c.model_name, runs.c.run_id],
+                            name="run_shards_run_fkey", ondelete="CASCADE"),
+    sa.CheckConstraint("rows_extracted = rows_scored + rows_quarantined", name="run_shards_rows_add_up"),
 )
 
 quarantine = sa.Table(
     "quarantine",
     metadata,
-    sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.BigInteger, sa.Identity(always=True), primary_key=True),
     sa.Column("model_name", sa.Text, nullable=False),
     sa.Column("partition_date", sa.Date, nullable=False),
     sa.Column("run_id", sa.Text, nullable=False),
@@ -125,6 +179,8 @@ quarantine = sa.Table(
     sa.Column("reasons", JSONB, nullable=False),
     sa.Column("row_data", JSONB, nullable=False),
     sa.Column("quarantined_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Index("quarantine_model_day", "model_name", "partition_date"),
+    sa.Index("quarantine_run", "model_name", "run_id", "shard"),
 )
 
 # The run whose predictions a day holds, set in the publishing transaction (migration 0005); the view
@@ -137,6 +193,8 @@ published_days = sa.Table(
     sa.Column("run_id", sa.Text, nullable=False),
     sa.Column("model_version", sa.Integer, nullable=False),
     sa.Column("published_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.ForeignKeyConstraint(["model_name", "run_id"], [runs.c.model_name, runs.c.run_id],
+                            name="published_days_run_fkey", ondelete="CASCADE"),
 )
 
 drift_results = sa.Table(
@@ -152,7 +210,7 @@ drift_results = sa.Table(
     sa.Column("threshold", sa.Float),
     sa.Column("p_value", sa.Float),
     sa.Column("drifted", sa.Boolean, nullable=False),
-    sa.Column("detail", JSONB, nullable=False),
+    sa.Column("detail", JSONB, nullable=False, server_default=_JSON_EMPTY),
     sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )
 
@@ -171,7 +229,7 @@ drift_days = sa.Table(
     sa.Column("score_drift", sa.Boolean, nullable=False),
     sa.Column("report_path", sa.Text),
     # window verdict, sustained-drift status, weighted share, threshold source (revision 0007)
-    sa.Column("detail", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+    sa.Column("detail", JSONB, nullable=False, server_default=_JSON_EMPTY),
     sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )
 
@@ -184,7 +242,7 @@ performance = sa.Table(
     sa.Column("metric", sa.Text, primary_key=True),
     sa.Column("value", sa.Float),
     sa.Column("n", sa.BigInteger, nullable=False),
-    sa.Column("detail", JSONB, nullable=False),
+    sa.Column("detail", JSONB, nullable=False, server_default=_JSON_EMPTY),
     sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )
 
@@ -221,7 +279,7 @@ shadow_comparisons = sa.Table(
 alerts = sa.Table(
     "alerts",
     metadata,
-    sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.BigInteger, sa.Identity(always=True), primary_key=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("model_name", sa.Text),
     sa.Column("kind", sa.Text, nullable=False),
@@ -230,12 +288,14 @@ alerts = sa.Table(
     sa.Column("dag_id", sa.Text),
     sa.Column("run_id", sa.Text),
     sa.Column("message", sa.Text, nullable=False),
-    sa.Column("details", JSONB, nullable=False),
+    sa.Column("details", JSONB, nullable=False, server_default=_JSON_EMPTY),
+    _one_of("severity", ALERT_SEVERITIES, "alerts_severity_known"),
+    _one_of("kind", ALERT_KINDS, "alerts_kind_known"),
+    sa.Index("alerts_model_time", "model_name", "created_at"),
 )
 
 # Drift reports (HTML) and GX validation results (JSON) for readers without the workers' disks, such as the
 # UI plugin (migration 0009). `part` is a shard ("s0", ...) or '' for the whole day.
-REPORT_KINDS = ("drift_report", "validation_result")
 reports = sa.Table(
     "reports",
     metadata,
@@ -247,4 +307,6 @@ reports = sa.Table(
     sa.Column("media_type", sa.Text, nullable=False),
     sa.Column("content", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    _one_of("kind", REPORT_KINDS, "reports_kind_known"),
+    sa.Index("reports_model_kind_day", "model_name", "kind", "partition_date"),
 )

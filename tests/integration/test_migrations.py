@@ -6,10 +6,29 @@ import pytest
 import sqlalchemy as sa
 
 from ml_batch.config import Settings
+from ml_batch.db import migrate
 from ml_batch.db.engine import make_engine
 from ml_batch.db.migrate import current_revision, head_revision, upgrade
 
 pytestmark = pytest.mark.integration
+
+
+def _downgrade(engine: sa.Engine, schema: str, revision: str) -> None:
+    """alembic's downgrade on `schema`, configured as `migrate.upgrade` configures its upgrade (ml-batch itself
+    never downgrades, so this lives with the tests)."""
+    from alembic import command
+
+    with engine.begin() as conn:
+        command.downgrade(migrate._config(conn, schema), revision)
+
+
+def _insert_run(engine: sa.Engine, schema: str, run_id: str, run_type: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            f'INSERT INTO "{schema}".runs (model_name, run_id, partition_date, run_type, dry_run, status, '
+            "model_version, artifact_sha256, shards) VALUES ('m', :r, '2026-01-01', :t, false, 'running', 1, "
+            "repeat('a', 64), 1)"
+        ), {"r": run_id, "t": run_type})
 
 
 def test_upgrade_is_idempotent_and_reaches_head(settings: Settings, engine: sa.Engine) -> None:
@@ -65,3 +84,29 @@ def test_alias_primary_key_allows_one_version_per_alias(settings: Settings, engi
             f"INSERT INTO \"{s}\".model_aliases (model_name, alias, version, set_by) "
             "VALUES ('m', 'challenger', 9, 't')"
         ))
+
+
+def test_downgrade_to_base_and_upgrade_again_reaches_head(settings: Settings, engine: sa.Engine) -> None:
+    _downgrade(engine, settings.schema, "base")
+    assert current_revision(engine, settings.schema) is None
+    assert set(sa.inspect(engine).get_table_names(schema=settings.schema)) == {"alembic_version"}
+    assert sa.inspect(engine).get_view_names(schema=settings.schema) == []
+    assert upgrade(engine, settings.schema) == head_revision()
+    assert "runs_run_type_known" in {
+        c["name"] for c in sa.inspect(engine).get_check_constraints("runs", schema=settings.schema)
+    }
+
+
+def test_run_type_check_comes_and_goes_with_revision_0010(settings: Settings, engine: sa.Engine) -> None:
+    s = settings.schema
+    _downgrade(engine, s, "0009")
+    assert "runs_run_type_known" not in {c["name"] for c in sa.inspect(engine).get_check_constraints("runs", schema=s)}
+    _insert_run(engine, s, "r1", "nightly")  # accepted without the constraint
+    with pytest.raises(RuntimeError, match=r"run types \['nightly'\]: expected one of \['scheduled', 'manual'"):
+        upgrade(engine, s)
+    assert current_revision(engine, s) == "0009"  # the failed upgrade changed nothing
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'DELETE FROM "{s}".runs'))
+    assert upgrade(engine, s) == head_revision()
+    with pytest.raises(sa.exc.IntegrityError, match="runs_run_type_known"):
+        _insert_run(engine, s, "r2", "nightly")
