@@ -65,7 +65,7 @@ db-up: setup
 db-down: setup
 	$(BIN)/ml-batch db down
 
-## bench: throughput and memory of the scoring path vs the naive pattern (see benchmarks/README in the README)
+## bench: throughput and memory of the scoring path vs the naive pattern (benchmarks/README.md)
 bench: setup
 	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
 

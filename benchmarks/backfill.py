@@ -5,7 +5,7 @@ One run (`.venv/bin/python benchmarks/backfill.py --days 14 --rows 2000`, or the
 
 1. starts a private embedded PostgreSQL (durable defaults), or uses ML_BATCH_DATABASE_URL when set; seeds
    the demo source (`--rows` a day) and trains and promotes a champion of the demo spec `credit_default`;
-2. starts the deployment's components (`ml_batch.airflow.cluster`: api-server, scheduler, dag-processor,
+2. starts the deployment's components (`tests/support/cluster.py`: api-server, scheduler, dag-processor,
    triggerer, two Celery workers, Redis) on the DAG folder `benchmarks/backfill_dags/`, which holds the daily
    DAG and its no-op twin of the same task shape;
 3. backfills `--days` days of the daily DAG through `POST /api/v2/backfills`, waits for it, then the same
@@ -221,15 +221,17 @@ def _cli_seconds_per_day(engine: Any, spec: Any, settings: Any, days: list[dt.da
     """The same days in this process: `score_day` plus the monitoring steps of the DAG (imports warmed)."""
     import great_expectations  # noqa: F401  (warm: validation imports it on first use)
 
-    from ml_batch.monitoring.daily import check_day_drift, realized_performance, shadow_score
-    from ml_batch.run.scoring import score_day
-    from ml_batch.validation.gx import suite_path
+    from ml_batch.monitoring.daily import check_day_drift
+    from ml_batch.monitoring.performance import realized_performance
+    from ml_batch.monitoring.shadow import shadow_score
+    from ml_batch.run.day import score_day
+    from ml_batch.spec import read_spec
 
     seconds = []
     for day in days:
         run_id = f"bench_cli__{day.isoformat()}"
         started = time.perf_counter()
-        score_day(engine, spec, day, run_id=run_id, run_type="cli", suite_file=suite_path(spec, settings.specs_dir),
+        score_day(engine, read_spec(settings.specs_dir, spec.name), day, run_id=run_id, run_type="cli",
                   results_dir=settings.home / "validation")
         check_day_drift(engine, spec, day, run_id=run_id, report_dir=settings.home / "drift")
         shadow_score(engine, spec, day, run_id=run_id)
@@ -267,10 +269,10 @@ def run_backfill_bench(args: argparse.Namespace) -> dict[str, Any]:
 
     `args` carries the options of `add_arguments` (`args.backfill_days`, `args.backfill_rows`, ...).
     """
-    from ml_batch.airflow import cluster
     from ml_batch.config import ARTIFACT_KEY_ENV, Settings
     from ml_batch.db.embedded import EmbeddedPostgres
     from ml_batch.spec import load_spec
+    from tests.support import cluster
 
     os.environ.setdefault(ARTIFACT_KEY_ENV, secrets.token_hex(32))  # throwaway; the components inherit it
     code_root = Path(args.backfill_code_root).resolve()

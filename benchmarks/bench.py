@@ -52,6 +52,8 @@ import numpy as np
 import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # its sibling module, also when imported by path
+# The backfill bench starts its cluster with the test support of the checkout (tests/support, never shipped).
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 import backfill
 
 logger = logging.getLogger("ml_batch.bench")
@@ -268,7 +270,7 @@ def train_and_promote(engine: sa.Engine, spec: Any, train: tuple[Any, np.ndarray
     from ml_batch.features import build_pipeline
     from ml_batch.model import registry
     from ml_batch.model.metrics import evaluate
-    from ml_batch.monitoring.drift import build_profile
+    from ml_batch.monitoring.profile import build_profile
 
     table, y = train
     frame = table.select(FEATURES).to_pandas()
@@ -449,17 +451,17 @@ def _warm_imports() -> None:
     import adbc_driver_postgresql.dbapi  # noqa: F401
     import sklearn.ensemble  # noqa: F401
 
-    import ml_batch.run.scoring  # noqa: F401
-    from ml_batch.validation.gx import _import_gx
+    import ml_batch.run.shard  # noqa: F401
+    from ml_batch.validation.session import import_gx
 
-    _import_gx()
+    import_gx()
     # the SQL side of GX (ml-batch validates in PostgreSQL): its execution engine and datasource
     import great_expectations.datasource.fluent.postgres_datasource
     import great_expectations.execution_engine.sqlalchemy_execution_engine  # noqa: F401
 
 
 def _setup_ours(params: dict[str, Any]) -> Callable[[], dict[str, Any]]:
-    from ml_batch.run.scoring import score_day
+    from ml_batch.run.day import score_day
 
     schema, day = params["schema"], dt.date.fromisoformat(params["day"])
     engine, spec = _child_engine(), bench_spec(schema)
@@ -469,24 +471,23 @@ def _setup_ours(params: dict[str, Any]) -> Callable[[], dict[str, Any]]:
     def run() -> dict[str, Any]:
         summary = score_day(engine, spec, day, run_id=params["run_id"], run_type="manual", shards=1,
                             results_dir=results_dir)
-        return summary.as_dict()
+        return summary.to_xcom()
 
     return run
 
 
 def _setup_shard(params: dict[str, Any]) -> Callable[[], dict[str, Any]]:
-    from dataclasses import asdict
+    from ml_batch.run.plan import RunPlan
+    from ml_batch.run.shard import score_shard
 
-    from ml_batch.run.scoring import RunPlan, score_shard
-
-    engine, spec = _child_engine(), bench_spec(params["schema"])
-    plan = RunPlan.from_dict(params["plan"])
+    engine = _child_engine()
+    plan = RunPlan.from_xcom(params["plan"])
     results_dir = Path(params["results_dir"])
     _warm_imports()
 
     def run() -> dict[str, Any]:
-        return asdict(score_shard(engine, spec, plan, params["shard"], results_dir=results_dir,
-                                  threads=params.get("threads") or "auto"))
+        return score_shard(engine, plan, params["shard"], results_dir=results_dir,
+                           threads=params.get("threads") or "auto").to_xcom()
 
     return run
 
@@ -501,7 +502,7 @@ def _setup_drift(params: dict[str, Any]) -> Callable[[], dict[str, Any]]:
     _warm_imports()
 
     def run() -> dict[str, Any]:
-        return check_day_drift(engine, spec, day, run_id=params["run_id"])
+        return check_day_drift(engine, spec, day, run_id=params["run_id"]).to_xcom()
 
     return run
 
@@ -618,15 +619,16 @@ def _settle(engine: sa.Engine, *, superuser: bool) -> None:
 
 def _sharded(engine: sa.Engine, spec: Any, shards: int, base: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
     """Plan once, score `shards` shards in as many parallel worker processes, publish; seconds end to end."""
-    from ml_batch.run.scoring import plan_run, publish_run
+    from ml_batch.run.plan import plan_run
+    from ml_batch.run.publish import publish_run
 
     run_id = f"bench-sharded-{shards}"
     started = time.perf_counter()
     plan = plan_run(engine, spec, DAY, run_id=run_id, run_type="manual", shards=shards)
     plan_s = time.perf_counter() - started
-    workers = run_workers([("shard", {**base, "plan": plan.as_dict(), "shard": i}) for i in range(shards)], env)
+    workers = run_workers([("shard", {**base, "plan": plan.to_xcom(), "shard": i}) for i in range(shards)], env)
     started = time.perf_counter()
-    summary = publish_run(engine, spec, plan)
+    summary = publish_run(engine, plan)
     publish_s = time.perf_counter() - started
     scoring_s = max(w["wall_end"] for w in workers) - min(w["wall_start"] for w in workers)
     return {"seconds": plan_s + scoring_s + publish_s, "plan_s": plan_s, "scoring_s": scoring_s,
@@ -638,7 +640,9 @@ def _sharded(engine: sa.Engine, spec: Any, shards: int, base: dict[str, Any], en
 def _source_reads(engine: sa.Engine, spec: Any, day: dt.date) -> dict[str, Any]:
     """Score `day` with K = 1, 2, 4 shards (one process, shards in turn): source rows read by each run."""
     from ml_batch.db.sources import day_sql
-    from ml_batch.run.scoring import plan_run, publish_run, score_shard
+    from ml_batch.run.plan import plan_run
+    from ml_batch.run.publish import publish_run
+    from ml_batch.run.shard import score_shard
     from tests.support.usage import rows_read
 
     by_shards = {}
@@ -648,8 +652,8 @@ def _source_reads(engine: sa.Engine, spec: Any, day: dt.date) -> dict[str, Any]:
         plan = plan_run(engine, spec, day, run_id=f"bench-reads-{shards}", run_type="manual", shards=shards)
         plan_s = time.perf_counter() - started
         for shard in range(plan.shards):
-            score_shard(engine, spec, plan, shard, threads=None)
-        summary = publish_run(engine, spec, plan)
+            score_shard(engine, plan, shard, threads=None)
+        summary = publish_run(engine, plan)
         read = rows_read(engine, spec.source.table) - before
         by_shards[str(shards)] = {"rows_read": read, "day_rows": summary.extracted, "plan_s": round(plan_s, 3)}
     with engine.connect() as conn:  # how PostgreSQL reads the day (a seq scan reads the other days too)
@@ -702,7 +706,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     from ml_batch.db.engine import make_engine
     from ml_batch.db.migrate import upgrade
     from ml_batch.db.sqlfiles import quote_ident
-    from ml_batch.monitoring.daily import published_rows
+    from ml_batch.monitoring.published import published_rows
 
     tmp = Path(tempfile.mkdtemp(prefix="ml_batch_bench_"))
     server = None

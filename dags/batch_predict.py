@@ -1,6 +1,6 @@
-"""One `batch_predict_<model>` DAG per model spec in the specs folder (ML_BATCH_SPECS_DIR, default
-`include/models/` next to this folder). Wiring only: the DAG shape is in `ml_batch.airflow.dag_factory`,
-the work in `ml_batch.scoring`. Parsing reads the spec files and nothing else.
+"""One `batch_predict_<model>` DAG per model spec in the specs folder (`ml_batch.config.specs_dir`:
+ML_BATCH_SPECS_DIR, else `include/models/` next to this folder). Wiring only: the DAG shape is in
+`ml_batch.airflow.dag_factory`, the work in `ml_batch.run`. Parsing reads the spec files and nothing else.
 
 With ML_BATCH_NOOP_DAGS=1 (benchmarks), each model also gets `noop_batch_predict_<model>`: the same shape
 with bodies that return at once, which measures what Airflow itself costs per day."""
@@ -11,12 +11,13 @@ import os
 from pathlib import Path
 
 from ml_batch.airflow.dag_factory import build_dag
+from ml_batch.config import specs_dir
 from ml_batch.spec import load_specs
 
-SPECS_DIR = Path(os.environ.get("ML_BATCH_SPECS_DIR") or Path(__file__).resolve().parents[1] / "include" / "models")
+SPECS_DIR = specs_dir(project=Path(__file__).resolve().parents[1])
 NOOP_DAGS = os.environ.get("ML_BATCH_NOOP_DAGS") == "1"
 
 for _spec in load_specs(SPECS_DIR).values():
-    build_dag(_spec)
+    build_dag(_spec, specs_dir=SPECS_DIR)
     if NOOP_DAGS:
-        build_dag(_spec, noop=True)
+        build_dag(_spec, specs_dir=SPECS_DIR, noop=True)

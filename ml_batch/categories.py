@@ -40,21 +40,26 @@ def category_text(value: Any) -> str:
         return str(bool(value))
     if isinstance(value, int | np.integer):
         return str(int(value))
-    if isinstance(value, float | np.floating):
-        number = float(value)
-        if math.isnan(number):
-            return MISSING_CATEGORY
-        if math.isinf(number):
-            return "inf" if number > 0 else "-inf"
-        # repr is the shortest text that reads back as the same float: 0.1 stays '0.1'
-        return str(int(number)) if number.is_integer() else _plain(decimal.Decimal(repr(number)))
+    if isinstance(value, float | np.floating | decimal.Decimal):
+        return _number_text(value)
+    return str(value)
+
+
+def _number_text(value: float | np.floating | decimal.Decimal) -> str:
+    """A float's or decimal's category: missing for NaN, 'inf'/'-inf', its digits, or its plain decimal."""
     if isinstance(value, decimal.Decimal):
         if value.is_nan():
             return MISSING_CATEGORY
         if value.is_infinite():
             return "inf" if value > 0 else "-inf"
         return str(int(value)) if value == value.to_integral_value() else _plain(value)
-    return str(value)
+    number = float(value)
+    if math.isnan(number):
+        return MISSING_CATEGORY
+    if math.isinf(number):
+        return "inf" if number > 0 else "-inf"
+    # repr is the shortest text that reads back as the same float: 0.1 stays '0.1'
+    return str(int(number)) if number.is_integer() else _plain(decimal.Decimal(repr(number)))
 
 
 def category_series(column: pd.Series) -> pd.Series:

@@ -4,7 +4,7 @@
 |------------------------|--------------------------|------------------------------------------------------|
 | ML_BATCH_DATABASE_URL  | (embedded server)        | SQLAlchemy URL of the PostgreSQL to use              |
 | ML_BATCH_HOME          | ./.ml_batch              | state folder: embedded server, reports               |
-| ML_BATCH_SPECS_DIR     | ./include/models         | folder of model spec YAML files                      |
+| ML_BATCH_SPECS_DIR     | include/models           | folder of model spec YAML files (see `specs_dir`)    |
 | ML_BATCH_SCHEMA        | ml_batch                 | schema of ml-batch's own tables                      |
 | ML_BATCH_USER          | $USER / login name       | who is recorded in registry events                   |
 | ML_BATCH_ARTIFACT_KEY  | ~/.config/ml-batch/artifact.key | secret that signs model artifacts (HMAC)      |
@@ -23,10 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ml_batch.errors import ConfigError
+from ml_batch.files import write_atomic
 
 logger = logging.getLogger(__name__)
 
 ARTIFACT_KEY_ENV = "ML_BATCH_ARTIFACT_KEY"
+SPECS_DIR_ENV = "ML_BATCH_SPECS_DIR"
 MIN_ARTIFACT_KEY_BYTES = 32
 
 _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -56,11 +58,25 @@ class Settings:
         cwd = Path.cwd()
         return cls(
             home=Path(env.get("ML_BATCH_HOME") or cwd / ".ml_batch").expanduser().resolve(),
-            specs_dir=Path(env.get("ML_BATCH_SPECS_DIR") or cwd / "include" / "models").expanduser().resolve(),
+            specs_dir=specs_dir(env),
             schema=env.get("ML_BATCH_SCHEMA") or "ml_batch",
             database_url=env.get("ML_BATCH_DATABASE_URL") or None,
             user=env.get("ML_BATCH_USER") or _login_name(),
         )
+
+
+def specs_dir(environ: Mapping[str, str] | None = None, *, project: Path | None = None) -> Path:
+    """The specs folder: ML_BATCH_SPECS_DIR when set, else `include/models` of the project.
+
+    The project is `project` when given (a DAG file passes the folder above `dags/`, whatever the current
+    directory of the process parsing it), else the current directory (the CLI, run from the project). The DAG
+    factory resolves it once, when the DAG file is parsed, and hands that folder to the tasks that read specs:
+    parsing and the plan task never read two different folders.
+    """
+    env = os.environ if environ is None else environ
+    value = env.get(SPECS_DIR_ENV)
+    folder = Path(value) if value else (project if project is not None else Path.cwd()) / "include" / "models"
+    return folder.expanduser().resolve()
 
 
 def artifact_key(environ: Mapping[str, str] | None = None) -> bytes:
@@ -114,22 +130,12 @@ def _checked_key(key: bytes, source: str) -> bytes:
 
 
 def _create_key_file(path: Path) -> None:
-    # Written under a private name, then linked into place: a concurrent process either wins the link or
-    # reads the winner's complete file, never a half-written one.
+    # Created exclusively (`files.write_atomic`): of several processes creating it at once, one wins and the
+    # others read its complete file, never a half-written one.
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_hex(32) + "\n")
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return
-    finally:
-        tmp.unlink(missing_ok=True)
-    logger.warning("%s is not set: generated a new artifact key in %s (a deployment sets %s instead, the same "
-                   "on every machine)", ARTIFACT_KEY_ENV, path, ARTIFACT_KEY_ENV)
+    if write_atomic(path, secrets.token_hex(32) + "\n", mode=0o600, exclusive=True):
+        logger.warning("%s is not set: generated a new artifact key in %s (a deployment sets %s instead, the "
+                       "same on every machine)", ARTIFACT_KEY_ENV, path, ARTIFACT_KEY_ENV)
 
 
 def _login_name() -> str:

@@ -27,6 +27,8 @@ NAN_TEXT = "NaN"
 
 def json_safe(value: Any, *, non_finite: NonFinite = "null") -> Any:
     """`value` (nested) as plain JSON, by the rules of the module docstring."""
+    if type(value) is float:  # the common case first: a profile holds tens of thousands of them
+        return value if math.isfinite(value) else _number(value, non_finite)
     if isinstance(value, Mapping):
         return {str(key): json_safe(item, non_finite=non_finite) for key, item in value.items()}
     if isinstance(value, list | tuple | set | frozenset):

@@ -1,6 +1,6 @@
 """Model specs: one YAML file per model, validated on load.
 
-A spec is data (see the README's "Spec reference" and `include/models/credit_default.yaml`). Loading it
+A spec is data (see docs/spec.md and `include/models/credit_default.yaml`). Loading it
 checks every field and every identifier; an error names the file, the field and what was expected.
 Identifiers (tables, columns) must match `[A-Za-z_][A-Za-z0-9_]*` (tables may be `schema.table`) and are
 always quoted by SQLAlchemy when used, so a spec can never inject SQL.
@@ -267,6 +267,25 @@ class PredictionsSpec(_Strict):
     def table_name(self) -> str:
         return self.table.rpartition(".")[2]
 
+    def qualified(self, name: str) -> str:
+        """`name` in the predictions table's schema (unqualified when the table is): where every object next
+        to the predictions table lives."""
+        return f"{self.schema_name}.{name}" if self.schema_name else name
+
+    def partition(self, day: dt.date) -> str:
+        """Day `day`'s partition of the predictions table, `<table>_pYYYYMMDD` (schema-qualified)."""
+        return self.qualified(f"{self.table_name}_p{day:%Y%m%d}")
+
+    @property
+    def latest_view(self) -> str:
+        """The `<table>_latest` view: each key's most recent prediction (schema-qualified)."""
+        return self.qualified(f"{self.table_name}_latest")
+
+    @property
+    def key_index(self) -> str:
+        """The predictions table's index on (key, partition_date) (schema-qualified)."""
+        return self.qualified(f"{self.table_name}_key_idx")
+
 
 class Spec(_Strict):
     """A whole model spec (one YAML file)."""
@@ -362,7 +381,16 @@ class PinnedSpec:
     spec: Spec
     text: str
     sha256: str
-    path: Path
+    path: Path | None
+
+    @classmethod
+    def of(cls, spec: Spec | PinnedSpec) -> PinnedSpec:
+        """`spec` pinned: as it is when it was read from a file, else (a spec built in code) by its canonical
+        JSON, which parses back to the same spec (JSON is YAML)."""
+        if isinstance(spec, PinnedSpec):
+            return spec
+        text = json.dumps(spec.model_dump(mode="json"), sort_keys=True, indent=1)
+        return cls(spec, text, hashlib.sha256(text.encode()).hexdigest(), None)
 
 
 # libyaml's safe loader parses a spec ~10x faster than the pure-Python one: every task process parses the DAG

@@ -32,6 +32,7 @@ from ml_batch.config import Settings
 from ml_batch.db.embedded import EmbeddedPostgres
 from ml_batch.db.engine import make_engine
 from ml_batch.db.migrate import upgrade
+from ml_batch.spec import Spec
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_SPECS = REPO / "include" / "models"
@@ -87,3 +88,11 @@ def settings(pg_url: str, tmp_home: Path) -> Iterator[Settings]:
 @pytest.fixture()
 def engine(settings: Settings) -> sa.Engine:
     return make_engine(settings)
+
+
+@pytest.fixture()
+def toy(settings: Settings, engine: sa.Engine) -> Spec:
+    """The toy model trained and promoted on this test's schema (`tests.support.toy`: its days and rows)."""
+    from tests.support.toy import trained_toy
+
+    return trained_toy(engine, settings.schema)

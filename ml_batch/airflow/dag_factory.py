@@ -6,6 +6,7 @@ Parse-time cost: this module and the spec YAML files; no database, no pandas/skl
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 import pendulum
@@ -19,6 +20,7 @@ from airflow.sdk import (
     task,
 )
 
+from ml_batch import config
 from ml_batch.airflow import tasks
 from ml_batch.airflow.notifiers import MlBatchAlertNotifier
 from ml_batch.spec import Spec
@@ -109,14 +111,18 @@ def _params() -> dict[str, Param]:
     }
 
 
-def build_dag(spec: Spec, *, doc_md: str | None = None, noop: bool = False) -> DAG:
+def build_dag(spec: Spec, *, specs_dir: Path | None = None, doc_md: str | None = None, noop: bool = False) -> DAG:
     """The daily batch-prediction DAG of one model.
 
     `noop=True` builds `noop_batch_predict_<model>`: the same tasks, mapping, dependencies and params (this
     function builds both), with bodies that return at once (`tasks.NOOP`) and Assets of its own, so it never
     triggers retraining. Benchmarks backfill it to measure what Airflow itself costs per day.
+
+    `specs_dir` is the folder the DAG file read `spec` from (default: `config.specs_dir()`, resolved now): the
+    plan task reads the spec from that same folder.
     """
     model = spec.name
+    folder = specs_dir or config.specs_dir()
     bodies = tasks.NOOP if noop else tasks.REAL
     prefix = "noop_" if noop else ""
     dag_id = f"{prefix}batch_predict_{model}"
@@ -146,7 +152,7 @@ def build_dag(spec: Spec, *, doc_md: str | None = None, noop: bool = False) -> D
         @task(task_id="plan")
         def plan(**context: Any) -> list[int]:
             # Returns the shard numbers (what `score` maps over); the run plan is the XCom `run_plan`.
-            return bodies.plan(model, context)
+            return bodies.plan(model, context, folder)
 
         @task(task_id="score", max_active_tis_per_dagrun=8)
         def score(run_plan: dict[str, Any], shard: int) -> dict[str, Any]:
@@ -183,9 +189,10 @@ def build_dag(spec: Spec, *, doc_md: str | None = None, noop: bool = False) -> D
     return dag
 
 
-def build_retrain_dag(spec: Spec) -> DAG:
+def build_retrain_dag(spec: Spec, *, specs_dir: Path | None = None) -> DAG:
     """The `retrain_<model>` DAG: on its schedule and on the drift Asset; gated promotion; rollback param."""
     model = spec.name
+    folder = specs_dir or config.specs_dir()
     dag_id = f"retrain_{model}"
     cron = _CRON_PRESETS.get(spec.training.schedule, spec.training.schedule)
     with DAG(
@@ -218,7 +225,7 @@ def build_retrain_dag(spec: Spec) -> DAG:
 
         @task(task_id="train")
         def train(**context: Any) -> dict[str, Any]:
-            return tasks.train_and_gate(model, context, dag_id)
+            return tasks.train_and_gate(model, context, dag_id, folder)
 
         mode() >> [rollback(), train()]
     return dag

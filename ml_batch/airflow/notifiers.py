@@ -36,12 +36,10 @@ def webhook_conn_id() -> str:
 
 def webhook_url_from_connection(connection_id: str) -> str | None:
     """The webhook URL of an Airflow Connection, or None when no such connection is defined."""
-    from airflow.sdk import BaseHook
-    from airflow.sdk.exceptions import AirflowNotFoundException
+    from ml_batch.airflow.runtime import connection
 
-    try:
-        conn = BaseHook.get_connection(connection_id)
-    except AirflowNotFoundException:
+    conn = connection(connection_id)
+    if conn is None:
         return None
     extra = conn.extra_dejson or {}
     if extra.get("url"):

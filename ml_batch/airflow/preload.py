@@ -42,15 +42,21 @@ PRELOAD_MODULES: tuple[str, ...] = (
     "ml_batch.spec",
     "ml_batch.run.runs",
     "ml_batch.model.registry",
-    "ml_batch.run.scoring",
-    "ml_batch.validation.gx",
+    "ml_batch.run.plan",
+    "ml_batch.run.shard",
+    "ml_batch.run.publish",
+    "ml_batch.validation.passes",
     "ml_batch.monitoring.daily",
     "ml_batch.monitoring.drift",
+    "ml_batch.monitoring.profile",
+    "ml_batch.monitoring.performance",
+    "ml_batch.monitoring.shadow",
     "ml_batch.monitoring.report",
     "ml_batch.monitoring.estimate",
     "ml_batch.model.training",
     "ml_batch.features",
-    "ml_batch.promotion.jobs",
+    "ml_batch.promotion.retrain",
+    "ml_batch.promotion.shadow",
     "ml_batch.ops.alerts",
 )
 
@@ -71,7 +77,7 @@ def preload(modules: tuple[str, ...] = PRELOAD_MODULES) -> dict[str, float]:
             continue
         seconds[name] = time.perf_counter() - started
     started = time.perf_counter()
-    from ml_batch.validation.gx import warm_gx
+    from ml_batch.validation.session import warm_gx
 
     warm_gx()
     seconds["great_expectations"] = time.perf_counter() - started

@@ -26,16 +26,21 @@ def conn_id() -> str:
     return os.environ.get("ML_BATCH_CONN_ID", DEFAULT_CONN_ID)
 
 
-def database_url_from_connection(connection_id: str) -> str | None:
-    """A SQLAlchemy URL for an Airflow Connection, or None when no such connection is defined."""
+def connection(connection_id: str) -> Any | None:
+    """The Airflow Connection `connection_id` as a running task sees it, or None when it is not defined."""
     from airflow.sdk import BaseHook
     from airflow.sdk.exceptions import AirflowNotFoundException
 
     try:
-        conn = BaseHook.get_connection(connection_id)
+        return BaseHook.get_connection(connection_id)
     except AirflowNotFoundException:
         return None
-    return url_of(conn)
+
+
+def database_url_from_connection(connection_id: str) -> str | None:
+    """A SQLAlchemy URL for an Airflow Connection, or None when no such connection is defined."""
+    conn = connection(connection_id)
+    return None if conn is None else url_of(conn)
 
 
 def url_of(conn: Any) -> str:
@@ -50,14 +55,7 @@ def url_of(conn: Any) -> str:
 
 
 def task_settings() -> Settings:
-    """Settings for a running task: the environment, with the database from the Airflow Connection.
-
-    Also registers the alert channels (webhook, email) from Airflow's connections and environment, so an
-    alert raised by the task is delivered before, and whether or not, it is recorded in the database.
-    """
-    from ml_batch.airflow.notifiers import register_channels
-
-    register_channels()
+    """Settings for a running task: the environment, with the database from the Airflow Connection."""
     settings = Settings.from_env()
     url = database_url_from_connection(conn_id())
     if url is None:

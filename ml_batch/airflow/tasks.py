@@ -1,13 +1,17 @@
-"""Task bodies of the daily DAG: each turns the Airflow context into plain values and makes one call
-into `ml_batch.scoring`. Nothing here decides anything a test of `ml_batch.scoring` does not cover.
+"""Task bodies of the daily and retraining DAGs: each turns the Airflow context into plain values and makes one
+call into `ml_batch`. Nothing here decides anything a test of `ml_batch.run` or `ml_batch.promotion` does not
+cover.
 
 A task pays only for what it uses: no migration (a one-query schema-version check instead, see
 `ml_batch.airflow.runtime.task_engine`), no module it does not call (heavy ones are imported inside the body
-that needs them), and no specs folder after the plan: `plan` pins the model's spec (its text and sha256
-travel in the run plan, the sha256 is recorded on the run) and later tasks parse that copy.
+that needs them), and no specs folder after the plan: `plan` pins the model's spec (`ml_batch.run.plan.RunPlan`
+carries its text and sha256, recorded on the run) and later tasks parse that copy. The specs folder is the one
+the DAG file was built from (`ml_batch.config.specs_dir`), handed to the bodies by the DAG factory: parsing and
+the plan task always read the same folder.
 
 `plan` returns the shard numbers, which `score` maps over; the run plan itself is its XCom `run_plan`
-(Airflow sizes a mapping by the task's return value, so the two cannot share one XCom).
+(Airflow sizes a mapping by the task's return value, so the two cannot share one XCom). Step results travel as
+`to_xcom()` JSON and are read back with `from_xcom()`.
 
 Every body that calls into ml-batch is wrapped in `fail_fast`: a deterministic failure (see
 `ml_batch.errors`) fails the task at once instead of being retried on the same inputs.
@@ -19,18 +23,20 @@ import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from ml_batch.airflow import stats
 from ml_batch.errors import is_deterministic
-from ml_batch.run.partition import resolve_day, run_type_of
+from ml_batch.run.partition import resolve_day
 
 if TYPE_CHECKING:
+    import datetime as dt
+
     import sqlalchemy as sa
 
     from ml_batch.config import Settings
-    from ml_batch.run.scoring import RunPlan
-    from ml_batch.spec import Spec
+    from ml_batch.run.plan import RunPlan
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +45,6 @@ R = TypeVar("R")
 
 #: The XCom key of the run plan (the plan task's return value is the list of shard numbers).
 RUN_PLAN_KEY = "run_plan"
-#: Keys the plan adds to `RunPlan.as_dict()`: the pinned spec.
-_SPEC_KEYS = ("spec_text", "spec_sha256", "spec_file")
 
 
 def fail_fast(body: Callable[P, R]) -> Callable[P, R]:
@@ -70,37 +74,33 @@ def fail_fast(body: Callable[P, R]) -> Callable[P, R]:
 
 
 def _settings_and_engine() -> tuple[Settings, sa.Engine]:
+    """The running task's settings and engine; its alert channels registered first (an alert raised by the task
+    is delivered before, and whether or not, it is recorded in the database)."""
     # Imported here, not at module level: DAG files import this module, and parsing must stay light.
+    from ml_batch.airflow.notifiers import register_channels
     from ml_batch.airflow.runtime import task_engine, task_settings
 
+    register_channels()
     settings = task_settings()
     return settings, task_engine(settings)
 
 
-def _spec(model: str) -> tuple[Spec, Settings, sa.Engine]:
-    """The model's spec read from its one file in the specs folder (the retraining DAG's tasks)."""
-    from ml_batch.spec import read_spec
+def _plan(run_plan: dict[str, Any]) -> RunPlan:
+    """The run plan back from its XCom (its spec is the pinned copy, never re-read from the folder)."""
+    from ml_batch.run.plan import RunPlan
 
-    settings, engine = _settings_and_engine()
-    return read_spec(settings.specs_dir, model).spec, settings, engine
-
-
-def _pinned(run_plan: dict[str, Any]) -> tuple[Spec, RunPlan]:
-    """The spec the plan pinned (parsed from its text, never re-read from the folder) and the RunPlan."""
-    from ml_batch.run.scoring import RunPlan
-    from ml_batch.spec import parse_spec
-
-    spec = parse_spec(run_plan["spec_text"], f"{run_plan['spec_file']} (as pinned by run {run_plan['run_id']})")
-    return spec, RunPlan.from_dict({k: v for k, v in run_plan.items() if k not in _SPEC_KEYS})
+    return RunPlan.from_xcom(run_plan)
 
 
-def _hand_out(context: dict[str, Any], run_plan: dict[str, Any]) -> list[int]:
+def _hand_out(context: dict[str, Any], plan: RunPlan) -> list[int]:
     """Push the run plan as XCom `run_plan`; return the shard numbers `score` maps over."""
-    context["ti"].xcom_push(RUN_PLAN_KEY, run_plan)
-    return list(range(int(run_plan["shards"])))
+    context["ti"].xcom_push(RUN_PLAN_KEY, plan.to_xcom())
+    return list(range(plan.shards))
 
 
-def _day_and_run(context: dict[str, Any]) -> tuple[Any, str, str]:
+def _day_and_run(context: dict[str, Any]) -> tuple[dt.date, str, str]:
+    from ml_batch.run.runs import run_type_of
+
     params = context.get("params") or {}
     dag_run = context["dag_run"]
     day = resolve_day(params.get("date"), context.get("data_interval_start"), getattr(dag_run, "run_after", None))
@@ -108,18 +108,16 @@ def _day_and_run(context: dict[str, Any]) -> tuple[Any, str, str]:
 
 
 @fail_fast
-def plan(model: str, context: dict[str, Any]) -> list[int]:
+def plan(model: str, context: dict[str, Any], specs_dir: Path) -> list[int]:
     """Resolve day D, pin the model version and the spec once for the whole run; prepare staging."""
-    from ml_batch.run import runs
-    from ml_batch.run.scoring import plan_run
+    from ml_batch.run.plan import plan_run
     from ml_batch.spec import read_spec
 
-    settings, engine = _settings_and_engine()
-    pinned = read_spec(settings.specs_dir, model)
+    _, engine = _settings_and_engine()
     params = context.get("params") or {}
     day, run_id, run_type = _day_and_run(context)
     run_plan = plan_run(
-        engine, pinned.spec, day,
+        engine, read_spec(specs_dir, model), day,
         run_id=run_id,
         run_type=run_type,
         version=params.get("version"),
@@ -127,35 +125,25 @@ def plan(model: str, context: dict[str, Any]) -> list[int]:
         dry_run=bool(params.get("dry_run")),
         shards=int(params["shards"]) if params.get("shards") else None,
     )
-    runs.record_spec(engine, model=model, run_id=run_id, spec_sha256=pinned.sha256)
-    logger.info("run %s scores %s day %s with version %d, spec %s (sha256 %s)", run_plan.run_id, model, day,
-                run_plan.version, pinned.path, pinned.sha256)
-    return _hand_out(context, {**run_plan.as_dict(), "spec_text": pinned.text, "spec_sha256": pinned.sha256,
-                               "spec_file": str(pinned.path)})
+    return _hand_out(context, run_plan)
 
 
 @fail_fast
 def score(model: str, run_plan: dict[str, Any], shard: int) -> dict[str, Any]:
     """Score one shard of the day into the run's staging table."""
-    from ml_batch.run.scoring import score_shard
-    from ml_batch.validation.gx import suite_path
+    from ml_batch.run.shard import score_shard
 
-    spec, plan_ = _pinned(run_plan)
     settings, engine = _settings_and_engine()
-    result = score_shard(engine, spec, plan_, shard,
-                         suite_file=suite_path(spec, settings.specs_dir),
-                         results_dir=settings.home / "validation")
-    return result.__dict__
+    return score_shard(engine, _plan(run_plan), shard, results_dir=settings.home / "validation").to_xcom()
 
 
 @fail_fast
 def publish(model: str, run_plan: dict[str, Any], context: dict[str, Any], asset: Any) -> dict[str, Any]:
     """Audit and publish the day atomically; record an Asset event describing what was published."""
-    from ml_batch.run.scoring import publish_run
+    from ml_batch.run.publish import publish_run
 
-    spec, plan_ = _pinned(run_plan)
     _, engine = _settings_and_engine()
-    summary = publish_run(engine, spec, plan_).as_dict()
+    summary = publish_run(engine, _plan(run_plan)).to_xcom()
     stats.publish_metrics(summary)
     outlet_events = context.get("outlet_events")
     if outlet_events is not None and summary["status"] == "success":
@@ -167,14 +155,14 @@ def publish(model: str, run_plan: dict[str, Any], context: dict[str, Any], asset
 def drift(model: str, run_plan: dict[str, Any], dag_id: str) -> dict[str, Any]:
     """Drift of the day just published against the scoring version's reference profile, and the label-free
     performance estimate of its predictions (binary models)."""
-    spec, plan_ = _pinned(run_plan)
-    if plan_.dry_run:
-        return {"status": "skipped", "reason": "dry run", "dataset_drift": False, "sustained_drift": False}
-    from ml_batch.monitoring.daily import check_day_drift
+    from ml_batch.monitoring.daily import DayDrift, check_day_drift
 
+    plan_ = _plan(run_plan)
+    if plan_.dry_run:
+        return DayDrift(status="skipped", reason="dry run").to_xcom()
     settings, engine = _settings_and_engine()
-    summary = check_day_drift(engine, spec, plan_.day, run_id=plan_.run_id, report_dir=settings.home / "drift",
-                              dag_id=dag_id)
+    summary = check_day_drift(engine, plan_.spec, plan_.day, run_id=plan_.run_id,
+                              report_dir=settings.home / "drift", dag_id=dag_id).to_xcom()
     stats.drift_metrics(summary)
     return summary
 
@@ -199,7 +187,7 @@ def shadow(model: str, run_plan: dict[str, Any]) -> dict[str, Any]:
     """Score the published day with the challenger (if any) into the shadow table."""
     from ml_batch.model import registry
 
-    spec, plan_ = _pinned(run_plan)
+    plan_ = _plan(run_plan)
     if plan_.dry_run:
         return {"status": "skipped", "reason": "dry run"}
     _, engine = _settings_and_engine()
@@ -208,21 +196,21 @@ def shadow(model: str, run_plan: dict[str, Any]) -> dict[str, Any]:
     skipped = {"status": "skipped", "reason": "no challenger"}
     if registry.CHALLENGER not in registry.aliases(engine, model):
         return skipped
-    from ml_batch.monitoring.daily import shadow_score
+    from ml_batch.monitoring.shadow import shadow_score
 
-    return shadow_score(engine, spec, plan_.day, run_id=plan_.run_id) or skipped
+    return shadow_score(engine, plan_.spec, plan_.day, run_id=plan_.run_id) or skipped
 
 
 @fail_fast
 def performance(model: str, run_plan: dict[str, Any], dag_id: str) -> list[dict[str, Any]]:
     """Realized metrics of the day whose labels have now arrived (D - labels.delay_days)."""
-    from ml_batch.monitoring.daily import realized_performance
+    from ml_batch.monitoring.performance import realized_performance
 
-    spec, plan_ = _pinned(run_plan)
+    plan_ = _plan(run_plan)
     _, engine = _settings_and_engine()
-    records = realized_performance(engine, spec, plan_.day, run_id=plan_.run_id, dag_id=dag_id)
+    records = realized_performance(engine, plan_.spec, plan_.day, run_id=plan_.run_id, dag_id=dag_id)
     result = [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items() if k != "detail"}
-              for r in records if r["metric"] == spec.training.metric]
+              for r in records if r["metric"] == plan_.spec.training.metric]
     stats.performance_metrics(model, result)
     return result
 
@@ -250,11 +238,14 @@ def rollback(model: str, context: dict[str, Any]) -> dict[str, Any]:
 
 
 @fail_fast
-def train_and_gate(model: str, context: dict[str, Any], dag_id: str) -> dict[str, Any]:
+def train_and_gate(model: str, context: dict[str, Any], dag_id: str, specs_dir: Path) -> dict[str, Any]:
     """Promote a challenger whose shadow period is over; then train a candidate and run the gate."""
-    from ml_batch.promotion.jobs import promote_after_shadow, train_and_register
+    from ml_batch.promotion.retrain import train_and_register
+    from ml_batch.promotion.shadow import promote_after_shadow
+    from ml_batch.spec import read_spec
 
-    spec, _, engine = _spec(model)
+    _, engine = _settings_and_engine()
+    spec = read_spec(specs_dir, model).spec
     params = context.get("params") or {}
     dag_run = context["dag_run"]
     as_of = resolve_day(params.get("as_of"), None, getattr(dag_run, "run_after", None))
@@ -263,7 +254,8 @@ def train_and_gate(model: str, context: dict[str, Any], dag_id: str) -> dict[str
     # Both calls know the run: a retry of this task reuses what an earlier try of the run decided/registered.
     shadow_outcome = promote_after_shadow(engine, spec, actor=actor, dag_id=dag_id, run_id=run_id)
     outcome = train_and_register(engine, spec, as_of, actor=actor, promote=True, dag_id=dag_id, run_id=run_id)
-    result = {**outcome.as_dict(), "as_of": as_of.isoformat(), "shadow_promotion": shadow_outcome}
+    result = {**outcome.as_dict(), "as_of": as_of.isoformat(),
+              "shadow_promotion": shadow_outcome.as_dict() if shadow_outcome is not None else None}
     decision = outcome.decision
     if decision is not None:
         logger.info("gate for %s version %d: %s (candidate %s %.4f, champion %s)", model, outcome.version.version,
@@ -278,7 +270,7 @@ def train_and_gate(model: str, context: dict[str, Any], dag_id: str) -> dict[str
 class Bodies:
     """What each task of the daily DAG runs; `dag_factory.build_dag` wires one set into the DAG's shape."""
 
-    plan: Callable[[str, dict[str, Any]], list[int]]
+    plan: Callable[[str, dict[str, Any], Path], list[int]]
     score: Callable[[str, dict[str, Any], int], dict[str, Any]]
     publish: Callable[[str, dict[str, Any], dict[str, Any], Any], dict[str, Any]]
     drift: Callable[[str, dict[str, Any], str], dict[str, Any]]
@@ -287,24 +279,28 @@ class Bodies:
     performance: Callable[[str, dict[str, Any], str], list[dict[str, Any]]]
 
 
-def _noop_plan(model: str, context: dict[str, Any]) -> list[int]:
+def _noop_plan(model: str, context: dict[str, Any], specs_dir: Path) -> list[int]:
     # Plan-shaped, with no database and no spec: what Airflow alone costs. Shards follow the `shards` param.
+    from ml_batch.run.plan import RunPlan
+
     params = context.get("params") or {}
     day, run_id, run_type = _day_and_run(context)
-    return _hand_out(context, {
-        "model": model, "day": day.isoformat(), "run_id": run_id, "run_type": run_type,
-        "dry_run": bool(params.get("dry_run")), "version": 0, "artifact_sha256": "",
-        "shards": int(params.get("shards") or 1), "staging_table": "", "day_rows": None,
-        "spec_text": "", "spec_sha256": "", "spec_file": "",
-    })
+    return _hand_out(context, RunPlan.noop(model, day, run_id, run_type, dry_run=bool(params.get("dry_run")),
+                                           shards=int(params.get("shards") or 1)))
 
 
 def _noop_score(model: str, run_plan: dict[str, Any], shard: int) -> dict[str, Any]:
-    return {"shard": shard, "extracted": 0, "scored": 0, "quarantined": 0, "stage_seconds": {}}
+    from ml_batch.run.shard import ShardResult
+
+    return ShardResult(shard=shard, extracted=0, scored=0, quarantined=0, stage_seconds={}).to_xcom()
 
 
 def _noop_publish(model: str, run_plan: dict[str, Any], context: dict[str, Any], asset: Any) -> dict[str, Any]:
-    return {"model": model, "day": run_plan["day"], "run_id": run_plan["run_id"], "status": "noop"}
+    from ml_batch.run.publish import RunSummary
+
+    plan_ = _plan(run_plan)
+    return RunSummary(model=model, day=plan_.day, run_id=plan_.run_id, version=plan_.version, status="noop",
+                      extracted=0, scored=0, quarantined=0, score_mean=None, stage_seconds={}).to_xcom()
 
 
 def _noop_drift(model: str, run_plan: dict[str, Any], dag_id: str) -> dict[str, Any]:

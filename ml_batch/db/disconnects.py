@@ -17,15 +17,6 @@ from ml_batch.errors import DatabaseError, MlBatchError
 _LOST_STATES = ("08", "57P01", "57P02", "57P03")
 
 
-# SQLSTATE 55P03 lock_not_available: a lock not granted within `lock_timeout`.
-LOCK_NOT_AVAILABLE = "55P03"
-
-
-def is_lock_not_available(exc: sa.exc.DBAPIError) -> bool:
-    """True when the statement failed because a lock was not granted within `lock_timeout`."""
-    return getattr(exc.orig, "pgcode", None) == LOCK_NOT_AVAILABLE
-
-
 def is_disconnect(exc: BaseException) -> bool:
     """True when `exc` says the connection to PostgreSQL is gone or cannot be made (not a query error:
     lock timeouts, cancelled statements and deadlocks are OperationalErrors too, and are not this)."""
@@ -75,13 +66,6 @@ def root_failure(exc: BaseException) -> BaseException | None:
         if depth == 0 or chain[depth - 1].__cause__ is not candidate:
             return None  # not wrapped on purpose: an unexpected error, which a later one must not hide
     return None
-
-
-def first_line(exc: BaseException) -> str:
-    """The driver's or server's own words, first line only (without SQLAlchemy's wrapping)."""
-    inner = exc.orig if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None else exc
-    lines = [line.strip() for line in str(inner).strip().splitlines() if line.strip()]
-    return lines[0] if lines else type(inner).__name__
 
 
 def _lost(sqlstate: str | None) -> bool:

@@ -15,7 +15,7 @@ from sqlalchemy.exc import ArgumentError
 from ml_batch.config import Settings
 from ml_batch.db.embedded import EmbeddedPostgres
 from ml_batch.db.tables import SCHEMA_PLACEHOLDER
-from ml_batch.errors import ConfigError, DatabaseError
+from ml_batch.errors import ConfigError, DatabaseError, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def _engine(url: str, schema: str) -> sa.Engine:
             conn.execute(sa.text("SELECT 1"))
     except sa.exc.OperationalError as exc:
         raise DatabaseError(
-            f"cannot connect to {_mask(url)}: {str(exc.orig).strip().splitlines()[0]}"
+            f"cannot connect to {_mask(url)}: {first_line(exc)}"
         ) from exc
     return engine.execution_options(schema_translate_map={SCHEMA_PLACEHOLDER: schema})
 

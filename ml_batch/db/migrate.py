@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
+from ml_batch.db import locks
 from ml_batch.errors import MlBatchError
 
 if TYPE_CHECKING:
@@ -24,8 +25,6 @@ logger = logging.getLogger(__name__)
 
 _HERE = Path(__file__).parent
 _VERSIONS = _HERE / "migrations" / "versions"
-# Any constant works: it only has to be the same for every ml-batch process migrating this database.
-_MIGRATION_LOCK_KEY = 0x6D6C6261  # "mlba"
 # The identifiers every revision file declares at top level (alembic's own format, as `alembic revision` writes).
 _REVISION_RE = re.compile(r'^revision\s*=\s*["\']([^"\']+)["\']', re.MULTILINE)
 _DOWN_REVISION_RE = re.compile(r'^down_revision\s*=\s*(?:["\']([^"\']+)["\']|None)', re.MULTILINE)
@@ -59,7 +58,7 @@ def upgrade(engine: sa.Engine, schema: str, revision: str = "head") -> str | Non
     with engine.begin() as conn:
         # Serialise concurrent upgrades (e.g. parallel Airflow tasks): the second waits, then finds
         # nothing to do.
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+        locks.xact_lock(conn, locks.key("migrate"))  # one database, one migration at a time (any schema)
         command.upgrade(_config(conn, schema), revision)
     current = current_revision(engine, schema)
     logger.info("schema %s is at migration %s", schema, current)

@@ -89,3 +89,13 @@ def compiled(stmt: sa.Select) -> str:
 def source_error(spec: Spec, problem: str) -> SourceError:
     """The error for a source that cannot be read, naming it."""
     return SourceError(f"model {spec.name!r}: cannot read source {spec.source.table or 'query'}: {problem}")
+
+
+def source_key_type(conn: sa.Connection, spec: Spec) -> str:
+    """PostgreSQL's own name of the source key's type (e.g. `bigint`), for the predictions table."""
+    src = selectable(spec.source, [spec.source.key], "src")
+    stmt = sa.select(src.c[spec.source.key]).limit(0)
+    cursor = conn.exec_driver_sql(str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})))
+    type_oid = cursor.cursor.description[0][1]
+    cursor.close()
+    return str(conn.execute(sa.text("SELECT format_type(:oid, NULL)"), {"oid": type_oid}).scalar_one())

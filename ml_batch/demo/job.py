@@ -25,15 +25,13 @@ import sqlalchemy as sa
 from rich.console import Console
 from rich.table import Table
 
-from ml_batch.airflow.local import retrain_in_airflow, run_days_in_airflow
 from ml_batch.config import Settings
 from ml_batch.db.engine import make_engine, resolve_url
 from ml_batch.db.migrate import upgrade
-from ml_batch.demo import credit as demo
-from ml_batch.demo import stores as demo_stores
+from ml_batch.demo import credit, stores
 from ml_batch.errors import ArtifactIntegrityError, MlBatchError
 from ml_batch.model import registry
-from ml_batch.promotion.jobs import train_and_register
+from ml_batch.promotion.retrain import train_and_register
 from ml_batch.run import runs
 from ml_batch.spec import Spec, load_spec
 
@@ -52,14 +50,14 @@ class DemoModel:
 
 
 def _seed_credit(engine: sa.Engine, last_day: dt.date, spec: Spec) -> str:
-    summary = demo.seed(engine, demo.DemoConfig(end_date=last_day, label_delay_days=spec.labels.delay_days))
+    summary = credit.seed(engine, credit.DemoConfig(end_date=last_day, label_delay_days=spec.labels.delay_days))
     return (f"seeded {summary.applications:,} credit applications {summary.first_day}..{summary.last_day} "
             f"(distribution shift from {summary.shift_start}) and {summary.outcomes:,} outcomes")
 
 
 def _seed_stores(engine: sa.Engine, last_day: dt.date, spec: Spec) -> str:
-    config = demo_stores.StoreDemandConfig(end_date=last_day, label_delay_days=spec.labels.delay_days)
-    summary = demo_stores.seed(engine, config)
+    config = stores.StoreDemandConfig(end_date=last_day, label_delay_days=spec.labels.delay_days)
+    summary = stores.seed(engine, config)
     return (f"seeded {summary.stores} stores x {summary.first_day}..{summary.last_day} = {summary.store_days:,} "
             f"store days (shift from {summary.shift_start}) and {summary.sales:,} daily sales labels")
 
@@ -131,7 +129,7 @@ def run(settings: Settings, console: Console, *, end_date: dt.date | None = None
         _ensure_champion(console, engine, settings, spec, last_day)
         failed += _run_daily(console, engine, settings, spec, last_day)
         with console.status(f"running retrain_{spec.name} in Airflow (labels known on {last_day})"):
-            retrain_in_airflow(settings, spec.name, last_day)
+            _retrain_in_airflow(settings, spec.name, last_day)
         _print_gate(console, engine, spec)
 
     console.rule("what an analyst runs next")
@@ -193,7 +191,7 @@ def _run_daily(console: Console, engine: sa.Engine, settings: Settings, spec: Sp
     earlier = [d - delay for d in days]
     with console.status(f"running batch_predict_{spec.name} in Airflow for {earlier[0]}..{earlier[-1]} "
                         f"and {days[0]}..{days[-1]}"):
-        airflow_runs = run_days_in_airflow(settings, spec.name, earlier + days)
+        airflow_runs = _run_days_in_airflow(settings, spec.name, earlier + days)
     failed = [f"{spec.name} {r['day']}" for r in airflow_runs if r["state"] != "success"]
     console.print(f"[green]✓[/] {len(airflow_runs) - len(failed)} of {len(airflow_runs)} daily DAG runs of "
                   f"{spec.name} succeeded in Airflow")
@@ -251,8 +249,9 @@ def _estimate_cell(day_drift: dict[str, Any] | None) -> str:
 
 def _drift_by_day(engine: Any, spec: Spec, days: list[dt.date]) -> dict[dt.date, dict[str, Any]]:
     """Each day's drift verdict (day, window, sustained) with its label-free estimate of training.metric."""
-    from ml_batch.monitoring.daily import drift_table, performance_table
+    from ml_batch.monitoring.daily import drift_table
     from ml_batch.monitoring.estimate import ESTIMATED_PREFIX
+    from ml_batch.monitoring.performance import performance_table
 
     estimates = {r["partition_date"]: r for r in performance_table(engine, spec.name, limit=5000)
                  if r["metric"] == f"{ESTIMATED_PREFIX}{spec.training.metric}" and r["value"] is not None}
@@ -262,7 +261,7 @@ def _drift_by_day(engine: Any, spec: Spec, days: list[dt.date]) -> dict[dt.date,
 
 def _realized_by_day(engine: Any, spec: Any) -> dict[dt.date, str]:
     """Realized metric of day E shown on the row of day D = E + delay (the run that computed it)."""
-    from ml_batch.monitoring.daily import performance_table
+    from ml_batch.monitoring.performance import performance_table
 
     delay = dt.timedelta(days=spec.labels.delay_days)
     return {r["partition_date"] + delay: f"{r['value']:.4f} on {r['partition_date']}"
@@ -284,3 +283,15 @@ def _print_gate(console: Console, engine: Any, spec: Any) -> None:
         f"({d.get('n_holdout')} rows): candidate {d.get('candidate_score'):.4f}, champion {champion}; "
         f"floor {d.get('floor')}, min_improvement {d.get('min_improvement')}\n  {decision['reason']}"
     )
+
+
+def _run_days_in_airflow(settings: Settings, model: str, days: list[dt.date]) -> list[dict[str, object]]:
+    from ml_batch.airflow.local import run_days_in_airflow  # the demo drives Airflow; importing it does not
+
+    return run_days_in_airflow(settings, model, days)
+
+
+def _retrain_in_airflow(settings: Settings, model: str, as_of: dt.date) -> dict[str, object]:
+    from ml_batch.airflow.local import retrain_in_airflow
+
+    return retrain_in_airflow(settings, model, as_of)

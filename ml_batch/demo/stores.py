@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from ml_batch.demo.credit import SCHEMA, DemoDays, check_int, replace_tables
+from ml_batch.demo.source import SCHEMA, DemoDays, check_int, replace_tables
 
 logger = logging.getLogger(__name__)
 

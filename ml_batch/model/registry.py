@@ -3,17 +3,21 @@
 - Artifacts are joblib bytes stored in `model_versions.artifact` (bytea) with their sha256, so a version
   and its bytes are written in the same transaction and backed up with the database; no file store can
   drift from the metadata.
-- Each artifact is also signed: an HMAC-SHA256 of (model, version, bytes) keyed by a secret that is not in
-  the database (`ml_batch.config.artifact_key`). Whoever can write the registry tables can replace the
-  bytes and their sha256 together, but cannot compute the HMAC, so a substituted pickle is refused before
-  it is unpickled (unpickling is what would run its code).
+- Each artifact is also signed (`ml_batch.model.signing`): an HMAC-SHA256 of (model, version, bytes) keyed
+  by a secret that is not in the database (`ml_batch.config.artifact_key`). Whoever can write the registry
+  tables can replace the bytes and their sha256 together, but cannot compute the HMAC, so a substituted
+  pickle is refused before it is unpickled (unpickling is what would run its code).
 - `model_aliases` has the primary key (model_name, alias): at most one version per alias per model, enforced
   by PostgreSQL whatever callers do at the same time. Alias moves also take a per-model advisory lock so the
-  audited `from_version` is always the one really replaced.
+  audited `from_version` is always the one really replaced. The lock's key names the ml-batch schema
+  (`ml_batch.db.locks.key`), so two installations in two schemas of one database never wait for each other.
+- Metrics and audit details are stored JSON-safe (`ml_batch.jsonvalues.json_safe`): a metric that is no
+  finite number (NaN, an infinity) is null.
 - Every alias move writes a `model_events` row (who, when, from, to, why).
-- Loading checks the sha256 (corruption), then the HMAC (substitution), both *before* unpickling, and the
-  feature schema against the spec before returning. Versions without an HMAC (registered before migration
-  0004) are refused: nothing can vouch for their bytes.
+- Loading checks the sha256 (corruption), then the HMAC (substitution), both *before* unpickling
+  (`signing.verify_artifact`), and the feature schema against the spec (`schema.check_feature_schema`)
+  before returning. Versions without
+  an HMAC (registered before migration 0004) are refused: nothing can vouch for their bytes.
 - A process unpickles a version at most once: every load fetches and verifies the bytes as above, and only
   then looks up the pipeline unpickled earlier from the same (model, version, artifact sha256).
 - sklearn and joblib are imported by the functions that need them, so metadata calls stay light.
@@ -23,21 +27,21 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import hmac
 import io
-import json
 import logging
-import subprocess
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-import ml_batch
-from ml_batch.config import ARTIFACT_KEY_ENV, artifact_key, default_artifact_key_file
+from ml_batch.config import artifact_key
+from ml_batch.db import locks
 from ml_batch.db.tables import model_aliases, model_events, model_versions
-from ml_batch.errors import ArtifactIntegrityError, FeatureSchemaMismatch, RegistryError
+from ml_batch.errors import RegistryError
+from ml_batch.jsonvalues import json_safe
+from ml_batch.model.provenance import code_version
+from ml_batch.model.schema import check_feature_schema, check_pipeline_schema
+from ml_batch.model.signing import key_id, sign, verify_artifact
 from ml_batch.spec import Spec
 
 if TYPE_CHECKING:
@@ -48,8 +52,9 @@ logger = logging.getLogger(__name__)
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 
+# The audit events that move an alias.
+_ALIAS_MOVES = ("promoted", "rollback", "alias_removed")
 _META_COLUMNS = [c for c in model_versions.c if c.name not in ("artifact", "artifact_hmac", "reference_profile")]
-_HMAC_CONTEXT = "ml-batch artifact v1"
 # Verified, unpickled pipelines of this process by (model, version, artifact sha256): champion and challenger
 # of a model or two, so a few entries; the oldest goes first.
 _LOADED: dict[tuple[str, int, str], Any] = {}
@@ -85,6 +90,7 @@ class ModelVersion:
     aliases: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
+        """The metadata as JSON (days and times as ISO text), as the CLI prints it and the DAG returns it."""
         return {k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in self.__dict__.items()}
 
 
@@ -129,83 +135,55 @@ def serialize(pipeline: Pipeline) -> bytes:
     return buffer.getvalue()
 
 
-def sign(key: bytes, model_name: str, version: int, artifact: bytes) -> str:
-    """HMAC-SHA256 (hex) of an artifact as version `version` of `model_name`.
-
-    The model and version are part of the signed message, so a signed artifact cannot be moved to another
-    version (e.g. an old, worse one put in place of the champion's bytes) without failing the check.
-    """
-    mac = hmac.new(key, digestmod=hashlib.sha256)
-    mac.update(json.dumps([_HMAC_CONTEXT, model_name, version]).encode() + b"\n")
-    mac.update(artifact)
-    return mac.hexdigest()
-
-
-def key_id(key: bytes) -> str:
-    """A short, non-secret name of a key, recorded with each signature so a key mismatch can be told
-    apart from a substituted artifact in the error message."""
-    return hashlib.sha256(b"ml-batch artifact key id\n" + key).hexdigest()[:16]
-
-
-def code_version() -> str:
-    """The package version, plus the git commit when ml-batch runs from a checkout."""
-    root = Path(ml_batch.__file__).resolve().parents[1]
-    try:
-        result = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"],
-            cwd=root, capture_output=True, text=True, timeout=5, check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return ml_batch.__version__
-    sha = result.stdout.strip()
-    return f"{ml_batch.__version__}+g{sha}" if result.returncode == 0 and sha else ml_batch.__version__
-
-
 def register(engine: sa.Engine, spec: Spec, pipeline: Pipeline, new: NewVersion, *, actor: str) -> ModelVersion:
-    """Store `pipeline` as the next version of `spec.name` and audit it; returns the new version."""
+    """Store `pipeline` as the next version of `spec.name`, signed, and audit it.
+
+    Args:
+        engine: The ml-batch database.
+        spec: The model's spec (the pipeline must fit its features: `check_pipeline_schema`).
+        pipeline: A fitted sklearn Pipeline.
+        new: Its metrics, source, window, row counts, tags and drift reference.
+        actor: Who registers it (recorded).
+
+    Returns:
+        The new version.
+    """
     check_pipeline_schema(spec, pipeline)
     key = artifact_key()
     artifact = serialize(pipeline)
     sha = hashlib.sha256(artifact).hexdigest()
-    window = {k: dt.date.fromisoformat(v) for k, v in new.window.items() if k != "as_of"}
     with engine.begin() as conn:
         _lock_model(conn, spec.name)
-        latest = conn.execute(
-            sa.select(sa.func.max(model_versions.c.version)).where(model_versions.c.model_name == spec.name)
-        ).scalar_one()
-        version = (latest or 0) + 1
-        conn.execute(
-            model_versions.insert().values(
-                model_name=spec.name,
-                version=version,
-                artifact=artifact,
-                artifact_sha256=sha,
-                artifact_hmac=sign(key, spec.name, version, artifact),
-                artifact_key_id=key_id(key),
-                artifact_size=len(artifact),
-                feature_schema=spec.feature_schema,
-                task=spec.model.task,
-                estimator=spec.model.estimator,
-                params=spec.model.params,
-                train_start=window.get("train_start"),
-                train_end=window.get("train_end"),
-                holdout_start=window.get("holdout_start"),
-                holdout_end=window.get("holdout_end"),
-                n_train=new.n_train,
-                n_holdout=new.n_holdout,
-                metrics=_json_safe(new.metrics),
-                code_version=code_version(),
-                spec_sha256=spec.sha256(),
-                source=new.source,
-                created_by=actor,
-                tags=new.tags,
-                reference_profile=new.profile,
-            )
-        )
+        version = _next_version(conn, spec.name)
+        conn.execute(model_versions.insert().values(
+            model_name=spec.name, version=version, artifact=artifact, artifact_sha256=sha,
+            artifact_hmac=sign(key, spec.name, version, artifact), artifact_key_id=key_id(key),
+            artifact_size=len(artifact), created_by=actor, **_described(spec, new),
+        ))
         _audit(conn, spec.name, "registered", None, None, version, actor,
-               f"{new.source} version", {"sha256": sha, "metrics": _json_safe(new.metrics), **new.window})
+               f"{new.source} version", {"sha256": sha, "metrics": new.metrics, **new.window})
     logger.info("registered %s version %d (%d bytes, sha256 %s)", spec.name, version, len(artifact), sha[:12])
     return get_version(engine, spec.name, version)
+
+
+def _next_version(conn: sa.Connection, model_name: str) -> int:
+    latest = conn.execute(
+        sa.select(sa.func.max(model_versions.c.version)).where(model_versions.c.model_name == model_name)
+    ).scalar_one()
+    return int(latest or 0) + 1
+
+
+def _described(spec: Spec, new: NewVersion) -> dict[str, Any]:
+    """The `model_versions` columns that describe a new version: spec, window, counts, metrics, provenance."""
+    window = {k: dt.date.fromisoformat(v) for k, v in new.window.items() if k != "as_of"}
+    return {
+        "feature_schema": spec.feature_schema, "task": spec.model.task, "estimator": spec.model.estimator,
+        "params": spec.model.params, "train_start": window.get("train_start"), "train_end": window.get("train_end"),
+        "holdout_start": window.get("holdout_start"), "holdout_end": window.get("holdout_end"),
+        "n_train": new.n_train, "n_holdout": new.n_holdout, "metrics": json_safe(new.metrics),
+        "code_version": code_version(), "spec_sha256": spec.sha256(), "source": new.source, "tags": new.tags,
+        "reference_profile": new.profile,
+    }
 
 
 def get_version(engine: sa.Engine, model_name: str, version: int | str) -> ModelVersion:
@@ -238,10 +216,7 @@ def list_versions(engine: sa.Engine, model_name: str | None = None) -> list[Mode
 def aliases(engine: sa.Engine, model_name: str) -> dict[str, int]:
     """alias → version for one model."""
     with engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(model_aliases.c.alias, model_aliases.c.version).where(model_aliases.c.model_name == model_name)
-        ).all()
-    return {alias: version for alias, version in rows}
+        return _aliases_by_alias(conn, model_name)
 
 
 def tagged_version(engine: sa.Engine, model_name: str, tags: dict[str, Any]) -> ModelVersion | None:
@@ -277,7 +252,7 @@ def champion_on_day(engine: sa.Engine, model: str, day: dt.date) -> int:
             .where(
                 model_events.c.model_name == model,
                 model_events.c.alias == CHAMPION,
-                model_events.c.event.in_(["promoted", "rollback", "alias_removed"]),
+                model_events.c.event.in_(_ALIAS_MOVES),
                 model_events.c.created_at < end,
             )
             .order_by(model_events.c.id.desc())
@@ -334,7 +309,7 @@ def alias_history(engine: sa.Engine, model_name: str, alias: str) -> list[dict[s
         rows = conn.execute(
             sa.select(model_events)
             .where(model_events.c.model_name == model_name, model_events.c.alias == alias,
-                   model_events.c.event.in_(["promoted", "rollback", "alias_removed"]))
+                   model_events.c.event.in_(_ALIAS_MOVES))
             .order_by(model_events.c.id)
         ).mappings().all()
     return [dict(row) for row in rows]
@@ -418,10 +393,23 @@ def champion_stack(history: list[tuple[str, int | None]]) -> list[int]:
 
 
 def load(engine: sa.Engine, spec: Spec, version: int | str = CHAMPION) -> LoadedModel:
-    """Fetch, verify (sha256, HMAC, then feature schema) and unpickle a version of `spec.name`; the unpickling
-    at most once per process and (model, version, artifact sha256): see the module doc."""
-    import joblib
+    """Fetch, verify (sha256, HMAC, then feature schema) and unpickle a version of `spec.name`.
 
+    The unpickling happens at most once per process and (model, version, artifact sha256): see the module doc.
+
+    Args:
+        engine: The ml-batch database.
+        spec: The model's spec, whose features the version must expect.
+        version: A version number, or an alias (`champion` by default).
+
+    Returns:
+        The version's metadata and its pipeline.
+
+    Raises:
+        ArtifactIntegrityError: The bytes are not the ones registered and signed (nothing was unpickled).
+        FeatureSchemaMismatch: The version expects other features than the spec's.
+        RegistryError: No such model, version or alias.
+    """
     with engine.connect() as conn:
         number = _resolve(conn, spec.name, version)
         row = conn.execute(
@@ -434,108 +422,29 @@ def load(engine: sa.Engine, spec: Spec, version: int | str = CHAMPION) -> Loaded
     verify_artifact(spec.name, number, artifact, row.artifact_sha256, row.artifact_hmac, row.artifact_key_id)
     info = get_version(engine, spec.name, number)
     check_feature_schema(spec, info.feature_schema, f"version {number}")
-    # Verified above: these exact bytes (sha256) were registered and signed. Unpickle them once per process.
-    key = (spec.name, number, row.artifact_sha256)
+    return LoadedModel(info=info, pipeline=_unpickled_once(spec.name, number, row.artifact_sha256, artifact))
+
+
+def _unpickled_once(model_name: str, number: int, sha256: str, artifact: bytes) -> Any:
+    """The pipeline of verified bytes (`verify_artifact` passed): unpickled once per process and sha256."""
+    import joblib
+
+    key = (model_name, number, sha256)
     pipeline = _LOADED.get(key)
-    if pipeline is None:
-        pipeline = joblib.load(io.BytesIO(artifact))
-        while len(_LOADED) >= _LOADED_MAX:
-            del _LOADED[next(iter(_LOADED))]
-        _LOADED[key] = pipeline
-    else:
-        logger.info("model %s version %d: verified; unpickled earlier in this process", spec.name, number)
-    return LoadedModel(info=info, pipeline=pipeline)
-
-
-def verify_artifact(
-    model_name: str, version: int, artifact: bytes, sha256: str, signature: str | None, signed_with: str | None
-) -> None:
-    """Refuse (ArtifactIntegrityError) bytes that are not exactly what was registered and signed."""
-    what = f"model {model_name!r} version {version}"
-    actual = hashlib.sha256(artifact).hexdigest()
-    if actual != sha256:
-        raise ArtifactIntegrityError(
-            f"{what}: artifact sha256 is {actual}, expected {sha256} as registered; refusing to unpickle it "
-            "(the stored bytes were changed or corrupted)"
-        )
-    if signature is None:
-        raise ArtifactIntegrityError(
-            f"{what} has no HMAC: it was registered before artifacts were signed (migration 0004), so nothing "
-            "vouches that its bytes are the ones registered, and unpickling them could run any code; refusing "
-            "to load it. Retrain the model ('ml-batch train') or re-register its pipeline from a skops file "
-            "('ml-batch models register'), then promote the new version"
-        )
-    key = artifact_key()
-    actual_mac = sign(key, model_name, version, artifact)
-    if hmac.compare_digest(actual_mac, signature):
-        return
-    current = key_id(key)
-    if signed_with != current:
-        raise ArtifactIntegrityError(
-            f"{what} was signed with key {signed_with}, but this process has key {current} ({ARTIFACT_KEY_ENV}, "
-            f"or {default_artifact_key_file()} when it is unset); refusing to unpickle it. Give every process "
-            f"that trains, registers or scores the same {ARTIFACT_KEY_ENV}"
-        )
-    raise ArtifactIntegrityError(
-        f"{what}: artifact HMAC-SHA256 is {actual_mac}, expected {signature} as signed at registration; refusing "
-        "to unpickle it (the artifact bytes were replaced after registration and their sha256 updated to "
-        "match: someone with write access to the registry tables changed them)"
-    )
-
-
-def check_feature_schema(spec: Spec, recorded: list[dict[str, str]], what: str) -> None:
-    """Refuse a version whose recorded features differ from the spec's (names, order, types)."""
-    if recorded == spec.feature_schema:
-        return
-    expected = [f"{f['name']}:{f['type']}" for f in spec.feature_schema]
-    got = [f"{f.get('name')}:{f.get('type')}" for f in recorded]
-    missing = [name for name in expected if name not in got]
-    extra = [name for name in got if name not in expected]
-    detail = f"missing {missing}, unexpected {extra}" if missing or extra else "same features in another order"
-    raise FeatureSchemaMismatch(
-        f"model {spec.name!r} {what} expects features {got}, but the spec provides {expected} ({detail})"
-    )
-
-
-def check_pipeline_schema(spec: Spec, pipeline: Any, what: str = "artifact") -> None:
-    """`pipeline` must be a fitted sklearn Pipeline over exactly the spec's feature columns, in order, able
-    to score; `what` names it in errors (e.g. the file it came from)."""
-    needed = "predict_proba" if spec.model.task == "binary" else "predict"
-    if not hasattr(pipeline, needed):
-        raise FeatureSchemaMismatch(
-            f"model {spec.name!r}: {what} is a {type(pipeline).__name__}, not a fitted sklearn Pipeline with "
-            f"{needed}() (a {spec.model.task} model is expected)"
-        )
-    names = getattr(pipeline, "feature_names_in_", None)
-    if names is None:
-        raise FeatureSchemaMismatch(
-            f"model {spec.name!r}: {what} ({type(pipeline).__name__}) is not fitted on a DataFrame with named "
-            f"columns (it has no feature_names_in_); expected a pipeline fitted on columns {spec.feature_names}"
-        )
-    if list(names) != spec.feature_names:
-        raise FeatureSchemaMismatch(
-            f"model {spec.name!r}: {what} was fitted on columns {list(names)}, but the spec's features are "
-            f"{spec.feature_names} (names and order must match)"
-        )
-    from sklearn.exceptions import NotFittedError
-    from sklearn.pipeline import Pipeline
-    from sklearn.utils.validation import check_is_fitted
-
-    if not isinstance(pipeline, Pipeline):
-        raise FeatureSchemaMismatch(
-            f"model {spec.name!r}: {what} is a {type(pipeline).__name__}, not a fitted sklearn Pipeline "
-            "(the preprocessing of the spec's features must be part of it)"
-        )
-    try:
-        check_is_fitted(pipeline)
-    except NotFittedError as exc:
-        raise FeatureSchemaMismatch(f"model {spec.name!r}: {what} is not fitted ({exc})") from exc
+    if pipeline is not None:
+        logger.info("model %s version %d: verified; unpickled earlier in this process", model_name, number)
+        return pipeline
+    pipeline = joblib.load(io.BytesIO(artifact))
+    while len(_LOADED) >= _LOADED_MAX:
+        del _LOADED[next(iter(_LOADED))]
+    _LOADED[key] = pipeline
+    return pipeline
 
 
 # -- internals ---------------------------------------------------------------------------------------------
 def _lock_model(conn: sa.Connection, model_name: str) -> None:
-    # Serialises version numbering and alias moves per model; released at commit/rollback.
-    conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"ml_batch.model:{model_name}"})
+    # Serialises version numbering and alias moves per model of this schema; released at commit/rollback.
+    locks.xact_lock(conn, locks.key("model", model_name, schema=locks.schema_of(conn)))
 
 
 def _resolve(conn: sa.Connection, model_name: str, version: int | str) -> int:
@@ -610,25 +519,14 @@ def _set_alias(conn: sa.Connection, model_name: str, alias: str, version: int, a
     )
 
 
-def _audit(
-    conn: sa.Connection,
-    model_name: str,
-    event: str,
-    alias: str | None,
-    from_version: int | None,
-    to_version: int | None,
-    actor: str,
-    reason: str,
-    details: dict[str, Any],
-) -> None:
+def _audit(conn: sa.Connection, model_name: str, event: str, alias: str | None, from_version: int | None,
+           to_version: int | None, actor: str, reason: str, details: dict[str, Any]) -> None:
+    # Details are JSON-safe by the one rule: a number that is no finite number is stored as null.
     conn.execute(
         model_events.insert().values(
             model_name=model_name, event=event, alias=alias, from_version=from_version,
-            to_version=to_version, actor=actor, reason=reason, details=details,
+            to_version=to_version, actor=actor, reason=reason, details=json_safe(details),
         )
     )
 
 
-def _json_safe(metrics: dict[str, float]) -> dict[str, float | None]:
-    # JSON has no NaN: an undefined metric is stored as null.
-    return {k: (None if v != v else v) for k, v in metrics.items()}

@@ -46,9 +46,11 @@ class TrainingWindow:
 
     @property
     def train_end(self) -> dt.date:
+        """The last training day: the day before the holdout."""
         return self.holdout_start - dt.timedelta(days=1)
 
     def as_dict(self) -> dict[str, str]:
+        """The window as ISO days (what the registry and the audit trail record)."""
         return {
             "as_of": self.as_of.isoformat(),
             "train_start": self.start.isoformat(),
@@ -72,6 +74,7 @@ def training_window(as_of: dt.date, delay_days: int, window_days: int, holdout_d
 
 
 def window_for(spec: Spec, as_of: dt.date) -> TrainingWindow:
+    """The training window of `spec` (its labels' delay, window and holdout days) as of `as_of`."""
     return training_window(as_of, spec.labels.delay_days, spec.training.window_days, spec.training.holdout_days)
 
 

@@ -1,15 +1,21 @@
-"""Daily monitoring after publish: drift, delayed-label performance and shadow scoring.
+"""The daily drift check after publish: day D's scored rows against the scoring version's reference profile.
 
-- **Drift** of day D compares the day's scored rows with the reference profile stored when the scoring
-  version was registered (`ml_batch.drift`). Days larger than `DRIFT_MAX_ROWS` are checked on a
-  deterministic hash sample of the entity keys (the same rows every time), which keeps memory and time
-  bounded and changes effect sizes (PSI, KS D, JS) only in the third decimal. 50,000 rows are enough:
-  the reference keeps 5,000 values per numeric feature, and a two-sample KS statistic's noise scales
-  with sqrt(1/5,000 + 1/n), which is 0.0148 at n = 50,000 and 0.0145 at n = 100,000.
-- **Performance** of day E = D - labels.delay_days: its labels have arrived, so the predictions published
-  for E (and the challenger's shadow predictions) are joined with them and realized metrics recorded.
-- **Shadow scoring**: when a `challenger` alias exists, the day's scored rows are scored again by the
-  challenger into `shadow_predictions` (never into the analysts' table) and compared with the champion.
+Drift of day D compares the day's published rows (`ml_batch.monitoring.published`) with the reference
+profile stored when the scoring version was registered (`ml_batch.monitoring.drift`). Days larger than
+`DRIFT_MAX_ROWS` are checked on a deterministic hash sample of the entity keys (the same rows every time),
+which keeps memory and time bounded and changes effect sizes (PSI, KS D, JS) only in the third decimal.
+50,000 rows are enough: the reference keeps 5,000 values per numeric feature, and a two-sample KS
+statistic's noise scales with sqrt(1/5,000 + 1/n), which is 0.0148 at n = 50,000 and 0.0145 at n = 100,000.
+
+The steps of `check_day_drift`, each returning a value: the day's check (`check_drift`), the window verdict
+over the pooled last `drift.window_days` days, the sustained status (`drift.alert_after`: K of the last M
+days' window verdicts drifted), the day's label-free performance estimate
+(`ml_batch.monitoring.performance`), the HTML report (`ml_batch.monitoring.report`), then one transaction
+that replaces the day's stored results and report, and the dataset-drift alert on sustained drift only.
+The outcome is a typed `DayDrift`, whose `to_xcom()` is the summary the drift task returns.
+
+Delayed-label performance and shadow scoring, once in this module, are `ml_batch.monitoring.performance`
+and `ml_batch.monitoring.shadow`.
 """
 
 from __future__ import annotations
@@ -18,86 +24,177 @@ import datetime as dt
 import logging
 import math
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal, Self
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
+from pydantic import Field, model_validator
 
-from ml_batch.db import arrow
-from ml_batch.db.sources import select_day
-from ml_batch.db.tables import drift_days, drift_results, performance, shadow_comparisons, shadow_predictions
+from ml_batch.db.tables import drift_days, drift_results
+from ml_batch.jsonvalues import json_safe
 from ml_batch.model import registry
-from ml_batch.model.labels import check_one_label_per_row, join_labels
-from ml_batch.model.metrics import HIGHER_IS_BETTER, evaluate, meets_floor
-from ml_batch.model.training import predict_scores
-from ml_batch.monitoring.estimate import ESTIMATED_PREFIX
+from ml_batch.monitoring.drift import DriftResult, check_drift
+from ml_batch.monitoring.performance import Record, estimate_performance
+from ml_batch.monitoring.published import SCORE_COLUMN, VERSION_COLUMN, day_sample, published_rows
+from ml_batch.monitoring.report import render_html, write_report
+from ml_batch.monitoring.rows import DriftRow
 from ml_batch.ops import alerts, reports
 from ml_batch.ops.alerts import Alert
-from ml_batch.run.scoring import key_texts
 from ml_batch.spec import Spec
-
-if TYPE_CHECKING:
-    from ml_batch.monitoring.drift import DriftResult
+from ml_batch.steps import StepResult
 
 logger = logging.getLogger(__name__)
 
 DRIFT_MAX_ROWS = 50_000
-SCORE_COLUMN = "_score"
-VERSION_COLUMN = "_model_version"
+"""Most rows of a day the drift check reads (a deterministic hash sample above that)."""
+
+_SKIPPED_KEYS = ("status", "reason", "dataset_drift", "sustained_drift")
 
 
-# -- reading what was published ----------------------------------------------------------------------------
-def _predictions_table(spec: Spec) -> sa.TableClause:
-    return sa.table(spec.predictions.table_name, sa.column(spec.source.key), sa.column("partition_date"),
-                    sa.column("score"), sa.column("model_version"), schema=spec.predictions.schema_name)
+class DayDrift(StepResult):
+    """The outcome of one day's drift check: what `check_day_drift` returns, and (as `to_xcom()`) the summary
+    the drift task returns, the metrics and the drift Asset read, and the CLI prints.
+
+    A skipped check (nothing published, no reference profile, a dry run) holds `status`, `reason`,
+    `dataset_drift` and `sustained_drift` (both False) only; a checked one every field but `reason`, each
+    given explicitly (None where the value is unknown): a missing one is an error naming it.
+
+    Attributes:
+        status: "checked" or "skipped".
+        reason: Why the check was skipped.
+        model: The model's name.
+        day: The day checked.
+        version: The version that scored the day (the latest, if several did).
+        rows_checked: Rows the check read (a hash sample of at most `DRIFT_MAX_ROWS`).
+        rows_published: Rows published for the day.
+        dataset_drift: The day's own dataset-drift verdict.
+        score_drift: Whether the score distribution drifted.
+        share: Share of drifted features, rounded to 4 decimals.
+        drifted_features: The drifted features, in spec order.
+        threshold_source: "calibrated", "fixed" or "mixed".
+        weighted_share: Importance-weighted share, rounded to 4 decimals (None: no usable importance).
+        share_basis: "count" or "importance": the share `dataset_drift` was decided on.
+        window_drift: The verdict over the pooled last `drift.window_days` days.
+        window_days: `drift.window_days`.
+        sustained_drift: Whether `drift.alert_after` is met (the alert fired and the drift Asset is emitted).
+        drifted_days: The days among the last `alert_after.of` whose window verdict drifted.
+        estimated: The label-free estimates of the scoring version, by metric (`estimated_<metric>`).
+        report: The HTML report's file, when a report folder was given.
+        seconds: Time the check took.
+    """
+
+    status: Literal["checked", "skipped"]
+    reason: str | None = None
+    model: str | None = None
+    day: dt.date | None = None
+    version: int | None = None
+    rows_checked: int | None = None
+    rows_published: int | None = None
+    dataset_drift: bool = False
+    score_drift: bool | None = None
+    share: float | None = None
+    drifted_features: tuple[str, ...] = ()
+    threshold_source: str | None = None
+    weighted_share: float | None = None
+    share_basis: str | None = None
+    window_drift: bool | None = None
+    window_days: int | None = None
+    sustained_drift: bool = False
+    drifted_days: tuple[dt.date, ...] = ()
+    estimated: dict[str, float | None] = Field(default_factory=dict)
+    report: str | None = None
+    seconds: float | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> Self:
+        given = self.model_fields_set
+        if self.status == "skipped":
+            extra = sorted(given - set(_SKIPPED_KEYS))
+            if self.reason is None or extra:
+                raise ValueError(f"a skipped drift check holds a reason and only {list(_SKIPPED_KEYS)}; "
+                                 f"got reason {self.reason!r} and {extra}")
+            return self
+        missing = sorted(set(type(self).model_fields) - given - {"reason"})
+        if missing or self.reason is not None:
+            raise ValueError(f"a checked drift check must give every field but 'reason': missing {missing}, "
+                             f"reason {self.reason!r}")
+        return self
+
+    @classmethod
+    def skipped(cls, reason: str) -> DayDrift:
+        """A check that did not run, and why."""
+        return cls(status="skipped", reason=reason, dataset_drift=False, sustained_drift=False)
+
+    def to_xcom(self) -> dict[str, Any]:
+        """The summary as plain JSON: a skipped check's four keys, or a checked one's every key but `reason`."""
+        if self.status == "skipped":
+            return self.model_dump(mode="json", include=set(_SKIPPED_KEYS))
+        return self.model_dump(mode="json", exclude={"reason"})
 
 
-def published_rows(engine: sa.Engine, spec: Spec, day: dt.date) -> int:
-    preds = _predictions_table(spec)
-    with engine.connect() as conn:
-        return int(conn.execute(
-            sa.select(sa.func.count()).select_from(preds).where(preds.c.partition_date == day)
-        ).scalar_one())
+@dataclass(frozen=True)
+class WindowVerdict:
+    """The drift verdict of the pooled last `drift.window_days` days (the day's own with a window of 1)."""
+
+    days: int
+    first_day: dt.date
+    days_with_rows: int
+    rows: int
+    share: float
+    weighted_share: float | None
+    share_basis: str
+    dataset_drift: bool
+    drifted_features: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        """How the report and the alert name the window."""
+        return "the day" if self.days == 1 else f"the last {self.days} days pooled"
+
+    def as_detail(self) -> dict[str, Any]:
+        """The verdict as stored in `drift_days.detail["window"]` and shown in the report."""
+        return {"days": self.days, "first_day": self.first_day.isoformat(), "days_with_rows": self.days_with_rows,
+                "rows": self.rows, "share": self.share, "weighted_share": self.weighted_share,
+                "share_basis": self.share_basis, "dataset_drift": self.dataset_drift,
+                "drifted_features": list(self.drifted_features), "label": self.label}
 
 
-def scored_day_sql(spec: Spec, day: dt.date, shard: int = 0, shards: int = 1) -> str:
-    """Features of the day's *scored* rows with their published score and version, as plain SQL."""
-    src = select_day(spec, day, shard, shards).subquery("day")
-    preds = _predictions_table(spec).alias("p")
-    stmt = sa.select(
-        *[src.c[name] for name in (spec.source.key, *spec.feature_names)],
-        preds.c.score.label(SCORE_COLUMN), preds.c.model_version.label(VERSION_COLUMN),
-    ).select_from(src.join(preds, sa.and_(
-        preds.c[spec.source.key] == src.c[spec.source.key],
-        preds.c.partition_date == sa.literal_column(f"DATE '{day.isoformat()}'"),
-    )))
-    return str(stmt.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
+@dataclass(frozen=True)
+class Sustained:
+    """Whether `drift.alert_after` is met: `days` of the last `of` days (today included) drifted."""
+
+    days: int
+    of: int
+    drifted_days: tuple[dt.date, ...]
+
+    @property
+    def sustained_drift(self) -> bool:
+        """At least `days` of the last `of` days drifted over their window."""
+        return len(self.drifted_days) >= self.days
+
+    def as_detail(self) -> dict[str, Any]:
+        """The status as stored in `drift_days.detail["sustained"]` and shown in the report."""
+        return {"days": self.days, "of": self.of, "drifted_days": [d.isoformat() for d in self.drifted_days],
+                "sustained_drift": self.sustained_drift}
 
 
-def _read(engine: sa.Engine, sql: str) -> pd.DataFrame:
-    url = engine.url.render_as_string(hide_password=False)
-    with arrow.connect(url) as conn:
-        batches = list(arrow.stream(conn, sql))
-    if not batches:
-        return pd.DataFrame()
-    return pa.Table.from_batches(batches).to_pandas()
+@dataclass(frozen=True)
+class DayCheck:
+    """What a day's check found: the day's result, its window verdict and the sustained status."""
 
-
-# -- drift ---------------------------------------------------------------------------------------------------
-def _day_sample(engine: sa.Engine, spec: Spec, day: dt.date, max_rows: int) -> pd.DataFrame:
-    """The day's scored rows, or a deterministic hash sample of about `max_rows` of them (empty: none)."""
-    n = published_rows(engine, spec, day)
-    if n == 0:
-        return pd.DataFrame()
-    return _read(engine, scored_day_sql(spec, day, 0, max(1, math.ceil(n / max_rows))))
+    version: int
+    rows: int
+    result: DriftResult
+    window: WindowVerdict
+    sustained: Sustained
 
 
 def check_day_drift(engine: sa.Engine, spec: Spec, day: dt.date, *, run_id: str,
-                    report_dir: Path | None = None, dag_id: str | None = None) -> dict[str, Any]:
+                    report_dir: Path | None = None, dag_id: str | None = None) -> DayDrift:
     """Drift of day D's scored rows against the scoring version's reference; results replace the day's.
 
     The day's own statistics and verdict are stored as they are (`drift_results`, `drift_days`). With
@@ -107,122 +204,54 @@ def check_day_drift(engine: sa.Engine, spec: Spec, day: dt.date, *, run_id: str,
     Binary models also get the day's label-free performance estimate (`estimate_performance`), shown in
     the report and the summary.
     """
-    from ml_batch.monitoring.drift import check_drift
-    from ml_batch.monitoring.report import render_html, write_report
-
     started = time.perf_counter()
-    n = published_rows(engine, spec, day)
-    if n == 0:
-        return {"status": "skipped", "reason": f"nothing published for {day}", "dataset_drift": False,
-                "sustained_drift": False}
-    frame = _day_sample(engine, spec, day, DRIFT_MAX_ROWS)
-    versions = sorted(frame[VERSION_COLUMN].unique().tolist())
-    version = int(versions[-1])
+    published = published_rows(engine, spec, day)
+    if published == 0:
+        return DayDrift.skipped(f"nothing published for {day}")
+    frame = day_sample(engine, spec, day, DRIFT_MAX_ROWS)
+    version = int(sorted(frame[VERSION_COLUMN].unique().tolist())[-1])
     profile = registry.reference_profile(engine, spec.name, version)
     if profile is None:
         logger.warning("%s version %d has no reference profile: drift of %s not checked", spec.name, version, day)
-        return {"status": "skipped", "reason": f"version {version} has no reference profile",
-                "dataset_drift": False, "sustained_drift": False}
-    result = check_drift(spec, profile, frame, frame[SCORE_COLUMN].to_numpy(dtype=np.float64))
-    window = _window_verdict(engine, spec, day, profile, frame, result)
-    sustained = _sustained(engine, spec, day, bool(window["dataset_drift"]))
-    detail = {"threshold_source": result.threshold_source, "weighted_share": result.weighted_share,
-              "share_basis": result.share_basis, "window": window, "sustained": sustained}
+        return DayDrift.skipped(f"version {version} has no reference profile")
+    check = _check(engine, spec, day, version, profile, frame)
     estimates = estimate_performance(engine, spec, day, run_id=run_id, dag_id=dag_id)
     # The report is stored with the day's results (the UI plugin reads the database, not a worker's disk);
     # the file is written too when a folder is configured.
-    html = render_html(spec.name, version, day, result, profile, window=window, sustained=sustained,
-                       estimates=estimates)
+    html = render_html(spec.name, version, day, check.result, profile, window=check.window.as_detail(),
+                       sustained=check.sustained.as_detail(), estimates=estimates)
     report_path = write_report(html, report_dir, spec.name, day) if report_dir is not None else None
-    with engine.begin() as conn:
-        reports.delete_day(conn, model=spec.name, day=day, kind=reports.DRIFT_REPORT)
-        reports.store(conn, model=spec.name, day=day, kind=reports.DRIFT_REPORT, run_id=run_id, content=html)
-        conn.execute(drift_results.delete().where(drift_results.c.model_name == spec.name,
-                                                  drift_results.c.partition_date == day))
-        conn.execute(drift_results.insert(), [
-            {"model_name": spec.name, "partition_date": day, "feature": row.feature, "test": row.test,
-             "model_version": version, "run_id": run_id, "value": _finite(row.value), "threshold": row.threshold,
-             "p_value": _finite(row.p_value), "drifted": row.drifted, "detail": _json_safe(row.detail)}
-            for row in result.rows
-        ])
-        conn.execute(drift_days.delete().where(drift_days.c.model_name == spec.name,
-                                               drift_days.c.partition_date == day))
-        conn.execute(drift_days.insert().values(
-            model_name=spec.name, partition_date=day, model_version=version, run_id=run_id,
-            rows_checked=len(frame), features=result.n_features, drifted_features=result.drifted_features,
-            share=result.share, dataset_drift=result.dataset_drift, score_drift=result.score_drift,
-            report_path=str(report_path) if report_path else None, detail=_json_safe(detail),
-        ))
-    summary = {
-        "status": "checked", "model": spec.name, "day": day.isoformat(), "version": version,
-        "rows_checked": len(frame), "rows_published": n, "dataset_drift": result.dataset_drift,
-        "score_drift": result.score_drift, "share": round(result.share, 4),
-        "drifted_features": result.drifted_features, "threshold_source": result.threshold_source,
-        "weighted_share": None if result.weighted_share is None else round(result.weighted_share, 4),
-        "share_basis": result.share_basis,
-        "window_drift": window["dataset_drift"], "window_days": window["days"],
-        "sustained_drift": sustained["sustained_drift"], "drifted_days": sustained["drifted_days"],
-        "estimated": {r["metric"]: r["value"] for r in estimates if r["model_version"] == version},
-        "report": str(report_path) if report_path else None, "seconds": round(time.perf_counter() - started, 3),
-    }
-    if sustained["sustained_drift"]:
-        alert_after = spec.drift.alert_after
-        alerts.record(engine, Alert(
-            kind="dataset_drift", severity="warning", model_name=spec.name, partition_date=day, dag_id=dag_id,
-            run_id=run_id, details=summary,
-            message=(f"sustained dataset drift on {day}: {len(sustained['drifted_days'])} of the last "
-                     f"{alert_after.of} days drifted (alert_after {alert_after.days} of {alert_after.of}); "
-                     f"{window['label']}: {len(window['drifted_features'])} of {result.n_features} features "
-                     f"drifted: {', '.join(window['drifted_features'])}"),
-        ))
+    _store(engine, spec, day, check, run_id=run_id, html=html, report_path=report_path)
+    summary = _summary(spec, day, check, published=published, estimates=estimates, report_path=report_path,
+                       seconds=time.perf_counter() - started)
+    if summary.sustained_drift:
+        alerts.record(engine, _sustained_alert(spec, day, check, summary, run_id=run_id, dag_id=dag_id))
     return summary
 
 
-def _window_verdict(engine: sa.Engine, spec: Spec, day: dt.date, profile: dict[str, Any], frame: pd.DataFrame,
-                    result: DriftResult) -> dict[str, Any]:
+def window_verdict(engine: sa.Engine, spec: Spec, day: dt.date, profile: dict[str, Any], frame: pd.DataFrame,
+                   result: DriftResult) -> WindowVerdict:
     """The drift verdict of the pooled last `drift.window_days` days (the day's own with a window of 1).
 
     Each earlier day contributes a deterministic hash sample of at most DRIFT_MAX_ROWS / N rows, so the
     pooled window stays bounded; all of it is checked against the day's scoring version's reference.
     """
-    from ml_batch.monitoring.drift import check_drift
-
     n_days = spec.drift.window_days
     first = day - dt.timedelta(days=n_days - 1)
+    days_with_rows = 1
     if n_days > 1:
-        per_day = max(1, DRIFT_MAX_ROWS // n_days)
-        frames = [_day_sample(engine, spec, first + dt.timedelta(days=i), per_day) for i in range(n_days - 1)]
-        frames = [f for f in frames if not f.empty]
-        today = frame if len(frame) <= per_day else frame.iloc[::math.ceil(len(frame) / per_day)]
-        pooled = pd.concat([*frames, today], ignore_index=True)
+        pooled, days_with_rows = _pooled_window(engine, spec, first, n_days, frame)
         result = check_drift(spec, profile, pooled, pooled[SCORE_COLUMN].to_numpy(dtype=np.float64))
-        days_checked = len(frames) + 1
-    else:
-        days_checked = 1
-    return {"days": n_days, "first_day": first.isoformat(), "days_with_rows": days_checked,
-            "rows": result.n_rows, "share": result.share, "weighted_share": result.weighted_share,
-            "share_basis": result.share_basis, "dataset_drift": result.dataset_drift,
-            "drifted_features": result.drifted_features,
-            "label": "the day" if n_days == 1 else f"the last {n_days} days pooled"}
+    return WindowVerdict(days=n_days, first_day=first, days_with_rows=days_with_rows, rows=result.n_rows,
+                         share=result.share, weighted_share=result.weighted_share, share_basis=result.share_basis,
+                         dataset_drift=result.dataset_drift, drifted_features=tuple(result.drifted_features))
 
 
-def _sustained(engine: sa.Engine, spec: Spec, day: dt.date, drifted_today: bool) -> dict[str, Any]:
-    """Whether `drift.alert_after` is met: K of the last M days (today included) drifted over their window.
-
-    A day that was not checked counts as not drifted; a day checked before windows existed counts with its
-    own verdict.
-    """
+def sustained_status(spec: Spec, day: dt.date, earlier_drifted: Sequence[dt.date], drifted_today: bool) -> Sustained:
+    """The `drift.alert_after` status of `day` from the earlier days that drifted and today's verdict (pure)."""
     rule = spec.drift.alert_after
-    earliest = day - dt.timedelta(days=rule.of - 1)
-    with engine.connect() as conn:
-        earlier = conn.execute(sa.select(drift_days.c.partition_date, drift_days.c.dataset_drift, drift_days.c.detail)
-                               .where(drift_days.c.model_name == spec.name, drift_days.c.partition_date >= earliest,
-                                      drift_days.c.partition_date < day)).all()
-    drifted = sorted(d.isoformat() for d, own, detail in earlier
-                     if (detail or {}).get("window", {}).get("dataset_drift", own))
-    if drifted_today:
-        drifted.append(day.isoformat())
-    return {"days": rule.days, "of": rule.of, "drifted_days": drifted, "sustained_drift": len(drifted) >= rule.days}
+    drifted = sorted(earlier_drifted) + ([day] if drifted_today else [])
+    return Sustained(days=rule.days, of=rule.of, drifted_days=tuple(drifted))
 
 
 def drift_table(engine: sa.Engine, model: str, day: dt.date) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
@@ -237,291 +266,109 @@ def drift_table(engine: sa.Engine, model: str, day: dt.date) -> tuple[dict[str, 
     return (dict(head) if head else None), [dict(r) for r in rows]
 
 
-# -- delayed-label performance -----------------------------------------------------------------------------
-def labelled_day(spec: Spec, as_of: dt.date) -> dt.date:
-    """The event day whose labels are complete at the end of `as_of`."""
-    return as_of - dt.timedelta(days=spec.labels.delay_days)
+def drift_result_records(model: str, day: dt.date, version: int, run_id: str,
+                         rows: Sequence[DriftRow]) -> list[dict[str, Any]]:
+    """The `drift_results` rows of a day's statistics (pure): plain JSON values (`ml_batch.jsonvalues`), NaN
+    and infinity as null."""
+    return [
+        {"model_name": model, "partition_date": day, "feature": row.feature, "test": row.test,
+         "model_version": version, "run_id": run_id, "value": json_safe(row.value),
+         "threshold": json_safe(row.threshold), "p_value": json_safe(row.p_value), "drifted": json_safe(row.drifted),
+         "detail": json_safe(row.detail)}
+        for row in rows
+    ]
 
 
-def realized_performance(engine: sa.Engine, spec: Spec, as_of: dt.date, *, run_id: str | None = None,
-                         dag_id: str | None = None) -> list[dict[str, Any]]:
-    """Realized metrics of day E = as_of - delay_days, per version that scored it (published and shadow).
+def drift_day_record(model: str, day: dt.date, check: DayCheck, *, run_id: str,
+                     report_path: Path | None) -> dict[str, Any]:
+    """The `drift_days` row of a day's verdict (pure)."""
+    result = check.result
+    detail = {"threshold_source": result.threshold_source, "weighted_share": result.weighted_share,
+              "share_basis": result.share_basis, "window": check.window.as_detail(),
+              "sustained": check.sustained.as_detail()}
+    return {"model_name": model, "partition_date": day, "model_version": check.version, "run_id": run_id,
+            "rows_checked": check.rows, "features": result.n_features,
+            "drifted_features": json_safe(result.drifted_features), "share": json_safe(result.share),
+            "dataset_drift": result.dataset_drift, "score_drift": result.score_drift,
+            "report_path": str(report_path) if report_path else None, "detail": json_safe(detail)}
 
-    A realized metric on the wrong side of `training.min_score` raises a `performance_floor` alert.
-    """
-    from ml_batch.model.training import labels_of
 
-    day = labelled_day(spec, as_of)
-    preds = _predictions_table(spec)
-    published = sa.select(preds.c[spec.source.key].label("k"), preds.c.partition_date.label("day"), preds.c.score,
-                          preds.c.model_version, sa.literal("published").label("kind")).where(
-        preds.c.partition_date == day)
-    shadow = sa.select(shadow_predictions.c.entity_key.label("k"), shadow_predictions.c.partition_date.label("day"),
-                       shadow_predictions.c.score, shadow_predictions.c.model_version,
-                       sa.literal("shadow").label("kind")).where(
-        shadow_predictions.c.model_name == spec.name, shadow_predictions.c.partition_date == day)
-    frames = []
-    with engine.connect() as conn:
-        for scored, text_keys in ((published.subquery("scored"), False), (shadow.subquery("scored"), True)):
-            what = f"realized performance of {day} ({'shadow' if text_keys else 'published'} predictions)"
-            check_one_label_per_row(conn, spec, scored, key="k", day="day", as_of=as_of, what=what,
-                                    text_keys=text_keys)
-            frames.append(pd.read_sql(join_labels(spec, scored, key="k", day="day", as_of=as_of,
-                                                  text_keys=text_keys), conn))
+def _check(engine: sa.Engine, spec: Spec, day: dt.date, version: int, profile: dict[str, Any],
+           frame: pd.DataFrame) -> DayCheck:
+    """The day's check, its window verdict and the sustained status."""
+    result = check_drift(spec, profile, frame, frame[SCORE_COLUMN].to_numpy(dtype=np.float64))
+    window = window_verdict(engine, spec, day, profile, frame, result)
+    earlier = _earlier_drifted_days(engine, spec, day)
+    return DayCheck(version, len(frame), result, window, sustained_status(spec, day, earlier, window.dataset_drift))
+
+
+def _pooled_window(engine: sa.Engine, spec: Spec, first: dt.date, n_days: int,
+                   frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """The last `n_days` days' rows pooled (each earlier day a hash sample, today every k-th row), and how
+    many of the days had rows."""
+    per_day = max(1, DRIFT_MAX_ROWS // n_days)
+    frames = [day_sample(engine, spec, first + dt.timedelta(days=i), per_day) for i in range(n_days - 1)]
     frames = [f for f in frames if not f.empty]
-    if not frames:
-        logger.info("%s: no labelled predictions for %s yet", spec.name, day)
-        return []
-    data = pd.concat(frames, ignore_index=True)
-    records: list[dict[str, Any]] = []
-    for (version, kind), group in data.groupby(["model_version", "kind"]):
-        y = labels_of(group, spec)
-        scores = group["score"].to_numpy(dtype=np.float64)
-        metrics = evaluate(spec.model.task, y, scores)
-        detail: dict[str, Any] = {"kind": kind}
-        if spec.model.task == "binary":
-            detail["calibration"] = calibration_by_decile(y, scores)
-            metrics["calibration_error"] = float(np.average(
-                [abs(b["mean_score"] - b["positive_rate"]) for b in detail["calibration"]],
-                weights=[b["n"] for b in detail["calibration"]]))
-        for metric, value in metrics.items():
-            if metric == "n":
-                continue
-            records.append({"model_name": spec.name, "model_version": int(version), "partition_date": day,
-                            "metric": metric, "value": _finite(value), "n": len(group), "detail": detail})
-    with engine.begin() as conn:
-        conn.execute(performance.delete().where(performance.c.model_name == spec.name,
-                                                performance.c.partition_date == day,
-                                                performance.c.metric.not_like(f"{ESTIMATED_PREFIX}%")))
-        _record_estimation_error(conn, spec, day, records)
-        conn.execute(performance.insert(), records)
-        _update_shadow_metrics(conn, spec, day, records)
-    _alert_on_floor(engine, spec, day, records, run_id=run_id, dag_id=dag_id)
-    return records
+    today = frame if len(frame) <= per_day else frame.iloc[::math.ceil(len(frame) / per_day)]
+    return pd.concat([*frames, today], ignore_index=True), len(frames) + 1
 
 
-def estimate_performance(engine: sa.Engine, spec: Spec, day: dt.date, *, run_id: str | None = None,
-                         dag_id: str | None = None) -> list[dict[str, Any]]:
-    """Label-free estimates of day D's published predictions (binary models; `ml_batch.estimate`).
+def _earlier_drifted_days(engine: sa.Engine, spec: Spec, day: dt.date) -> list[dt.date]:
+    """The days before `day` within `drift.alert_after.of` whose window verdict drifted.
 
-    Stored in `performance` as metrics `estimated_roc_auc` and `estimated_accuracy` (detail kind
-    "estimated", with the confusion matrix and the assumption), per version that scored the day, using that
-    version's calibration map. An estimated `training.metric` on the wrong side of `training.min_score`
-    raises a `performance_estimate` alert, long before the labels can. Nothing for regression models or
-    versions without a calibration map.
+    A day that was not checked counts as not drifted; a day checked before windows existed counts with its
+    own verdict.
     """
-    from ml_batch.monitoring.estimate import ASSUMPTION, ESTIMATED_METRICS, calibrate, estimate_binary
-
-    if spec.model.task != "binary":
-        return []
-    preds = _predictions_table(spec)
+    earliest = day - dt.timedelta(days=spec.drift.alert_after.of - 1)
     with engine.connect() as conn:
-        scored = pd.read_sql(sa.select(preds.c.model_version, preds.c.score).where(preds.c.partition_date == day),
-                             conn)
-    records: list[dict[str, Any]] = []
-    for version, group in scored.groupby("model_version"):
-        profile = registry.reference_profile(engine, spec.name, int(version)) or {}
-        calibration = profile.get("score_calibration")
-        if calibration is None:
-            logger.info("%s version %s has no score calibration map: no estimate for %s", spec.name, version, day)
-            continue
-        scores = group["score"].to_numpy(dtype=np.float64)
-        estimate = estimate_binary(scores, calibrate(calibration, scores), spec.predictions.threshold)
-        detail = {"kind": "estimated", "assumption": ASSUMPTION, "threshold": spec.predictions.threshold,
-                  "confusion": estimate["confusion"], "expected_positive_rate": estimate["expected_positive_rate"],
-                  "run_id": run_id}
-        records += [{"model_name": spec.name, "model_version": int(version), "partition_date": day,
-                     "metric": f"{ESTIMATED_PREFIX}{metric}", "value": _finite(estimate[metric]),
-                     "n": estimate["n"], "detail": _json_safe(detail)} for metric in ESTIMATED_METRICS]
+        earlier = conn.execute(sa.select(drift_days.c.partition_date, drift_days.c.dataset_drift, drift_days.c.detail)
+                               .where(drift_days.c.model_name == spec.name, drift_days.c.partition_date >= earliest,
+                                      drift_days.c.partition_date < day)).all()
+    return [d for d, own, detail in earlier if (detail or {}).get("window", {}).get("dataset_drift", own)]
+
+
+def _store(engine: sa.Engine, spec: Spec, day: dt.date, check: DayCheck, *, run_id: str, html: str,
+           report_path: Path | None) -> None:
+    """Replace the day's report, statistics and verdict, in one transaction."""
     with engine.begin() as conn:
-        conn.execute(performance.delete().where(performance.c.model_name == spec.name,
-                                                performance.c.partition_date == day,
-                                                performance.c.metric.like(f"{ESTIMATED_PREFIX}%")))
-        if records:
-            conn.execute(performance.insert(), records)
-    _alert_on_estimate(engine, spec, day, records, run_id=run_id, dag_id=dag_id)
-    return records
+        reports.delete_day(conn, model=spec.name, day=day, kind=reports.DRIFT_REPORT)
+        reports.store(conn, model=spec.name, day=day, kind=reports.DRIFT_REPORT, run_id=run_id, content=html)
+        conn.execute(drift_results.delete().where(drift_results.c.model_name == spec.name,
+                                                  drift_results.c.partition_date == day))
+        conn.execute(drift_results.insert(),
+                     drift_result_records(spec.name, day, check.version, run_id, check.result.rows))
+        conn.execute(drift_days.delete().where(drift_days.c.model_name == spec.name,
+                                               drift_days.c.partition_date == day))
+        conn.execute(drift_days.insert().values(**drift_day_record(spec.name, day, check, run_id=run_id,
+                                                                   report_path=report_path)))
 
 
-def _record_estimation_error(conn: sa.Connection, spec: Spec, day: dt.date, records: list[dict[str, Any]]) -> None:
-    """Put the realized value and the error (estimated - realized) next to each estimate of the day, and the
-    estimate into the realized record's detail."""
-    estimates = conn.execute(sa.select(performance).where(
-        performance.c.model_name == spec.name, performance.c.partition_date == day,
-        performance.c.metric.like(f"{ESTIMATED_PREFIX}%"))).mappings().all()
-    realized = {(r["model_version"], r["metric"]): r for r in records if r["detail"].get("kind") == "published"}
-    for estimate in estimates:
-        record = realized.get((estimate["model_version"], estimate["metric"].removeprefix(ESTIMATED_PREFIX)))
-        if record is None or record["value"] is None or estimate["value"] is None:
-            continue
-        error = estimate["value"] - record["value"]
-        conn.execute(performance.update().where(
-            performance.c.model_name == spec.name, performance.c.partition_date == day,
-            performance.c.model_version == estimate["model_version"], performance.c.metric == estimate["metric"],
-        ).values(detail={**estimate["detail"], "realized": record["value"], "error": error}))
-        record["detail"] = {**record["detail"], "estimated": estimate["value"], "estimation_error": error}
+def _summary(spec: Spec, day: dt.date, check: DayCheck, *, published: int, estimates: Sequence[Record],
+             report_path: Path | None, seconds: float) -> DayDrift:
+    result = check.result
+    return DayDrift(
+        status="checked", model=spec.name, day=day, version=check.version, rows_checked=check.rows,
+        rows_published=published, dataset_drift=result.dataset_drift, score_drift=result.score_drift,
+        share=round(result.share, 4), drifted_features=tuple(result.drifted_features),
+        threshold_source=result.threshold_source,
+        weighted_share=None if result.weighted_share is None else round(result.weighted_share, 4),
+        share_basis=result.share_basis, window_drift=check.window.dataset_drift, window_days=check.window.days,
+        sustained_drift=check.sustained.sustained_drift, drifted_days=check.sustained.drifted_days,
+        estimated={r["metric"]: r["value"] for r in estimates if r["model_version"] == check.version},
+        report=str(report_path) if report_path else None, seconds=round(seconds, 3),
+    )
 
 
-ESTIMATE_ALERT = "performance_estimate"
-
-
-def _alert_on_estimate(engine: sa.Engine, spec: Spec, day: dt.date, records: list[dict[str, Any]], *,
-                       run_id: str | None, dag_id: str | None) -> None:
-    floor = spec.training.min_score
-    metric = f"{ESTIMATED_PREFIX}{spec.training.metric}"
-    for r in records:
-        if floor is None or r["metric"] != metric or r["value"] is None:
-            continue
-        if meets_floor(spec.training.metric, r["value"], floor):
-            continue
-        message = (f"estimated {spec.training.metric} {r['value']:.4f} of version {r['model_version']} on {day} "
-                   f"({r['n']} rows, no labels yet; assumes no concept drift) is below the floor {floor}")
-        if ESTIMATE_ALERT not in alerts.KINDS:
-            # ml_batch.alerts does not list the kind yet (its owner adds it): say so loudly, never fail the day.
-            logger.warning("%s: alert kind %r is not in ml_batch.alerts.KINDS, not recorded: %s", spec.name,
-                           ESTIMATE_ALERT, message)
-            continue
-        alerts.record(engine, Alert(
-            kind=ESTIMATE_ALERT, severity="warning", model_name=spec.name, partition_date=day, dag_id=dag_id,
-            run_id=run_id, details={k: v for k, v in r.items() if k != "detail"}, message=message,
-        ))
-
-
-def calibration_by_decile(y: np.ndarray, scores: np.ndarray) -> list[dict[str, float]]:
-    """Mean score vs observed positive rate per score decile (pure)."""
-    order = np.argsort(scores, kind="stable")
-    bins = np.array_split(order, 10)
-    return [{"decile": i + 1, "n": len(b), "mean_score": float(scores[b].mean()),
-             "positive_rate": float(y[b].mean())} for i, b in enumerate(bins) if len(b)]
-
-
-def _update_shadow_metrics(conn: sa.Connection, spec: Spec, day: dt.date, records: list[dict[str, Any]]) -> None:
-    metric = spec.training.metric
-    values = {(r["model_version"], r["detail"]["kind"]): (r["value"], r["n"]) for r in records if r["metric"] == metric}
-    rows = conn.execute(sa.select(shadow_comparisons).where(
-        shadow_comparisons.c.model_name == spec.name, shadow_comparisons.c.partition_date == day)).mappings().all()
-    for row in rows:
-        champion = values.get((row["champion_version"], "published"))
-        challenger = values.get((row["challenger_version"], "shadow"))
-        conn.execute(shadow_comparisons.update().where(
-            shadow_comparisons.c.model_name == spec.name, shadow_comparisons.c.partition_date == day,
-            shadow_comparisons.c.challenger_version == row["challenger_version"],
-        ).values(metric=metric, champion_metric=champion[0] if champion else None,
-                 challenger_metric=challenger[0] if challenger else None,
-                 labelled_n=challenger[1] if challenger else None))
-
-
-def _alert_on_floor(engine: sa.Engine, spec: Spec, day: dt.date, records: list[dict[str, Any]], *,
-                    run_id: str | None, dag_id: str | None) -> None:
-    floor = spec.training.min_score
-    metric = spec.training.metric
-    if floor is None:
-        return
-    for r in records:
-        if r["metric"] != metric or r["detail"]["kind"] != "published" or r["value"] is None:
-            continue
-        below = r["value"] < floor if HIGHER_IS_BETTER[metric] else r["value"] > floor
-        if below:
-            alerts.record(engine, Alert(
-                kind="performance_floor", severity="critical", model_name=spec.name, partition_date=day,
-                dag_id=dag_id, run_id=run_id, details={k: v for k, v in r.items() if k != "detail"},
-                message=(f"realized {metric} {r['value']:.4f} of version {r['model_version']} on {day} "
-                         f"({r['n']} labelled rows) is below the floor {floor}"),
-            ))
-
-
-def performance_table(engine: sa.Engine, model: str, limit: int = 200) -> list[dict[str, Any]]:
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(performance).where(performance.c.model_name == model)
-            .order_by(performance.c.partition_date.desc(), performance.c.model_version, performance.c.metric)
-            .limit(limit)
-        ).mappings().all()
-    return [dict(r) for r in rows]
-
-
-# -- shadow scoring ----------------------------------------------------------------------------------------
-def shadow_score(engine: sa.Engine, spec: Spec, day: dt.date, *, run_id: str) -> dict[str, Any] | None:
-    """Score the day's published rows with the challenger into `shadow_predictions` and compare."""
-    challenger_version = registry.aliases(engine, spec.name).get(registry.CHALLENGER)
-    if challenger_version is None:
-        return None
-    challenger = registry.load(engine, spec, challenger_version)
-    url = engine.url.render_as_string(hide_password=False)
-    n = agree = 0
-    sums = np.zeros(5)  # Σx, Σy, Σxx, Σyy, Σxy for the Pearson correlation, streamed
-    champion_version: int | None = None
-    with engine.begin() as conn:
-        conn.execute(shadow_predictions.delete().where(
-            shadow_predictions.c.model_name == spec.name, shadow_predictions.c.partition_date == day,
-            shadow_predictions.c.model_version == challenger_version))
-    with arrow.connect(url) as reader, arrow.connect(url) as writer:
-        for batch in arrow.stream(reader, scored_day_sql(spec, day)):
-            frame = batch.to_pandas()
-            if frame.empty:
-                continue
-            champion_version = int(frame[VERSION_COLUMN].iloc[0])
-            x = frame[SCORE_COLUMN].to_numpy(dtype=np.float64)
-            y = predict_scores(challenger.pipeline, frame, spec)
-            threshold = spec.predictions.threshold
-            labels = (y >= threshold).astype(np.int16) if spec.model.task == "binary" else None
-            if spec.model.task == "binary":
-                agree += int(((x >= threshold) == (y >= threshold)).sum())
-            n += len(y)
-            sums += [x.sum(), y.sum(), (x * x).sum(), (y * y).sum(), (x * y).sum()]
-            arrow.append(writer, f"{_schema_of(engine)}.shadow_predictions", pa.table({
-                "model_name": pa.repeat(pa.scalar(spec.name), len(y)),
-                "partition_date": pa.repeat(pa.scalar(day, pa.date32()), len(y)),
-                "model_version": pa.repeat(pa.scalar(challenger_version, pa.int32()), len(y)),
-                # The one key-to-text rule (uuid keys arrive from ADBC as 16 bytes): labels join on this text.
-                "entity_key": pa.array(key_texts(batch.column(spec.source.key)), pa.string()),
-                "score": pa.array(y, pa.float64()),
-                "predicted_label": pa.array(labels, pa.int16()) if labels is not None else pa.nulls(len(y), pa.int16()),
-                "run_id": pa.repeat(pa.scalar(run_id), len(y)),
-                "scored_at": pa.repeat(pa.scalar(dt.datetime.now(dt.UTC), pa.timestamp("us", tz="UTC")), len(y)),
-            }))
-            writer.commit()
-    if n == 0 or champion_version is None:
-        return None
-    correlation = _pearson(n, sums)
-    comparison = {"model_name": spec.name, "partition_date": day, "challenger_version": challenger_version,
-                  "champion_version": champion_version, "n": n,
-                  "agreement": agree / n if spec.model.task == "binary" else None, "score_correlation": correlation}
-    with engine.begin() as conn:
-        conn.execute(shadow_comparisons.delete().where(
-            shadow_comparisons.c.model_name == spec.name, shadow_comparisons.c.partition_date == day,
-            shadow_comparisons.c.challenger_version == challenger_version))
-        conn.execute(shadow_comparisons.insert().values(**comparison))
-    logger.info("%s %s shadow: challenger %d vs champion %d on %d rows, agreement %s, correlation %s", spec.name,
-                day, challenger_version, champion_version, n, comparison["agreement"], correlation)
-    return {**comparison, "partition_date": day.isoformat()}
-
-
-def _schema_of(engine: sa.Engine) -> str:
-    translate = engine.get_execution_options().get("schema_translate_map") or {}
-    return str(translate.get(shadow_predictions.schema, shadow_predictions.schema))
-
-
-def _pearson(n: int, sums: np.ndarray) -> float | None:
-    sx, sy, sxx, syy, sxy = sums
-    cov = sxy - sx * sy / n
-    var_x, var_y = sxx - sx * sx / n, syy - sy * sy / n
-    if var_x <= 0 or var_y <= 0:
-        return None
-    return float(cov / math.sqrt(var_x * var_y))
-
-
-def _finite(value: float | None) -> float | None:
-    return None if value is None or not math.isfinite(value) else float(value)
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, float | np.floating):
-        return _finite(float(value))
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
+def _sustained_alert(spec: Spec, day: dt.date, check: DayCheck, summary: DayDrift, *, run_id: str,
+                     dag_id: str | None) -> Alert:
+    """The dataset-drift alert of a day with sustained drift; its details are the day's summary."""
+    rule = spec.drift.alert_after
+    window = check.window
+    return Alert(
+        kind="dataset_drift", severity="warning", model_name=spec.name, partition_date=day, dag_id=dag_id,
+        run_id=run_id, details=summary.to_xcom(),
+        message=(f"sustained dataset drift on {day}: {len(check.sustained.drifted_days)} of the last "
+                 f"{rule.of} days drifted (alert_after {rule.days} of {rule.of}); "
+                 f"{window.label}: {len(window.drifted_features)} of {check.result.n_features} features "
+                 f"drifted: {', '.join(window.drifted_features)}"),
+    )

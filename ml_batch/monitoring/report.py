@@ -10,15 +10,16 @@ the same bytes, so a re-run task rewrites an identical file.
 from __future__ import annotations
 
 import datetime
-import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from html import escape
 from pathlib import Path
 from typing import Any
 
-from ml_batch.monitoring.drift import MISSING, OTHER, SCORE, UNSEEN, DriftResult, DriftRow
+from ml_batch.files import write_atomic
+from ml_batch.monitoring.drift import DriftResult
+from ml_batch.monitoring.inputs import MISSING, OTHER, SCORE, UNSEEN
+from ml_batch.monitoring.rows import DriftRow
 
 # A model name becomes a folder name: no separators, no leading dot (spec names are stricter still).
 _SAFE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
@@ -67,8 +68,9 @@ def render_html(
         day: The day of the batch.
         result: The drift check's result.
         profile: The version's reference profile (for feature types and the reference row count).
-        window: The verdict over the pooled last `drift.window_days` days (`monitoring`'s window dict).
-        sustained: The `drift.alert_after` status (K of the last M days drifted, and which days).
+        window: The verdict over the pooled last `drift.window_days` days (`daily.WindowVerdict.as_detail()`).
+        sustained: The `drift.alert_after` status (K of the last M days drifted, and which days;
+            `daily.Sustained.as_detail()`).
         estimates: The day's label-free performance estimates (`performance` records of kind "estimated").
 
     Returns:
@@ -102,7 +104,7 @@ def render_html(
 
 
 def write_report(html: str, folder: Path, model: str, day: datetime.date) -> Path:
-    """Write a report to `folder/model/YYYY-MM-DD.html` atomically (temp file + rename).
+    """Write a report to `folder/model/YYYY-MM-DD.html` atomically (`ml_batch.files.write_atomic`).
 
     Args:
         html: The page, from `render_html`.
@@ -122,19 +124,8 @@ def write_report(html: str, folder: Path, model: str, day: datetime.date) -> Pat
             "not starting with '.' or '-'"
         )
     target = Path(folder) / model / f"{day:%Y-%m-%d}.html"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # A reader never sees a half-written page: write a temp file in the same folder, then rename over.
-    handle, temp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(html)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temp_name, 0o644)
-        os.replace(temp_name, target)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    # A reader never sees a half-written page (temp file, fsync, rename); the mode follows the umask.
+    write_atomic(target, html)
     return target
 
 

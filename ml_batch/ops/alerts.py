@@ -30,14 +30,14 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 
-from ml_batch.db.tables import alerts
-from ml_batch.errors import ConfigError, DatabaseError
+from ml_batch.db.tables import ALERT_KINDS, ALERT_SEVERITIES, alerts
+from ml_batch.errors import ConfigError, DatabaseError, first_line
+from ml_batch.jsonvalues import json_safe
 
 logger = logging.getLogger(__name__)
 
-KINDS = ("run_failure", "dataset_drift", "performance_floor", "performance_estimate", "gate_reject", "gate_promote",
-         "rollback")
-SEVERITIES = ("info", "warning", "critical")
+KINDS = ALERT_KINDS
+SEVERITIES = ALERT_SEVERITIES
 WEBHOOK_URL_ENV = "ML_BATCH_ALERT_WEBHOOK_URL"
 WEBHOOK_TIMEOUT_S = 5.0
 
@@ -66,7 +66,7 @@ class Alert:
             "kind": self.kind, "severity": self.severity, "model_name": self.model_name,
             "partition_date": self.partition_date.isoformat() if self.partition_date else None,
             "dag_id": self.dag_id, "run_id": self.run_id, "message": self.message,
-            "details": json.loads(json.dumps(self.details or {}, default=str)),
+            "details": json_safe(self.details or {}),
         }
 
 
@@ -103,7 +103,8 @@ class WebhookChannel:
         return f"webhook to {urllib.parse.urlsplit(self._url).hostname}"
 
     def send(self, alert: Alert) -> None:
-        request = urllib.request.Request(self._url, data=json.dumps(alert.as_payload()).encode(), method="POST",
+        body = json.dumps(alert.as_payload(), allow_nan=False).encode()  # strict JSON: no bare NaN
+        request = urllib.request.Request(self._url, data=body, method="POST",
                                          headers={"Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(request, timeout=self._timeout_s) as response:
@@ -167,12 +168,12 @@ def store(engine: sa.Engine | Callable[[], sa.Engine], alert: Alert) -> int | No
                 alerts.insert().values(
                     model_name=alert.model_name, kind=alert.kind, severity=alert.severity,
                     partition_date=alert.partition_date, dag_id=alert.dag_id, run_id=alert.run_id,
-                    message=alert.message, details=alert.details or {},
+                    message=alert.message, details=json_safe(alert.details or {}),
                 ).returning(alerts.c.id)
             ).scalar_one())
     except (sa.exc.SQLAlchemyError, DatabaseError, ConfigError, OSError) as exc:
         logger.error("alert %s for %s was delivered but not recorded in the alerts table: %s", alert.kind,
-                     alert.model_name or "-", str(exc).strip().splitlines()[0])
+                     alert.model_name or "-", first_line(exc))
         return None
 
 

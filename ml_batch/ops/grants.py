@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from ml_batch.db import tables
+from ml_batch.db.catalog import table_exists
 from ml_batch.db.sqlfiles import render, render_regclass
 from ml_batch.errors import MlBatchError
-from ml_batch.run.staging import qualified, table_exists
 from ml_batch.spec import Spec
 
 logger = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ def grant_analyst(engine: sa.Engine, schema: str, specs: Iterable[Spec], role: s
             _select_columns(conn, result, f"{schema}.{name}", hidden)
         for spec in specs:
             predictions = spec.predictions.table
-            latest = qualified(spec, f"{spec.predictions.table_name}_latest")
+            latest = spec.predictions.latest_view
             if not table_exists(conn, predictions):
                 result.skipped.append(predictions)
                 continue

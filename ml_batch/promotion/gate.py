@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
+from ml_batch.jsonvalues import json_safe
 from ml_batch.model.metrics import is_better, meets_floor
 
 
@@ -23,8 +25,22 @@ class GateDecision:
     min_improvement: float
     reason: str
 
-    def as_dict(self) -> dict[str, object]:
-        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in self.__dict__.items()}
+    def as_dict(self) -> dict[str, Any]:
+        """The decision as JSON (the audit trail's `gate_decision` details): a score that is no finite
+        number (an undefined metric) is null, by the one JSON-safe rule."""
+        return dict(json_safe(self.__dict__))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GateDecision:
+        """The decision back from `as_dict`'s JSON (extra keys, such as the rest of an audit event's details,
+        are ignored); an undefined candidate score, stored as null, is NaN again."""
+        candidate = data["candidate_score"]
+        return cls(
+            promote=bool(data["promote"]), metric=str(data["metric"]),
+            candidate_score=math.nan if candidate is None else float(candidate),
+            champion_score=data["champion_score"], floor=data["floor"],
+            min_improvement=float(data["min_improvement"]), reason=str(data["reason"]),
+        )
 
 
 def decide(
@@ -35,7 +51,18 @@ def decide(
     floor: float | None,
     min_improvement: float,
 ) -> GateDecision:
-    """Floor first (absolute), then improvement over the champion (relative); no champion → floor alone."""
+    """Floor first (absolute), then improvement over the champion (relative); no champion → floor alone.
+
+    Args:
+        metric: The spec's `training.metric` (its direction decides "better").
+        candidate_score: The candidate's score on the holdout (NaN when undefined).
+        champion_score: The champion's score on the same rows, None without a champion.
+        floor: `training.min_score`, None for no floor.
+        min_improvement: `training.min_improvement` over the champion.
+
+    Returns:
+        The decision with its reason.
+    """
 
     def verdict(promote: bool, reason: str) -> GateDecision:
         return GateDecision(promote, metric, candidate_score, champion_score, floor, min_improvement, reason)

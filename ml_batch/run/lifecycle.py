@@ -1,6 +1,6 @@
 """Run liveness, and the cleanup of runs whose process died.
 
-A run is worked on by one process (`ml-batch score`: plan, shards and publish in `scoring.score_day`) or
+A run is worked on by one process (`ml-batch score`: plan, shards and publish in `ml_batch.run.day.score_day`) or
 by several (the daily DAG: plan, mapped shards and publish are Airflow tasks, possibly on different
 machines, with gaps between them). Nothing in a killed process (SIGKILL, OOM, a lost machine) runs a
 failure handler, so liveness is read from the database instead:
@@ -18,9 +18,10 @@ failure handler, so liveness is read from the database instead:
   between two tasks nobody holds the lock, and the next task (or Airflow's retry of a killed one) may
   still come. It must exceed the longest gap expected between two tasks of one run, retries included.
 - **The cleanup** (`cleanup_dead_runs`, called first by every plan of the model and by
-  `ml-batch runs cleanup`) takes the run's lock *exclusively* (`pg_try_advisory_lock`: it never waits,
-  and a lease taken meanwhile waits for the cleanup to finish, then sees the run abandoned), re-checks the
-  rule on the locked row, drops the run's staging table, snapshot of the day and GX views, deletes its
+  `ml-batch runs cleanup`) takes the run's lock *exclusively* by the try-lock protocol of
+  `ml_batch.db.locks.when_free` (it never waits, and a lease taken meanwhile waits for the cleanup to finish,
+  then sees the run abandoned; an object of the run locked by someone is left for later), re-checks the
+  rule on the locked row, drops the run's objects (`ml_batch.run.names.run_objects`), deletes its
   quarantine rows (a run that was `running`; a run that had failed keeps them: its error points at them)
   and marks a `running` run `failed` with `error` starting `abandoned:`. It never touches another run's
   objects, nor a published partition (a run whose rows are the published day is left as it is).
@@ -40,11 +41,15 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ml_batch.db.disconnects import is_lock_not_available
-from ml_batch.db.sqlfiles import render, render_regclass
-from ml_batch.db.tables import SCHEMA_PLACEHOLDER, quarantine, run_shards, runs
+from ml_batch.db import locks
+from ml_batch.db.catalog import table_exists
+from ml_batch.db.sqlfiles import render
+from ml_batch.db.tables import run_shards, runs
 from ml_batch.errors import RunAbandoned
-from ml_batch.run.staging import published_run
+from ml_batch.run import quarantine
+from ml_batch.run.names import RunObject, run_objects
+from ml_batch.run.predictions import published_run
+from ml_batch.run.runs import FAILED, FINISHED, RUNNING
 from ml_batch.spec import Spec
 
 logger = logging.getLogger(__name__)
@@ -54,7 +59,6 @@ ABANDONED = "abandoned"
 # Server-side TCP keepalives of a lease's session: a vanished client machine releases the lock after
 # about idle + interval * count seconds instead of the OS default of two hours.
 _KEEPALIVES = {"tcp_keepalives_idle": "60", "tcp_keepalives_interval": "10", "tcp_keepalives_count": "6"}
-_CLEANUP_LOCK_TIMEOUT = "5s"  # an object of the run locked by someone: it is in use, leave it for later
 
 
 @dataclass(frozen=True)
@@ -161,15 +165,13 @@ def cleanup_dead_runs(engine: sa.Engine, spec: Spec, *, stale_after: dt.timedelt
 # -- internals ---------------------------------------------------------------------------------------------
 def _unfinished() -> list[sa.ColumnElement[bool]]:
     """Runs that may have left objects: not published, not cleaned up since they were (re)planned."""
-    return [runs.c.status.in_(("running", "failed")),
+    return [runs.c.status.not_in(FINISHED),
             sa.or_(runs.c.cleaned_at.is_(None), runs.c.cleaned_at < runs.c.started_at)]
 
 
 def run_lock_id(engine: sa.Engine, model: str, run_id: str) -> sa.ColumnElement[int]:
-    """The run's advisory lock key: a 64-bit hash of (ml-batch schema, model, run id)."""
-    schema = (engine.get_execution_options().get("schema_translate_map") or {}).get(SCHEMA_PLACEHOLDER,
-                                                                                     SCHEMA_PLACEHOLDER)
-    return sa.func.hashtextextended(f"ml_batch.run:{schema}:{model}:{run_id}", 0)
+    """The run's advisory lock key: its rows are ml-batch's own, so the key names ml-batch's schema."""
+    return locks.key("run", model, run_id, schema=locks.schema_of(engine))
 
 
 def _holder() -> str:
@@ -190,27 +192,9 @@ def _refuse_if_cleaned(conn: sa.Connection, model: str, run_id: str) -> None:
 
 def _clean_if_dead(engine: sa.Engine, spec: Spec, run_id: str, stale_after: dt.timedelta) -> CleanedRun | None:
     """Clean one run if it is dead, under its exclusive lock; None when it is alive or busy."""
-    lock = run_lock_id(engine, spec.name, run_id)
-    with engine.connect() as conn:
-        got = conn.execute(sa.select(sa.func.pg_try_advisory_lock(lock))).scalar_one()
-        conn.commit()
-        if not got:
-            return None  # a process holds the run: alive
-        try:
-            with conn.begin():
-                conn.execute(sa.select(sa.func.set_config("lock_timeout", _CLEANUP_LOCK_TIMEOUT, True)))
-                return _clean_locked(conn, spec, run_id, stale_after)
-        except sa.exc.OperationalError as exc:
-            if not is_lock_not_available(exc):
-                raise
-            logger.info("run %s of %s: one of its objects is in use, not cleaned now", run_id, spec.name)
-            return None
-        finally:
-            try:
-                conn.execute(sa.select(sa.func.pg_advisory_unlock(lock)))
-                conn.commit()
-            except sa.exc.SQLAlchemyError:
-                conn.invalidate()
+    return locks.when_free(engine, run_lock_id(engine, spec.name, run_id),
+                           lambda conn: _clean_locked(conn, spec, run_id, stale_after),
+                           what=f"cleanup of run {run_id} of {spec.name}")
 
 
 def _clean_locked(conn: sa.Connection, spec: Spec, run_id: str, stale_after: dt.timedelta) -> CleanedRun | None:
@@ -234,22 +218,19 @@ def _clean_locked(conn: sa.Connection, spec: Spec, run_id: str, stale_after: dt.
         logger.warning("run %s of %s is %s but its rows are the published day %s: left as it is",
                        run_id, spec.name, row["status"], day)
         return None
-    dropped = _drop_objects(conn, spec, run_id, int(row["shards"]))
-    removed = 0
-    if row["status"] == "running":
-        removed = conn.execute(quarantine.delete().where(quarantine.c.model_name == spec.name,
-                                                         quarantine.c.run_id == run_id)).rowcount
+    dropped = drop_objects(conn, run_objects(spec, run_id, int(row["shards"])))
+    removed = quarantine.clear_run(conn, spec.name, run_id) if row["status"] == RUNNING else 0
     values: dict[str, Any] = {"cleaned_at": sa.func.now()}
-    if row["status"] == "running":
-        values |= {"status": "failed", "finished_at": sa.func.now(), "error": f"{ABANDONED}: {reason}"}
+    if row["status"] == RUNNING:
+        values |= {"status": FAILED, "finished_at": sa.func.now(), "error": f"{ABANDONED}: {reason}"}
     conn.execute(runs.update().where(runs.c.model_name == spec.name, runs.c.run_id == run_id).values(**values))
-    return CleanedRun(spec.name, run_id, day, str(row["status"]), reason, dropped, int(removed or 0))
+    return CleanedRun(spec.name, run_id, day, str(row["status"]), reason, dropped, removed)
 
 
 def _why_dead(row: Any, stale_after: dt.timedelta) -> str | None:
     """Why the (unlocked) run is dead, or None when it may be alive (see the module docstring)."""
     holder = f" on {row['holder']}" if row["holder"] else ""
-    gone = "the process running it died" if row["status"] == "running" else "it failed and its process ended"
+    gone = "the process running it died" if row["status"] == RUNNING else "it failed and its process ended"
     if row["single_process"]:
         return f"{gone}{holder} (it ran in one process and no process holds its lock any more)"
     idle = row["now"] - row["last_seen"]
@@ -267,20 +248,18 @@ def _duration(delta: dt.timedelta) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s"
 
 
-def _drop_objects(conn: sa.Connection, spec: Spec, run_id: str, shards: int) -> list[str]:
-    """Drop the run's staging table, its day snapshot (parent first: its pieces go with it) and its shards' GX
-    views; the names of those that existed."""
-    from ml_batch.run.scoring import shard_view  # here: scoring imports this module
-    from ml_batch.run.snapshot import snapshot_tables
-    from ml_batch.run.staging import staging_table
-
+def drop_objects(conn: sa.Connection, objects: list[RunObject]) -> list[str]:
+    """Drop the run objects that exist (in the order given: views before the snapshot they read); their names."""
     found = []
-    # views before the snapshot they read
-    for kind, name in [("table", staging_table(spec, run_id)),
-                       *(("view", shard_view(spec, run_id, shard)) for shard in range(shards)),
-                       *(("snapshot", table) for table in snapshot_tables(spec, run_id))]:
-        if conn.execute(sa.select(sa.func.to_regclass(render_regclass(name)).is_not(None))).scalar_one():
-            conn.execute(render("drop_view", view=name) if kind == "view"
-                         else render("drop_day_snapshot" if kind == "snapshot" else "drop_table", table=name))
-            found.append(name)
+    for item in objects:
+        if table_exists(conn, item.name):
+            conn.execute(drop_statement(item))
+            found.append(item.name)
     return found
+
+
+def drop_statement(item: RunObject) -> sa.TextClause:
+    """The statement that drops one run object (a snapshot with CASCADE: a killed shard's GX view reads it)."""
+    if item.kind == "view":
+        return render("drop_view", view=item.name)
+    return render("drop_day_snapshot" if item.kind == "snapshot" else "drop_table", table=item.name)

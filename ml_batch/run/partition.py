@@ -19,9 +19,6 @@ import datetime as dt
 
 from ml_batch.errors import ConfigError
 
-RUN_TYPES = {"scheduled": "scheduled", "manual": "manual", "backfill": "backfill",
-             "asset_triggered": "manual", "test": "test"}
-
 
 def resolve_day(param_date: str | dt.date | None, interval_start: dt.datetime | None,
                 run_after: dt.datetime | None) -> dt.date:
@@ -38,12 +35,6 @@ def resolve_day(param_date: str | dt.date | None, interval_start: dt.datetime | 
     if run_after is not None:
         return _utc(run_after).date() - dt.timedelta(days=1)
     raise ConfigError("cannot tell which day to score: no 'date' param, no data interval and no run_after")
-
-
-def run_type_of(airflow_run_type: str | None) -> str:
-    """Airflow's DagRunType value (e.g. 'scheduled', 'backfill') as ml-batch's run type."""
-    value = (airflow_run_type or "manual").lower().rsplit(".", 1)[-1]
-    return RUN_TYPES.get(value, "manual")
 
 
 def _utc(moment: dt.datetime) -> dt.datetime:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Generic, TypeVar
@@ -72,13 +73,15 @@ class Prefetch(Generic[T]):
 
 
 class BackgroundWriter(Generic[T]):
-    """Apply `write` to each submitted item in a background thread, in order."""
+    """Apply `write` to each submitted item in a background thread, in order; `seconds` is the time spent in
+    `write` (read it once the `with` block is over)."""
 
     def __init__(self, write: Callable[[T], None]) -> None:
         self._write = write
         self._queue: queue.Queue[object] = queue.Queue(maxsize=1)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="ml-batch-writer", daemon=True)
+        self.seconds = 0.0
 
     def __enter__(self) -> BackgroundWriter[T]:
         self._thread.start()
@@ -102,7 +105,9 @@ class BackgroundWriter(Generic[T]):
             if item is _DONE:
                 return
             if self._error is None:
+                started = time.perf_counter()
                 try:
                     self._write(item)  # type: ignore[arg-type]
                 except BaseException as exc:  # noqa: BLE001 - re-raised in the submitting thread
                     self._error = exc
+                self.seconds += time.perf_counter() - started

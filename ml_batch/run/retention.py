@@ -3,7 +3,7 @@
 Everything of model M about a day before the cutoff (today - N days) goes:
 
 - **prediction partitions** `<table>_pYYYYMMDD`: detached and dropped one day per transaction, under the
-  day's publish advisory lock and the publish's lock-timeout rule (`publish.SwapLocking`: each attempt
+  day's publish advisory lock and the publish's lock-timeout rule (`ml_batch.db.locks.SwapLocking`: each attempt
   waits at most `timeout_s` for the exclusive lock, so readers never queue behind it for long), with the
   day's `published_days` row;
 - rows of `quarantine`, `shadow_predictions`, `shadow_comparisons`, `drift_results`, `drift_days`,
@@ -15,8 +15,9 @@ Everything of model M about a day before the cutoff (today - N days) goes:
 
 Then **leftovers of killed runs**: first `lifecycle.cleanup_dead_runs` (its rule decides which runs are
 dead), then a sweep of the staging tables `<table>__s_*`, GX views `ml_batch_validate_*` and day snapshots
-`ml_batch_day_*` of runs that are provably finished: `success`, or already cleaned up, taken under the run's
-exclusive lock so a retry starting meanwhile is never swept; staging tables of no run at all (their run's
+`ml_batch_day_*` of runs that are provably over: finished (`success` or `dry_run`, `runs.FINISHED`) or already
+cleaned up, taken under the run's exclusive lock by `ml_batch.db.locks.when_free`, so a retry starting meanwhile
+is never swept and an object in use is left for the next prune; staging tables of no run at all (their run's
 row is gone) go too. A `running` run, and a `failed` run the cleanup did not find dead (Airflow may still
 retry it), keep theirs.
 
@@ -36,35 +37,27 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ml_batch.db.disconnects import is_lock_not_available
+from ml_batch.db import locks
+from ml_batch.db.catalog import table_exists
+from ml_batch.db.locks import DEFAULT_LOCKING, SwapLocking
 from ml_batch.db.sqlfiles import render, render_regclass
 from ml_batch.db.tables import (
     alerts,
     drift_days,
     drift_results,
-    published_days,
     quarantine,
     run_shards,
     runs,
     shadow_comparisons,
     shadow_predictions,
 )
-from ml_batch.run import lifecycle, snapshot
-from ml_batch.run.staging import (
-    DEFAULT_LOCKING,
-    SwapLocking,
-    lock_day,
-    partition_name,
-    qualified,
-    staging_table,
-    table_exists,
-    with_short_locks,
-)
+from ml_batch.run import lifecycle
+from ml_batch.run.names import SNAPSHOT_PREFIX, ObjectKind, RunObject, run_objects, staging_prefix
+from ml_batch.run.predictions import drop_partition
+from ml_batch.run.runs import FINISHED, RUNNING
 from ml_batch.spec import Spec
 
 logger = logging.getLogger(__name__)
-
-_SWEEP_LOCK_TIMEOUT = "5s"  # an object in use by someone: leave it for the next prune
 
 
 @dataclass
@@ -105,7 +98,9 @@ def prune(engine: sa.Engine, spec: Spec, *, keep_days: int, home: Path, schema: 
     for day, partition in _old_partitions(engine, spec, cutoff):
         report.partitions.append(partition)
         if not dry_run:
-            _drop_partition(engine, spec, day, partition, locking)
+            with engine.begin() as conn:
+                drop_partition(conn, spec, day, locking)
+            logger.info("pruned partition %s of %s (day %s)", partition, spec.name, day)
     report.rows = _prune_rows(engine, spec, schema, cutoff, dry_run)
     report.files = [str(path) for path in _old_files(home, spec.name, cutoff)]
     if not dry_run:
@@ -132,31 +127,14 @@ def _old_partitions(engine: sa.Engine, spec: Spec, cutoff: dt.date) -> list[tupl
             continue
         day = dt.datetime.strptime(match.group(1), "%Y%m%d").date()
         if day < cutoff:
-            found.append((day, qualified(spec, name)))
+            found.append((day, spec.predictions.qualified(name)))
     return found
-
-
-def _drop_partition(engine: sa.Engine, spec: Spec, day: dt.date, partition: str, locking: SwapLocking) -> None:
-    """Detach and drop day `day` under the publish's lock for the day, never queueing readers for long."""
-    assert partition == qualified(spec, partition_name(spec, day))
-    with engine.begin() as conn:
-        lock_day(conn, spec, day)  # a publish of the same day waits for the prune, or the reverse
-
-        def drop() -> None:
-            if table_exists(conn, partition):
-                conn.execute(render("detach_partition", table=spec.predictions.table, partition=partition))
-                conn.execute(render("drop_table", table=partition))
-
-        with_short_locks(conn, locking, drop, what=f"prune of {spec.predictions.table} day {day}")
-        conn.execute(published_days.delete().where(published_days.c.model_name == spec.name,
-                                                   published_days.c.partition_date == day))
-    logger.info("pruned partition %s of %s (day %s)", partition, spec.name, day)
 
 
 # -- rows of ml-batch's tables ---------------------------------------------------------------------------
 def _prune_rows(engine: sa.Engine, spec: Spec, schema: str, cutoff: dt.date, dry_run: bool) -> dict[str, int]:
     old_runs = sa.select(runs.c.run_id).where(runs.c.model_name == spec.name, runs.c.partition_date < cutoff,
-                                              runs.c.status != "running")
+                                              runs.c.status != RUNNING)
     alert_day = sa.func.coalesce(alerts.c.partition_date, sa.cast(alerts.c.created_at, sa.Date))
     targets: list[tuple[sa.Table, list[sa.ColumnElement[bool]]]] = [
         (quarantine, [quarantine.c.model_name == spec.name, quarantine.c.partition_date < cutoff]),
@@ -168,7 +146,7 @@ def _prune_rows(engine: sa.Engine, spec: Spec, schema: str, cutoff: dt.date, dry
         (drift_days, [drift_days.c.model_name == spec.name, drift_days.c.partition_date < cutoff]),
         (alerts, [alerts.c.model_name == spec.name, alert_day < cutoff]),
         (run_shards, [run_shards.c.model_name == spec.name, run_shards.c.run_id.in_(old_runs)]),
-        (runs, [runs.c.model_name == spec.name, runs.c.partition_date < cutoff, runs.c.status != "running"]),
+        (runs, [runs.c.model_name == spec.name, runs.c.partition_date < cutoff, runs.c.status != RUNNING]),
     ]
     counts: dict[str, int] = {}
     with engine.begin() as conn:
@@ -205,69 +183,73 @@ def _old_files(home: Path, model: str, cutoff: dt.date) -> Iterator[Path]:
 
 
 # -- leftovers of killed runs ----------------------------------------------------------------------------
-def _sweep_leftovers(engine: sa.Engine, spec: Spec, report: PruneReport) -> None:
-    from ml_batch.run.scoring import shard_view  # here: scoring imports lifecycle, which this module imports
+@dataclass(frozen=True)
+class _Owner:
+    """The run an object belongs to, and whether it is provably over (its objects may go)."""
 
-    owners: dict[str, tuple[str, str, bool]] = {}  # object -> (run id, status, cleaned since started)
+    run_id: str
+    status: str
+    cleaned: bool
+
+    @property
+    def over(self) -> bool:
+        return self.status in FINISHED or self.cleaned
+
+
+def _sweep_leftovers(engine: sa.Engine, spec: Spec, report: PruneReport) -> None:
+    owners, found = _run_objects_and_leftovers(engine, spec)
+    for relname, relkind in found:
+        name = spec.predictions.qualified(relname)
+        owner = owners.get(name)
+        if owner is None and not relname.startswith(staging_prefix(spec)):
+            continue  # a GX view or snapshot of another model sharing the schema
+        if owner is not None and not owner.over:
+            report.kept_leftovers.append(f"{name} (run {owner.run_id} is {owner.status})")
+            continue
+        item = RunObject(name, "view" if relkind == "v" else _kind_of(name))
+        if report.dry_run or _drop_finished(engine, spec, item, owner):
+            report.leftovers.append(name if owner is None else f"{name} (run {owner.run_id}, {owner.status})")
+
+
+def _run_objects_and_leftovers(engine: sa.Engine, spec: Spec) -> tuple[dict[str, _Owner], list[tuple[str, str]]]:
+    """Every object name the model's runs may have, with its run; and the run objects the schema holds."""
     with engine.connect() as conn:
         rows = conn.execute(sa.select(runs.c.run_id, runs.c.status, runs.c.shards,
                                       (runs.c.cleaned_at >= runs.c.started_at).label("cleaned"))
                             .where(runs.c.model_name == spec.name)).all()
-        prefix = f"{spec.predictions.table_name}__s_"
         found = conn.execute(render("select_run_objects"), {
             "schema": spec.predictions.schema_name,
-            "staging_pattern": prefix.replace("_", r"\_") + "%",
+            "staging_pattern": staging_prefix(spec).replace("_", r"\_") + "%",
         }).all()
-    for row in rows:
-        names = [staging_table(spec, row.run_id), *snapshot.snapshot_tables(spec, row.run_id),
-                 *(shard_view(spec, row.run_id, shard) for shard in range(int(row.shards)))]
-        for name in names:
-            owners[name] = (row.run_id, row.status, bool(row.cleaned))
-    for relname, relkind in found:
-        name = qualified(spec, relname)
-        owner = owners.get(name)
-        if owner is None and not relname.startswith(prefix):
-            continue  # a GX view or snapshot of another model sharing the schema
-        if owner is not None and not (owner[1] == "success" or owner[2]):
-            report.kept_leftovers.append(f"{name} (run {owner[0]} is {owner[1]})")
-            continue
-        if report.dry_run or _drop_finished(engine, spec, name, relkind, owner[0] if owner else None):
-            report.leftovers.append(name if owner is None else f"{name} (run {owner[0]}, {owner[1]})")
+    owners = {item.name: _Owner(row.run_id, row.status, bool(row.cleaned))
+              for row in rows for item in run_objects(spec, row.run_id, int(row.shards))}
+    return owners, [(str(relname), str(relkind)) for relname, relkind in found]
 
 
-def _drop_finished(engine: sa.Engine, spec: Spec, name: str, relkind: str, run_id: str | None) -> bool:
+def _kind_of(name: str) -> ObjectKind:
+    """A run table's kind from its name: a snapshot of the day, or a staging table."""
+    return "snapshot" if name.rpartition(".")[2].startswith(SNAPSHOT_PREFIX) else "table"
+
+
+def _drop_finished(engine: sa.Engine, spec: Spec, item: RunObject, owner: _Owner | None) -> bool:
     """Drop a finished run's object under the run's exclusive lock (as the cleanup of dead runs takes it);
     False when the run is busy (a retry started) or the object is in use."""
-    with engine.connect() as conn:
-        lock = lifecycle.run_lock_id(engine, spec.name, run_id or "")
-        if run_id is not None:
-            got = conn.execute(sa.select(sa.func.pg_try_advisory_lock(lock))).scalar_one()
-            conn.commit()
-            if not got:
-                return False
-        try:
-            with conn.begin():
-                conn.execute(sa.select(sa.func.set_config("lock_timeout", _SWEEP_LOCK_TIMEOUT, True)))
-                if run_id is not None:
-                    status = conn.execute(sa.select(runs.c.status, runs.c.cleaned_at >= runs.c.started_at)
-                                          .where(runs.c.model_name == spec.name, runs.c.run_id == run_id)
-                                          .with_for_update(skip_locked=True)).one_or_none()
-                    if status is None or not (status[0] == "success" or status[1]):
-                        return False
-                if relkind == "v":
-                    conn.execute(render("drop_view", view=name))
-                elif name.rpartition(".")[2].startswith(snapshot.PREFIX):
-                    conn.execute(render("drop_day_snapshot", table=name))  # CASCADE: a killed shard's GX view
-                else:
-                    conn.execute(render("drop_table", table=name))
-            logger.warning("dropped %s left by run %s of %s", name, run_id or "(no run row)", spec.name)
-            return True
-        except sa.exc.OperationalError as exc:
-            if not is_lock_not_available(exc):
-                raise
-            logger.info("%s of %s is in use: not dropped now", name, spec.name)
+    lock = None if owner is None else lifecycle.run_lock_id(engine, spec.name, owner.run_id)
+
+    def drop(conn: sa.Connection) -> bool:
+        if owner is not None and not _still_over(conn, spec, owner.run_id):
             return False
-        finally:
-            if run_id is not None:
-                conn.execute(sa.select(sa.func.pg_advisory_unlock(lock)))
-                conn.commit()
+        conn.execute(lifecycle.drop_statement(item))
+        logger.warning("dropped %s left by run %s of %s", item.name, owner.run_id if owner else "(no run row)",
+                       spec.name)
+        return True
+
+    return bool(locks.when_free(engine, lock, drop, what=f"sweep of {item.name} of {spec.name}"))
+
+
+def _still_over(conn: sa.Connection, spec: Spec, run_id: str) -> bool:
+    """Re-checked on the locked run row: the run is over (a retry may have started since it was listed)."""
+    row = conn.execute(sa.select(runs.c.status, runs.c.cleaned_at >= runs.c.started_at)
+                       .where(runs.c.model_name == spec.name, runs.c.run_id == run_id)
+                       .with_for_update(skip_locked=True)).one_or_none()
+    return row is not None and _Owner(run_id, row[0], bool(row[1])).over

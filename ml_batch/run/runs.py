@@ -16,22 +16,51 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 
+from ml_batch.db import tables
 from ml_batch.db.tables import run_shards, runs
+from ml_batch.errors import first_line
 
 logger = logging.getLogger(__name__)
 
 ERROR_CHARS = 4000
-# Statuses that mean the run's work is done and recorded: a failure reported afterwards (a retried publish
-# whose commit had gone through, a step after it) must not turn them into `failed`.
-FINISHED = ("success", "dry_run")
+
+#: What started a run: `tables.RUN_TYPES`, next to the CHECK constraint that enforces it (migration 0010).
+RUN_TYPES = tables.RUN_TYPES
+#: Airflow's DagRunType values as ml-batch's run types (anything else Airflow adds later counts as manual).
+AIRFLOW_RUN_TYPES = {"scheduled": "scheduled", "manual": "manual", "operator_triggered": "manual",
+                     "backfill": "backfill", "asset_triggered": "asset_triggered",
+                     "asset_materialization": "asset_triggered", "test": "test"}
+
+#: A run's status: `tables.RUN_STATUSES`, next to the CHECK constraint that enforces it.
+STATUSES = tables.RUN_STATUSES
+RUNNING, SUCCESS, FAILED, DRY_RUN = STATUSES
+#: The run's work is done and recorded (nothing of it is left to publish or to clean up): a failure reported
+#: afterwards (a retried publish whose commit had gone through, a step after it) must not turn it `failed`.
+FINISHED = (SUCCESS, DRY_RUN)
+#: The run's process is over one way or the other.
+ENDED = (*FINISHED, FAILED)
+
+
+def run_type_of(airflow_run_type: str | None) -> str:
+    """Airflow's DagRunType value (e.g. 'scheduled', 'backfill', or the enum's text) as ml-batch's run type."""
+    value = (airflow_run_type or "manual").lower().rsplit(".", 1)[-1]
+    return AIRFLOW_RUN_TYPES.get(value, "manual")
+
+
+def check_run_type(run_type: str) -> str:
+    """`run_type` when it is one of RUN_TYPES; ValueError naming the valid ones otherwise."""
+    if run_type not in RUN_TYPES:
+        raise ValueError(f"run_type {run_type!r}: expected one of {RUN_TYPES}")
+    return run_type
 
 
 def start(conn: sa.Connection, *, model: str, run_id: str, day: dt.date, run_type: str, dry_run: bool,
-          version: int, sha256: str, shards: int) -> None:
-    """Insert (or reset, on a retried plan) the run's row with status `running`."""
+          version: int, sha256: str, shards: int, spec_sha256: str) -> None:
+    """Insert (or reset, on a retried plan) the run's row with status `running`, and the spec it pinned."""
     values = {
-        "model_name": model, "run_id": run_id, "partition_date": day, "run_type": run_type, "dry_run": dry_run,
-        "status": "running", "model_version": version, "artifact_sha256": sha256, "shards": shards,
+        "model_name": model, "run_id": run_id, "partition_date": day, "run_type": check_run_type(run_type),
+        "dry_run": dry_run, "status": RUNNING, "model_version": version, "artifact_sha256": sha256,
+        "shards": shards, "spec_sha256": spec_sha256,
         "rows_extracted": None, "rows_scored": None, "rows_quarantined": None, "score_mean": None,
         "stage_seconds": {}, "error": None, "finished_at": None,
     }
@@ -41,16 +70,6 @@ def start(conn: sa.Connection, *, model: str, run_id: str, day: dt.date, run_typ
         set_={k: stmt.excluded[k] for k in values if k not in ("model_name", "run_id")} | {"started_at": sa.func.now()},
     ))
     conn.execute(run_shards.delete().where(run_shards.c.model_name == model, run_shards.c.run_id == run_id))
-
-
-def record_spec(engine: sa.Engine, *, model: str, run_id: str, spec_sha256: str) -> None:
-    """Record the sha256 of the spec text the run was planned with (`runs.spec_sha256`)."""
-    with engine.begin() as conn:
-        updated = conn.execute(
-            runs.update().where(runs.c.model_name == model, runs.c.run_id == run_id).values(spec_sha256=spec_sha256)
-        ).rowcount
-    if updated != 1:
-        raise ValueError(f"run {run_id!r} of model {model!r} has no runs row to record its spec on: plan it first")
 
 
 def record_shard(conn: sa.Connection, *, model: str, run_id: str, shard: int, extracted: int, scored: int,
@@ -114,14 +133,14 @@ def fail(engine: sa.Engine, *, model: str, run_id: str, error: str) -> bool:
             conn.execute(
                 runs.update()
                 .where(runs.c.model_name == model, runs.c.run_id == run_id, runs.c.status.not_in(FINISHED))
-                .values(status="failed", finished_at=sa.func.now(), error=sa.case(
+                .values(status=FAILED, finished_at=sa.func.now(), error=sa.case(
                     (runs.c.error.is_(None), first),
                     else_=sa.func.left(runs.c.error + " | then: " + first, ERROR_CHARS),
                 ))
             )
     except sa.exc.SQLAlchemyError as exc:
         logger.warning("could not record the failure of run %s of %s (%s): %s", run_id, model, error,
-                       str(exc).strip().splitlines()[0])
+                       first_line(exc))
         return False
     return True
 
@@ -148,7 +167,7 @@ def latest_per_day(engine: sa.Engine, model: str, first: dt.date, last: dt.date)
         rows = conn.execute(
             sa.select(runs)
             .where(runs.c.model_name == model, runs.c.partition_date.between(first, last),
-                   runs.c.status.in_(["success", "failed", "dry_run"]))
+                   runs.c.status.in_(ENDED))
             .order_by(runs.c.partition_date, runs.c.started_at.desc())
             .distinct(runs.c.partition_date)
         ).mappings().all()

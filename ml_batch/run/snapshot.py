@@ -24,35 +24,17 @@ keeps it with the staging table for a retry, and the cleanup of dead runs drops 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from collections.abc import Callable
 
 import sqlalchemy as sa
 
 from ml_batch.db.sources import compiled, select_day, shard_of, source_error
 from ml_batch.db.sqlfiles import render
-from ml_batch.run.staging import qualified
+from ml_batch.errors import first_line
+from ml_batch.run.names import snapshot_piece, snapshot_table, snapshot_tables, snapshot_unsplit
 from ml_batch.spec import Spec
 
 SHARD_COLUMN = "ml_batch_shard"
-PREFIX = "ml_batch_day_"
-
-
-def snapshot_table(spec: Spec, run_id: str) -> str:
-    """The run's snapshot (schema-qualified): the partitioned parent when the day is split into shards."""
-    digest = hashlib.sha1(f"{spec.name}/{run_id}".encode()).hexdigest()[:16]
-    return qualified(spec, f"{PREFIX}{digest}")
-
-
-def snapshot_piece(spec: Spec, run_id: str, shard: int) -> str:
-    """The table holding exactly shard `shard`'s rows of the run's day."""
-    return f"{snapshot_table(spec, run_id)}_{int(shard)}"
-
-
-def snapshot_tables(spec: Spec, run_id: str) -> list[str]:
-    """Every table a run's snapshot may consist of, parent first (dropping it drops its pieces)."""
-    base = snapshot_table(spec, run_id)
-    return [base, f"{base}_all", f"{base}_0"]
 
 
 def piece_sql(spec: Spec, run_id: str, shard: int) -> str:
@@ -77,7 +59,7 @@ def materialise_day(conn: sa.Connection, spec: Spec, day: dt.date, run_id: str, 
     """
     drop_snapshot(conn, spec, run_id)
     base = snapshot_table(spec, run_id)
-    unsplit = f"{base}_all"
+    unsplit = snapshot_unsplit(spec, run_id)
     day_query = select_day(spec, day)
     split_at_once = shards is not None and shards > 1
     # Known K > 1: the unsplit table only lends its column types (LIMIT 0 reads no row) and the day is routed
@@ -86,11 +68,13 @@ def materialise_day(conn: sa.Connection, spec: Spec, day: dt.date, run_id: str, 
                         day_query.limit(0) if split_at_once else day_query)
     count = shards if shards is not None else shards_for(rows)
     if count == 1:
-        conn.execute(render("rename_day_snapshot", table=unsplit, piece_name=f"{base.rpartition('.')[2]}_0"))
+        conn.execute(render("rename_day_snapshot", table=unsplit,
+                            piece_name=snapshot_piece(spec, run_id, 0).rpartition(".")[2]))
         return rows, 1
     conn.execute(render("create_day_snapshot_parent", table=base, columns_of=unsplit, shard_column=SHARD_COLUMN))
     for shard in range(count):
-        conn.execute(render("create_day_snapshot_piece", table=base, piece=f"{base}_{shard}"), {"shard": shard})
+        conn.execute(render("create_day_snapshot_piece", table=base, piece=snapshot_piece(spec, run_id, shard)),
+                     {"shard": shard})
     insert = render("insert_day_snapshot", table=base).text
     if split_at_once:
         key = day_query.selected_columns[spec.source.key]
@@ -114,4 +98,4 @@ def _read_source(conn: sa.Connection, spec: Spec, head: str, query: sa.Select) -
     try:  # no bind parameters: the query is plain SQL with literal bounds, as ADBC reads it
         return int(conn.exec_driver_sql(f"{head}\n{compiled(query)}").rowcount)
     except sa.exc.DBAPIError as exc:
-        raise source_error(spec, str(exc.orig).strip().splitlines()[0]) from exc
+        raise source_error(spec, first_line(exc)) from exc

@@ -51,73 +51,89 @@ def create_app(engine_factory: Callable[[], sa.Engine], *, view_access: Callable
         model_access: A FastAPI dependency for the pages of one model (path parameter `model`).
         title: Title of the index page.
     """
-    engine = _LazyEngine(engine_factory)
-    templates = environment()
     app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None,
                   dependencies=[Depends(view_access)])
-    per_model = APIRouter(prefix="/models/{model}", dependencies=[Depends(model_access)])
-
-    def page(request: Request, name: str, title: str, model: str | None = None, **values: Any) -> HTMLResponse:
-        html = templates.get_template(name).render(
-            base=request.scope.get("root_path", "").rstrip("/"), title=title, model=model, pages=PAGES,
-            current=name, **values)
-        return HTMLResponse(html)
-
-    def known(model: str) -> sa.Engine:
-        found = engine()
-        if not queries.known_model(found, model):
-            raise HTTPException(status_code=404, detail=f"no model {model!r} has versions or runs")
-        return found
-
-    @app.get("/", response_class=HTMLResponse)
-    def index(request: Request) -> HTMLResponse:
-        return page(request, "index", title, models=queries.models(engine()))
-
-    @per_model.get("/registry", response_class=HTMLResponse)
-    def registry(request: Request, model: str) -> HTMLResponse:
-        db = known(model)
-        return page(request, "registry", f"{model}: registry", model, versions=queries.versions(db, model),
-                    aliases=queries.aliases(db, model), events=queries.events(db, model))
-
-    @per_model.get("/runs", response_class=HTMLResponse)
-    def runs(request: Request, model: str) -> HTMLResponse:
-        return page(request, "runs", f"{model}: recent runs", model, runs=queries.recent_runs(known(model), model))
-
-    @per_model.get("/quarantine", response_class=HTMLResponse)
-    def quarantine(request: Request, model: str) -> HTMLResponse:
-        return page(request, "quarantine", f"{model}: quarantine", model,
-                    reasons=queries.quarantine_reasons(known(model), model), days=queries.QUARANTINE_DAYS,
-                    examples=queries.EXAMPLES_PER_REASON)
-
-    @per_model.get("/drift", response_class=HTMLResponse)
-    def drift(request: Request, model: str) -> HTMLResponse:
-        days, features = queries.drift_history(known(model), model)
-        return page(request, "drift", f"{model}: drift", model, days=days, features=features)
-
-    @per_model.get("/drift/{day}/report", response_class=HTMLResponse)
-    def drift_report(model: str, day: dt.date) -> Response:
-        return _stored(known(model), model, day, reports.DRIFT_REPORT)
-
-    @per_model.get("/performance", response_class=HTMLResponse)
-    def performance(request: Request, model: str, run_id: str | None = None) -> HTMLResponse:
-        db = known(model)
-        rows = queries.performance_history(db, model)
-        results = queries.validation_results(db, model)
-        run_ids = list(dict.fromkeys(r["run_id"] for r in results))
-        chosen = run_id if run_id is not None else (run_ids[0] if run_ids else None)
-        if chosen is not None and chosen not in run_ids:
-            raise HTTPException(status_code=404, detail=f"no validation result of run {chosen!r} for {model!r}")
-        shown = [_validation_summary(r, _stored_json(db, model, r)) for r in results if r["run_id"] == chosen]
-        return page(request, "performance", f"{model}: performance", model, charts=_charts(rows),
-                    rows=list(reversed(rows)), results=results, runs=run_ids, run_id=chosen,
-                    shown=sorted(shown, key=lambda v: v["part"]))
-
-    @per_model.get("/validation/{day}/{run_id}/{part}.json")
-    def validation_json(model: str, day: dt.date, run_id: str, part: str) -> Response:
-        return _stored(known(model), model, day, reports.VALIDATION_RESULT, run_id=run_id, part=part)
-
-    app.include_router(per_model)
+    app.state.engine = _LazyEngine(engine_factory)
+    app.state.templates = environment()
+    app.state.title = title
+    app.include_router(_index)
+    app.include_router(_per_model, dependencies=[Depends(model_access)])
     return app
+
+
+_index = APIRouter()
+_per_model = APIRouter(prefix="/models/{model}")
+
+
+def _page(request: Request, name: str, title: str, model: str | None = None, **values: Any) -> HTMLResponse:
+    html = request.app.state.templates.get_template(name).render(
+        base=request.scope.get("root_path", "").rstrip("/"), title=title, model=model, pages=PAGES,
+        current=name, **values)
+    return HTMLResponse(html)
+
+
+def _known(request: Request, model: str) -> sa.Engine:
+    """The engine, once `model` is known to have versions or runs (404 otherwise)."""
+    engine: sa.Engine = request.app.state.engine()
+    if not queries.known_model(engine, model):
+        raise HTTPException(status_code=404, detail=f"no model {model!r} has versions or runs")
+    return engine
+
+
+@_index.get("/", response_class=HTMLResponse)
+def _index_page(request: Request) -> HTMLResponse:
+    return _page(request, "index", request.app.state.title, models=queries.models(request.app.state.engine()))
+
+
+@_per_model.get("/registry", response_class=HTMLResponse)
+def _registry_page(request: Request, model: str) -> HTMLResponse:
+    db = _known(request, model)
+    return _page(request, "registry", f"{model}: registry", model, versions=queries.versions(db, model),
+                 aliases=queries.aliases(db, model), events=queries.events(db, model))
+
+
+@_per_model.get("/runs", response_class=HTMLResponse)
+def _runs_page(request: Request, model: str) -> HTMLResponse:
+    return _page(request, "runs", f"{model}: recent runs", model,
+                 runs=queries.recent_runs(_known(request, model), model))
+
+
+@_per_model.get("/quarantine", response_class=HTMLResponse)
+def _quarantine_page(request: Request, model: str) -> HTMLResponse:
+    return _page(request, "quarantine", f"{model}: quarantine", model,
+                 reasons=queries.quarantine_reasons(_known(request, model), model), days=queries.QUARANTINE_DAYS,
+                 examples=queries.EXAMPLES_PER_REASON)
+
+
+@_per_model.get("/drift", response_class=HTMLResponse)
+def _drift_page(request: Request, model: str) -> HTMLResponse:
+    days, features = queries.drift_history(_known(request, model), model)
+    return _page(request, "drift", f"{model}: drift", model, days=days, features=features)
+
+
+@_per_model.get("/drift/{day}/report", response_class=HTMLResponse)
+def _drift_report(request: Request, model: str, day: dt.date) -> Response:
+    return _stored(_known(request, model), model, day, reports.DRIFT_REPORT)
+
+
+@_per_model.get("/performance", response_class=HTMLResponse)
+def _performance_page(request: Request, model: str, run_id: str | None = None) -> HTMLResponse:
+    db = _known(request, model)
+    rows = queries.performance_history(db, model)
+    results = queries.validation_results(db, model)
+    run_ids = list(dict.fromkeys(r["run_id"] for r in results))
+    chosen = run_id if run_id is not None else (run_ids[0] if run_ids else None)
+    if chosen is not None and chosen not in run_ids:
+        raise HTTPException(status_code=404, detail=f"no validation result of run {chosen!r} for {model!r}")
+    shown = [_validation_summary(r, _stored_json(db, model, r)) for r in results if r["run_id"] == chosen]
+    return _page(request, "performance", f"{model}: performance", model, charts=_charts(rows),
+                 rows=list(reversed(rows)), results=results, runs=run_ids, run_id=chosen,
+                 shown=sorted(shown, key=lambda v: v["part"]))
+
+
+@_per_model.get("/validation/{day}/{run_id}/{part}.json")
+def _validation_json(request: Request, model: str, day: dt.date, run_id: str, part: str) -> Response:
+    return _stored(_known(request, model), model, day, reports.VALIDATION_RESULT, run_id=run_id, part=part)
 
 
 def _stored(engine: sa.Engine, model: str, day: dt.date, kind: str, *, run_id: str | None = None,

@@ -19,7 +19,7 @@ from ml_batch.db.tables import (
 )
 from ml_batch.db.tables import reports as reports_table
 from ml_batch.ops import reports
-from ml_batch.validation.gx import GOT
+from ml_batch.validation.reasons import GOT
 
 Row = dict[str, Any]
 

@@ -22,9 +22,9 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from ml_batch.airflow import cluster
 from ml_batch.config import Settings
 from ml_batch.spec import Spec, load_spec
+from tests.support import cluster
 from tests.support.cluster import (
     AIRFLOW_SETTINGS,
     REPO,

@@ -25,9 +25,11 @@ import pytest
 import sqlalchemy as sa
 
 from ml_batch.airflow.ui_plugin import URL_PREFIX
-from ml_batch.monitoring.daily import check_day_drift, realized_performance
-from ml_batch.run.scoring import RunSummary, score_day
-from ml_batch.validation.gx import GOT
+from ml_batch.monitoring.daily import check_day_drift
+from ml_batch.monitoring.performance import realized_performance
+from ml_batch.run.day import score_day
+from ml_batch.run.publish import RunSummary
+from ml_batch.validation.reasons import GOT
 from tests.e2e.conftest import LAST_DAY, MODEL, Stack, api_json, free_port
 from tests.integration.test_ui import row_for, table_rows
 
@@ -55,7 +57,7 @@ def demo_day(stack: Stack) -> DemoDay:
             "WHERE (age < 18 OR age > 100) AND applied_at >= :a AND applied_at < :b GROUP BY 1 "
             "ORDER BY count(*) DESC, 1 LIMIT 1"), {"a": CANDIDATES[0], "b": CANDIDATES[1]}).scalar_one()
     run = score_day(stack.engine, stack.spec, day, run_id=RUN_ID)
-    drift = check_day_drift(stack.engine, stack.spec, day, run_id=RUN_ID)
+    drift = check_day_drift(stack.engine, stack.spec, day, run_id=RUN_ID).to_xcom()
     performance = realized_performance(stack.engine, stack.spec, day + dt.timedelta(days=stack.spec.labels.delay_days))
     assert run.status == "success" and run.quarantined > 0 and drift["status"] == "checked"
     return DemoDay(day, run, drift, performance)

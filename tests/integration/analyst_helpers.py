@@ -16,9 +16,10 @@ from ml_batch.config import Settings
 from ml_batch.demo import credit as demo
 from ml_batch.demo import stores as demo_stores
 from ml_batch.demo.job import demo_spec_source
-from ml_batch.monitoring.daily import check_day_drift, realized_performance
-from ml_batch.promotion.jobs import train_and_register
-from ml_batch.run.scoring import score_day
+from ml_batch.monitoring.daily import check_day_drift
+from ml_batch.monitoring.performance import realized_performance
+from ml_batch.promotion.retrain import train_and_register
+from ml_batch.run.day import score_day
 from ml_batch.spec import Spec, load_spec
 
 END = dt.date(2026, 6, 30)

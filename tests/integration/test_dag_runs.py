@@ -12,22 +12,17 @@ import yaml
 from ml_batch.config import Settings
 from ml_batch.model import registry
 from ml_batch.ops import alerts
-from ml_batch.promotion.jobs import train_and_register
+from ml_batch.promotion.retrain import train_and_register
 from ml_batch.run.runs import list_runs
-from tests.integration.helpers import airflow_task_env, load_toy_data, toy_spec
+from tests.integration.helpers import airflow_task_env
+from tests.support.toy import AS_OF, DAY, trained_toy
 
 pytestmark = pytest.mark.integration
-
-FIRST = dt.date(2026, 5, 1)
-AS_OF = dt.date(2026, 5, 20)
-DAY = dt.date(2026, 5, 21)
 
 
 @pytest.fixture()
 def toy_dag(settings: Settings, engine: sa.Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, airflow_db):
-    spec = toy_spec(settings.schema)
-    load_toy_data(engine, settings.schema, FIRST, days=25, rows_per_day=80)
-    train_and_register(engine, spec, AS_OF, actor="t", promote=True)
+    spec = trained_toy(engine, settings.schema)
     airflow_task_env(monkeypatch, settings, spec, tmp_path)
     return spec, _Dag(spec)
 
@@ -212,3 +207,41 @@ def test_retrain_dag_records_the_gate_decision_and_rolls_back_on_request(engine:
     event = next(e for e in registry.events(engine, "toy") if e["event"] == "rollback")
     assert (event["from_version"], event["to_version"], event["reason"]) == (2, 1, "bad scores")
     assert any(a["kind"] == "rollback" for a in alerts.recent(engine, "toy"))
+
+
+def test_the_plan_reads_the_specs_folder_the_dag_file_was_parsed_from(
+        engine: sa.Engine, toy_dag, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without ML_BATCH_SPECS_DIR, the DAG file reads `include/models` next to its own folder, whatever the
+    process's current directory. The plan task used to resolve the folder again from the current directory
+    (the CLI's default), so a worker started elsewhere parsed the DAG and then failed its plan ("specs folder
+    does not exist"). One rule now (`config.specs_dir`), resolved once when the file is parsed."""
+    import shutil
+
+    from airflow.dag_processing.dagbag import BundleDagBag
+
+    spec, _ = toy_dag
+    project = tmp_path / "project"
+    (project / "dags").mkdir(parents=True)
+    shutil.copy(Path(__file__).resolve().parents[2] / "dags" / "batch_predict.py", project / "dags")
+    (project / "include" / "models").mkdir(parents=True)
+    (project / "include" / "models" / "toy.yaml").write_text(
+        yaml.safe_dump(spec.model_dump(mode="json", exclude_none=True)))
+    monkeypatch.delenv("ML_BATCH_SPECS_DIR")
+    monkeypatch.chdir(tmp_path)  # the worker's current directory: not the project, no include/models here
+    bag = BundleDagBag(dag_folder=project / "dags", bundle_path=project / "dags", bundle_name="dags-folder")
+    assert not bag.import_errors, bag.import_errors
+    plan = bag.dags["batch_predict_toy"].get_task("plan")
+    pushed: dict[str, object] = {}
+
+    class _TaskInstance:
+        def xcom_push(self, key: str, value: object) -> None:
+            pushed[key] = value
+
+    class _DagRun:
+        run_after = dt.datetime.combine(DAY + dt.timedelta(days=1), dt.time(6), tzinfo=dt.UTC)
+        run_type = "manual"
+
+    shards = plan.python_callable(params={"date": DAY.isoformat()}, dag_run=_DagRun(), run_id="elsewhere",
+                                  ti=_TaskInstance(), data_interval_start=None)  # what the task runner calls
+    assert shards == [0]
+    assert pushed["run_plan"]["spec_file"] == str((project / "include" / "models" / "toy.yaml").resolve())

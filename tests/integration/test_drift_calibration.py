@@ -19,10 +19,11 @@ from ml_batch.config import Settings
 from ml_batch.demo import credit as demo
 from ml_batch.demo import stores as demo_stores
 from ml_batch.model.training import window_for
-from ml_batch.monitoring.daily import check_day_drift, estimate_performance, performance_table, realized_performance
+from ml_batch.monitoring.daily import check_day_drift
+from ml_batch.monitoring.performance import estimate_performance, performance_table, realized_performance
 from ml_batch.ops import alerts
-from ml_batch.promotion.jobs import train_and_register
-from ml_batch.run.scoring import score_day
+from ml_batch.promotion.retrain import train_and_register
+from ml_batch.run.day import score_day
 from ml_batch.spec import Spec, load_spec
 
 pytestmark = pytest.mark.integration
@@ -54,9 +55,9 @@ def _dataset_drift_days(engine: sa.Engine, spec: Spec, days: list[dt.date]) -> l
     for day in days:
         score_day(engine, spec, day, run_id=f"in-window-{day}")
         summary = check_day_drift(engine, spec, day, run_id=f"in-window-{day}")
-        assert summary["status"] == "checked", summary
-        if summary["dataset_drift"]:
-            flagged.append((day, summary["drifted_features"]))
+        assert summary.status == "checked", summary
+        if summary.dataset_drift:
+            flagged.append((day, summary.drifted_features))
     return flagged
 
 
@@ -118,13 +119,13 @@ def test_sustained_drift_is_silent_on_stable_days_and_fires_soon_after_the_shift
     for day in stable + shifted:
         score_day(engine, spec, day, run_id=f"day-{day}")
         summaries[day] = check_day_drift(engine, spec, day, run_id=f"day-{day}")
-    false_alarms = [day for day in stable if summaries[day]["sustained_drift"]]
+    false_alarms = [day for day in stable if summaries[day].sustained_drift]
     assert false_alarms == []
-    assert [day for day in stable if summaries[day]["dataset_drift"]] == []
-    first_alert = next(day for day in shifted if summaries[day]["sustained_drift"])
+    assert [day for day in stable if summaries[day].dataset_drift] == []
+    first_alert = next(day for day in shifted if summaries[day].sustained_drift)
     delay = (first_alert - CREDIT.shift_start).days + 1
     print(f"credit: {len(stable)} stable days, {len(false_alarms)} sustained alerts; first alert on shift day "
-          f"{delay} (share {summaries[first_alert]['share']:.2f}, {summaries[first_alert]['drifted_features']})")
+          f"{delay} (share {summaries[first_alert].share:.2f}, {summaries[first_alert].drifted_features})")
     assert delay <= rule.days, summaries
     alerted = [a["partition_date"] for a in alerts.recent(engine, spec.name) if a["kind"] == "dataset_drift"]
     assert min(alerted) == first_alert

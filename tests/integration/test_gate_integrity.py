@@ -12,17 +12,18 @@ from ml_batch.config import Settings
 from ml_batch.errors import RegistryError
 from ml_batch.model import registry
 from ml_batch.model.registry import champion_on_day
-from ml_batch.monitoring.daily import realized_performance, shadow_score
+from ml_batch.monitoring.performance import realized_performance
+from ml_batch.monitoring.shadow import shadow_score
 from ml_batch.ops import alerts
-from ml_batch.promotion.jobs import promote_after_shadow, train_and_register
-from ml_batch.run.scoring import score_day
+from ml_batch.promotion.retrain import train_and_register
+from ml_batch.promotion.shadow import promote_after_shadow
+from ml_batch.run.day import score_day
 from ml_batch.spec import Spec
 from tests.integration.helpers import load_toy_data, toy_spec
+from tests.support.toy import AS_OF, FIRST
 
 pytestmark = pytest.mark.integration
 
-FIRST = dt.date(2026, 5, 1)
-AS_OF = dt.date(2026, 5, 20)
 DELAY = 3
 TRAINING = {"window_days": 10, "holdout_days": 3, "metric": "roc_auc", "min_score": 0.6,
             "shadow_days": 5, "shadow_min_labelled_days": 2, "shadow_max_days": 7}
@@ -64,13 +65,13 @@ def test_a_challenger_without_labelled_days_waits_and_is_demoted_after_shadow_ma
     champion, challenger = _with_challenger(engine, spec)
     _shadow(engine, spec, range(1, 6), labelled=False)  # shadow_days reached, no label yet
     waiting = promote_after_shadow(engine, spec, actor="t")
-    assert waiting is not None and waiting["action"] == "waiting", "promoted without a single labelled day"
-    assert waiting["labelled_days"] == 0 and waiting["shadow_days"] == 5
+    assert waiting is not None and waiting.action == "waiting", "promoted without a single labelled day"
+    assert waiting.labelled_days == 0 and waiting.shadow_days == 5
     assert registry.aliases(engine, "toy") == {"champion": champion, "challenger": challenger}
     _shadow(engine, spec, range(6, 8), labelled=False)  # shadow_max_days (7) passed without evidence
     demoted = promote_after_shadow(engine, spec, actor="t")
-    assert demoted is not None and demoted["action"] == "demoted" and not demoted["promoted"]
-    assert "0 of the 2 labelled shadow days" in demoted["reason"]
+    assert demoted is not None and demoted.action == "demoted" and not demoted.promoted
+    assert "0 of the 2 labelled shadow days" in demoted.reason
     assert registry.aliases(engine, "toy") == {"champion": champion}
     assert [d["details"]["action"] for d in _decisions(engine)] == ["demoted", "waiting"]
     assert any(a["kind"] == "gate_reject" and "demoted" in a["message"] for a in alerts.recent(engine, "toy"))
@@ -83,10 +84,14 @@ def test_a_challenger_is_promoted_on_labelled_evidence_and_a_worse_one_is_demote
     load_toy_data(engine, settings.schema, FIRST, days=40, rows_per_day=60, delay_days=DELAY)
     _, challenger = _with_challenger(engine, spec)
     _shadow(engine, spec, range(1, 6), labelled=True)
-    outcome = promote_after_shadow(engine, spec, actor="t")
-    assert outcome is not None and outcome["action"] == "promoted" and outcome["labelled_days"] == 5
+    outcome = promote_after_shadow(engine, spec, actor="t", dag_id="retrain", run_id="r1")
+    assert outcome is not None and outcome.action == "promoted" and outcome.labelled_days == 5
     assert registry.aliases(engine, "toy") == {"champion": challenger}
     [decision] = _decisions(engine)
+    # One serialisation: the decision returned is the one recorded, and a retry of the run returns it again.
+    assert decision["details"] == outcome.as_dict() and outcome.as_dict()["run_id"] == "r1"
+    assert promote_after_shadow(engine, spec, actor="t", dag_id="retrain", run_id="r1") == outcome
+    assert len(_decisions(engine)) == 1
     evidence = decision["details"]["days"]
     assert len(evidence) == 5 and all(d["champion_metric"] is not None and d["challenger_metric"] is not None
                                       for d in evidence)
@@ -99,7 +104,7 @@ def test_a_challenger_is_promoted_on_labelled_evidence_and_a_worse_one_is_demote
     registry.promote(engine, "toy", bad, alias=registry.CHALLENGER, actor="t", reason="shadow test")
     _shadow(engine, spec, range(6, 11), labelled=True)
     demoted = promote_after_shadow(engine, spec, actor="t")
-    assert demoted is not None and demoted["action"] == "demoted" and "worse than the champion" in demoted["reason"]
+    assert demoted is not None and demoted.action == "demoted" and "worse than the champion" in demoted.reason
     assert registry.aliases(engine, "toy") == {"champion": challenger}
 
 
@@ -112,7 +117,7 @@ def test_a_champion_changed_by_hand_during_shadow_cancels_the_promotion(settings
     registry.promote(engine, "toy", by_hand, actor="ops", reason="hotfix")
     _shadow(engine, spec, range(3, 6), labelled=True)
     outcome = promote_after_shadow(engine, spec, actor="t")
-    assert outcome is not None and outcome["action"] == "cancelled" and not outcome["promoted"]
+    assert outcome is not None and outcome.action == "cancelled" and not outcome.promoted
     assert registry.aliases(engine, "toy") == {"champion": by_hand}, "the operator's champion was replaced"
     [decision] = _decisions(engine)
     assert decision["details"]["champion_now"] == by_hand and decision["to_version"] == challenger

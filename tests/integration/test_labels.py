@@ -14,16 +14,14 @@ from sklearn.metrics import roc_auc_score
 from ml_batch.config import Settings
 from ml_batch.errors import LabelJoinError
 from ml_batch.model.training import load_labelled, split, train, window_for
-from ml_batch.monitoring.daily import realized_performance
-from ml_batch.promotion.jobs import train_and_register
-from ml_batch.run.scoring import score_day
+from ml_batch.monitoring.performance import realized_performance
+from ml_batch.promotion.retrain import train_and_register
+from ml_batch.run.day import score_day
 from tests.integration.helpers import load_recurring_data, load_toy_data, recurring_spec, toy_spec
+from tests.support.toy import AS_OF, DAY, FIRST
 
 pytestmark = pytest.mark.integration
 
-FIRST = dt.date(2026, 5, 1)
-AS_OF = dt.date(2026, 5, 20)  # window 2026-05-08..17 (10 days, delay 3), holdout 05-15..17
-DAY = dt.date(2026, 5, 21)
 ENTITIES = 40
 
 

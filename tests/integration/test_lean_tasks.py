@@ -21,18 +21,17 @@ from ml_batch.config import Settings
 from ml_batch.db.engine import make_engine
 from ml_batch.db.migrate import SchemaNotAtHead, check_at_head, head_revision, shipped_head, upgrade
 from ml_batch.demo import credit as demo
+from ml_batch.errors import ArtifactIntegrityError
 from ml_batch.model import registry
-from ml_batch.promotion.jobs import train_and_register
+from ml_batch.promotion.retrain import train_and_register
 from ml_batch.run import runs
 from ml_batch.spec import Spec, load_spec
-from tests.integration.helpers import airflow_task_env, load_toy_data, toy_spec
+from tests.integration.helpers import airflow_task_env, toy_spec
+from tests.support.toy import DAY, trained_toy
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-FIRST = dt.date(2026, 5, 1)
-AS_OF = dt.date(2026, 5, 20)
-DAY = dt.date(2026, 5, 21)
 
 
 class _TaskInstance:
@@ -60,7 +59,7 @@ def _plan(model: str, run_id: str) -> dict[str, Any]:
     from ml_batch.airflow import tasks
 
     context = _context(run_id)
-    shards = tasks.plan(model, context)
+    shards = tasks.plan(model, context, Path(os.environ["ML_BATCH_SPECS_DIR"]))
     run_plan = context["ti"].pushed[tasks.RUN_PLAN_KEY]
     assert shards == list(range(run_plan["shards"]))
     return run_plan
@@ -68,9 +67,7 @@ def _plan(model: str, run_id: str) -> dict[str, Any]:
 
 @pytest.fixture()
 def toy(settings: Settings, engine: sa.Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Spec:
-    spec = toy_spec(settings.schema)
-    load_toy_data(engine, settings.schema, FIRST, days=25, rows_per_day=80)
-    train_and_register(engine, spec, AS_OF, actor="t", promote=True)
+    spec = trained_toy(engine, settings.schema)
     airflow_task_env(monkeypatch, settings, spec, tmp_path)
     return spec
 
@@ -145,7 +142,7 @@ def test_task_on_a_schema_behind_head_fails_at_once_and_migrates_nothing(
 
 # What a task process runs for one body; it must not import this test module (which imports training).
 _BODY = """
-import datetime as dt, json, sys
+import datetime as dt, json, os, pathlib, sys
 from ml_batch.airflow import tasks
 what, day = sys.argv[1], dt.date.fromisoformat(sys.argv[2])
 class TI:
@@ -157,7 +154,7 @@ class DagRun:
 context = {"params": {"date": day.isoformat()}, "dag_run": DagRun(), "run_id": "lean_imports", "ti": TI(),
            "outlet_events": None, "data_interval_start": None}
 if what == "plan":
-    out = tasks.plan("toy", context)
+    out = tasks.plan("toy", context, pathlib.Path(os.environ["ML_BATCH_SPECS_DIR"]))
     out = out if isinstance(out, dict) else TI.pushed[tasks.RUN_PLAN_KEY]
 else:
     out = tasks.publish("toy", json.loads(sys.argv[3]), context, None)
@@ -241,7 +238,7 @@ def test_model_is_unpickled_once_per_process_and_verified_every_time(
                                               "AND version = 1")).scalar_one()) + b"\0"
         conn.execute(sa.text(f"UPDATE {table} SET artifact = :a, artifact_sha256 = :s WHERE model_name = 'toy' "
                              "AND version = 1"), {"a": artifact, "s": hashlib.sha256(artifact).hexdigest()})
-    with pytest.raises(registry.ArtifactIntegrityError, match="HMAC"):
+    with pytest.raises(ArtifactIntegrityError, match="HMAC"):
         registry.load(engine, toy, 1)
     assert len(unpickled) == 1
 

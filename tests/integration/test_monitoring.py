@@ -12,19 +12,19 @@ import sqlalchemy as sa
 from ml_batch.config import Settings
 from ml_batch.model import registry
 from ml_batch.model.training import load_labelled, split, window_for
-from ml_batch.monitoring.daily import (
+from ml_batch.monitoring.daily import check_day_drift, drift_table
+from ml_batch.monitoring.performance import (
     ESTIMATE_ALERT,
-    check_day_drift,
-    drift_table,
     estimate_performance,
     performance_table,
-    published_rows,
     realized_performance,
-    shadow_score,
 )
+from ml_batch.monitoring.published import published_rows
+from ml_batch.monitoring.shadow import shadow_score
 from ml_batch.ops import alerts
-from ml_batch.promotion.jobs import promote_after_shadow, train_and_register
-from ml_batch.run.scoring import score_day
+from ml_batch.promotion.retrain import train_and_register
+from ml_batch.promotion.shadow import promote_after_shadow
+from ml_batch.run.day import score_day
 from ml_batch.spec import Spec
 from tests.integration.helpers import load_toy_data, toy_spec
 
@@ -68,9 +68,9 @@ def test_no_false_alarm_on_days_from_the_reference_distribution(settings: Settin
         day = AS_OF + dt.timedelta(days=offset)
         score_day(engine, toy, day, run_id=f"ref-{offset}")
         summary = check_day_drift(engine, toy, day, run_id=f"ref-{offset}")
-        assert summary["status"] == "checked"
-        assert not summary["dataset_drift"], summary
-        assert summary["drifted_features"] == [], summary
+        assert summary.status == "checked"
+        assert not summary.dataset_drift, summary
+        assert summary.drifted_features == (), summary
     assert _alerts(engine, "dataset_drift") == []
 
 
@@ -89,9 +89,9 @@ def test_a_shifted_day_is_drift_with_a_report_and_the_alert_waits_for_sustained_
     _shift(engine, toy, day)
     score_day(engine, toy, day, run_id="shifted")
     summary = check_day_drift(engine, toy, day, run_id="shifted", report_dir=tmp_path)
-    assert summary["dataset_drift"] and {"x1", "x2"} <= set(summary["drifted_features"])
+    assert summary.dataset_drift and {"x1", "x2"} <= set(summary.drifted_features)
     # One drifted day is stored and reported, but alert_after (2 of the last 3 days) is not met yet.
-    assert summary["window_drift"] and not summary["sustained_drift"] and summary["drifted_days"] == [str(day)]
+    assert summary.window_drift and not summary.sustained_drift and summary.drifted_days == (day,)
     assert _alerts(engine, "dataset_drift") == []
     head, rows = drift_table(engine, "toy", day)
     assert head is not None and head["dataset_drift"] and head["model_version"] == 1
@@ -108,20 +108,22 @@ def test_a_shifted_day_is_drift_with_a_report_and_the_alert_waits_for_sustained_
     assert psi_x1["drifted"] and psi_x1["value"] > psi_x1["threshold"]
     ks_x1 = next(r for r in rows if r["feature"] == "x1" and r["test"] == "ks")
     assert ks_x1["p_value"] is not None and ks_x1["p_value"] < 0.001
-    report = Path(summary["report"]).read_text()
+    assert summary.report is not None
+    report = Path(summary.report).read_text()
     assert report.count("x1") >= 1 and "No sustained drift. 1 of the last 3 days drifted" in report
 
     next_day = day + dt.timedelta(days=1)
     _shift(engine, toy, next_day)
     score_day(engine, toy, next_day, run_id="shifted-2")
     summary = check_day_drift(engine, toy, next_day, run_id="shifted-2")
-    assert summary["sustained_drift"] and summary["drifted_days"] == [str(day), str(next_day)]
+    assert summary.sustained_drift and summary.drifted_days == (day, next_day)
     [alert] = _alerts(engine, "dataset_drift")
     assert alert["partition_date"] == next_day and "x1" in alert["message"]
+    assert alert["details"] == summary.to_xcom()  # the alert carries the summary the drift task returns
     assert "2 of the last 3 days drifted" in alert["message"]
     # A re-run of the day replaces its row and does not count it twice.
     again = check_day_drift(engine, toy, next_day, run_id="shifted-2b")
-    assert again["drifted_days"] == [str(day), str(next_day)]
+    assert again.drifted_days == (day, next_day)
 
 
 def test_a_new_category_is_drift_and_is_counted(engine: sa.Engine, toy: Spec) -> None:
@@ -133,7 +135,7 @@ def test_a_new_category_is_drift_and_is_counted(engine: sa.Engine, toy: Spec) ->
                       "e": dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)})
     score_day(engine, toy, day, run_id="green")
     summary = check_day_drift(engine, toy, day, run_id="green")
-    assert "color" in summary["drifted_features"]
+    assert "color" in summary.drifted_features
     _, rows = drift_table(engine, "toy", day)
     js = next(r for r in rows if r["feature"] == "color" and r["test"] == "js")
     assert js["drifted"] and "green" in str(js["detail"])
@@ -196,8 +198,8 @@ def test_challenger_is_promoted_after_its_shadow_days(engine: sa.Engine, setting
         shadow_score(engine, spec, day, run_id=f"s{offset}")
         realized_performance(engine, spec, day)  # the labels of day - DELAY arrive today
     outcome = promote_after_shadow(engine, spec, actor="t")
-    assert outcome is not None and outcome["promoted"] and outcome["action"] == "promoted"
-    assert (outcome["shadow_days"], outcome["labelled_days"]) == (DELAY + 1, 1), "promoted on labelled evidence"
+    assert outcome is not None and outcome.promoted and outcome.action == "promoted"
+    assert (outcome.shadow_days, outcome.labelled_days) == (DELAY + 1, 1), "promoted on labelled evidence"
     assert registry.aliases(engine, "toy") == {"champion": candidate.version.version}
 
 
@@ -261,7 +263,7 @@ def test_drift_over_a_window_pools_the_last_days(engine: sa.Engine, toy: Spec) -
     assert (window["days"], window["days_with_rows"], window["first_day"]) == (3, 3, str(days[0]))
     assert window["rows"] == sum(published_rows(engine, spec, day) for day in days)
     # The last day itself is calm; the pooled window holds the two shifted days before it and drifted.
-    assert not summary["dataset_drift"] and summary["window_drift"] and summary["sustained_drift"]
+    assert not summary.dataset_drift and summary.window_drift and summary.sustained_drift
     assert {"x1", "x2"} <= set(window["drifted_features"])
     [alert] = _alerts(engine, "dataset_drift")
     assert "the last 3 days pooled" in alert["message"]
@@ -280,13 +282,14 @@ def test_a_feature_the_model_ignores_does_not_make_importance_weighted_drift(eng
     score_day(engine, toy, day, run_id="x2")
     by_count = toy.model_copy(update={"drift": toy.drift.model_copy(update={"drift_share": 0.3})})
     summary = check_day_drift(engine, by_count, day, run_id="x2")
-    assert summary["drifted_features"] == ["x2"] and summary["dataset_drift"]
+    assert summary.drifted_features == ("x2",) and summary.dataset_drift
     by_importance = toy.model_copy(update={"drift": by_count.drift.model_copy(update={"share_basis": "importance"})})
     summary = check_day_drift(engine, by_importance, day, run_id="x2")
-    assert summary["drifted_features"] == ["x2"] and not summary["dataset_drift"]
-    assert summary["share_basis"] == "importance" and summary["weighted_share"] < 0.1
+    assert summary.drifted_features == ("x2",) and not summary.dataset_drift
+    assert summary.share_basis == "importance" and summary.weighted_share is not None
+    assert summary.weighted_share < 0.1
     head, _ = drift_table(engine, "toy", day)
-    assert head is not None and head["detail"]["weighted_share"] == pytest.approx(summary["weighted_share"], abs=1e-4)
+    assert head is not None and head["detail"]["weighted_share"] == pytest.approx(summary.weighted_share, abs=1e-4)
 
 
 def test_an_estimate_below_the_floor_alerts_before_the_labels_arrive(

@@ -1,25 +1,28 @@
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 import pickle
 import secrets
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from ml_batch.config import Settings, artifact_key
+from ml_batch.db.engine import make_engine
+from ml_batch.db.migrate import upgrade
 from ml_batch.errors import ArtifactIntegrityError, FeatureSchemaMismatch, RegistryError
-from ml_batch.model import registry
+from ml_batch.model import registry, signing
 from ml_batch.model.training import train
-from ml_batch.promotion.jobs import train_and_register
+from ml_batch.promotion.retrain import train_and_register
 from tests.integration.helpers import load_toy_data, toy_spec
+from tests.support.toy import AS_OF
 
 pytestmark = pytest.mark.integration
-
-AS_OF = dt.date(2026, 5, 20)
 
 
 @pytest.fixture()
@@ -42,7 +45,7 @@ def test_register_numbers_versions_and_records_everything(engine: sa.Engine, toy
     assert (v1.version, v2.version) == (1, 2)
     assert v1.feature_schema == toy.feature_schema
     assert len(v1.artifact_sha256) == 64 and v1.artifact_size > 0
-    assert v1.artifact_key_id == v2.artifact_key_id == registry.key_id(artifact_key())
+    assert v1.artifact_key_id == v2.artifact_key_id == signing.key_id(artifact_key())
     assert v1.holdout_end == dt.date(2026, 5, 17) and v1.n_holdout and v1.n_train
     assert v1.metrics["roc_auc"] > 0.7
     assert v1.created_by == "alice" and v1.code_version.startswith("0.1.0")
@@ -159,3 +162,52 @@ def test_train_and_register_gates_on_the_same_holdout(engine: sa.Engine, toy) ->
     third = train_and_register(engine, strict, AS_OF, actor="ci", promote=True)
     assert not third.promoted and "does not beat champion" in third.decision.reason
     assert registry.get_version(engine, "toy", 3).aliases == []
+
+
+# -- one JSON-safe rule, one lock-key rule (issue 19) --------------------------------------------------------
+def test_a_version_whose_metrics_hold_an_infinity_is_stored_with_the_metric_as_null(engine: sa.Engine, toy) -> None:
+    result = train(engine, toy, AS_OF)
+    new = registry.NewVersion(metrics={"roc_auc": 0.7, "r2": float("-inf")}, window=result.window.as_dict())
+    version = registry.register(engine, toy, result.pipeline, new, actor="alice")
+    assert registry.get_version(engine, "toy", version.version).metrics == {"roc_auc": 0.7, "r2": None}
+    [registered] = registry.events(engine, "toy")
+    assert registered["details"]["metrics"] == {"roc_auc": 0.7, "r2": None}
+
+
+def test_audit_details_with_non_finite_numbers_are_stored_as_null(engine: sa.Engine, toy) -> None:
+    registry.record_event(engine, "toy", "gate_decision", actor="a", reason="r",
+                          details={"champion_score": float("inf"), "candidate_score": float("nan"), "n": 3})
+    [event] = registry.events(engine, "toy")
+    assert event["details"] == {"champion_score": None, "candidate_score": None, "n": 3}
+
+
+@pytest.fixture()
+def other_schema(settings: Settings) -> Iterator[Settings]:
+    """A second ml-batch installation in another schema of the same database."""
+    other = dataclasses.replace(settings, schema=f"{settings.schema}_b")
+    engine = make_engine(other)
+    upgrade(engine, other.schema)
+    yield other
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{other.schema}" CASCADE'))
+
+
+def test_a_model_lock_in_one_schema_does_not_block_the_same_model_in_another(
+    settings: Settings, engine: sa.Engine, toy, other_schema: Settings,
+) -> None:
+    engine_b = make_engine(other_schema)
+    spec_b = toy_spec(other_schema.schema)
+    load_toy_data(engine_b, other_schema.schema, dt.date(2026, 5, 1), days=20)
+    _register(engine_b, spec_b)
+    # Schema B's promotion gives up after 3 s instead of hanging when a lock it waits for is held.
+    impatient_b = sa.create_engine(
+        engine.url, connect_args={"options": "-c timezone=UTC -c lock_timeout=3000 -c statement_timeout=10000"},
+    ).execution_options(**engine_b.get_execution_options())
+    try:
+        with engine.begin() as conn_a:
+            registry._lock_model(conn_a, "toy")  # schema A's registry holds model "toy"'s lock
+            move = registry.promote(impatient_b, "toy", 1, actor="b", reason="other installation")
+        assert (move.to_version, move.changed) == (1, True)
+        assert registry.aliases(engine_b, "toy") == {"champion": 1}
+    finally:
+        impatient_b.dispose()

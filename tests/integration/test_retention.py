@@ -20,17 +20,16 @@ import sqlalchemy as sa
 
 from ml_batch.config import Settings
 from ml_batch.monitoring.daily import check_day_drift
-from ml_batch.promotion.jobs import train_and_register
 from ml_batch.run import lifecycle
+from ml_batch.run.day import score_day
+from ml_batch.run.names import shard_view, staging_table
+from ml_batch.run.plan import plan_run
 from ml_batch.run.retention import prune
-from ml_batch.run.scoring import plan_run, score_day, shard_view
-from ml_batch.run.staging import partition_name, qualified, staging_table
-from tests.integration.helpers import load_toy_data, toy_spec, write_spec
+from tests.integration.helpers import toy_spec, write_spec
+from tests.support.toy import trained_toy
 
 pytestmark = pytest.mark.integration
 
-FIRST = dt.date(2026, 5, 1)
-AS_OF = dt.date(2026, 5, 20)
 DAYS = [dt.date(2026, 5, 21) + dt.timedelta(days=i) for i in range(4)]
 TODAY = DAYS[-1] + dt.timedelta(days=1)
 REPO = Path(__file__).resolve().parents[2]
@@ -59,9 +58,7 @@ def _state(engine: sa.Engine, settings: Settings, spec) -> dict[str, object]:
 
 def test_prune_keeps_the_last_days_drops_the_rest_and_sweeps_dead_leftovers(
         settings: Settings, engine: sa.Engine, tmp_path: Path) -> None:
-    spec = toy_spec(settings.schema)
-    load_toy_data(engine, settings.schema, FIRST, days=25, rows_per_day=60)
-    train_and_register(engine, spec, AS_OF, actor="t", promote=True)
+    spec = trained_toy(engine, settings.schema, rows_per_day=60)
     for day in DAYS:
         summary = score_day(engine, spec, day, run_id=f"r-{day}", results_dir=settings.home / "validation")
         check_day_drift(engine, spec, day, run_id=summary.run_id, report_dir=settings.home / "drift")
@@ -79,7 +76,7 @@ def test_prune_keeps_the_last_days_drops_the_rest_and_sweeps_dead_leftovers(
         # whose run row is gone
         conn.execute(sa.text(f"CREATE TABLE {staging_table(spec, f'r-{DAYS[0]}')} (x int)"))
         conn.execute(sa.text(f"CREATE VIEW {shard_view(spec, f'r-{DAYS[3]}', 0)} AS SELECT 1 AS x"))
-        conn.execute(sa.text(f"CREATE TABLE {qualified(spec, 'toy_predictions__s_0123456789')} (x int)"))
+        conn.execute(sa.text(f"CREATE TABLE {spec.predictions.qualified('toy_predictions__s_0123456789')} (x int)"))
     with lifecycle.RunLease(engine, spec.name, "live"):  # a run in progress: its lease is held during prune
         live_plan = plan_run(engine, spec, DAYS[3], run_id="live", run_type="cli")
         # a dead run: planned in one process that then went away (planned after `live`: a plan cleans up
@@ -97,7 +94,7 @@ def test_prune_keeps_the_last_days_drops_the_rest_and_sweeps_dead_leftovers(
         after = _state(engine, settings, spec)
         live_kept = sa.inspect(engine).has_table(live_plan.staging_table.rpartition(".")[2], schema=s)
 
-    gone = [qualified(spec, partition_name(spec, d)) for d in DAYS[:2]]
+    gone = [spec.predictions.partition(d) for d in DAYS[:2]]
     assert dry.cutoff == done.cutoff == DAYS[2]
     assert dry.partitions == done.partitions == gone
     assert dry.rows == done.rows
@@ -113,7 +110,7 @@ def test_prune_keeps_the_last_days_drops_the_rest_and_sweeps_dead_leftovers(
 
     kept_days = [(d, n) for d, n in before["predictions"] if d >= DAYS[2]]
     assert after["predictions"] == kept_days and len(kept_days) == 2
-    assert after["partitions"] == [(partition_name(spec, d),) for d in DAYS[2:]]
+    assert after["partitions"] == [(spec.predictions.partition(d).rpartition(".")[2],) for d in DAYS[2:]]
     for table in ("quarantine", "shadow_predictions", "drift_days", "alerts", "published_days"):
         # (an alert without a day, the gate's, counts by its creation date: today, kept)
         assert after[table] == [(d, n) for d, n in before[table] if d is None or d >= DAYS[2]], table
@@ -144,3 +141,18 @@ def test_prune_command_dry_run_lists_and_bad_keep_days_is_refused(settings: Sett
     assert (settings.home / "drift" / "toy" / "2020-01-01.html").exists()
     refused = cli("--keep-days", "0")
     assert refused.returncode == 2 and "--keep-days" in refused.stderr
+
+
+def test_prune_sweeps_what_a_finished_dry_run_left(settings: Settings, engine: sa.Engine) -> None:
+    """A dry run is finished like a published one (`runs.FINISHED`): what it left behind (a GX view a killed
+    shard attempt left, which the run's own publish could not drop) is swept. Prune used to keep a dry run's
+    leftovers for ever, as belonging to a run still in progress."""
+    spec = trained_toy(engine, settings.schema, rows_per_day=60)
+    summary = score_day(engine, spec, DAYS[0], run_id="dry", dry_run=True)
+    assert summary.status == "dry_run"
+    view = shard_view(spec, "dry", 0)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"CREATE VIEW {view} AS SELECT 1 AS x"))
+    done = prune(engine, spec, keep_days=30, home=settings.home, schema=settings.schema, today=TODAY)
+    assert done.leftovers == [f"{view} (run dry, dry_run)"] and done.kept_leftovers == []
+    assert not sa.inspect(engine).has_table(view.rpartition(".")[2], schema=settings.schema)

@@ -11,24 +11,18 @@ import sqlalchemy as sa
 from ml_batch.config import Settings
 from ml_batch.errors import ValidationFailed
 from ml_batch.model import registry
-from ml_batch.promotion.jobs import train_and_register
+from ml_batch.promotion.retrain import train_and_register
+from ml_batch.run.day import score_day
+from ml_batch.run.names import shard_view
+from ml_batch.run.plan import plan_run
+from ml_batch.run.publish import publish_run
 from ml_batch.run.runs import list_runs
-from ml_batch.run.scoring import plan_run, publish_run, score_day, score_shard, shard_view
+from ml_batch.run.shard import score_shard
 from tests.integration.helpers import load_toy_data, toy_spec
+from tests.support.toy import AS_OF, DAY, FIRST
 
 pytestmark = pytest.mark.integration
 
-FIRST = dt.date(2026, 5, 1)
-AS_OF = dt.date(2026, 5, 20)
-DAY = dt.date(2026, 5, 21)
-
-
-@pytest.fixture()
-def toy(settings: Settings, engine: sa.Engine):
-    spec = toy_spec(settings.schema)
-    load_toy_data(engine, settings.schema, FIRST, days=25, rows_per_day=80)
-    train_and_register(engine, spec, AS_OF, actor="t", promote=True)
-    return spec
 
 
 def _day_rows(engine: sa.Engine, spec, day: dt.date) -> list[tuple]:
@@ -109,8 +103,8 @@ def test_pinned_version_survives_a_promotion_during_the_run(engine: sa.Engine, t
     plan = plan_run(engine, toy, DAY, run_id="pinned")
     v2 = train_and_register(engine, toy, AS_OF, actor="t").version.version
     registry.promote(engine, "toy", v2, actor="t", reason="mid-run")
-    score_shard(engine, toy, plan, 0)
-    publish_run(engine, toy, plan)
+    score_shard(engine, plan, 0)
+    publish_run(engine, plan)
     assert {r.model_version for r in _day_rows(engine, toy, DAY)} == {1}
 
 
@@ -181,11 +175,11 @@ def test_dry_run_publishes_nothing(settings: Settings, engine: sa.Engine, toy) -
 
 def test_no_validation_view_outlives_its_run(engine: sa.Engine, toy) -> None:
     plan = plan_run(engine, toy, DAY, run_id="views", shards=2)
-    score_shard(engine, toy, plan, 0)
+    score_shard(engine, plan, 0)
     with engine.begin() as conn:  # as if shard 1 had been killed while GX ran
         conn.execute(sa.text(f"CREATE VIEW {shard_view(toy, 'views', 1)} AS SELECT 1 AS x"))
     with pytest.raises(ValidationFailed, match="1 of 2 shards finished"):
-        publish_run(engine, toy, plan)
+        publish_run(engine, plan)
     with engine.connect() as conn:
         views = conn.execute(sa.text(
             "SELECT count(*) FROM pg_views WHERE viewname LIKE 'ml_batch_validate_%'")).scalar_one()
@@ -201,8 +195,8 @@ def test_many_chunks_on_many_threads_give_the_single_chunk_result(settings: Sett
     whole = score_day(engine, toy, DAY, run_id="whole")
     expected = _day_rows(engine, toy, DAY)
     plan = plan_run(engine, toy, DAY, run_id="chunked")
-    result = score_shard(engine, toy, plan, 0, batch_bytes=512, threads=3)  # ~10 rows per chunk
-    summary = publish_run(engine, toy, plan)
+    result = score_shard(engine, plan, 0, batch_bytes=512, threads=3)  # ~10 rows per chunk
+    summary = publish_run(engine, plan)
     assert (result.extracted, result.scored, result.quarantined) == (80, 77, 3)
     assert (summary.scored, summary.quarantined) == (whole.scored, whole.quarantined) == (77, 3)
     assert [(r.id, r.score) for r in _day_rows(engine, toy, DAY)] == [(r.id, r.score) for r in expected]
@@ -239,16 +233,16 @@ def test_sharded_run_publishes_exactly_the_unsharded_rows(engine: sa.Engine, toy
 def test_a_retried_shard_does_not_duplicate_rows(engine: sa.Engine, toy) -> None:
     plan = plan_run(engine, toy, DAY, run_id="retry", shards=2)
     for shard in (0, 1, 1, 0):
-        score_shard(engine, toy, plan, shard)
-    summary = publish_run(engine, toy, plan)
+        score_shard(engine, plan, shard)
+    summary = publish_run(engine, plan)
     assert summary.scored == 80 and len(_day_rows(engine, toy, DAY)) == 80
 
 
 def test_publishing_before_all_shards_finish_is_refused(engine: sa.Engine, toy) -> None:
     plan = plan_run(engine, toy, DAY, run_id="partial", shards=2)
-    score_shard(engine, toy, plan, 0)
+    score_shard(engine, plan, 0)
     with pytest.raises(ValidationFailed, match="1 of 2 shards finished; refusing to publish a partial day"):
-        publish_run(engine, toy, plan)
+        publish_run(engine, plan)
     assert _day_rows(engine, toy, DAY) == []
 
 
@@ -299,15 +293,15 @@ def test_an_unreadable_source_fails_the_run_with_its_name(settings: Settings, en
         conn.execute(sa.text(f"ALTER TABLE {toy.source.table} RENAME COLUMN x2_old TO x2"))
     plan = plan_run(engine, toy, DAY, run_id="planned")
     break_source()
-    score_shard(engine, toy, plan, 0)
-    assert publish_run(engine, toy, plan).scored == len(_day_rows(engine, toy, DAY)) == 80
+    score_shard(engine, plan, 0)
+    assert publish_run(engine, plan).scored == len(_day_rows(engine, toy, DAY)) == 80
 
 
 @pytest.mark.parametrize("sql_type", ["bigint", "integer", "text", "numeric(12, 2)", "numeric", "uuid", "date"])
 def test_keys_print_the_same_through_psycopg2_and_adbc(engine: sa.Engine, sql_type: str) -> None:
     """GX reports failing keys through psycopg2, the extract reads them through ADBC: their text must agree."""
     from ml_batch.db import arrow
-    from ml_batch.run.scoring import key_text, key_texts
+    from ml_batch.run.keys import key_text, key_texts
 
     values = {
         "bigint": ["1", "9007199254740993", "-5"], "integer": ["7", "-2147483648", "0"],

@@ -12,30 +12,27 @@ import pytest
 import sqlalchemy as sa
 
 from ml_batch.config import Settings
+from ml_batch.db.locks import SwapLocking
 from ml_batch.errors import PublishBlocked, ValidationFailed
-from ml_batch.promotion.jobs import train_and_register
-from ml_batch.run import lifecycle, scoring
-from ml_batch.run.scoring import plan_run, publish_run, score_day, score_shard
-from ml_batch.run.staging import SwapLocking
+from ml_batch.run import lifecycle
+from ml_batch.run import plan as planning
+from ml_batch.run.day import score_day
+from ml_batch.run.plan import plan_run
+from ml_batch.run.publish import publish_run
+from ml_batch.run.shard import score_shard
 from ml_batch.spec import Spec
-from ml_batch.validation import gx as validation
-from tests.integration.helpers import load_toy_data, toy_spec
+from ml_batch.validation import passes
+from tests.support.toy import DAY, trained_toy
 from tests.support.usage import rows_read
 
 pytestmark = pytest.mark.integration
 
-FIRST = dt.date(2026, 5, 1)
-AS_OF = dt.date(2026, 5, 20)
-DAY = dt.date(2026, 5, 21)
 DAY_ROWS = 80
 
 
 @pytest.fixture()
 def toy(settings: Settings, engine: sa.Engine) -> Spec:
-    spec = toy_spec(settings.schema)
-    load_toy_data(engine, settings.schema, FIRST, days=25, rows_per_day=DAY_ROWS)
-    train_and_register(engine, spec, AS_OF, actor="t", promote=True)
-    return spec
+    return trained_toy(engine, settings.schema, rows_per_day=DAY_ROWS)
 
 
 @pytest.fixture()
@@ -70,8 +67,8 @@ def test_a_sharded_run_reads_the_days_source_rows_once(engine: sa.Engine, day_on
     before = rows_read(engine, day_only.source.table)
     plan = plan_run(engine, day_only, DAY, run_id=f"k{shards}", shards=shards)
     for shard in range(plan.shards):
-        score_shard(engine, day_only, plan, shard)
-    summary = publish_run(engine, day_only, plan)
+        score_shard(engine, plan, shard)
+    summary = publish_run(engine, plan)
     read = rows_read(engine, day_only.source.table) - before
     assert (plan.day_rows, summary.scored) == (DAY_ROWS, DAY_ROWS)
     assert read <= 1.1 * DAY_ROWS, f"{shards} shards read {read} source rows for a day of {DAY_ROWS}"
@@ -82,7 +79,7 @@ def _insert_after_validation(monkeypatch: pytest.MonkeyPatch, engine: sa.Engine,
     """Wrap GX's validation: once it has returned for the first time, INSERT a row of DAY that fails the
     suite (an unknown category) into the source, before the shard extracts."""
     inserted: list[int] = []
-    real: Callable[..., Any] = validation.validate_relation
+    real: Callable[..., Any] = passes.validate_relation
 
     def validate_then_insert(*args: Any, **kwargs: Any) -> Any:
         outcome = real(*args, **kwargs)
@@ -95,7 +92,7 @@ def _insert_after_validation(monkeypatch: pytest.MonkeyPatch, engine: sa.Engine,
             inserted.append(row_id)
         return outcome
 
-    monkeypatch.setattr(validation, "validate_relation", validate_then_insert)
+    monkeypatch.setattr(passes, "validate_relation", validate_then_insert)
     return inserted
 
 
@@ -108,8 +105,8 @@ def test_a_row_landing_mid_run_is_not_scored_unvalidated(settings: Settings, eng
             "WHERE mod(hashtext(CAST(id AS text)) & 2147483647, 2) = 0")).scalar_one())
     inserted = _insert_after_validation(monkeypatch, engine, toy, row_id)
     for shard in range(plan.shards):
-        score_shard(engine, toy, plan, shard)
-    summary = publish_run(engine, toy, plan)
+        score_shard(engine, plan, shard)
+    summary = publish_run(engine, plan)
     assert inserted == [row_id], "the row landed while the run was scoring"
     published = _published(engine, toy)
     assert row_id not in published, "the row GX never saw was scored"
@@ -130,16 +127,16 @@ def test_the_snapshot_is_one_piece_per_shard_and_goes_with_a_published_run(engin
             r"WHERE c.relname LIKE 'ml\_batch\_day\_%' AND c.relpersistence = 'u'")).scalar_one()
     assert per_piece == 3, "each shard's piece is an UNLOGGED partition of the snapshot"
     for shard in range(plan.shards):
-        score_shard(engine, toy, plan, shard)
-    publish_run(engine, toy, plan)
+        score_shard(engine, plan, shard)
+    publish_run(engine, plan)
     assert _snapshot_tables(engine, toy) == set()
 
 
 def test_the_snapshot_goes_with_a_dry_run(engine: sa.Engine, toy: Spec) -> None:
     plan = plan_run(engine, toy, DAY, run_id="dry", shards=1, dry_run=True)
     assert _snapshot_tables(engine, toy), "planned: the day is materialised"
-    score_shard(engine, toy, plan, 0)
-    assert publish_run(engine, toy, plan).status == "dry_run"
+    score_shard(engine, plan, 0)
+    assert publish_run(engine, plan).status == "dry_run"
     assert _snapshot_tables(engine, toy) == set()
 
 
@@ -148,25 +145,25 @@ def test_the_snapshot_goes_with_a_failure_of_the_days_data(engine: sa.Engine, to
     plan = plan_run(engine, strict, DAY, run_id="too-few", shards=2)
     assert _snapshot_tables(engine, strict)
     for shard in range(plan.shards):
-        score_shard(engine, strict, plan, shard)
+        score_shard(engine, plan, shard)
     with pytest.raises(ValidationFailed, match="80 rows extracted, expected between 1000"):
-        publish_run(engine, strict, plan)
+        publish_run(engine, plan)
     assert _snapshot_tables(engine, strict) == set()
 
 
 def test_the_snapshot_stays_for_a_blocked_publish_and_its_retry_reads_it(engine: sa.Engine, toy: Spec) -> None:
     plan = plan_run(engine, toy, DAY, run_id="blocked", shards=2)
     for shard in range(plan.shards):
-        score_shard(engine, toy, plan, shard)
+        score_shard(engine, plan, shard)
     with engine.connect() as holder:
         holder.execute(sa.text(f"LOCK TABLE {toy.predictions.table} IN ACCESS EXCLUSIVE MODE"))
         with pytest.raises(PublishBlocked):
-            publish_run(engine, toy, plan, locking=SwapLocking(timeout_s=0.05, attempts=1, backoff_s=0))
+            publish_run(engine, plan, locking=SwapLocking(timeout_s=0.05, attempts=1, backoff_s=0))
         holder.rollback()
     snapshot = _snapshot_tables(engine, toy)
     assert snapshot, "a retry of the publish (or of a shard) needs the run's snapshot"
-    score_shard(engine, toy, plan, 1)  # a retried shard reads the same piece
-    assert publish_run(engine, toy, plan).scored == DAY_ROWS
+    score_shard(engine, plan, 1)  # a retried shard reads the same piece
+    assert publish_run(engine, plan).scored == DAY_ROWS
     assert _snapshot_tables(engine, toy) == set()
 
 
@@ -194,13 +191,13 @@ def test_the_snapshot_of_a_dead_run_is_dropped_by_the_cleanup(engine: sa.Engine,
 def test_a_day_split_by_its_row_count_is_still_read_once(engine: sa.Engine, day_only: Spec,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """`scoring.shards` unset: the day is materialised and counted, then split from the snapshot."""
-    monkeypatch.setattr(scoring, "shard_count", lambda spec, rows: 3 if rows == DAY_ROWS else 1)
+    monkeypatch.setattr(planning, "shard_count", lambda spec, rows: 3 if rows == DAY_ROWS else 1)
     before = rows_read(engine, day_only.source.table)
     plan = plan_run(engine, day_only, DAY, run_id="auto")
     assert (plan.shards, plan.day_rows) == (3, DAY_ROWS)
     assert len(_snapshot_tables(engine, day_only)) == 4, "a parent and 3 pieces, no unsplit copy left"
     for shard in range(plan.shards):
-        score_shard(engine, day_only, plan, shard)
-    assert publish_run(engine, day_only, plan).scored == DAY_ROWS
+        score_shard(engine, plan, shard)
+    assert publish_run(engine, plan).scored == DAY_ROWS
     read = rows_read(engine, day_only.source.table) - before
     assert read <= 1.1 * DAY_ROWS, f"read {read} source rows for a day of {DAY_ROWS}"

@@ -13,8 +13,8 @@ from sklearn.metrics import mean_absolute_error
 
 from ml_batch.config import Settings
 from ml_batch.demo import stores as demo_stores
-from ml_batch.monitoring.daily import performance_table
-from ml_batch.promotion.jobs import train_and_register
+from ml_batch.monitoring.performance import performance_table
+from ml_batch.promotion.retrain import train_and_register
 from ml_batch.run.runs import list_runs
 from ml_batch.spec import Spec, load_spec
 from tests.integration.helpers import airflow_task_env

@@ -10,11 +10,9 @@ from ml_batch.config import Settings
 from ml_batch.errors import TrainingError
 from ml_batch.model.training import load_labelled, split, train, window_for
 from tests.integration.helpers import load_toy_data, toy_spec
+from tests.support.toy import AS_OF, FIRST
 
 pytestmark = pytest.mark.integration
-
-FIRST = dt.date(2026, 5, 1)
-AS_OF = dt.date(2026, 5, 20)
 
 
 def test_training_set_only_holds_labels_known_on_the_as_of_day(settings: Settings, engine: sa.Engine) -> None:

@@ -22,18 +22,19 @@ from fastapi.testclient import TestClient
 from ml_batch.airflow import ui_auth
 from ml_batch.airflow.ui_plugin import URL_PREFIX
 from ml_batch.config import Settings
-from ml_batch.monitoring.daily import check_day_drift, realized_performance
+from ml_batch.monitoring.daily import check_day_drift
+from ml_batch.monitoring.performance import realized_performance
 from ml_batch.ops import reports
-from ml_batch.promotion.jobs import train_and_register
-from ml_batch.run.scoring import RunSummary, score_day
+from ml_batch.promotion.retrain import train_and_register
+from ml_batch.run.day import score_day
+from ml_batch.run.publish import RunSummary
 from ml_batch.spec import Spec
-from ml_batch.validation.gx import ValidationOutcome, store_result
+from ml_batch.validation.results import ValidationOutcome, store_result
 from tests.integration.helpers import load_toy_data, toy_spec
+from tests.support.toy import AS_OF, FIRST
 
 pytestmark = pytest.mark.integration
 
-FIRST = dt.date(2026, 5, 1)
-AS_OF = dt.date(2026, 5, 20)
 DAY1, DAY2 = AS_OF + dt.timedelta(days=2), AS_OF + dt.timedelta(days=3)
 GREEN = 5  # rows of DAY1 with a category outside the whitelist: quarantined
 
@@ -125,7 +126,7 @@ def scored(settings: Settings, engine: sa.Engine, tmp_path: Path) -> Scored:
     for index, day in enumerate((DAY1, DAY2)):
         run_id = f"ui-{index + 1}"
         runs.append(score_day(engine, spec, day, run_id=run_id, results_dir=tmp_path))
-        drift[day] = check_day_drift(engine, spec, day, run_id=run_id, report_dir=tmp_path / "drift")
+        drift[day] = check_day_drift(engine, spec, day, run_id=run_id, report_dir=tmp_path / "drift").to_xcom()
         # The GX result the run saved, stored as scoring stores it (validation.store_result, shard 0).
         saved = json.loads((tmp_path / "toy" / day.isoformat() / f"{run_id}-s0.json").read_text())
         store_result(engine, ValidationOutcome(rows=None, batch_failures=[], row_reasons={}, result_json=saved),

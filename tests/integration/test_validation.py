@@ -15,14 +15,11 @@ import sqlalchemy as sa
 
 from ml_batch.db import arrow
 from ml_batch.spec import Spec, load_spec
-from ml_batch.validation.gx import (
-    ValidationOutcome,
-    build_suite,
-    key_is_unique,
-    nan_columns,
-    relation_column_types,
-    validate_relation,
-)
+from ml_batch.validation.passes import validate_relation
+from ml_batch.validation.reasons import nan_columns
+from ml_batch.validation.relation import key_is_unique, relation_column_types
+from ml_batch.validation.results import ValidationOutcome
+from ml_batch.validation.suite import build_suite
 
 pytestmark = pytest.mark.integration
 
@@ -278,3 +275,50 @@ def test_gx_opens_no_network_connection_of_its_own(engine: sa.Engine, spec: Spec
     monkeypatch.setattr(socket.socket, "connect_ex", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
     assert _validate(engine, spec, frame).passed_batch
+
+
+
+def _failing_income(engine: sa.Engine, spec: Spec, failing: int, share: float) -> ValidationOutcome:
+    """100 rows, the first `failing` of them below income's minimum, under `max_quarantine_share: share`."""
+    capped = spec.model_copy(update={"validation": spec.validation.model_copy(update={"max_quarantine_share": share})})
+    frame = _frame(spec, rows=100)
+    frame.loc[: failing - 1, "income"] = -5.0
+    return _validate(engine, capped, frame)
+
+
+def test_every_failing_row_is_quarantined_not_only_the_first_twenty(engine: sa.Engine, spec: Spec) -> None:
+    """GX's SQL engine lists at most `partial_unexpected_count` (20 by default) failing rows' keys, even with
+    the COMPLETE result format: a row it did not list would be scored although it failed validation."""
+    frame = _frame(spec)
+    frame.loc[:24, "income"] = -5.0  # 25 of 150 rows, below the share allowed here (30)
+    frame.loc[:21, "purpose"] = "vacation"  # 22 of them fail a second check
+    capped = spec.model_copy(update={"validation": spec.validation.model_copy(update={"max_quarantine_share": 0.2})})
+    outcome = _validate(engine, capped, frame)
+    assert outcome.passed_batch, outcome.batch_failures
+    assert sorted(outcome.row_reasons) == list(range(1000, 1025))
+    assert [len(outcome.row_reasons[key]) for key in (1021, 1022)] == [2, 1]
+    income = next(r for r in outcome.result_json["results"]
+                  if r["expectation_config"]["type"] == "expect_column_values_to_be_between"
+                  and r["expectation_config"]["kwargs"]["column"] == "income")
+    assert len(income["result"]["unexpected_index_list"]) == 25
+
+
+def test_exactly_the_quarantine_share_of_rows_failing_is_quarantined_not_a_batch_failure(
+    engine: sa.Engine, spec: Spec
+) -> None:
+    """29 of 100 rows is exactly 0.29, not above it (`ValidationSpec.quarantine_exceeded`, as publish reads it):
+    the rows are quarantined and the batch passes, where a float product (0.29 * 100 = 28.999...) failed it."""
+    outcome = _failing_income(engine, spec, 29, 0.29)
+    assert outcome.passed_batch, outcome.batch_failures
+    assert sorted(outcome.row_reasons) == list(range(1000, 1029))
+    assert outcome.row_reasons[1000] == ["income: expect_column_values_to_be_between (min 0, max 1000000), got -5.0"]
+    assert outcome.passes == 3
+
+
+def test_one_row_above_the_quarantine_share_fails_the_batch_naming_the_rule(engine: sa.Engine, spec: Spec) -> None:
+    outcome = _failing_income(engine, spec, 30, 0.29)
+    assert outcome.batch_failures == [
+        "income: expect_column_values_to_be_between (min 0, max 1000000): 30 of 100 rows failed (30.0%), "
+        "above validation.max_quarantine_share 29.0%; e.g. -5.0"
+    ]
+    assert outcome.row_reasons == {} and outcome.passes == 2

@@ -7,14 +7,10 @@ failed delivery is logged with the URL's host only (a Slack webhook's path is it
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from types import SimpleNamespace
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -22,45 +18,7 @@ import sqlalchemy as sa
 from ml_batch.db.tables import SCHEMA_PLACEHOLDER
 from ml_batch.ops import alerts
 from ml_batch.ops.alerts import Alert, WebhookChannel
-
-SECRET = "T000-B000-secretpath"
-
-
-class _Receiver:
-    """An HTTP server on 127.0.0.1 that keeps the JSON bodies POSTed to it."""
-
-    def __init__(self, status: int = 200) -> None:
-        received: list[dict[str, Any]] = []
-        paths: list[str] = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                received.append(json.loads(body))
-                paths.append(self.path)
-                self.send_response(status)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                return None
-
-        self.received = received
-        self.paths = paths
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_port}/services/{SECRET}"
-
-    def __enter__(self) -> _Receiver:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+from tests.support.webhook import SECRET, WebhookReceiver
 
 
 def _closed_port() -> int:
@@ -98,7 +56,7 @@ def _alert() -> Alert:
 
 def test_alert_is_delivered_while_the_database_is_down(dead_engine: sa.Engine,
                                                       caplog: pytest.LogCaptureFixture) -> None:
-    with _Receiver() as receiver, caplog.at_level(logging.INFO, logger="ml_batch.ops.alerts"):
+    with WebhookReceiver() as receiver, caplog.at_level(logging.INFO, logger="ml_batch.ops.alerts"):
         alerts.register_channel(WebhookChannel(receiver.url, name="test"))
         stored = alerts.record(dead_engine, _alert())
 
@@ -114,7 +72,7 @@ def test_alert_is_delivered_while_the_database_is_down(dead_engine: sa.Engine,
 
 
 def test_cli_webhook_from_environment(dead_engine: sa.Engine, monkeypatch: pytest.MonkeyPatch) -> None:
-    with _Receiver() as receiver:
+    with WebhookReceiver() as receiver:
         monkeypatch.setenv(alerts.WEBHOOK_URL_ENV, receiver.url)
         alerts.record(dead_engine, _alert())
     assert [p["kind"] for p in receiver.received] == ["run_failure"]
@@ -129,7 +87,7 @@ def test_airflow_notifier_delivers_through_the_connection_while_the_database_is_
     monkeypatch.setenv("ML_BATCH_DATABASE_URL", dead_database_url)
     context = {"dag_run": SimpleNamespace(dag_id="batch_predict_credit_default", run_id="manual__1"),
                "ti": SimpleNamespace(task_id="publish"), "exception": RuntimeError("server closed the connection")}
-    with _Receiver() as receiver, caplog.at_level(logging.INFO):
+    with WebhookReceiver() as receiver, caplog.at_level(logging.INFO):
         monkeypatch.setenv("AIRFLOW_CONN_ML_BATCH_ALERTS_WEBHOOK", receiver.url)
         MlBatchAlertNotifier("credit_default").notify(context)
 
@@ -145,7 +103,7 @@ def test_airflow_notifier_delivers_through_the_connection_while_the_database_is_
 
 def test_failed_delivery_is_logged_without_the_secret_and_the_run_goes_on(
         dead_engine: sa.Engine, caplog: pytest.LogCaptureFixture) -> None:
-    with _Receiver(status=500) as receiver, caplog.at_level(logging.INFO, logger="ml_batch.ops.alerts"):
+    with WebhookReceiver(status=500) as receiver, caplog.at_level(logging.INFO, logger="ml_batch.ops.alerts"):
         alerts.register_channel(WebhookChannel(receiver.url, name="test"))
         alerts.register_channel(WebhookChannel(f"http://127.0.0.1:{_closed_port()}/x/{SECRET}", name="webhook"))
         assert alerts.deliver(_alert()) == []
@@ -157,7 +115,7 @@ def test_failed_delivery_is_logged_without_the_secret_and_the_run_goes_on(
 
 @pytest.mark.integration
 def test_alert_is_recorded_after_delivery_when_the_database_is_up(engine: sa.Engine) -> None:
-    with _Receiver() as receiver:
+    with WebhookReceiver() as receiver:
         alerts.register_channel(WebhookChannel(receiver.url, name="test"))
         alert_id = alerts.record(engine, _alert())
     assert alert_id is not None and len(receiver.received) == 1

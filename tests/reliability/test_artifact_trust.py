@@ -28,16 +28,16 @@ from ml_batch.config import Settings, artifact_key
 from ml_batch.errors import ArtifactIntegrityError, ConfigError, FeatureSchemaMismatch, RegistryError
 from ml_batch.features import build_pipeline
 from ml_batch.model import registry
-from ml_batch.promotion.jobs import register_artifact, train_and_register
+from ml_batch.promotion.artifacts import register_artifact
+from ml_batch.promotion.retrain import train_and_register
+from ml_batch.run.day import score_day
 from ml_batch.run.runs import list_runs
-from ml_batch.run.scoring import score_day
 from tests.integration.helpers import load_toy_data, toy_spec
+from tests.support.toy import AS_OF, DAY
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-AS_OF = dt.date(2026, 5, 20)
-DAY = dt.date(2026, 5, 21)
 
 
 class _Exploit:

@@ -13,16 +13,13 @@ import pytest
 import sqlalchemy as sa
 
 from ml_batch.config import Settings
-from ml_batch.promotion.jobs import train_and_register
-from ml_batch.run.scoring import score_day
+from ml_batch.promotion.retrain import train_and_register
+from ml_batch.run.day import score_day
 from ml_batch.spec import Spec
 from tests.integration.helpers import load_toy_data, toy_spec
+from tests.support.toy import AS_OF, DAY, FIRST
 
 pytestmark = pytest.mark.integration
-
-FIRST = dt.date(2026, 5, 1)
-AS_OF = dt.date(2026, 5, 20)
-DAY = dt.date(2026, 5, 21)
 
 
 def _spec(schema: str) -> Spec:

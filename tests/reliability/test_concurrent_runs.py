@@ -11,16 +11,16 @@ import pytest
 import sqlalchemy as sa
 
 from ml_batch.config import Settings
-from ml_batch.promotion.jobs import train_and_register
-from ml_batch.run.scoring import RunSummary, plan_run, publish_run, score_day, score_shard
+from ml_batch.promotion.retrain import train_and_register
+from ml_batch.run.day import score_day
+from ml_batch.run.plan import plan_run
+from ml_batch.run.publish import RunSummary, publish_run
+from ml_batch.run.shard import score_shard
 from ml_batch.spec import Spec
-from tests.integration.helpers import load_toy_data, toy_spec
+from tests.support.toy import AS_OF, DAY, trained_toy
 
 pytestmark = pytest.mark.integration
 
-FIRST = dt.date(2026, 5, 1)
-AS_OF = dt.date(2026, 5, 20)
-DAY = dt.date(2026, 5, 21)
 BAD_ROWS = 6
 TRIALS = 20
 
@@ -28,9 +28,7 @@ TRIALS = 20
 @pytest.fixture()
 def toy(settings: Settings, engine: sa.Engine) -> Spec:
     """The toy model in two versions (1 champion), and a day of 80 rows of which BAD_ROWS fail validation."""
-    spec = toy_spec(settings.schema, validation={"max_quarantine_share": 0.2})
-    load_toy_data(engine, settings.schema, FIRST, days=25, rows_per_day=80)
-    train_and_register(engine, spec, AS_OF, actor="t", promote=True)
+    spec = trained_toy(engine, settings.schema, validation={"max_quarantine_share": 0.2})
     train_and_register(engine, spec, AS_OF, actor="t")
     start = dt.datetime.combine(DAY, dt.time(), tzinfo=dt.UTC)
     with engine.begin() as conn:
@@ -76,13 +74,13 @@ def test_a_run_published_first_leaves_the_later_runs_quarantine_alone(settings: 
     """The interleaving that lost the quarantine: A and B scored, A published, then B published."""
     plan_a = plan_run(engine, toy, DAY, run_id="a", version=1)
     plan_b = plan_run(engine, toy, DAY, run_id="b", version=2)
-    score_shard(engine, toy, plan_a, 0)
-    score_shard(engine, toy, plan_b, 0)
-    publish_run(engine, toy, plan_a)
+    score_shard(engine, plan_a, 0)
+    score_shard(engine, plan_b, 0)
+    publish_run(engine, plan_a)
     state = _end_state(engine, settings.schema, toy)
     assert state["published"] == ["a"] and state["shown"] == [("a", BAD_ROWS)]
     assert sorted(state["stored"]) == [("a", BAD_ROWS), ("b", BAD_ROWS)], "b is still running: its rows stay"  # type: ignore[arg-type]
-    publish_run(engine, toy, plan_b)
+    publish_run(engine, plan_b)
     _assert_one_published_day(_end_state(engine, settings.schema, toy), "b", 2)
 
 

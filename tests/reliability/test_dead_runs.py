@@ -13,13 +13,12 @@ import sqlalchemy as sa
 
 from ml_batch.config import Settings
 from ml_batch.errors import RunAbandoned
-from ml_batch.promotion.jobs import train_and_register
 from ml_batch.run import lifecycle
-from ml_batch.run.scoring import plan_run, score_shard
-from ml_batch.run.snapshot import snapshot_piece
-from ml_batch.run.staging import staging_table
+from ml_batch.run.names import snapshot_piece, staging_table
+from ml_batch.run.plan import plan_run
+from ml_batch.run.shard import score_shard
 from ml_batch.spec import Spec
-from tests.integration.helpers import load_toy_data, toy_spec, write_spec
+from tests.integration.helpers import write_spec
 from tests.reliability.dead_run_helpers import (
     cli,
     kill_9,
@@ -31,12 +30,10 @@ from tests.reliability.dead_run_helpers import (
     validation_views,
     wait_for,
 )
+from tests.support.toy import DAY, trained_toy
 
 pytestmark = pytest.mark.integration
 
-FIRST = dt.date(2026, 5, 1)
-AS_OF = dt.date(2026, 5, 20)
-DAY = dt.date(2026, 5, 21)
 BAD_ROWS = 3
 
 
@@ -45,9 +42,7 @@ def toy(settings: Settings, engine: sa.Engine, tmp_path: Path, monkeypatch: pyte
         ) -> tuple[Spec, Settings]:
     """The toy model trained and promoted, a day with BAD_ROWS rows to quarantine, and CLI settings."""
     monkeypatch.setenv("ML_BATCH_ARTIFACT_KEY", secrets.token_hex(32))  # the CLI subprocesses inherit it
-    spec = toy_spec(settings.schema)
-    load_toy_data(engine, settings.schema, FIRST, days=25, rows_per_day=400)
-    train_and_register(engine, spec, AS_OF, actor="t", promote=True)
+    spec = trained_toy(engine, settings.schema, rows_per_day=400)
     start = dt.datetime.combine(DAY, dt.time(), tzinfo=dt.UTC)
     with engine.begin() as conn:
         conn.execute(sa.text(
@@ -173,4 +168,4 @@ def test_a_multi_process_run_is_reaped_only_after_the_staleness_window(engine: s
     assert [c.run_id for c in cleaned] == ["airflow-like"]
     assert run_objects(engine, spec.predictions.schema_name or "public") == set()
     with pytest.raises(RunAbandoned, match="run 'airflow-like' of model 'toy' was abandoned"):
-        score_shard(engine, spec, plan, 0)
+        score_shard(engine, plan, 0)

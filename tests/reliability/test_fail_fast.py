@@ -17,22 +17,18 @@ import sqlalchemy as sa
 from ml_batch.airflow.tasks import fail_fast
 from ml_batch.config import Settings
 from ml_batch.errors import DatabaseError, SpecError, ValidationFailed, is_deterministic
-from ml_batch.promotion.jobs import train_and_register
 from ml_batch.run.runs import list_runs
-from tests.integration.helpers import airflow_task_env, load_toy_data, toy_spec
+from tests.integration.helpers import airflow_task_env
+from tests.support.toy import trained_toy
 
 pytestmark = pytest.mark.integration
 
-FIRST = dt.date(2026, 5, 1)
-AS_OF = dt.date(2026, 5, 20)
 EMPTY_DAY = dt.date(2026, 7, 15)  # after the last day of toy data: 0 rows
 
 
 @pytest.fixture()
 def toy(settings: Settings, engine: sa.Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, airflow_db):
-    spec = toy_spec(settings.schema)
-    load_toy_data(engine, settings.schema, FIRST, days=25, rows_per_day=40)
-    train_and_register(engine, spec, AS_OF, actor="t", promote=True)
+    spec = trained_toy(engine, settings.schema, rows_per_day=40)
     airflow_task_env(monkeypatch, settings, spec, tmp_path)
     return spec
 

@@ -14,16 +14,14 @@ import pytest
 import sqlalchemy as sa
 
 from ml_batch.config import Settings
-from ml_batch.promotion.jobs import train_and_register
-from ml_batch.run.scoring import score_day
+from ml_batch.promotion.retrain import train_and_register
+from ml_batch.run.day import score_day
 from ml_batch.spec import Spec
 from tests.integration.helpers import load_toy_data, toy_spec
+from tests.support.toy import AS_OF, DAY, FIRST
 
 pytestmark = pytest.mark.integration
 
-FIRST = dt.date(2026, 5, 1)
-AS_OF = dt.date(2026, 5, 20)
-DAY = dt.date(2026, 5, 21)
 RUN = "odd"
 MIN_ONLY = "expect_column_values_to_be_between (min -10, max < inf)"  # x1: a missing bound is an infinite one
 MIN_MAX = "expect_column_values_to_be_between (min -10, max 10)"  # x2

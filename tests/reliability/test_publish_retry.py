@@ -4,7 +4,6 @@ this run already published changes nothing; nothing after the swap can mark a pu
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
 import time
 
@@ -12,31 +11,23 @@ import pytest
 import sqlalchemy as sa
 
 from ml_batch.config import Settings
+from ml_batch.db.locks import SwapLocking
 from ml_batch.errors import PublishBlocked, PublishError, ValidationFailed
-from ml_batch.promotion.jobs import train_and_register
-from ml_batch.run.scoring import RunPlan, RunSummary, plan_run, publish_run, score_day, score_shard
-from ml_batch.run.staging import SwapLocking, staging_table
+from ml_batch.run.day import score_day
+from ml_batch.run.names import staging_table
+from ml_batch.run.plan import RunPlan, plan_run
+from ml_batch.run.publish import RunSummary, publish_run
+from ml_batch.run.shard import score_shard
 from ml_batch.spec import Spec
-from tests.integration.helpers import load_toy_data, toy_spec
+from tests.support.toy import DAY
 
 pytestmark = pytest.mark.integration
 
-FIRST = dt.date(2026, 5, 1)
-AS_OF = dt.date(2026, 5, 20)
-DAY = dt.date(2026, 5, 21)
-
-
-@pytest.fixture()
-def toy(settings: Settings, engine: sa.Engine) -> Spec:
-    spec = toy_spec(settings.schema)
-    load_toy_data(engine, settings.schema, FIRST, days=25, rows_per_day=80)
-    train_and_register(engine, spec, AS_OF, actor="t", promote=True)
-    return spec
 
 
 def _scored(engine: sa.Engine, spec: Spec, run_id: str) -> RunPlan:
     plan = plan_run(engine, spec, DAY, run_id=run_id)
-    score_shard(engine, spec, plan, 0)
+    score_shard(engine, plan, 0)
     return plan
 
 
@@ -81,7 +72,7 @@ def test_a_terminated_publish_is_retried_from_the_same_plan(settings: Settings, 
 
     def publish() -> None:
         try:
-            publish_run(engine, toy, plan, locking=SwapLocking(timeout_s=30, attempts=1))
+            publish_run(engine, plan, locking=SwapLocking(timeout_s=30, attempts=1))
         except Exception as exc:  # noqa: BLE001 - the failure under test, asserted on below
             failure.append(exc)
 
@@ -106,7 +97,7 @@ def test_a_terminated_publish_is_retried_from_the_same_plan(settings: Settings, 
     assert _exists(engine, plan.staging_table), "a transient failure keeps what the retry needs"
     assert _day(engine, toy) == [] and _published(engine, settings.schema) == []
 
-    summary = publish_run(engine, toy, plan)
+    summary = publish_run(engine, plan)
 
     assert (summary.status, summary.scored) == ("success", 80)
     run = _run(engine, settings.schema, "terminated")
@@ -126,7 +117,7 @@ def test_a_publish_blocked_past_its_lock_attempts_fails_clearly_and_its_retry_pu
         reader.execute(sa.text(f"SELECT count(*) FROM {toy.predictions.table}")).scalar_one()
         started = time.monotonic()
         with pytest.raises(PublishBlocked) as blocked:
-            publish_run(engine, toy, plan, locking=SwapLocking(timeout_s=0.1, attempts=3, backoff_s=0.05))
+            publish_run(engine, plan, locking=SwapLocking(timeout_s=0.1, attempts=3, backoff_s=0.05))
         elapsed = time.monotonic() - started
         reader.rollback()
     message = str(blocked.value)
@@ -140,7 +131,7 @@ def test_a_publish_blocked_past_its_lock_attempts_fails_clearly_and_its_retry_pu
     assert [(r[0], r[1]) for r in _day(engine, toy)] == [("first", 80)], "the old copy stays published"
     assert _published(engine, settings.schema) == ["first"]
 
-    summary = publish_run(engine, toy, plan)
+    summary = publish_run(engine, plan)
 
     assert summary.status == "success"
     run = _run(engine, settings.schema, "blocked")
@@ -151,12 +142,12 @@ def test_a_publish_blocked_past_its_lock_attempts_fails_clearly_and_its_retry_pu
 
 def test_a_retry_of_a_day_this_run_published_is_a_no_op(settings: Settings, engine: sa.Engine, toy: Spec) -> None:
     plan = _scored(engine, toy, "once")
-    first = publish_run(engine, toy, plan)
+    first = publish_run(engine, plan)
     day_before, run_before = _day(engine, toy), _run(engine, settings.schema, "once")
 
-    again = publish_run(engine, toy, plan)  # e.g. the task's commit went through but its worker died
+    again = publish_run(engine, plan)  # e.g. the task's commit went through but its worker died
 
-    assert isinstance(again, RunSummary) and again.as_dict() == first.as_dict()
+    assert isinstance(again, RunSummary) and again.to_xcom() == first.to_xcom()
     assert _day(engine, toy) == day_before, "same rows, same scored_at: nothing was republished"
     assert _run(engine, settings.schema, "once") == run_before
     assert run_before["status"] == "success" and run_before["error"] is None
@@ -165,7 +156,7 @@ def test_a_retry_of_a_day_this_run_published_is_a_no_op(settings: Settings, engi
 def test_the_partition_is_analyzed_before_the_swap_commits(engine: sa.Engine, toy: Spec) -> None:
     """Statistics are gathered inside the publishing transaction: no step after the swap can fail the run."""
     plan = _scored(engine, toy, "stats")
-    publish_run(engine, toy, plan)
+    publish_run(engine, plan)
     partition = f"{toy.predictions.table}_p{DAY:%Y%m%d}"
     with engine.connect() as conn:
         reltuples = conn.execute(sa.text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:p)"),
@@ -180,10 +171,10 @@ def test_a_deterministic_failure_drops_staging_and_keeps_the_first_error(setting
     strict = toy.model_copy(update={"validation": toy.validation.model_copy(update={"min_rows": 1000})})
     plan = _scored(engine, strict, "too-few")
     with pytest.raises(ValidationFailed, match="80 rows extracted, expected between 1000"):
-        publish_run(engine, strict, plan)
+        publish_run(engine, plan)
     assert not _exists(engine, plan.staging_table), "no retry of this plan can publish: its staging goes"
     with pytest.raises(PublishError, match=r"staging table .* of run 'too-few' is gone"):
-        publish_run(engine, strict, plan)
+        publish_run(engine, plan)
     run = _run(engine, settings.schema, "too-few")
     assert run["status"] == "failed"
     assert str(run["error"]).startswith("model 'toy' day 2026-05-21: 80 rows extracted, expected between 1000")

@@ -12,25 +12,23 @@ import pytest
 import sqlalchemy as sa
 
 from ml_batch.config import Settings
-from ml_batch.promotion.jobs import train_and_register
-from ml_batch.run.scoring import plan_run, publish_run, score_day, score_shard
-from ml_batch.run.staging import staging_table
+from ml_batch.run.day import score_day
+from ml_batch.run.names import staging_table
+from ml_batch.run.plan import plan_run
+from ml_batch.run.publish import publish_run
+from ml_batch.run.shard import score_shard
 from ml_batch.spec import Spec
-from tests.integration.helpers import load_toy_data, toy_spec
+from tests.support.toy import trained_toy
 
 pytestmark = pytest.mark.integration
 
-FIRST = dt.date(2026, 5, 1)
-AS_OF = dt.date(2026, 5, 20)
 LONG_DAY, REPUBLISHED_DAY, READ_DAY = dt.date(2026, 5, 21), dt.date(2026, 5, 22), dt.date(2026, 5, 23)
 HOLD_S = 4.0
 
 
 @pytest.fixture()
 def toy(settings: Settings, engine: sa.Engine) -> Spec:
-    spec = toy_spec(settings.schema)
-    load_toy_data(engine, settings.schema, FIRST, days=25, rows_per_day=80)
-    train_and_register(engine, spec, AS_OF, actor="t", promote=True)
+    spec = trained_toy(engine, settings.schema)
     for day in (LONG_DAY, REPUBLISHED_DAY, READ_DAY):
         score_day(engine, spec, day, run_id=f"first-{day}")
     return spec
@@ -40,7 +38,7 @@ def test_readers_of_a_third_day_wait_under_a_second_while_a_long_query_blocks_a_
         engine: sa.Engine, toy: Spec) -> None:
     table = toy.predictions.table
     plan = plan_run(engine, toy, REPUBLISHED_DAY, run_id="again")
-    score_shard(engine, toy, plan, 0)
+    score_shard(engine, plan, 0)
     reading = threading.Event()
     waits: list[float] = []
     published: list[float] = []
@@ -69,7 +67,7 @@ def test_readers_of_a_third_day_wait_under_a_second_while_a_long_query_blocks_a_
     dashboard.start()
     reading.wait(10)
     started = time.monotonic()
-    summary = publish_run(engine, toy, plan)
+    summary = publish_run(engine, plan)
     published.append(time.monotonic() - started)
     analyst.join(30)
     dashboard.join(30)
@@ -87,8 +85,8 @@ def test_the_new_partition_is_fully_indexed_before_the_swap(engine: sa.Engine, t
     """ATTACH PARTITION builds under the table's exclusive lock any index of the parent the partition lacks:
     the partition's indexes are the ones built on the staging table, before the lock was taken."""
     plan = plan_run(engine, toy, REPUBLISHED_DAY, run_id="indexed")
-    score_shard(engine, toy, plan, 0)
-    publish_run(engine, toy, plan)
+    score_shard(engine, plan, 0)
+    publish_run(engine, plan)
     staged = staging_table(toy, "indexed").rpartition(".")[2]
     with engine.connect() as conn:
         parent_indexes = conn.execute(sa.text(

@@ -18,11 +18,9 @@ from ml_batch.config import Settings
 from ml_batch.model import registry
 from ml_batch.ops import alerts
 from tests.integration.helpers import airflow_task_env, load_toy_data, toy_spec
+from tests.support.toy import AS_OF, FIRST
 
 pytestmark = pytest.mark.integration
-
-FIRST = dt.date(2026, 5, 1)
-AS_OF = dt.date(2026, 5, 20)
 
 
 @pytest.fixture()

@@ -3,38 +3,29 @@ outside [0, 1] for a binary model, naming the counts; nothing is published."""
 
 from __future__ import annotations
 
-import datetime as dt
-
 import pytest
 import sqlalchemy as sa
 
 from ml_batch.config import Settings
 from ml_batch.errors import PublishError
-from ml_batch.promotion.jobs import train_and_register
-from ml_batch.run.scoring import plan_run, publish_run, score_shard
-from ml_batch.run.staging import audit_staging, create_staging, ensure_predictions_table, staging_table, stamp_staging
+from ml_batch.run.names import staging_table
+from ml_batch.run.plan import plan_run
+from ml_batch.run.predictions import ensure_predictions_table
+from ml_batch.run.publish import publish_run
+from ml_batch.run.shard import score_shard
+from ml_batch.run.staging import audit_staging, create_staging, stamp_staging
 from ml_batch.spec import Spec
 from tests.integration.helpers import load_toy_data, toy_spec
+from tests.support.toy import DAY, FIRST
 
 pytestmark = pytest.mark.integration
 
-FIRST = dt.date(2026, 5, 1)
-AS_OF = dt.date(2026, 5, 20)
-DAY = dt.date(2026, 5, 21)
-
-
-@pytest.fixture()
-def toy(settings: Settings, engine: sa.Engine) -> Spec:
-    spec = toy_spec(settings.schema)
-    load_toy_data(engine, settings.schema, FIRST, days=25, rows_per_day=80)
-    train_and_register(engine, spec, AS_OF, actor="t", promote=True)
-    return spec
 
 
 def test_infinite_and_out_of_range_binary_scores_fail_the_audit_and_publish_nothing(
         settings: Settings, engine: sa.Engine, toy: Spec) -> None:
     plan = plan_run(engine, toy, DAY, run_id="odd")
-    score_shard(engine, toy, plan, 0)
+    score_shard(engine, plan, 0)
     with engine.begin() as conn:  # what a broken model (or a bug between scoring and COPY) could stage
         conn.execute(sa.text(
             f"UPDATE {plan.staging_table} SET score = v.score FROM (VALUES "
@@ -43,7 +34,7 @@ def test_infinite_and_out_of_range_binary_scores_fail_the_audit_and_publish_noth
     expected = (r"model 'toy' day 2026-05-21: staging audit failed: 3 infinite scores \(2 \+Infinity, "
                 r"1 -Infinity\); 2 scores outside \[0, 1\] for a binary model; nothing was published$")
     with pytest.raises(PublishError, match=expected):
-        publish_run(engine, toy, plan)
+        publish_run(engine, plan)
     with engine.connect() as conn:
         assert conn.execute(sa.text(f"SELECT count(*) FROM {toy.predictions.table}")).scalar_one() == 0
         run = conn.execute(sa.text(

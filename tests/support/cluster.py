@@ -227,7 +227,7 @@ def seed_demo_champion(settings: Settings, spec: Spec, last_day: dt.date, *, day
     from ml_batch.db.engine import make_engine
     from ml_batch.db.migrate import upgrade
     from ml_batch.demo import credit as demo
-    from ml_batch.promotion.jobs import train_and_register
+    from ml_batch.promotion.retrain import train_and_register
 
     engine = make_engine(settings)
     upgrade(engine, settings.schema)

@@ -31,11 +31,12 @@ def test_demo_spec_loads_with_its_features_in_order() -> None:
 
 
 @pytest.mark.parametrize("name", ["credit_default", "store_demand"])
-def test_shipped_demo_specs_are_the_ones_in_include_and_in_the_readme(name: str) -> None:
+def test_shipped_demo_specs_are_the_ones_in_include_and_in_the_docs(name: str) -> None:
     shipped = REPO / "ml_batch" / "demo" / "specs" / f"{name}.yaml"
     included = REPO / "include" / "models" / f"{name}.yaml"
     assert shipped.read_text() == included.read_text()
-    assert included.read_text().rstrip("\n") in (REPO / "README.md").read_text()
+    # docs/spec.md quotes each demo spec byte for byte, as one whole ```yaml block
+    assert f"```yaml\n{included.read_text()}```\n" in (REPO / "docs" / "spec.md").read_text()
 
 
 def test_sha256_ignores_formatting_but_not_content(tmp_path: Path) -> None:
@@ -167,3 +168,23 @@ def test_a_query_keeps_a_trailing_comment_and_colons(tmp_path: Path) -> None:
     data["source"]["query"] = "SELECT * FROM demo.credit_applications WHERE purpose <> 'a :b'\n-- all of them\n"
     query = load_spec(_write(tmp_path, data)).source.query
     assert query == "SELECT * FROM demo.credit_applications WHERE purpose <> 'a :b'\n-- all of them"
+
+
+def test_alert_after_needs_days_within_of() -> None:
+    from ml_batch.spec import AlertAfterSpec
+
+    with pytest.raises(ValueError, match=r"days \(4\) must be at most of \(3\)"):
+        AlertAfterSpec(days=4, of=3)
+
+
+@pytest.mark.parametrize(("share", "quarantined", "rows", "exceeded"), [
+    (0.29, 29, 100, False), (0.29, 30, 100, True), (0.05, 4, 80, False), (0.05, 5, 80, True), (0.07, 7, 100, False),
+    (0.0, 0, 10, False), (0.0, 1, 10, True), (1.0, 10, 10, False),
+])
+def test_the_quarantine_share_rule_is_exact_on_the_share_written_in_the_spec(
+        share: float, quarantined: int, rows: int, exceeded: bool) -> None:
+    """One rule (`ValidationSpec.quarantine_exceeded`) for validation and publish; 0.29 of 100 rows is 29 rows
+    exactly, not 28.999999999999996 (the float product validation used to compare with)."""
+    from ml_batch.spec import ValidationSpec
+
+    assert ValidationSpec(max_quarantine_share=share).quarantine_exceeded(quarantined, rows) is exceeded

@@ -13,7 +13,7 @@ import sys
 from tests.support.cluster import airflow_settings
 
 HEAVY = ("pandas", "pyarrow", "sklearn", "scipy", "great_expectations", "ml_batch.monitoring.daily",
-         "ml_batch.run.scoring")
+         "ml_batch.run.shard")
 
 # In the child: build Airflow's Celery app the way every component does, record which heavy modules that
 # imported, then fire `worker_init` as a starting Celery worker does and record them again.

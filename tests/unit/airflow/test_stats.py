@@ -16,13 +16,13 @@ import sys
 import textwrap
 from pathlib import Path
 
-from ml_batch.run.scoring import RunSummary
+from ml_batch.run.publish import RunSummary
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 PUBLISH = RunSummary(model="credit_default", day=dt.date(2026, 6, 1), run_id="scheduled__2026-06-02", version=3,
                      status="success", extracted=2040, scored=2001, quarantined=39, score_mean=0.125,
-                     stage_seconds={"plan": 0.5, "score": 2.25}).as_dict()
+                     stage_seconds={"plan": 0.5, "score": 2.25}).to_xcom()
 DRIFT = {"status": "checked", "model": "credit_default", "day": "2026-06-01", "version": 3, "share": 0.25,
          "drifted_features": ["income", "age", "channel"], "dataset_drift": False,
          "estimated": {"estimated_roc_auc": 0.81}}

@@ -11,7 +11,7 @@ from types import ModuleType
 
 import pytest
 
-BACKFILL = Path(__file__).resolve().parents[2] / "benchmarks" / "backfill.py"
+BACKFILL = Path(__file__).resolve().parents[3] / "benchmarks" / "backfill.py"
 
 
 @pytest.fixture(scope="module")

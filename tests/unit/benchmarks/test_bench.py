@@ -10,7 +10,7 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench.py"
+BENCH = Path(__file__).resolve().parents[3] / "benchmarks" / "bench.py"
 
 
 @pytest.fixture(scope="module")

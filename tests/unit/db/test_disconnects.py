@@ -7,8 +7,8 @@ import psycopg2
 import pytest
 import sqlalchemy as sa
 
-from ml_batch.db.disconnects import first_line, is_disconnect, root_failure
-from ml_batch.errors import DatabaseError, SourceError
+from ml_batch.db.disconnects import is_disconnect, root_failure
+from ml_batch.errors import DatabaseError, SourceError, first_line
 
 
 def _lost(message: str) -> sa.exc.OperationalError:

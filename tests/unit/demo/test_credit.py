@@ -12,7 +12,7 @@ from ml_batch.demo.credit import SHIFTED_CHANNEL, DemoConfig, generate
 from ml_batch.errors import ConfigError
 from ml_batch.spec import Spec, load_spec
 
-SPEC_PATH = Path(__file__).resolve().parents[2] / "include" / "models" / "credit_default.yaml"
+SPEC_PATH = Path(__file__).resolve().parents[3] / "include" / "models" / "credit_default.yaml"
 END = datetime.date(2025, 6, 30)
 CONFIG = DemoConfig(end_date=END)
 

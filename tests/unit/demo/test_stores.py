@@ -13,7 +13,7 @@ from ml_batch.demo.stores import SHIFTED_REGION, StoreDemandConfig, generate
 from ml_batch.errors import ConfigError
 from ml_batch.spec import load_spec
 
-SPEC = load_spec(Path(__file__).resolve().parents[2] / "include" / "models" / "store_demand.yaml")
+SPEC = load_spec(Path(__file__).resolve().parents[3] / "include" / "models" / "store_demand.yaml")
 END = datetime.date(2025, 6, 30)
 CONFIG = StoreDemandConfig(end_date=END, days=60, stores=80)
 

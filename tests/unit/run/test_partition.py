@@ -5,7 +5,7 @@ import datetime as dt
 import pytest
 
 from ml_batch.errors import ConfigError
-from ml_batch.run.partition import resolve_day, run_type_of
+from ml_batch.run.partition import resolve_day
 
 UTC = dt.UTC
 D = dt.date(2026, 11, 3)
@@ -39,9 +39,3 @@ def test_bad_values_are_named() -> None:
         resolve_day(None, dt.datetime(2026, 11, 3), None)
     with pytest.raises(ConfigError, match="cannot tell which day"):
         resolve_day(None, None, None)
-
-
-@pytest.mark.parametrize(("given", "expected"), [("scheduled", "scheduled"), ("DagRunType.BACKFILL", "backfill"),
-                                                 ("asset_triggered", "manual"), (None, "manual")])
-def test_run_types(given: str | None, expected: str) -> None:
-    assert run_type_of(given) == expected

@@ -9,13 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml_batch.run.row_data import json_value, row_records
+from ml_batch.jsonvalues import json_scalar
+from ml_batch.run.quarantine import row_records
 
 
 def test_values_become_json_safe_and_keep_what_they_were() -> None:
     at = pd.Timestamp("2026-05-21 05:15", tz="UTC")
-    assert [json_value(v) for v in (None, pd.NA, np.int64(4), np.float64(0.1234567890123), float("inf"),
-                                    -np.inf, Decimal("2.50"), Decimal("NaN"), True, at, dt.date(2026, 5, 21))] == [
+    values = (None, pd.NA, np.int64(4), np.float64(0.1234567890123), float("inf"), -np.inf, Decimal("2.50"),
+              Decimal("NaN"), True, at, dt.date(2026, 5, 21))
+    assert [json_scalar(v, non_finite="text") for v in values] == [
         None, None, 4, 0.1234567890123, "inf", "-inf", 2.5, "NaN", True, "2026-05-21T05:15:00+00:00", "2026-05-21"]
 
 

@@ -1,10 +1,11 @@
+"""The training window (`ml_batch.model.training.training_window`): days whose labels are known, a time holdout."""
+
 from __future__ import annotations
 
 import datetime as dt
 
 import pytest
 
-from ml_batch.model.registry import champion_stack
 from ml_batch.model.training import training_window
 
 
@@ -21,10 +22,3 @@ def test_window_ends_at_the_last_day_whose_labels_have_arrived() -> None:
 def test_window_rejects_a_holdout_as_long_as_the_window() -> None:
     with pytest.raises(ValueError, match="holdout_days \\(10\\) must be smaller than window_days \\(10\\)"):
         training_window(dt.date(2026, 3, 31), delay_days=0, window_days=10, holdout_days=10)
-
-
-def test_champion_stack_walks_back_on_repeated_rollbacks() -> None:
-    history = [("promoted", 1), ("promoted", 2), ("promoted", 3), ("rollback", 2)]
-    assert champion_stack(history) == [1, 2]
-    assert champion_stack([*history, ("rollback", 1)]) == [1]
-    assert champion_stack([*history, ("promoted", 4)]) == [1, 2, 4]

@@ -1,8 +1,9 @@
-"""The HTML drift report: complete, escaped, self-contained, written atomically."""
+"""The HTML drift report (`ml_batch.monitoring.report`): complete, escaped, self-contained, written atomically."""
 
 from __future__ import annotations
 
 import datetime
+import os
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -12,19 +13,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml_batch.monitoring.drift import DriftResult, build_profile, check_drift
+from ml_batch.monitoring.drift import DriftResult, check_drift
+from ml_batch.monitoring.profile import build_profile
 from ml_batch.monitoring.report import render_html, write_report
-from ml_batch.spec import Spec, load_spec
+from ml_batch.spec import Spec
 
-REPO = Path(__file__).resolve().parents[2]
-DEMO = REPO / "include" / "models" / "credit_default.yaml"
 DAY = datetime.date(2026, 3, 1)
 EVIL = "<script>alert(1)</script>"
-
-
-@pytest.fixture(scope="module")
-def spec() -> Spec:
-    return load_spec(DEMO)
 
 
 def _frame(rows: int, seed: int, evil_share: float = 0.0) -> tuple[pd.DataFrame, np.ndarray]:
@@ -118,6 +113,18 @@ def test_write_report_writes_the_file_atomically(tmp_path: Path, page: str) -> N
     # A re-run replaces the file and leaves no temp file behind.
     assert write_report("<p>again</p>", tmp_path, "credit_default", DAY) == path
     assert path.read_text(encoding="utf-8") == "<p>again</p>"
+    assert [p.name for p in path.parent.iterdir()] == ["2026-03-01.html"]
+
+
+def test_write_report_gives_the_file_the_umask_mode_and_leaves_no_temporary_file(tmp_path: Path) -> None:
+    # The one atomic-write rule (ml_batch.files.write_atomic): the mode `open(path, "w")` would give.
+    previous = os.umask(0o027)
+    try:
+        path = write_report("<p>report</p>", tmp_path, "credit_default", DAY)
+    finally:
+        os.umask(previous)
+    assert path.stat().st_mode & 0o777 == 0o640
+    assert path.read_text(encoding="utf-8") == "<p>report</p>"
     assert [p.name for p in path.parent.iterdir()] == ["2026-03-01.html"]
 
 

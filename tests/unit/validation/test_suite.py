@@ -1,11 +1,9 @@
-"""The suite GX runs, built from the demo spec, and how results are saved (no database; runs: integration)."""
+"""The suite GX runs, built from the demo spec and from suite files (no database)."""
 
 from __future__ import annotations
 
-import datetime
 import json
-import subprocess
-import sys
+import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -14,17 +12,9 @@ import pytest
 
 from ml_batch.errors import SpecError
 from ml_batch.spec import Spec, load_spec
-from ml_batch.validation.gx import (
-    RowReason,
-    ValidationOutcome,
-    _value,
-    build_suite,
-    nan_columns,
-    save_result,
-    suite_path,
-)
+from ml_batch.validation.suite import build_suite, suite_path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 DEMO = REPO / "include" / "models" / "credit_default.yaml"
 KEY = "application_id"
 
@@ -79,6 +69,11 @@ def test_suite_without_row_count_for_one_shard(spec: Spec) -> None:
     assert found["<table>"] == {"expect_table_columns_to_match_set"}
 
 
+def test_suite_without_key_uniqueness_when_the_database_guarantees_it(spec: Spec) -> None:
+    found = _types_by_column(build_suite(spec, check_key_unique=False))
+    assert found[KEY] == {"expect_column_values_to_not_be_null"}
+
+
 def test_numeric_types_are_postgresql_types_and_numeric_precision_is_accepted(spec: Spec) -> None:
     def types(suite: Any, column: str) -> list[str]:
         return next(e.configuration.kwargs["type_list"] for e in suite.expectations
@@ -109,6 +104,14 @@ def test_relative_suite_in_spec_is_resolved_against_the_spec_folder(spec: Spec, 
     assert len(build_suite(absolute).expectations) == len(build_suite(spec).expectations) + 1
 
 
+def test_a_suite_file_entry_keeps_its_meta_and_names_its_source(spec: Spec, tmp_path: Path) -> None:
+    extra = _write_suite(tmp_path, [{"type": "expect_column_to_exist", "kwargs": {"column": "income"},
+                                     "meta": {"owner": "risk"}}])
+    added = build_suite(spec, extra).expectations[-1]
+    assert added.expectation_type == "expect_column_to_exist"
+    assert added.meta == {"source": "suite extra.json", "owner": "risk"}
+
+
 @pytest.mark.parametrize(
     ("content", "problem"),
     [
@@ -135,6 +138,10 @@ def test_relative_suite_in_spec_is_resolved_against_the_spec_folder(spec: Spec, 
             '"kwargs": {"colum": "a"}}]}',
             "colum",
         ),
+        (
+            '{"name": "x", "expectations": [{"type": "expect_column_to_exist", "kwargs": []}]}',
+            "expectations[0] (expect_column_to_exist): 'kwargs' and 'meta' must be objects",
+        ),
     ],
 )
 def test_malformed_suite_file_is_a_spec_error_naming_the_file(
@@ -153,44 +160,12 @@ def test_missing_suite_file_is_a_spec_error(spec: Spec, tmp_path: Path) -> None:
         build_suite(spec, tmp_path / "absent.json")
 
 
-def test_save_result_writes_json_that_round_trips(tmp_path: Path) -> None:
-    result = {"success": False, "results": [{"success": False, "result": {"unexpected_index_list": [{KEY: 3}]}}],
-              "meta": {"ml_batch": {"key_column": KEY}}}
-    outcome = ValidationOutcome(rows=150, batch_failures=[], row_reasons={3: ["income: ..."]}, result_json=result)
-    run_id = "scheduled__2024-03-02T06:00:00+00:00"
-    path = save_result(outcome, tmp_path, "credit_default", datetime.date(2024, 3, 2), run_id)
-    assert path == tmp_path / "credit_default" / "2024-03-02" / "scheduled__2024-03-02T06_00_00_00_00.json"
-    loaded = json.loads(path.read_text())
-    assert loaded == json.loads(json.dumps(outcome.result_json, default=str))
-    assert loaded["meta"]["ml_batch"]["key_column"] == KEY
-    failed = [r for r in loaded["results"] if not r["success"]]
-    assert [r["result"]["unexpected_index_list"] for r in failed] == [[{KEY: 3}]]
-    # a second run of the same task replaces the file and leaves no temporary files behind
-    assert save_result(outcome, tmp_path, "credit_default", datetime.date(2024, 3, 2), run_id) == path
-    assert [p.name for p in path.parent.iterdir()] == [path.name]
-
-
-def test_save_result_rejects_a_run_id_that_is_not_a_name(tmp_path: Path) -> None:
-    outcome = ValidationOutcome(rows=0, batch_failures=[], row_reasons={}, result_json={})
-    with pytest.raises(ValueError, match=r"run_id '\.\.' cannot be used as a file name"):
-        save_result(outcome, tmp_path, "m", datetime.date(2024, 1, 1), "..")
-
-
-def test_importing_the_module_does_not_import_great_expectations() -> None:
-    code = "import sys, ml_batch.validation.gx; assert 'great_expectations' not in sys.modules"
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
-
-
-
-
 def _kwargs(suite: Any, kind: str) -> dict[str, dict[str, Any]]:
     return {e.configuration.kwargs["column"]: {k: v for k, v in e.configuration.kwargs.items() if k != "column"}
             for e in suite.expectations if e.expectation_type == kind}
 
 
 def test_a_missing_bound_of_a_float_column_is_infinite_so_nan_and_infinity_fail_the_range(spec: Spec) -> None:
-    import math
-
     free = spec.model_copy(update={"features": [
         f.model_copy(update={"max": None}) if f.name == "income"
         else f.model_copy(update={"min": None, "max": None}) if f.name in ("debt_ratio", "age") else f
@@ -207,20 +182,3 @@ def test_a_missing_bound_of_a_float_column_is_infinite_so_nan_and_infinity_fail_
     # a categorical float column: NaN is its missing category, rejected only where it may not be missing
     not_in = _kwargs(build_suite(free, column_types=types), "expect_column_values_to_not_be_in_set")
     assert not_in == {"home_ownership": {"value_set": ["NaN"]}}  # nullable: false; channel is nullable
-
-
-def test_nan_and_infinity_read_as_such_in_reasons() -> None:
-    from decimal import Decimal
-
-    assert [_value(v) for v in (None, float("nan"), float("inf"), float("-inf"), Decimal("NaN"),
-                                Decimal("-Infinity"), 2.5, "x")] == [
-        "null", "NaN", "inf", "-inf", "NaN", "-inf", "2.5", "'x'"]
-
-
-def test_a_row_reason_is_its_text_and_keeps_the_failing_value() -> None:
-    nan = RowReason("x: expect_column_values_to_be_between (min 0, max 1), got NaN", "x", float("nan"))
-    null = RowReason("y: expect_column_values_to_not_be_null, got null", "y", None)
-    assert nan == "x: expect_column_values_to_be_between (min 0, max 1), got NaN"
-    assert json.dumps([nan]) == json.dumps([str(nan)])
-    assert (nan.column, nan.is_nan, null.is_nan) == ("x", True, False)
-    assert nan_columns([nan, null, "z: a plain reason"]) == {"x"}

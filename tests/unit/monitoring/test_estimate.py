@@ -1,4 +1,5 @@
-"""Label-free performance estimates (CBPE-style): the expected confusion matrix, accuracy and ROC AUC."""
+"""Label-free performance estimates (`ml_batch.monitoring.estimate`, CBPE-style): the expected confusion matrix,
+accuracy and ROC AUC."""
 
 from __future__ import annotations
 

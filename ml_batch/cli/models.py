@@ -1,0 +1,185 @@
+"""`ml-batch specs check`, `ml-batch train` and `ml-batch models ...`: specs, training and the registry."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from ml_batch.cli.common import (
+    JsonOpt,
+    ModelOpt,
+    app,
+    day_option,
+    find_spec,
+    load_settings,
+    models_app,
+    open_engine,
+    out,
+    print_json,
+    specs_app,
+    step,
+)
+
+
+# -- specs -------------------------------------------------------------------------------------------------
+@specs_app.command("check")
+def specs_check(as_json: JsonOpt = False) -> None:
+    """Validate every spec in the specs folder."""
+    from ml_batch.spec import load_specs
+
+    settings = load_settings()
+    specs = load_specs(settings.specs_dir)
+    if as_json:
+        print_json({name: spec.model_dump(mode="json") for name, spec in specs.items()})
+        return
+    for name, spec in specs.items():
+        out.print(f"ok  {name}: {len(spec.features)} features, source {spec.source.table or 'query'}, "
+                  f"predictions {spec.predictions.table}")
+
+
+# -- train -------------------------------------------------------------------------------------------------
+@app.command("train")
+def train_cmd(
+    model: ModelOpt,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Use labels known on this day (default today).")]
+    = None,
+    promote: Annotated[bool, typer.Option("--promote", help="Run the gate and promote if it passes.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train a new version on the labels known on --as-of and register it."""
+    from ml_batch.promotion.retrain import train_and_register
+
+    settings = load_settings()
+    spec = find_spec(settings, model)
+    day = day_option(as_of, "--as-of")
+    engine = open_engine(settings)
+    with step(f"training {model} as of {day}", as_json):
+        outcome = train_and_register(engine, spec, day, actor=settings.user, promote=promote)
+    if as_json:
+        print_json(outcome.as_dict())
+        return
+    v = outcome.version
+    out.print(f"registered {model} version {v.version}: {spec.training.metric} "
+              f"{v.metrics.get(spec.training.metric)} on holdout {v.holdout_start}..{v.holdout_end} "
+              f"({v.n_train} train / {v.n_holdout} holdout rows)")
+    if outcome.decision is not None:
+        verdict = "promoted to champion" if outcome.promoted else "not promoted"
+        out.print(f"gate: {verdict}: {outcome.decision.reason}")
+
+
+# -- models ------------------------------------------------------------------------------------------------
+@models_app.command("list")
+def models_list(
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Only this model.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Registered versions with their aliases and holdout metric."""
+    from ml_batch.model import registry
+
+    versions = registry.list_versions(open_engine(), model)
+    if as_json:
+        print_json([v.as_dict() for v in versions])
+        return
+    table = Table("model", "version", "aliases", "metric", "holdout", "source", "created", "by")
+    for v in versions:
+        metric = next(iter(k for k in ("roc_auc", "rmse") if k in v.metrics), None)
+        score = f"{metric} {v.metrics[metric]:.4f}" if metric and v.metrics[metric] is not None else "-"
+        table.add_row(v.model_name, str(v.version), ",".join(v.aliases) or "-", score,
+                      f"{v.holdout_start}..{v.holdout_end}", v.source, f"{v.created_at:%Y-%m-%d %H:%M}",
+                      v.created_by)
+    out.print(table if versions else "no registered versions")
+
+
+@models_app.command("show")
+def models_show(
+    model: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[str, typer.Option("--version", help="Version number or alias.")] = "champion",
+    as_json: JsonOpt = False,
+) -> None:
+    """One version in full, plus the model's recent audit events."""
+    from ml_batch.model import registry
+
+    engine = open_engine()
+    info = registry.get_version(engine, model, version)
+    history = registry.events(engine, model, limit=20)
+    if as_json:
+        print_json({"version": info.as_dict(), "events": history})
+        return
+    table = Table("field", "value", show_header=False)
+    for key, value in info.as_dict().items():
+        table.add_row(key, json.dumps(value, default=str) if isinstance(value, dict | list) else str(value))
+    out.print(table)
+    events = Table("when", "event", "alias", "from", "to", "by", "why", title="audit trail (newest first)")
+    for e in history:
+        events.add_row(f"{e['created_at']:%Y-%m-%d %H:%M:%S}", e["event"], e["alias"] or "-",
+                       str(e["from_version"] or "-"), str(e["to_version"] or "-"), e["actor"], e["reason"])
+    out.print(events)
+
+
+@models_app.command("promote")
+def models_promote(
+    model: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[int, typer.Argument(help="Version number to point the alias at.")],
+    alias: Annotated[str, typer.Option("--alias", help="champion or challenger.")] = "champion",
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept in the audit trail).")] = "manual promotion",
+    as_json: JsonOpt = False,
+) -> None:
+    """Point an alias at a version (audited)."""
+    from ml_batch.model import registry
+
+    settings = load_settings()
+    move = registry.promote(open_engine(settings), model, version, alias=alias, actor=settings.user, reason=reason)
+    _print_move(move, as_json)
+
+
+@models_app.command("rollback")
+def models_rollback(
+    model: Annotated[str, typer.Argument(help="Model name.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept in the audit trail).")] = "manual rollback",
+    as_json: JsonOpt = False,
+) -> None:
+    """Move champion back to the previous champion (audited)."""
+    from ml_batch.model import registry
+
+    settings = load_settings()
+    move = registry.rollback(open_engine(settings), model, actor=settings.user, reason=reason)
+    _print_move(move, as_json)
+
+
+@models_app.command("register")
+def models_register(
+    model: ModelOpt,
+    artifact: Annotated[Path, typer.Option(
+        "--artifact", help="skops file (skops.io.dump) of a fitted sklearn Pipeline; pickle/joblib files are "
+                           "refused, since loading them runs any code they contain.")],
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Evaluate on the holdout known on this day.")]
+    = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Register a pipeline trained outside ml-batch (a skops file holding only trusted types), after schema
+    and holdout checks; it is signed like a trained version."""
+    from ml_batch.promotion.artifacts import register_artifact
+
+    settings = load_settings()
+    spec = find_spec(settings, model)
+    day = day_option(as_of, "--as-of")
+    version = register_artifact(open_engine(settings), spec, artifact, day, actor=settings.user)
+    if as_json:
+        print_json(version.as_dict())
+        return
+    out.print(f"registered {model} version {version.version} from {artifact}: "
+              f"{spec.training.metric} {version.metrics.get(spec.training.metric)} on holdout "
+              f"{version.holdout_start}..{version.holdout_end}")
+
+
+def _print_move(move: Any, as_json: bool) -> None:
+    if as_json:
+        print_json(move.__dict__)
+    elif not move.changed:
+        out.print(f"{move.model_name}: {move.alias} is already version {move.to_version}; nothing changed")
+    else:
+        out.print(f"{move.model_name}: {move.alias} moved from {move.from_version or '-'} to {move.to_version}")

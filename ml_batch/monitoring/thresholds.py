@@ -1,0 +1,76 @@
+"""The thresholds a feature's statistics are compared with: fixed (the spec's) or calibrated (the reference's).
+
+Given each training row's event day, the reference profile stores each statistic of each training day
+against the rest of the reference (leave one day out), and the holdout scores' per holdout day
+(`ml_batch.monitoring.profile`). With `drift.thresholds: calibrated` (the default) a statistic's threshold is
+the `calibration_quantile` of those values times `calibration_margin`, never below the fixed threshold, and
+a value drifts only beyond it: features shared within a day (weather, calendar) make each day a narrow
+cluster of the reference, which fixed thresholds call drift every day. Without enough calibrated days
+(`calibration_min_days`), or with `drift.thresholds: fixed`, the spec's `psi_threshold`, `ks_threshold` and
+`js_threshold` apply, and a value drifts when it reaches them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ml_batch.monitoring.inputs import SCORE
+from ml_batch.monitoring.statistics import calibrated_threshold
+from ml_batch.spec import Spec
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The thresholds of one feature's tests and where they come from ("fixed" or "calibrated").
+
+    Attributes:
+        values: The threshold of each test that has one ("psi", "ks", "js").
+        source: "fixed" or "calibrated".
+        note: Why calibrated thresholds were asked for but the fixed ones apply (None otherwise).
+        calibrated: The calibrated value of each test, before the fixed floor.
+    """
+
+    values: Mapping[str, float]
+    source: str
+    note: str | None = None
+    calibrated: Mapping[str, float] = field(default_factory=dict)
+
+
+def fixed_thresholds(spec: Spec, note: str | None = None) -> Thresholds:
+    """The spec's fixed thresholds (`drift.psi_threshold`, `ks_threshold`, `js_threshold`)."""
+    drift = spec.drift
+    return Thresholds({"psi": drift.psi_threshold, "ks": drift.ks_threshold, "js": drift.js_threshold}, "fixed",
+                      note)
+
+
+def feature_thresholds(spec: Spec, profile: Mapping[str, Any], feature: str) -> Thresholds:
+    """The thresholds `check_drift` compares one feature (or `__score__`) with: calibrated from the profile's
+    per-day values when `drift.thresholds` is "calibrated" and the profile has enough days, else fixed.
+
+    A calibrated threshold is never below the fixed one: calibration widens the thresholds of data whose
+    days vary more than random samples of the reference would (features shared within a day), and leaves the
+    fixed effect sizes in charge where they do not (a maximum over a few days of sampling noise would
+    otherwise flag ordinary days).
+    """
+    drift = spec.drift
+    if drift.thresholds == "fixed":
+        return fixed_thresholds(spec)
+    calibration = profile.get("calibration")
+    if not isinstance(calibration, Mapping):
+        return fixed_thresholds(spec, "the profile has no calibration (built before it, or from one day)")
+    is_score = feature == SCORE
+    days = calibration.get("score_days" if is_score else "days") or []
+    observed = calibration.get("score") if is_score else (calibration.get("values") or {}).get(feature)
+    if not isinstance(observed, Mapping) or len(days) < drift.calibration_min_days:
+        return fixed_thresholds(
+            spec, f"calibrated on {len(days)} days, fewer than calibration_min_days {drift.calibration_min_days}")
+    values = dict(fixed_thresholds(spec).values)
+    calibrated: dict[str, float] = {}
+    for test in values:
+        per_day = [float(v) for v in observed.get(test) or [] if v is not None]
+        if per_day:
+            calibrated[test] = calibrated_threshold(per_day, drift.calibration_quantile, drift.calibration_margin)
+            values[test] = max(values[test], calibrated[test])
+    return Thresholds(values, "calibrated", calibrated=calibrated)

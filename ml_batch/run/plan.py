@@ -1,0 +1,159 @@
+"""The first step of a day's run: pin what the run uses and read the day, once.
+
+A plan resolves, once for the whole run, everything the later steps need: the day, the model version (an
+explicit one, the champion now, or the champion at the end of the day), the spec (its text travels in the
+plan, so later steps never re-read the specs folder, and its sha256 is recorded on the run), the number of
+shards, and where the run stages its rows. It reads the day from the source into the run's snapshot, split
+by shard (`ml_batch.run.snapshot`): the run is the day as of plan time. Planning again replaces the snapshot.
+
+The plan is a `RunPlan` (`ml_batch.steps.StepResult`): the daily DAG's plan task returns `to_xcom()`, the
+shard and publish tasks read it back with `from_xcom()`; the no-op DAG builds its plan with `RunPlan.noop`,
+so a new field is a constructor argument both must give.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import time
+from functools import cached_property
+from pathlib import Path
+from typing import TypedDict
+
+import sqlalchemy as sa
+
+from ml_batch.model import registry
+from ml_batch.model.schema import check_feature_schema
+from ml_batch.run import lifecycle, quarantine, runs, snapshot
+from ml_batch.run.names import staging_table
+from ml_batch.run.predictions import ensure_predictions_table
+from ml_batch.run.staging import create_staging
+from ml_batch.spec import PinnedSpec, Spec, parse_spec
+from ml_batch.steps import StepResult
+
+logger = logging.getLogger(__name__)
+
+VERSION_POLICIES = ("champion", "champion_on_day")
+
+
+class RunPlan(StepResult):
+    """Everything later steps need, resolved once: the day, the pinned version and spec, where to stage."""
+
+    model: str
+    day: dt.date
+    run_id: str
+    run_type: str
+    dry_run: bool
+    version: int
+    artifact_sha256: str
+    shards: int
+    staging_table: str
+    day_rows: int | None  # the day's rows in the run's snapshot: the basis of the quarantine share
+    spec_text: str  # the spec the run pinned, as it was read (a spec built in code: its canonical JSON)
+    spec_sha256: str
+    spec_file: str | None  # where it was read from (None: built in code)
+
+    @cached_property
+    def spec(self) -> Spec:
+        """The pinned spec, parsed from the plan's copy of its text (never from the specs folder)."""
+        return parse_spec(self.spec_text, f"{self.spec_file or 'the spec'} (as pinned by run {self.run_id})")
+
+    def suite_file(self) -> Path | None:
+        """The spec's extra GX suite (`validation.suite`), a relative one resolved against the pinned spec's
+        folder (None when there is none, or when a spec built in code names a relative one: GX then says so)."""
+        suite = self.spec.validation.suite
+        if suite is None:
+            return None
+        path = Path(suite)
+        if path.is_absolute():
+            return path
+        return None if self.spec_file is None else Path(self.spec_file).parent / path
+
+    @classmethod
+    def noop(cls, model: str, day: dt.date, run_id: str, run_type: str, *, dry_run: bool, shards: int) -> RunPlan:
+        """A plan-shaped value with nothing pinned: what the no-op twin of the daily DAG hands its tasks."""
+        return cls(model=model, day=day, run_id=run_id, run_type=run_type, dry_run=dry_run, version=0,
+                   artifact_sha256="", shards=shards, staging_table="", day_rows=None, spec_text="",
+                   spec_sha256="", spec_file=None)
+
+
+class PlanOptions(TypedDict, total=False):
+    """What a run may ask of its plan besides the day and the run id (`plan_run`'s keyword arguments)."""
+
+    run_type: str
+    version: int | None
+    version_policy: str
+    dry_run: bool
+    shards: int | None
+
+
+def plan_run(
+    engine: sa.Engine,
+    spec: Spec | PinnedSpec,
+    day: dt.date,
+    *,
+    run_id: str,
+    run_type: str = "cli",
+    version: int | None = None,
+    version_policy: str = "champion",
+    dry_run: bool = False,
+    shards: int | None = None,
+) -> RunPlan:
+    """Pin the version and the spec, prepare the tables, read the day into the run's snapshot.
+
+    `shards` None means the spec's `scoring.shards`, else one shard per `scoring.rows_per_shard` rows of
+    the day (capped at `scoring.max_shards`). The day's row count is the snapshot's: the quarantine share
+    is measured against it.
+    """
+    pinned = PinnedSpec.of(spec)
+    model = pinned.spec
+    lifecycle.cleanup_dead_runs(engine, model, keep=run_id)  # what dead runs of this model left behind
+    runs.check_run_type(run_type)
+    shards = shards if shards is not None else model.scoring.shards
+    if shards is not None and shards < 1:
+        raise ValueError(f"shards={shards}: expected at least 1")
+    info = _pinned_version(engine, model, day, version, version_policy)
+    started = time.perf_counter()
+    with engine.begin() as conn:
+        day_rows, shards = _prepare(conn, model, day, run_id, shards)
+        runs.start(conn, model=model.name, run_id=run_id, day=day, run_type=run_type, dry_run=dry_run,
+                   version=info.version, sha256=info.artifact_sha256, shards=shards, spec_sha256=pinned.sha256)
+    logger.info("planned %s day %s with version %d (%s): %d rows in %d shard(s), materialised in %.2fs; spec %s "
+                "(sha256 %s)", model.name, day, info.version, version_policy if version is None else "explicit",
+                day_rows, shards, time.perf_counter() - started, pinned.path or "built in code", pinned.sha256)
+    return RunPlan(model=model.name, day=day, run_id=run_id, run_type=run_type, dry_run=dry_run,
+                   version=info.version, artifact_sha256=info.artifact_sha256, shards=shards,
+                   staging_table=staging_table(model, run_id), day_rows=day_rows, spec_text=pinned.text,
+                   spec_sha256=pinned.sha256, spec_file=None if pinned.path is None else str(pinned.path))
+
+
+def shard_count(spec: Spec, day_rows: int) -> int:
+    """Shards for a day: one per `scoring.rows_per_shard` source rows, at least 1, at most `max_shards`."""
+    return max(1, min(spec.scoring.max_shards, math.ceil(day_rows / spec.scoring.rows_per_shard)))
+
+
+def _pinned_version(engine: sa.Engine, spec: Spec, day: dt.date, version: int | None,
+                    policy: str) -> registry.ModelVersion:
+    """The version the run scores with, checked against the spec's features."""
+    if policy not in VERSION_POLICIES:
+        raise ValueError(f"version_policy {policy!r}: expected one of {VERSION_POLICIES}")
+    if version is not None:
+        wanted: int | str = version
+    elif policy == "champion_on_day":
+        wanted = registry.champion_on_day(engine, spec.name, day)
+    else:
+        wanted = registry.CHAMPION
+    info = registry.get_version(engine, spec.name, wanted)
+    check_feature_schema(spec, info.feature_schema, f"version {info.version}")
+    return info
+
+
+def _prepare(conn: sa.Connection, spec: Spec, day: dt.date, run_id: str, shards: int | None) -> tuple[int, int]:
+    """The run's tables, in the plan's transaction: the predictions table (once), a fresh staging table, the
+    snapshot of the day, no quarantine of an earlier plan. Returns (the day's rows, the shards)."""
+    ensure_predictions_table(conn, spec)
+    create_staging(conn, spec, staging_table(spec, run_id))
+    counted = snapshot.materialise_day(conn, spec, day, run_id, shards, lambda rows: shard_count(spec, rows))
+    quarantine.clear_run(conn, spec.name, run_id)
+    return counted

@@ -1,0 +1,58 @@
+"""The first line of an error (`ml_batch.errors.first_line`/`summary`), and the handlers that quote one: they
+never raise, whatever the error says (an empty message included)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from ml_batch.errors import ValidationFailed, first_line, summary
+
+
+class _FailingEngine:
+    """An engine whose every transaction fails with `error` (the database is gone and says nothing)."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def begin(self) -> Any:
+        raise self.error
+
+
+def test_first_line_is_the_drivers_first_non_empty_line_or_the_type() -> None:
+    wrapped = sa.exc.OperationalError("SELECT 1", {}, Exception("\n  server closed the connection\nDETAIL: x"))
+    assert first_line(wrapped) == "server closed the connection"
+    assert first_line(RuntimeError("")) == "RuntimeError"
+    assert first_line(sa.exc.SQLAlchemyError("")) == "SQLAlchemyError"
+    assert summary(ValidationFailed("model 'toy' day 2026-05-21: 3 rows")) == "model 'toy' day 2026-05-21: 3 rows"
+    assert summary(OSError("")) == "OSError: OSError"
+
+
+@pytest.mark.parametrize("error", [sa.exc.SQLAlchemyError(""), sa.exc.InterfaceError(" ", {}, Exception(""))])
+def test_recording_a_run_failure_never_raises_on_an_error_that_says_nothing(
+        error: BaseException, caplog: pytest.LogCaptureFixture) -> None:
+    """`runs.fail` is documented as never raising; its log line used to index the error's first line and raised
+    IndexError for an empty message."""
+    from ml_batch.run import runs
+
+    with caplog.at_level(logging.WARNING, logger="ml_batch.run.runs"):
+        assert runs.fail(_FailingEngine(error), model="toy", run_id="r", error="shard 0: boom") is False  # type: ignore[arg-type]
+    assert "could not record the failure of run r of toy (shard 0: boom)" in caplog.text
+
+
+def test_dropping_a_failed_staging_table_never_raises_on_an_error_that_says_nothing() -> None:
+    from ml_batch.run.staging import discard_staging
+
+    discard_staging(_FailingEngine(sa.exc.SQLAlchemyError("")), "public.toy__s_0123456789")  # type: ignore[arg-type]
+
+
+def test_storing_an_alert_never_raises_on_an_error_that_says_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    from ml_batch.ops.alerts import Alert, store
+
+    alert = Alert(kind="run_failure", severity="critical", message="boom", model_name="toy")
+    with caplog.at_level(logging.ERROR, logger="ml_batch.ops.alerts"):
+        assert store(lambda: _FailingEngine(sa.exc.SQLAlchemyError("")), alert) is None  # type: ignore[arg-type,return-value]
+    assert "was delivered but not recorded in the alerts table: SQLAlchemyError" in caplog.text
