@@ -7,10 +7,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
@@ -103,3 +104,48 @@ def quarantined(engine: sa.Engine, schema: str, run_id: str) -> int:
     with engine.connect() as conn:
         return int(conn.execute(sa.text(f'SELECT count(*) FROM "{schema}".quarantine WHERE run_id = :r'),
                                 {"r": run_id}).scalar_one())
+
+
+class BlockedSweep:
+    """`ml-batch prune`'s sweep of a finished run's leftover staging table, held up by a lock the test holds.
+
+    On entering: a leftover of run `run_id` (scored and published already) is created, the test's connection
+    `holder` locks it, and the prune starts in a thread, whose DROP then waits for the lock (`lock_waiters`).
+    `error()` joins the thread and returns what the prune raised.
+    """
+
+    def __init__(self, engine: sa.Engine, spec: Any, settings: Any, run_id: str, today: Any) -> None:
+        from ml_batch.run.names import staging_table
+
+        self.engine, self.spec, self.settings, self.today = engine, spec, settings, today
+        self.leftover = staging_table(spec, run_id)  # as if the run's process died mid-statement
+        self.errors: list[BaseException] = []
+        self.thread = threading.Thread(target=self._sweep)
+
+    def __enter__(self) -> sa.Connection:
+        with self.engine.begin() as conn:
+            conn.execute(sa.text(f"CREATE TABLE {self.leftover} (x int)"))
+        self.holder = self.engine.connect()
+        self.holder.execute(sa.text(f"LOCK TABLE {self.leftover} IN ACCESS EXCLUSIVE MODE"))  # in use
+        self.thread.start()
+        wait_for(lambda: lock_waiters(self.engine), "the sweep's DROP waits for the leftover", None)
+        return self.holder
+
+    def __exit__(self, *exc: object) -> None:
+        self.thread.join(60)
+        self.holder.invalidate()
+        self.holder.close()
+
+    def error(self) -> BaseException:
+        assert not self.thread.is_alive(), "the sweep did not end"
+        [error] = self.errors
+        return error
+
+    def _sweep(self) -> None:
+        from ml_batch.run.retention import prune
+
+        try:
+            prune(self.engine, self.spec, keep_days=30, home=self.settings.home, schema=self.settings.schema,
+                  today=self.today)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            self.errors.append(exc)

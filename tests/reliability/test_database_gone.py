@@ -27,6 +27,7 @@ from ml_batch.db.migrate import upgrade
 from ml_batch.promotion.retrain import train_and_register
 from tests.integration.helpers import load_toy_data, toy_spec, write_spec
 from tests.reliability.dead_run_helpers import (
+    BlockedSweep,
     cli,
     lock_waiters,
     run_objects,
@@ -112,35 +113,14 @@ def test_a_sweep_cut_off_by_the_server_stopping_reports_its_own_statement(
     """Retention's sweep drops a finished run's leftover under the run's lock. When the server stops while the
     DROP waits, the error is the DROP's lost connection. The sweep used to release its lock in a bare `finally`,
     whose own failure (the server refusing the reconnect) replaced it: `prune` raised the release's error."""
-    import threading
-
     from ml_batch.run.day import score_day
-    from ml_batch.run.names import staging_table
-    from ml_batch.run.retention import prune
 
     settings, engine, _ = toy
     spec = toy_spec(settings.schema)
     score_day(engine, spec, DAY, run_id="done")
-    leftover = staging_table(spec, "done")  # what the finished run left, as if its process died mid-statement
-    with engine.begin() as conn:
-        conn.execute(sa.text(f"CREATE TABLE {leftover} (x int)"))
-    errors: list[BaseException] = []
-
-    def sweep() -> None:
-        try:
-            prune(engine, spec, keep_days=30, home=settings.home, schema=settings.schema, today=DAY)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
-            errors.append(exc)
-
-    with engine.connect() as holder:
-        holder.execute(sa.text(f"LOCK TABLE {leftover} IN ACCESS EXCLUSIVE MODE"))  # in use: the DROP waits
-        worker = threading.Thread(target=sweep)
-        worker.start()
-        wait_for(lambda: lock_waiters(engine), "the sweep's DROP waits for the leftover", None)
-        server.stop()
-        holder.invalidate()  # its session went with the server
-    worker.join(60)
-    assert not worker.is_alive()
-    [error] = errors
+    sweep = BlockedSweep(engine, spec, settings, "done", DAY)
+    with sweep:
+        server.stop()  # the sessions go with the server: the DROP's and the test's lock holder's
+    error = sweep.error()
     assert isinstance(error, sa.exc.DBAPIError), repr(error)
     assert error.statement is not None and error.statement.startswith("DROP TABLE"), repr(error)

@@ -4,7 +4,6 @@ failure to release it never hides the error that ended the work."""
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
@@ -14,8 +13,7 @@ from ml_batch.config import Settings
 from ml_batch.db import locks
 from ml_batch.db.disconnects import is_disconnect
 from ml_batch.run.day import score_day
-from ml_batch.run.names import staging_table
-from ml_batch.run.retention import prune
+from tests.reliability.dead_run_helpers import BlockedSweep
 from tests.support.toy import DAY, trained_toy
 
 pytestmark = pytest.mark.integration
@@ -39,28 +37,12 @@ def test_a_sweep_whose_backend_is_terminated_reports_the_termination(settings: S
     lost, the release raised its own error, which hid the real one (the DROP whose session was terminated)."""
     spec = trained_toy(engine, settings.schema, rows_per_day=40)
     score_day(engine, spec, DAY, run_id="done")
-    leftover = staging_table(spec, "done")  # what the finished run left, as if its process died mid-statement
-    with engine.begin() as conn:
-        conn.execute(sa.text(f"CREATE TABLE {leftover} (x int)"))
-    errors: list[BaseException] = []
-
-    def sweep() -> None:
-        try:
-            prune(engine, spec, keep_days=30, home=settings.home, schema=settings.schema, today=DAY)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
-            errors.append(exc)
-
-    with engine.connect() as holder:
-        holder.execute(sa.text(f"LOCK TABLE {leftover} IN ACCESS EXCLUSIVE MODE"))  # in use by someone
+    sweep = BlockedSweep(engine, spec, settings, "done", DAY)
+    with sweep as holder:
         holder_pid = int(holder.execute(sa.text("SELECT pg_backend_pid()")).scalar_one())
-        worker = threading.Thread(target=sweep)
-        worker.start()
         with engine.connect() as admin:
             admin.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": _waiting_on(engine, holder_pid)})
-        worker.join(30)
-        holder.rollback()
-    assert not worker.is_alive()
-    [error] = errors
+    error = sweep.error()
     # The error of the statement that lost its session (the sweep's DROP), not one of the release after it.
     assert isinstance(error, sa.exc.DBAPIError) and is_disconnect(error), repr(error)
     assert error.statement is not None and error.statement.startswith("DROP TABLE"), error.statement

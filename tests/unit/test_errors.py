@@ -43,10 +43,13 @@ def test_recording_a_run_failure_never_raises_on_an_error_that_says_nothing(
     assert "could not record the failure of run r of toy (shard 0: boom)" in caplog.text
 
 
-def test_dropping_a_failed_staging_table_never_raises_on_an_error_that_says_nothing() -> None:
+def test_dropping_a_failed_staging_table_never_raises_on_an_error_that_says_nothing(
+        caplog: pytest.LogCaptureFixture) -> None:
     from ml_batch.run.staging import discard_staging
 
-    discard_staging(_FailingEngine(sa.exc.SQLAlchemyError("")), "public.toy__s_0123456789")  # type: ignore[arg-type]
+    with caplog.at_level(logging.WARNING, logger="ml_batch.run.staging"):
+        discard_staging(_FailingEngine(sa.exc.SQLAlchemyError("")), "public.toy__s_0123456789")  # type: ignore[arg-type]
+    assert "could not drop staging table public.toy__s_0123456789: SQLAlchemyError" in caplog.text
 
 
 def test_storing_an_alert_never_raises_on_an_error_that_says_nothing(caplog: pytest.LogCaptureFixture) -> None:
