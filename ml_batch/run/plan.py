@@ -60,15 +60,12 @@ class RunPlan(StepResult):
         return parse_spec(self.spec_text, f"{self.spec_file or 'the spec'} (as pinned by run {self.run_id})")
 
     def suite_file(self) -> Path | None:
-        """The spec's extra GX suite (`validation.suite`), a relative one resolved against the pinned spec's
-        folder (None when there is none, or when a spec built in code names a relative one: GX then says so)."""
-        suite = self.spec.validation.suite
-        if suite is None:
-            return None
-        path = Path(suite)
-        if path.is_absolute():
-            return path
-        return None if self.spec_file is None else Path(self.spec_file).parent / path
+        """The spec's extra GX suite file (`validation.suite`) resolved against the pinned spec's folder, by
+        `ml_batch.validation.suite.suite_path`; None for a spec built in code (GX then uses an absolute suite
+        itself and names a relative one it cannot resolve)."""
+        from ml_batch.validation.suite import suite_path
+
+        return None if self.spec_file is None else suite_path(self.spec, Path(self.spec_file).parent)
 
     @classmethod
     def noop(cls, model: str, day: dt.date, run_id: str, run_type: str, *, dry_run: bool, shards: int) -> RunPlan:

@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -291,8 +291,7 @@ def _collect(pending: tuple[Future[tuple[_Chunk, pa.Table | None]], float], sink
     chunk, table = done.result()
     if table is not None:
         sink.submit(table)
-    return _Chunk(chunk.rows, waited, chunk.scored, chunk.quarantined, chunk.score_sum, chunk.seconds,
-                  chunk.bad_keys)
+    return replace(chunk, waited=waited)
 
 
 @contextmanager

@@ -338,3 +338,29 @@ def test_mixed_case_schema_and_table_names_work_end_to_end(settings: Settings, e
     finally:
         with engine.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "Preds_{settings.schema}" CASCADE'))
+
+
+def test_a_relative_extra_suite_is_read_next_to_the_pinned_spec_file(engine: sa.Engine, toy, tmp_path) -> None:
+    """`validation.suite` relative to the spec's own folder: the plan pins the spec file, and the shard
+    resolves the suite against that file's folder, wherever the process runs."""
+    import json
+
+    import yaml
+
+    from ml_batch.spec import read_spec
+
+    folder = tmp_path / "specs"
+    folder.mkdir()
+    data = toy.model_dump(mode="json", exclude_none=True)
+    data["validation"] = {**data.get("validation", {}), "suite": "extra.json", "max_quarantine_share": 0.9}
+    (folder / "toy.yaml").write_text(yaml.safe_dump(data))
+    (folder / "extra.json").write_text(json.dumps({"name": "extra", "expectations": [
+        {"type": "expect_column_values_to_be_between", "kwargs": {"column": "x1", "min_value": -1, "max_value": 1}}]}))
+    summary = score_day(engine, read_spec(folder, "toy"), DAY, run_id="extra-suite")
+    schema = toy.source.table.rpartition(".")[0]
+    with engine.connect() as conn:
+        reasons = conn.execute(sa.text(f"SELECT DISTINCT r FROM {schema}.quarantine, "
+                                       "jsonb_array_elements_text(reasons) AS r WHERE run_id = 'extra-suite'")
+                               ).scalars().all()
+    assert summary.quarantined > 0 and reasons, "the extra suite's range check quarantined the rows outside -1..1"
+    assert all(reason.startswith("x1: expect_column_values_to_be_between (min -1, max 1)") for reason in reasons)
