@@ -312,7 +312,7 @@ def _day_select(schema: str, day: dt.date, columns: list[str]) -> str:
 
     start, end = day_bounds(day)
     src = sa.table("rows", *[sa.column(c) for c in dict.fromkeys([*columns, "event_time"])], schema=schema)
-    # Typed literals built from our own datetimes, as ml_batch.sources does: the text goes to COPY and ADBC.
+    # Typed literals built from our own datetimes, as ml_batch.db.sources does: the text goes to COPY and ADBC.
     stmt = sa.select(*[src.c[c] for c in columns]).where(
         src.c.event_time >= sa.literal_column(f"'{start.isoformat()}'::timestamptz"),
         src.c.event_time < sa.literal_column(f"'{end.isoformat()}'::timestamptz"),

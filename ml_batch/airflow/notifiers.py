@@ -1,6 +1,6 @@
 """Airflow's side of alerting: the channels from Airflow connections, and the DAG failure notifier.
 
-`register_channels()` (called inside a running task, never at parse time) registers with `ml_batch.alerts`:
+`register_channels()` (called inside a running task, never at parse time) registers with `ml_batch.ops.alerts`:
 
 - **webhook**: the Airflow connection `ml_batch_alerts_webhook` (override with ML_BATCH_ALERT_WEBHOOK_CONN_ID),
   Slack-compatible JSON. Its URL is the connection's extra `url`, or its host when that holds a full URL,
@@ -10,7 +10,7 @@
 - **email**: through Airflow's SMTP provider when ML_BATCH_ALERT_EMAILS (comma-separated) is set; the SMTP
   server and credentials come from the Airflow connection `smtp_default` (or ML_BATCH_SMTP_CONN_ID).
 
-Alerts are delivered first and stored in the `alerts` table best-effort (`ml_batch.alerts.record`), so a
+Alerts are delivered first and stored in the `alerts` table best-effort (`ml_batch.ops.alerts.record`), so a
 run failure caused by the database going down is still reported.
 """
 

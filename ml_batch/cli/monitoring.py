@@ -74,7 +74,7 @@ def performance_cmd(model: ModelOpt, as_json: JsonOpt = False) -> None:
         by_key.setdefault((r["partition_date"], r["model_version"], r["detail"].get("kind")), {})[r["metric"]] = r
     for (day, version, kind), metrics in by_key.items():
         n = next(iter(metrics.values()))["n"]
-        # an estimate is stored as `estimated_<metric>` (ml_batch.estimate): shown in the metric's column
+        # an estimate is stored as `estimated_<metric>` (ml_batch.monitoring.estimate): shown in the metric's column
         value = metrics.get(metric) or metrics.get(f"{ESTIMATED_PREFIX}{metric}") or {}
         table.add_row(str(day), str(version), str(kind), fmt_num(value.get("value")),
                       fmt_num(metrics.get("log_loss", {}).get("value")),

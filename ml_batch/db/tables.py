@@ -134,7 +134,7 @@ runs = sa.Table(
     sa.Column("error", sa.Text),
     sa.Column("started_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("finished_at", sa.DateTime(timezone=True)),
-    # liveness (migration 0006, ml_batch.lifecycle)
+    # liveness (migration 0006, ml_batch.run.lifecycle)
     sa.Column("heartbeat_at", sa.DateTime(timezone=True)),
     sa.Column("holder", sa.Text),
     sa.Column("single_process", sa.Boolean, nullable=False, server_default=sa.false()),

@@ -1,6 +1,6 @@
 """Training: the labelled set as it was known on the as-of day, a time-based holdout, fit and evaluate.
 
-Which label belongs to which row is `ml_batch.labels`' rule (one event per key, or recurring entities with
+Which label belongs to which row is `ml_batch.model.labels`' rule (one event per key, or recurring entities with
 `labels.date_column`); training only chooses the window. Time rules (all days are UTC):
 - a label is *known* on day A when its row's event day e satisfies e + delay_days <= A and, if the
   labels have a `known_at_column`, that timestamp is before A+1 (nothing recorded after A is used);
@@ -93,7 +93,7 @@ def window_rows(spec: Spec, window: TrainingWindow) -> sa.Subquery:
 
 
 def labelled_query(spec: Spec, window: TrainingWindow) -> sa.Select:
-    """Rows of the window joined to the labels known on the as-of day (`ml_batch.labels`: one join)."""
+    """Rows of the window joined to the labels known on the as-of day (`ml_batch.model.labels`: one join)."""
     rows = window_rows(spec, window)
     joined = join_labels(spec, rows, key=spec.source.key, day=EVENT_DAY, as_of=window.as_of).subquery("labelled")
     return sa.select(joined).order_by(joined.c[EVENT_TIME], joined.c[spec.source.key])

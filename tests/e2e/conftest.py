@@ -1,4 +1,4 @@
-"""The deployment shape, started for real on 127.0.0.1 (`ml_batch.airflow.cluster`), as a module fixture.
+"""The deployment shape, started for real on 127.0.0.1 (`tests/support/cluster.py`), as a module fixture.
 
 api-server, scheduler, dag-processor, triggerer and two `airflow celery worker` processes (CeleryExecutor),
 Redis as the broker, and three databases of their own on the session's PostgreSQL server: Airflow's metadata,

@@ -1,4 +1,4 @@
-"""The one label join (`ml_batch.labels`) in both data shapes, on a real PostgreSQL: training frames and
+"""The one label join (`ml_batch.model.labels`) in both data shapes, on a real PostgreSQL: training frames and
 realized performance carry exactly one row per labelled source row, with that row's own label."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The test/benchmark cluster (`ml_batch/airflow/cluster.py`): which Airflow settings its components get."""
+"""The test/benchmark cluster (`tests/support/cluster.py`): which Airflow settings its components get."""
 
 from __future__ import annotations
 
