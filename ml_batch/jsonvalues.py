@@ -38,7 +38,7 @@ def json_safe(value: Any, *, non_finite: NonFinite = "null") -> Any:
 
 def json_scalar(value: Any, *, non_finite: NonFinite = "null") -> Any:
     """One (non-container) value as JSON can hold it."""
-    value = _plain(value)
+    value = python_value(value)
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float | decimal.Decimal):
@@ -50,8 +50,9 @@ def json_scalar(value: Any, *, non_finite: NonFinite = "null") -> Any:
     return str(value)
 
 
-def _plain(value: Any) -> Any:
-    """numpy scalars and pandas' missing values as plain Python (without importing either)."""
+def python_value(value: Any) -> Any:
+    """numpy scalars and pandas' missing values as plain Python (without importing either); anything else as
+    it is."""
     item = getattr(value, "item", None)
     if callable(item) and type(value).__module__ == "numpy":
         return item()

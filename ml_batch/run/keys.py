@@ -11,16 +11,15 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from ml_batch.jsonvalues import python_value
+
 if TYPE_CHECKING:  # imported where used: a plan or publish task never loads pyarrow
     import pyarrow as pa
 
 
 def key_text(value: Any) -> str:
     """A key from psycopg2 (int, str, Decimal, uuid as str, date) as PostgreSQL prints it."""
-    item = getattr(value, "item", None)
-    if callable(item) and type(value).__module__ == "numpy":
-        value = item()
-    return str(value)
+    return str(python_value(value))
 
 
 def key_texts(keys: pa.Array | pa.ChunkedArray) -> list[str | None]:

@@ -16,10 +16,10 @@ from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from ml_batch.categories import MISSING_CATEGORY, category_text
+from ml_batch.jsonvalues import python_value
 from ml_batch.validation.suite import NUMERIC_TYPES
 
 # How many values a reason or a batch-failure line lists before it says how many there are in all.
@@ -184,5 +184,5 @@ def listing(values: Sequence[Any]) -> str:
 
 
 def native(value: Any) -> Any:
-    """numpy scalars -> Python scalars, so keys and messages read as plain values."""
-    return value.item() if isinstance(value, np.generic) else value
+    """numpy scalars -> Python scalars, so keys and messages read as plain values (`jsonvalues.python_value`)."""
+    return python_value(value)
