@@ -32,10 +32,11 @@ from ml_batch.config import Settings
 from ml_batch.db.embedded import EmbeddedPostgres
 from ml_batch.db.engine import make_engine
 from ml_batch.db.migrate import upgrade
-from ml_batch.spec import Spec
+from ml_batch.spec import Spec, load_spec
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_SPECS = REPO / "include" / "models"
+CREDIT_DEFAULT = DEMO_SPECS / "credit_default.yaml"
 
 # Durability is not what the tests check: these settings make the throwaway server several times faster.
 _FAST_CONF = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
@@ -96,3 +97,9 @@ def toy(settings: Settings, engine: sa.Engine) -> Spec:
     from tests.support.toy import trained_toy
 
     return trained_toy(engine, settings.schema)
+
+
+@pytest.fixture(scope="session")
+def spec() -> Spec:
+    """The shipped `credit_default` demo spec (a test module with a spec fixture of its own overrides it)."""
+    return load_spec(CREDIT_DEFAULT)

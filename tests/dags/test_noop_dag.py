@@ -11,13 +11,8 @@ import pytest
 from airflow.sdk import DAG, Asset
 
 from ml_batch.airflow.dag_factory import build_dag
-from ml_batch.spec import Spec, load_specs
+from ml_batch.spec import Spec
 from tests.dags.test_dag_integrity import DEMO_SPECS, parse_dags_folder
-
-
-@pytest.fixture(scope="module")
-def spec() -> Spec:
-    return load_specs(DEMO_SPECS)["credit_default"]
 
 
 def _mapped_over(task: Any) -> list[str] | None:

@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from ml_batch.db import arrow
-from ml_batch.spec import Spec, load_spec
+from ml_batch.spec import Spec
 from ml_batch.validation.passes import validate_relation
 from ml_batch.validation.reasons import nan_columns
 from ml_batch.validation.relation import key_is_unique, relation_column_types
@@ -27,10 +27,6 @@ REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "include" / "models" / "credit_default.yaml"
 KEY = "application_id"
 
-
-@pytest.fixture(scope="module")
-def spec() -> Spec:
-    return load_spec(DEMO)
 
 
 def _frame(spec: Spec, rows: int = 150, seed: int = 0) -> pd.DataFrame:

@@ -4,23 +4,20 @@ Airflow components and runs with `make bench`; nothing here times anything."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
+from tests.support.scripts import load_script
+
 BACKFILL = Path(__file__).resolve().parents[3] / "benchmarks" / "backfill.py"
 
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("ml_batch_backfill_bench", BACKFILL)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(BACKFILL, "ml_batch_backfill_bench")
 
 
 def _ti(task_id: str, duration: float | None, map_index: int = -1) -> dict[str, object]:

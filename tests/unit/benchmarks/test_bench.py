@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
 
+from tests.support.scripts import load_script
+
 BENCH = Path(__file__).resolve().parents[3] / "benchmarks" / "bench.py"
 
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("ml_batch_bench", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(BENCH, "ml_batch_bench")
 
 
 def _measured(**overrides: object) -> dict[str, object]:

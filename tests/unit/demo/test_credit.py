@@ -10,16 +10,12 @@ import pytest
 
 from ml_batch.demo.credit import SHIFTED_CHANNEL, DemoConfig, generate
 from ml_batch.errors import ConfigError
-from ml_batch.spec import Spec, load_spec
+from ml_batch.spec import Spec
 
 SPEC_PATH = Path(__file__).resolve().parents[3] / "include" / "models" / "credit_default.yaml"
 END = datetime.date(2025, 6, 30)
 CONFIG = DemoConfig(end_date=END)
 
-
-@pytest.fixture(scope="module")
-def spec() -> Spec:
-    return load_spec(SPEC_PATH)
 
 
 @pytest.fixture(scope="module")

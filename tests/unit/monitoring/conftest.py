@@ -10,13 +10,8 @@ import pandas as pd
 import pytest
 
 from ml_batch.monitoring.profile import build_profile
-from ml_batch.spec import Spec, load_spec
-from tests.unit.monitoring.data import DEMO, clustered_days, make_frame
-
-
-@pytest.fixture(scope="session")
-def spec() -> Spec:
-    return load_spec(DEMO)
+from ml_batch.spec import Spec
+from tests.unit.monitoring.data import clustered_days, make_frame
 
 
 @pytest.fixture(scope="session")

@@ -5,19 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from ml_batch.spec import Spec, load_spec
+from ml_batch.spec import Spec
 from ml_batch.validation.interpret import Findings, interpret
 
 REPO = Path(__file__).resolve().parents[3]
 DEMO = REPO / "include" / "models" / "credit_default.yaml"
 KEY = "application_id"
 
-
-@pytest.fixture(scope="module")
-def spec() -> Spec:
-    return load_spec(DEMO)
 
 
 def _failed(expectation: Any, **result: Any) -> Any:

@@ -11,17 +11,13 @@ from typing import Any
 import pytest
 
 from ml_batch.errors import SpecError
-from ml_batch.spec import Spec, load_spec
+from ml_batch.spec import Spec
 from ml_batch.validation.suite import build_suite, suite_path
 
 REPO = Path(__file__).resolve().parents[3]
 DEMO = REPO / "include" / "models" / "credit_default.yaml"
 KEY = "application_id"
 
-
-@pytest.fixture(scope="module")
-def spec() -> Spec:
-    return load_spec(DEMO)
 
 
 @pytest.fixture(scope="module")
