@@ -16,7 +16,9 @@ One run (`make bench`, or `.venv/bin/python benchmarks/bench.py --help`):
    sharding: plan once, score the shards in 1 and in 2 parallel worker processes, publish;
    source reads: the rows each run of D2 with K = 1, 2, 4 shards reads from the source table (sequential
    plus index scans, from pg_stat_user_tables), as a ratio to the day's rows;
-   drift: `check_day_drift` on the published day;
+   drift: `check_day_drift` on the published day; day checks: what the plan's checks of the day as a whole
+   (volume, readiness, null shares, key digest) cost (c), as its run recorded them; reconcile: comparing
+   every published day with the source when nothing changed;
 4. backfill (`benchmarks/backfill.py`; `--skip-backfill` skips it, about 10 minutes): a real-scheduler
    backfill through the REST API of `--backfill-days` days of `--backfill-rows` rows, on Airflow's components
    as separate processes with two Celery workers, next to a no-op DAG of the same shape and the CLI doing the
@@ -82,6 +84,7 @@ TARGETS: list[tuple[str, str, float, str]] = [
     ("checks_share", "<", 0.25, "validation + drift under 25% of ml-batch's time"),
     ("sharded_speedup", ">", 1.05, "2 shards on 2 workers measurably faster than 1 shard"),
     ("source_read_ratio_max", "<=", 1.1, "source rows read per day at most 1.1x its rows, K = 1, 2, 4"),
+    ("day_check_share", "<", 0.05, "the day's completeness checks under 5% of ml-batch's time"),
 ]
 SOURCE_READ_SHARDS = (1, 2, 4)
 
@@ -129,6 +132,7 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
         checks = out["validate_s"] + out["drift_s"]
     out["checks_share"] = ratio(checks, out.get("ours_s"))
     out["sharded_speedup"] = ratio(out.get("sharded_1_s"), out.get("sharded_2_s"))
+    out["day_check_share"] = ratio(out.get("day_check_s"), out.get("ours_s"))
     reads = (out.get("source_reads") or {}).get("by_shards") or {}
     ratios = [ratio(r.get("rows_read"), r.get("day_rows")) for r in reads.values()]
     out["source_read_ratio_max"] = max((r for r in ratios if r is not None), default=None)
@@ -155,6 +159,8 @@ def format_report(results: dict[str, Any]) -> str:
         ("    1 shard, 1 worker", "sharded_1_s", rows, None),
         ("    2 shards, 2 workers", "sharded_2_s", rows, None),
         ("GX validation within (c)", "validate_s", rows, None),
+        ("day checks within (c)", "day_check_s", rows, None),
+        ("reconcile, nothing changed", "reconcile_s", (results.get("reconcile") or {}).get("rows") or 0, None),
         ("drift check (sampled)", "drift_s", results.get("drift", {}).get("rows_checked") or 0, None),
     ]
     for label, key, n, rss in table:
@@ -662,6 +668,27 @@ def _source_reads(engine: sa.Engine, spec: Any, day: dt.date) -> dict[str, Any]:
             "access_path": " / ".join(line.strip() for line in plan_text)}
 
 
+def _reconcile_unchanged(engine: sa.Engine, spec: Any) -> dict[str, Any]:
+    """Reconcile every published day (nothing changed since): what comparing them with the source costs."""
+    from ml_batch.run.reconcile import reconcile
+
+    report = reconcile(engine, spec, days=7)
+    rows = sum(entry.source_rows for entry in report.days)
+    return {"days": len(report.days), "rows": rows, "check_seconds": report.check_seconds,
+            "rescored": sum(1 for entry in report.days if entry.status != "unchanged")}
+
+
+def _day_check_seconds(engine: sa.Engine, run_id: str) -> float | None:
+    """What the plan's checks of the day as a whole (volume, readiness, null shares, key digest) cost run
+    `run_id`, as it recorded them."""
+    from ml_batch.db.tables import runs
+
+    with engine.connect() as conn:
+        check = conn.execute(sa.select(runs.c.day_check).where(runs.c.model_name == MODEL,
+                                                               runs.c.run_id == run_id)).scalar()
+    return None if not check else check.get("seconds")
+
+
 def _machine(engine: sa.Engine) -> dict[str, Any]:
     import adbc_driver_postgresql
     import great_expectations
@@ -775,6 +802,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         results["ours_s"] = round(ours["seconds"], 3)
         results["peak_rss_mb_large"] = round(ours["peak_rss_mb"], 1)
         results["validate_s"] = ours["stage_seconds"].get("validate")
+        results["day_check_s"] = _day_check_seconds(engine, "bench-ours")
         check("ours_status", ours["status"] == "success", ours["status"])
         check("ours_scored_all", ours["scored"] == args.rows and ours["quarantined"] == 0,
               {"scored": ours["scored"], "quarantined": ours["quarantined"]})
@@ -808,6 +836,12 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         results["source_reads"] = reads
         check("source_reads_scored_all", all(r["day_rows"] == args.small_rows for r in reads["by_shards"].values()),
               reads["by_shards"])
+
+        _settle(engine, superuser=superuser)
+        _log("reconcile of the published days, nothing changed")
+        results["reconcile"] = _reconcile_unchanged(engine, spec)
+        results["reconcile_s"] = results["reconcile"]["check_seconds"]
+        check("reconcile_started_nothing", results["reconcile"]["rescored"] == 0, results["reconcile"])
 
         _settle(engine, superuser=superuser)
         _log("drift check of the published day")

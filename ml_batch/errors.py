@@ -66,6 +66,22 @@ class ValidationFailed(MlBatchError):
     deterministic = True
 
 
+class DayIncomplete(ValidationFailed):
+    """The day as a whole is not ready to publish: fewer (or many more) rows than its history leads to expect,
+    or the source's readiness query says no. Running the same plan again at once changes nothing (so the CLI
+    and a task's retries stop), but the day may fill: the daily DAG re-checks it for `validation.wait_for_volume`
+    (`waitable`). A feature that turned NULL is a `DayIncomplete` that is not waitable."""
+
+    def __init__(self, message: str, *, waitable: bool = True) -> None:
+        super().__init__(message)
+        self.waitable = waitable
+
+
+class ReconcileFailed(MlBatchError):
+    """One or more re-scores of a reconcile failed (each day's cause is in its report). Not deterministic: a
+    retry re-checks every day, and only the days still changed are re-scored again."""
+
+
 class SourceError(MlBatchError):
     """The spec's source cannot be read (missing table or column, wrong type)."""
 

@@ -82,11 +82,59 @@ class _TableOrQuery(_Strict):
         return self
 
 
+_DURATION_RE = re.compile(r"^(\d+)\s*([smhd])$")
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(value: str) -> str:
+    if not _DURATION_RE.match(value.strip()):
+        raise ValueError(f"{value!r} is not a duration: expected a whole number and a unit s, m, h or d, "
+                         "like '90m' or '6h'")
+    return value.strip()
+
+
+def duration_seconds(value: str) -> int:
+    """Seconds in a spec duration (`'6h'`, `'10m'`, `'0s'`), as `Duration` fields hold them."""
+    number, unit = _DURATION_RE.match(value).groups()  # type: ignore[union-attr]  # validated on load
+    return int(number) * _DURATION_UNITS[unit]
+
+
+def _ready_query(value: str) -> str:
+    body = _select_query(value)
+    if not re.search(r"(?<!:):day\b", body):
+        raise ValueError("a ready_query must use the bind parameter :day (the day being scored, a date)")
+    return body
+
+
+def _asset_uri(value: str) -> str:
+    if not re.match(r"^[a-z][a-z0-9+.-]*://\S+$", value):
+        raise ValueError(f"{value!r} is not an Asset URI: expected 'scheme://...', like 's3://bucket/loads/events'")
+    return value
+
+
+Duration = Annotated[str, AfterValidator(_duration)]
+
+
 class SourceSpec(_TableOrQuery):
-    """Where feature rows come from; a run for day D reads rows with D <= date_column < D+1 (UTC)."""
+    """Where feature rows come from; a run for day D reads rows with D <= date_column < D+1 (UTC).
+
+    `updated_at_column` (a timestamp the loader bumps when it changes a row) lets reconcile notice changed
+    rows, not only added and removed ones. A source that can say when a day is complete says so with
+    `ready_query` (one boolean for `:day`) or `ready_asset` (an Airflow Asset its loader updates): see
+    docs/completeness.md.
+    """
 
     key: Identifier
     date_column: Identifier
+    updated_at_column: Identifier | None = None
+    ready_query: Annotated[str, AfterValidator(_ready_query)] | None = None
+    ready_asset: Annotated[str, AfterValidator(_asset_uri)] | None = None
+
+    @model_validator(mode="after")
+    def _readiness_columns(self) -> SourceSpec:
+        if self.updated_at_column is not None and self.updated_at_column in (self.key, self.date_column):
+            raise ValueError(f"updated_at_column {self.updated_at_column!r} is the key or the date column")
+        return self
 
 
 class FeatureSpec(_Strict):
@@ -98,6 +146,9 @@ class FeatureSpec(_Strict):
     min: float | None = None
     max: float | None = None
     categories: list[str] | None = None
+    # False: the day's null share of this feature is not held against its training share (validation's
+    # max_null_share); it is still reported with the drift results.
+    null_share_check: bool = True
 
     @model_validator(mode="after")
     def _expectations_fit_type(self) -> FeatureSpec:
@@ -181,12 +232,36 @@ class TrainingSpec(_Strict):
 
 
 class ValidationSpec(_Strict):
-    """Batch-level bounds and the quarantine threshold."""
+    """Batch-level bounds, the quarantine threshold, and when a day counts as complete (docs/completeness.md).
+
+    A day's rows are compared with the volume its recent history leads to expect (`ml_batch.run.completeness`):
+    below `min_volume_ratio` or above `max_volume_ratio` times that, the day is not published (the daily DAG
+    waits up to `wait_for_volume` for it to fill, re-checking every `recheck_every`). A feature null in more
+    than `max_null_share` of the day's rows while its training share was below `reference_null_share` fails
+    the day. Reconcile re-checks the last `reconcile_days` published days against the source.
+    """
 
     min_rows: int = Field(default=1, ge=0)
     max_rows: int | None = Field(default=None, ge=1)
     max_quarantine_share: float = Field(default=0.05, ge=0, le=1)
     suite: str | None = None
+    min_volume_ratio: float = Field(default=0.5, ge=0, le=1)
+    max_volume_ratio: float | None = Field(default=3.0, gt=1)
+    volume_history_weeks: int = Field(default=4, ge=1, le=52)
+    wait_for_volume: Duration = "6h"
+    recheck_every: Duration = "10m"
+    max_null_share: float = Field(default=0.5, ge=0, le=1)
+    reference_null_share: float = Field(default=0.05, ge=0, le=1)
+    reconcile_days: int = Field(default=7, ge=0, le=90)
+
+    @model_validator(mode="after")
+    def _null_shares_ordered(self) -> ValidationSpec:
+        if self.reference_null_share > self.max_null_share:
+            raise ValueError(f"reference_null_share ({self.reference_null_share}) must be at most max_null_share "
+                             f"({self.max_null_share})")
+        if duration_seconds(self.recheck_every) < 1:
+            raise ValueError(f"recheck_every {self.recheck_every!r}: expected at least 1s")
+        return self
 
     def quarantine_exceeded(self, quarantined: int, day_rows: int) -> bool:
         """The one quarantine-share rule: a day may quarantine at most `max_quarantine_share` of its rows.

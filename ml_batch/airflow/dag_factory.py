@@ -39,8 +39,14 @@ on the run) → **score** (one mapped task per shard: extract, validate with Gre
 failing rows, score, stage) → **publish** (audit the staging table, swap the day's partition of
 `{predictions}` in one transaction) → **drift** (against the version's reference profile) →
 **signal_drift** (skipped unless the dataset drift is sustained, `drift.alert_after`: then it emits the drift
-Asset that triggers `retrain_{model}`); after publish also **shadow** (challenger scored into
-`shadow_predictions`) → **performance** (realized metrics of day D - {delay} whose labels have arrived).
+Asset that triggers `retrain_{model}`); after publish also **reconcile** (the last
+`validation.reconcile_days` published days before D whose source rows changed since are re-scored as
+`reconcile` runs, with a `late_rows` alert) and **shadow** (challenger scored into `shadow_predictions`) →
+**performance** (realized metrics of day D - {delay} whose labels have arrived).
+A day that looks incomplete (its volume against its history, the source's `ready_query`) makes **plan** wait
+for it, rescheduling itself every `validation.recheck_every` without holding a worker slot, up to
+`validation.wait_for_volume`; then it fails without retries and alerts. The `allow_partial` param publishes
+such a day anyway, marked partial.
 Tasks check that the database schema is at this ml-batch's migration head and fail at once if not (run
 `ml-batch db up`, or the airflow-init service).
 Re-running a day replaces it; a dry run publishes nothing. A failure that a retry cannot fix (validation,
@@ -79,8 +85,20 @@ def drift_asset(spec: Spec, *, noop: bool = False) -> Asset:
     return Asset(name=f"ml_batch.{kind.replace('-', '_')}.{spec.name}", uri=f"ml-batch://{kind}/{spec.name}")
 
 
+def _schedule(spec: Spec) -> Any:
+    """The daily DAG's schedule: its cron, and the source's readiness Asset when the spec names one (a run it
+    triggers scores the day named in the event's extra, see `ml_batch.run.partition`)."""
+    cron = CronDataIntervalTimetable(spec.schedule, timezone="UTC")
+    if spec.source.ready_asset is None:
+        return cron
+    return AssetOrTimeSchedule(timetable=cron, assets=Asset(uri=spec.source.ready_asset))
+
+
 def _default_args(spec: Spec) -> dict[str, Any]:
+    # The failure alert is a task's callback, not the DAG's: only a task's context carries the exception, so
+    # the alert can name the cause (and a day refused as incomplete alerts as `incomplete_day`).
     return {
+        "on_failure_callback": MlBatchAlertNotifier(spec.name),
         "owner": spec.owner,
         "retries": 2,
         "retry_delay": dt.timedelta(minutes=2),
@@ -105,6 +123,10 @@ def _params() -> dict[str, Param]:
                                             "was champion at the end of the day (for faithful backfills)."),
         "dry_run": Param(False, type="boolean", title="Dry run",
                          description="Validate and score, publish nothing."),
+        "allow_partial": Param(False, type="boolean", title="Publish an incomplete day",
+                               description="Publish the day even when its volume is out of line with its "
+                                           "history or the source's ready_query says no; the run is marked "
+                                           "partial (a feature that turned NULL is still refused)."),
         "shards": Param(None, type=["null", "integer"], minimum=1, maximum=64, title="Shards",
                         description="Split the day into this many mapped scoring tasks. Empty: the spec's "
                                     "scoring.shards, else one per scoring.rows_per_shard rows."),
@@ -138,7 +160,7 @@ def build_dag(spec: Spec, *, specs_dir: Path | None = None, doc_md: str | None =
     with DAG(
         dag_id=dag_id,
         doc_md=doc,
-        schedule=CronDataIntervalTimetable(spec.schedule, timezone="UTC"),
+        schedule=_schedule(spec),
         start_date=_start(spec),
         catchup=False,
         # Days are independent (per-run staging, per-day publish lock), so backfills may run days in parallel.
@@ -146,13 +168,12 @@ def build_dag(spec: Spec, *, specs_dir: Path | None = None, doc_md: str | None =
         default_args=_default_args(spec),
         params=_params(),
         tags=["ml-batch", "batch-predict", model, *(["noop"] if noop else [])],
-        on_failure_callback=MlBatchAlertNotifier(model),
     ) as dag:
 
         @task(task_id="plan")
         def plan(**context: Any) -> list[int]:
             # Returns the shard numbers (what `score` maps over); the run plan is the XCom `run_plan`.
-            return bodies.plan(model, context, folder)
+            return bodies.plan(model, context, folder, dag_id)
 
         @task(task_id="score", max_active_tis_per_dagrun=8)
         def score(run_plan: dict[str, Any], shard: int) -> dict[str, Any]:
@@ -171,6 +192,10 @@ def build_dag(spec: Spec, *, specs_dir: Path | None = None, doc_md: str | None =
             # Skipped (no Asset event) unless the drift is sustained (drift.alert_after: K of the last M days).
             return bodies.signal_drift(summary, context, drifted_asset)
 
+        @task(task_id="reconcile")
+        def reconcile(run_plan: dict[str, Any], published: dict[str, Any]) -> dict[str, Any]:
+            return bodies.reconcile(model, run_plan, dag_id)
+
         @task(task_id="shadow")
         def shadow(run_plan: dict[str, Any], published: dict[str, Any]) -> dict[str, Any]:
             return bodies.shadow(model, run_plan)
@@ -184,6 +209,7 @@ def build_dag(spec: Spec, *, specs_dir: Path | None = None, doc_md: str | None =
         scored = score.partial(run_plan=run_plan).expand(shard=shard_numbers)
         published = publish(run_plan, scored)
         signal_drift(drift(run_plan, published))
+        reconcile(run_plan, published)
         # performance follows shadow (both write monitoring rows of the day), without taking its value.
         shadow(run_plan, published) >> performance(run_plan, published)
     return dag
@@ -212,7 +238,6 @@ def build_retrain_dag(spec: Spec, *, specs_dir: Path | None = None) -> DAG:
             "reason": Param(None, type=["null", "string"], title="Reason (for the audit trail)"),
         },
         tags=["ml-batch", "retrain", model],
-        on_failure_callback=MlBatchAlertNotifier(model),
     ) as dag:
 
         @task.branch(task_id="mode")

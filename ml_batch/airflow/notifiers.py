@@ -12,22 +12,33 @@
 
 Alerts are delivered first and stored in the `alerts` table best-effort (`ml_batch.ops.alerts.record`), so a
 run failure caused by the database going down is still reported.
+
+`MlBatchAlertNotifier` turns a failure into a `run_failure` alert (`failure_alert`) that names the day being
+scored (`ml_batch.run.partition.resolve_day` of the run's `date` param, data interval and `run_after`, the
+inputs the task bodies give it; also the alert's `partition_date`), the failing task and the first line of
+the cause (`ml_batch.errors.first_line`). Airflow hands a task-level failure callback the exception; a DAG-level
+one (Airflow 3's DAG processor, `dag.test()`) gets none, only a `reason` such as "task_failure", and the alert
+says so and names the task whose log holds the cause.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import smtplib
+from collections.abc import Mapping
 from typing import Any
 
 from airflow.sdk import BaseNotifier
 
+from ml_batch.errors import ConfigError, DayIncomplete, first_line
 from ml_batch.ops.alerts import Alert, DeliveryError, WebhookChannel, register_channel
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_WEBHOOK_CONN_ID = "ml_batch_alerts_webhook"
+_MAX_CAUSE = 1000
 
 
 def webhook_conn_id() -> str:
@@ -112,16 +123,63 @@ class MlBatchAlertNotifier(BaseNotifier):
         from ml_batch.airflow.runtime import task_engine, task_settings
         from ml_batch.ops import alerts
 
-        ti = context.get("ti") or context.get("task_instance")
-        dag_run = context.get("dag_run")
-        exception = context.get("exception")
-        task_id = getattr(ti, "task_id", None)
-        message = (f"{getattr(dag_run, 'dag_id', '?')} run {getattr(dag_run, 'run_id', '?')} failed"
-                   + (f" in task {task_id}" if task_id else "")
-                   + (f": {exception}" if exception else f" ({context.get('reason') or 'task failure'})"))
-        alert = Alert(kind=self.kind, severity="critical", message=message[:2000], model_name=self.model,
-                      dag_id=getattr(dag_run, "dag_id", None), run_id=getattr(dag_run, "run_id", None),
-                      details={"task_id": task_id, "reason": context.get("reason")})
+        alert = failure_alert(self.model, self.kind, context)
         register_channels()
         # The engine is built inside `record`, after delivery: the failure may be the database itself.
         alerts.record(lambda: task_engine(task_settings()), alert)
+
+
+def failure_alert(model: str, kind: str, context: Mapping[str, Any]) -> Alert:
+    """The alert of a failed run from an Airflow callback's context: the DAG, run, day, task and cause.
+
+    Args:
+        model: The model the DAG scores.
+        kind: The alert kind (`run_failure`).
+        context: The callback's context (a task's, with `exception`, or a DAG's, with `reason` only).
+
+    Returns:
+        A critical alert whose `partition_date` is the run's day (None when the context cannot tell it).
+    """
+    ti = context.get("ti") or context.get("task_instance")
+    dag_run = context.get("dag_run")
+    exception = context.get("exception")
+    task_id = getattr(ti, "task_id", None)
+    dag_id = getattr(dag_run, "dag_id", None) or getattr(context.get("dag"), "dag_id", None)
+    run_id = getattr(dag_run, "run_id", None) or context.get("run_id")
+    day = _failed_day(context)
+    reason = context.get("reason")
+    if isinstance(exception, BaseException):
+        cause = first_line(exception)
+    else:
+        where = f"the log of task {task_id}" if task_id else "the task logs"
+        cause = f"{reason or 'task failure'} (the DAG's failure callback gets no exception: see {where})"
+    # The day comes last but is never cut off: the cause is shortened first.
+    shown = cause if len(cause) <= _MAX_CAUSE else cause[: _MAX_CAUSE - 1] + "…"
+    message = (f"{dag_id or '?'} run {run_id or '?'} failed" + (f" in task {task_id}" if task_id else "")
+               + f": {shown}; day {day.isoformat() if day else 'unknown'}")
+    details = {"task_id": task_id, "reason": reason, "day": day.isoformat() if day else None, "cause": cause}
+    return Alert(kind=_kind_of(kind, exception), severity="critical", message=message, model_name=model,
+                 partition_date=day, dag_id=dag_id, run_id=run_id, details=details)
+
+
+def _failed_day(context: Mapping[str, Any]) -> dt.date | None:
+    """The day the run scores, by the rule the task bodies use (`ml_batch.airflow.runtime.run_day`); None when
+    the context cannot tell it (a DAG callback's minimal context, a `date` param that is not a date)."""
+    from ml_batch.airflow.runtime import run_day
+
+    try:
+        return run_day(context)[0]
+    except (ConfigError, KeyError) as exc:
+        logger.warning("the failure alert names no day: %s", exc)
+        return None
+
+
+def _kind_of(kind: str, exception: object) -> str:
+    """`incomplete_day` for a day refused as incomplete (`DayIncomplete`, also as the cause of Airflow's
+    fail-without-retry exception), else `kind`."""
+    seen = exception if isinstance(exception, BaseException) else None
+    while seen is not None:
+        if isinstance(seen, DayIncomplete):
+            return "incomplete_day"
+        seen = seen.__cause__
+    return kind

@@ -7,8 +7,10 @@ ML_BATCH_DATABASE_URL or its embedded server, exactly as the CLI does.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -76,3 +78,32 @@ def task_engine(settings: Settings) -> sa.Engine:
     engine = make_engine(settings)
     check_at_head(engine, settings.schema)
     return engine
+
+
+def run_day(context: Mapping[str, Any]) -> tuple[dt.date, str, str]:
+    """The day a daily run scores (`ml_batch.run.partition.resolve_day`, the one rule), its run id and its run
+    type, from the task's context: what the task bodies and the failure alerts both use."""
+    from ml_batch.run.partition import resolve_day
+    from ml_batch.run.runs import run_type_of
+
+    params = context.get("params") or {}
+    dag_run = context["dag_run"]
+    day = resolve_day(params.get("date"), context.get("data_interval_start"), getattr(dag_run, "run_after", None),
+                      event_day=_event_day(context))
+    return day, str(context["run_id"]), run_type_of(str(getattr(dag_run, "run_type", "manual")))
+
+
+def _event_day(context: Mapping[str, Any]) -> object:
+    """The `day` in the extra of the readiness Asset event that triggered the run (None: no such event)."""
+    from ml_batch.errors import ConfigError
+
+    events = context.get("triggering_asset_events") or {}
+    named = [event for asset_events in events.values() for event in asset_events]
+    if not named:
+        return None
+    for event in reversed(named):  # the latest event names the day
+        extra = getattr(event, "extra", None) or {}
+        if extra.get("day"):
+            return extra["day"]
+    raise ConfigError(f"the run was triggered by Asset event(s) {[str(getattr(e, 'uri', e)) for e in named]} "
+                      "without a day: expected the loader to set extra {'day': 'YYYY-MM-DD'}")

@@ -28,10 +28,9 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from ml_batch.airflow import stats
 from ml_batch.errors import is_deterministic
-from ml_batch.run.partition import resolve_day
+from ml_batch.run.partition import resolve_day  # the retraining DAG's as-of day
 
 if TYPE_CHECKING:
-    import datetime as dt
 
     import sqlalchemy as sa
 
@@ -98,34 +97,61 @@ def _hand_out(context: dict[str, Any], plan: RunPlan) -> list[int]:
     return list(range(plan.shards))
 
 
-def _day_and_run(context: dict[str, Any]) -> tuple[dt.date, str, str]:
-    from ml_batch.run.runs import run_type_of
-
-    params = context.get("params") or {}
-    dag_run = context["dag_run"]
-    day = resolve_day(params.get("date"), context.get("data_interval_start"), getattr(dag_run, "run_after", None))
-    return day, str(context["run_id"]), run_type_of(str(getattr(dag_run, "run_type", "manual")))
-
-
 @fail_fast
-def plan(model: str, context: dict[str, Any], specs_dir: Path) -> list[int]:
-    """Resolve day D, pin the model version and the spec once for the whole run; prepare staging."""
+def plan(model: str, context: dict[str, Any], specs_dir: Path, dag_id: str) -> list[int]:
+    """Resolve day D, pin the model version and the spec once for the whole run; prepare staging. A day the
+    completeness checks refuse is looked at again later (the task reschedules itself, holding no worker slot)
+    until `validation.wait_for_volume` has passed; then the task fails without retries, with an alert."""
+    from ml_batch.airflow.runtime import run_day
+    from ml_batch.errors import DayIncomplete
     from ml_batch.run.plan import plan_run
     from ml_batch.spec import read_spec
 
     _, engine = _settings_and_engine()
     params = context.get("params") or {}
-    day, run_id, run_type = _day_and_run(context)
-    run_plan = plan_run(
-        engine, read_spec(specs_dir, model), day,
-        run_id=run_id,
-        run_type=run_type,
-        version=params.get("version"),
-        version_policy=params.get("version_policy") or "champion",
-        dry_run=bool(params.get("dry_run")),
-        shards=int(params["shards"]) if params.get("shards") else None,
-    )
+    day, run_id, run_type = run_day(context)
+    pinned = read_spec(specs_dir, model)
+    try:
+        run_plan = plan_run(
+            engine, pinned, day,
+            run_id=run_id,
+            run_type=run_type,
+            version=params.get("version"),
+            version_policy=params.get("version_policy") or "champion",
+            dry_run=bool(params.get("dry_run")),
+            shards=int(params["shards"]) if params.get("shards") else None,
+            allow_partial=bool(params.get("allow_partial")),
+        )
+    except DayIncomplete as refusal:
+        waited = _wait_for_day(context, pinned.spec, run_type, refusal)
+        from ml_batch.run.completeness import after_waiting
+
+        # Fails the task without retries; its failure callback alerts `incomplete_day` (see notifiers).
+        raise after_waiting(pinned.spec, refusal, waited=waited) from refusal
     return _hand_out(context, run_plan)
+
+
+def _wait_for_day(context: dict[str, Any], spec: Any, run_type: str, refusal: Any) -> bool:
+    """Reschedule the plan task to look at the day again (`completeness.next_check`) if it should still wait;
+    else return whether it has been waiting."""
+    import datetime as dt
+
+    from airflow.sdk.exceptions import AirflowRescheduleException
+
+    from ml_batch.run.completeness import next_check
+
+    if not refusal.waitable:
+        return False
+    now = dt.datetime.now(dt.UTC)
+    earlier = context["ti"].get_first_reschedule_date(context)
+    first = earlier or now
+    when = next_check(spec, first_check=first, now=now, run_type=run_type)
+    if when is not None:
+        logger.warning("%s; looking at the day again at %s (waiting since %s, at most %s)", refusal,
+                       when.isoformat(timespec="seconds"), first.isoformat(timespec="seconds"),
+                       spec.validation.wait_for_volume)
+        raise AirflowRescheduleException(reschedule_date=when)
+    return earlier is not None
 
 
 @fail_fast
@@ -180,6 +206,29 @@ def signal_drift(summary: dict[str, Any], context: dict[str, Any], asset: Any) -
                                                                  "drifted_features", "window_days",
                                                                  "drifted_days")}
     return summary
+
+
+@fail_fast
+def reconcile(model: str, run_plan: dict[str, Any], dag_id: str) -> dict[str, Any]:
+    """Re-score the last `validation.reconcile_days` published days before D whose source rows changed since
+    they were published (`ml_batch.run.reconcile`); the task fails, after every day was tried, when a
+    re-score failed (the failed days are in its log and their `late_rows` alerts)."""
+    import datetime as dt
+
+    plan_ = _plan(run_plan)
+    if plan_.dry_run or plan_.spec.validation.reconcile_days == 0:
+        return {"status": "skipped", "reason": "dry run" if plan_.dry_run else "validation.reconcile_days is 0"}
+    from ml_batch.run.reconcile import reconcile as reconcile_days
+
+    settings, engine = _settings_and_engine()
+    report = reconcile_days(engine, plan_.pinned, through=plan_.day - dt.timedelta(days=1),
+                            results_dir=settings.home / "validation", actor=dag_id)
+    for entry in report.days:
+        if entry.changes:
+            logger.warning("day %s changed (%s): %s%s", entry.day, ", ".join(entry.changes), entry.status,
+                           f" ({entry.error})" if entry.error else f" by run {entry.run_id}")
+    report.raise_if_failed()
+    return report.to_xcom()
 
 
 @fail_fast
@@ -270,21 +319,23 @@ def train_and_gate(model: str, context: dict[str, Any], dag_id: str, specs_dir: 
 class Bodies:
     """What each task of the daily DAG runs; `dag_factory.build_dag` wires one set into the DAG's shape."""
 
-    plan: Callable[[str, dict[str, Any], Path], list[int]]
+    plan: Callable[[str, dict[str, Any], Path, str], list[int]]
     score: Callable[[str, dict[str, Any], int], dict[str, Any]]
     publish: Callable[[str, dict[str, Any], dict[str, Any], Any], dict[str, Any]]
     drift: Callable[[str, dict[str, Any], str], dict[str, Any]]
     signal_drift: Callable[[dict[str, Any], dict[str, Any], Any], dict[str, Any]]
+    reconcile: Callable[[str, dict[str, Any], str], dict[str, Any]]
     shadow: Callable[[str, dict[str, Any]], dict[str, Any]]
     performance: Callable[[str, dict[str, Any], str], list[dict[str, Any]]]
 
 
-def _noop_plan(model: str, context: dict[str, Any], specs_dir: Path) -> list[int]:
+def _noop_plan(model: str, context: dict[str, Any], specs_dir: Path, dag_id: str) -> list[int]:
     # Plan-shaped, with no database and no spec: what Airflow alone costs. Shards follow the `shards` param.
+    from ml_batch.airflow.runtime import run_day
     from ml_batch.run.plan import RunPlan
 
     params = context.get("params") or {}
-    day, run_id, run_type = _day_and_run(context)
+    day, run_id, run_type = run_day(context)
     return _hand_out(context, RunPlan.noop(model, day, run_id, run_type, dry_run=bool(params.get("dry_run")),
                                            shards=int(params.get("shards") or 1)))
 
@@ -307,6 +358,10 @@ def _noop_drift(model: str, run_plan: dict[str, Any], dag_id: str) -> dict[str, 
     return {"status": "noop", "dataset_drift": False, "sustained_drift": False}
 
 
+def _noop_reconcile(model: str, run_plan: dict[str, Any], dag_id: str) -> dict[str, Any]:
+    return {"status": "noop"}
+
+
 def _noop_shadow(model: str, run_plan: dict[str, Any]) -> dict[str, Any]:
     return {"status": "noop"}
 
@@ -315,8 +370,9 @@ def _noop_performance(model: str, run_plan: dict[str, Any], dag_id: str) -> list
     return []
 
 
-REAL = Bodies(plan=plan, score=score, publish=publish, drift=drift, signal_drift=signal_drift, shadow=shadow,
-              performance=performance)
+REAL = Bodies(plan=plan, score=score, publish=publish, drift=drift, signal_drift=signal_drift,
+              reconcile=reconcile, shadow=shadow, performance=performance)
 #: The no-op twin's bodies: return at once (signal_drift is the real one: pure, and skipped on these values).
 NOOP = Bodies(plan=_noop_plan, score=_noop_score, publish=_noop_publish, drift=_noop_drift,
-              signal_drift=signal_drift, shadow=_noop_shadow, performance=_noop_performance)
+              signal_drift=signal_drift, reconcile=_noop_reconcile, shadow=_noop_shadow,
+              performance=_noop_performance)

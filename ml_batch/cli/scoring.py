@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -33,9 +33,16 @@ def score_cmd(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and score, publish nothing.")] = False,
     shards: Annotated[int | None, typer.Option("--shards", min=1, max=64,
                                                help="Split the day into K shards (default: from the spec).")] = None,
+    allow_partial: Annotated[bool, typer.Option(
+        "--allow-partial", help="Publish the day even when it looks incomplete (its volume against its history, "
+                                "the source's ready_query); the run is marked partial.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Score one day outside Airflow, through the same code path as the daily DAG."""
+    """Score one day outside Airflow, through the same code path as the daily DAG.
+
+    A day that looks incomplete (docs/completeness.md) is refused with exit code 1 and nothing is published,
+    unless --allow-partial is given.
+    """
     from ml_batch.run.day import score_day
     from ml_batch.spec import read_spec
 
@@ -46,11 +53,14 @@ def score_cmd(
     run_id = f"cli__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S.%f}"
     with step(f"scoring {model} for {day} (run {run_id})", as_json):
         summary = score_day(open_engine(settings), pinned, day, run_id=run_id, run_type="cli", version=version,
-                            dry_run=dry_run, shards=shards, results_dir=settings.home / "validation")
+                            dry_run=dry_run, shards=shards, allow_partial=allow_partial,
+                            results_dir=settings.home / "validation")
     if as_json:
         print_json(summary.to_xcom())
         return
     verb = "checked (dry run, nothing published)" if dry_run else f"published to {spec.predictions.table}"
+    if summary.partial:
+        verb += " as PARTIAL (its completeness checks refused it; see `ml-batch runs`)"
     mean = f"{summary.score_mean:.4f}" if summary.score_mean is not None else "-"
     out.print(f"{model} {day}: {summary.extracted} rows, {summary.scored} scored, {summary.quarantined} "
               f"quarantined, version {summary.version}, mean score {mean}; {verb} (run {run_id})")
@@ -81,6 +91,8 @@ def runs_cmd(
         seconds = sum(float(v) for v in (r["stage_seconds"] or {}).values())
         mean = f"{r['score_mean']:.4f}" if r["score_mean"] is not None else "-"
         status = r["status"] if not r["error"] else f"{r['status']}: {r['error'][:60]}"
+        if r.get("partial"):
+            status = f"{status} (partial: {_volume_note(r)})"
         if r["status"] == "running" and r.get("holder"):
             status = f"running ({r['holder']})"
         table.add_row(str(r["partition_date"]), status, r["run_type"], str(r["model_version"]),
@@ -88,6 +100,13 @@ def runs_cmd(
                       str(r["rows_quarantined"] if r["rows_quarantined"] is not None else "-"), mean,
                       f"{seconds:.1f}", r["run_id"])
     out.print(table if rows else f"no runs of {model}")
+
+
+def _volume_note(run: dict[str, Any]) -> str:
+    """A partial run's rows against the volume its plan expected, e.g. `419 of ~810 rows`."""
+    volume = (run.get("day_check") or {}).get("volume") or {}
+    expected = volume.get("expected")
+    return f"{run['rows_extracted']} of ~{expected:.0f} rows" if expected else "see day_check"
 
 
 @runs_app.command("cleanup")

@@ -22,18 +22,18 @@ from sqlalchemy.dialects.postgresql import BYTEA, JSONB
 
 SCHEMA_PLACEHOLDER = "ml_batch"
 
-# How a run was started (`runs.run_type`, CHECK `runs_run_type_known`, revision 0010) and where it stands
-# (`runs.status`, CHECK `runs_status_known`, revision 0002).
-RUN_TYPES = ("scheduled", "manual", "backfill", "asset_triggered", "cli", "test")
+# How a run was started (`runs.run_type`, CHECK `runs_run_type_known`, revisions 0010, 0011) and where it
+# stands (`runs.status`, CHECK `runs_status_known`, revision 0002).
+RUN_TYPES = ("scheduled", "manual", "backfill", "asset_triggered", "cli", "test", "reconcile")
 RUN_STATUSES = ("running", "success", "failed", "dry_run")
 # Registry values (revisions 0001, 0003): how a version came to be, what it predicts, what the audit records.
 MODEL_SOURCES = ("trained", "registered")
 MODEL_TASKS = ("binary", "regression")
 MODEL_EVENTS = ("registered", "promoted", "rollback", "alias_removed", "gate_decision")
-# Alerts (revisions 0003, 0007), in the order the constraint lists them.
+# Alerts (revisions 0003, 0007, 0011), in the order the constraint lists them.
 ALERT_SEVERITIES = ("info", "warning", "critical")
 ALERT_KINDS = ("run_failure", "dataset_drift", "performance_floor", "gate_reject", "gate_promote", "rollback",
-               "performance_estimate")
+               "performance_estimate", "late_rows", "incomplete_day")
 # Stored reports (revision 0009).
 REPORT_KINDS = ("drift_report", "validation_result")
 
@@ -140,6 +140,11 @@ runs = sa.Table(
     sa.Column("single_process", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("cleaned_at", sa.DateTime(timezone=True)),
     sa.Column("spec_sha256", sa.CHAR(64)),  # the spec the run was planned with (migration 0008)
+    # the day as a whole (migration 0011, ml_batch.run.completeness and ml_batch.run.reconcile)
+    sa.Column("partial", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("day_check", JSONB, nullable=False, server_default=_JSON_EMPTY),
+    sa.Column("key_digest", sa.Text),
+    sa.Column("source_updated_at", sa.DateTime(timezone=True)),
     _one_of("run_type", RUN_TYPES, "runs_run_type_known"),
     _one_of("status", RUN_STATUSES, "runs_status_known"),
     sa.CheckConstraint("rows_extracted IS NULL OR rows_extracted = rows_scored + rows_quarantined",

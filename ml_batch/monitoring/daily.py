@@ -75,6 +75,7 @@ class DayDrift(StepResult):
         score_drift: Whether the score distribution drifted.
         share: Share of drifted features, rounded to 4 decimals.
         drifted_features: The drifted features, in spec order.
+        no_values: The features with no non-null value on the day (drifted when their reference had values).
         threshold_source: "calibrated", "fixed" or "mixed".
         weighted_share: Importance-weighted share, rounded to 4 decimals (None: no usable importance).
         share_basis: "count" or "importance": the share `dataset_drift` was decided on.
@@ -98,6 +99,7 @@ class DayDrift(StepResult):
     score_drift: bool | None = None
     share: float | None = None
     drifted_features: tuple[str, ...] = ()
+    no_values: tuple[str, ...] = ()
     threshold_source: str | None = None
     weighted_share: float | None = None
     share_basis: str | None = None
@@ -284,7 +286,7 @@ def drift_day_record(model: str, day: dt.date, check: DayCheck, *, run_id: str,
     """The `drift_days` row of a day's verdict (pure)."""
     result = check.result
     detail = {"threshold_source": result.threshold_source, "weighted_share": result.weighted_share,
-              "share_basis": result.share_basis, "window": check.window.as_detail(),
+              "share_basis": result.share_basis, "no_values": result.no_values, "window": check.window.as_detail(),
               "sustained": check.sustained.as_detail()}
     return {"model_name": model, "partition_date": day, "model_version": check.version, "run_id": run_id,
             "rows_checked": check.rows, "features": result.n_features,
@@ -350,6 +352,7 @@ def _summary(spec: Spec, day: dt.date, check: DayCheck, *, published: int, estim
         status="checked", model=spec.name, day=day, version=check.version, rows_checked=check.rows,
         rows_published=published, dataset_drift=result.dataset_drift, score_drift=result.score_drift,
         share=round(result.share, 4), drifted_features=tuple(result.drifted_features),
+        no_values=tuple(result.no_values),
         threshold_source=result.threshold_source,
         weighted_share=None if result.weighted_share is None else round(result.weighted_share, 4),
         share_basis=result.share_basis, window_drift=check.window.dataset_drift, window_days=check.window.days,

@@ -5,10 +5,12 @@ change has p ~ 0, so p-values are reported next to the effect sizes but decide n
 thresholds a numeric feature drifted when PSI >= `drift.psi_threshold` or KS D >= `drift.ks_threshold`; a
 categorical feature when PSI >= `drift.psi_threshold` or JS distance >= `drift.js_threshold` (calibrated
 ones: beyond them, `ml_batch.monitoring.thresholds`). The rows and the per-row rule are
-`ml_batch.monitoring.rows`. The dataset drifted when the share of drifted features (or, with
-`drift.share_basis: importance`, the importance-weighted share, from the permutation importance the profile
-may hold) is >= `drift.drift_share`; score (prediction) drift is reported as rows for feature `__score__`
-and its own flag, and does not count towards that share.
+`ml_batch.monitoring.rows`, and so is the one rule of a feature's verdict (`rows.feature_drifted`): each
+feature's `null_share` row is reported, not decided on, and a feature with no value on the day (listed in
+`DriftResult.no_values`) counts as drifted when its reference had values. The dataset drifted when the share
+of drifted features (or, with `drift.share_basis: importance`, the importance-weighted share, from the
+permutation importance the profile may hold) is >= `drift.drift_share`; score (prediction) drift is
+reported as rows for feature `__score__` and its own flag, and does not count towards that share.
 
 **Cost.** Measured on a 2-core VM: 1,000,000 rows x 20 numeric features in ~0.45 s (the statistics'
 costs are in `ml_batch.monitoring.statistics`).
@@ -19,7 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -36,7 +38,15 @@ from ml_batch.monitoring.inputs import (
     reference_entry,
     score_values,
 )
-from ml_batch.monitoring.rows import DriftRow, KsSubset, categorical_rows, numeric_rows
+from ml_batch.monitoring.rows import (
+    DriftRow,
+    KsSubset,
+    categorical_feature_rows,
+    feature_drifted,
+    has_no_values,
+    numeric_feature_rows,
+    numeric_rows,
+)
 from ml_batch.monitoring.statistics import KS_MAX_VALUES
 from ml_batch.monitoring.thresholds import feature_thresholds
 from ml_batch.spec import FeatureSpec, Spec
@@ -63,6 +73,8 @@ class DriftResult:
             importance, or every feature's is 0).
         share_basis: The share `dataset_drift` was decided on: "count" or "importance" (`drift.share_basis`;
             "count" when the weighted share is None).
+        no_values: The features with no non-null value in the current frame (spec order); those whose
+            reference had values are among the drifted features.
     """
 
     rows: list[DriftRow]
@@ -76,6 +88,7 @@ class DriftResult:
     threshold_source: str = "fixed"
     weighted_share: float | None = None
     share_basis: str = "count"
+    no_values: list[str] = field(default_factory=list)
 
     def feature_rows(self, feature: str) -> list[DriftRow]:
         """The rows of one feature (or of `__score__`), in the order they were computed."""
@@ -99,9 +112,10 @@ def check_drift(
     """Check a batch of feature rows and its scores against a version's reference profile.
 
     Thresholds come from `spec.drift`; bins and reference distributions from the profile (built with the
-    spec of the version). Each numeric feature gets a PSI and a KS row, each categorical feature a PSI, a
-    JS and a chi2 row, and the scores a PSI and a KS row under feature `__score__`. PSI and the counts
-    use every row; KS uses at most `ks_max_values` current values (see `KS_MAX_VALUES` for why).
+    spec of the version). Each numeric feature gets a PSI and a KS row (no KS row without a non-null value),
+    each categorical feature a PSI, a JS and a chi2 row, every feature a `null_share` row, and the scores a
+    PSI and a KS row under feature `__score__`. PSI and the counts use every row; KS uses at most
+    `ks_max_values` current values (see `KS_MAX_VALUES` for why).
 
     Args:
         spec: The model spec.
@@ -123,18 +137,21 @@ def check_drift(
     _check_arguments(profile, ks_max_values)
     rows: list[DriftRow] = []
     drifted: list[str] = []
+    no_values: list[str] = []
     sources: set[str] = set()
     for index, feature in enumerate(spec.features):
         feature_rows, source = _feature_rows(spec, profile, frame, feature, KsSubset(
             ks_max_values, np.random.default_rng([seed, index])))
         rows.extend(feature_rows)
         sources.add(source)
-        if any(row.drifted for row in feature_rows):
+        if feature_drifted(feature_rows):
             drifted.append(feature.name)
+        if has_no_values(feature_rows):
+            no_values.append(feature.name)
     score_rows = _score_rows(spec, profile, scores, KsSubset(
         ks_max_values, np.random.default_rng([seed, len(spec.features)])))
     rows.extend(score_rows)
-    result = _result(spec, profile, rows, drifted, score_rows, sources, n_rows=len(frame))
+    result = _result(spec, profile, rows, drifted, score_rows, sources, n_rows=len(frame), no_values=no_values)
     logger.info(
         "drift check of model %s: %d rows, %d of %d features drifted (share %.2f, dataset drift %s), "
         "score drift %s, in %.2fs",
@@ -173,9 +190,10 @@ def _feature_rows(
     values = column(frame, feature, "current frame")
     limits = feature_thresholds(spec, profile, feature.name)
     if feature.type == "numeric":
-        rows = numeric_rows(feature.name, reference, numeric_values(values, feature.name), limits, ks_subset)
+        rows = numeric_feature_rows(feature.name, reference, numeric_values(values, feature.name), limits,
+                                    ks_subset)
     else:
-        rows = categorical_rows(feature.name, reference, category_counts(values), limits)
+        rows = categorical_feature_rows(feature.name, reference, category_counts(values), limits)
     return rows, limits.source
 
 
@@ -196,6 +214,7 @@ def _result(
     sources: set[str],
     *,
     n_rows: int,
+    no_values: list[str],
 ) -> DriftResult:
     """The verdicts: the dataset drifted when the count share (or, with `share_basis: importance` and a
     usable importance, the weighted share) reaches `drift.drift_share`."""
@@ -212,11 +231,12 @@ def _result(
         drifted_features=drifted,
         share=share,
         dataset_drift=decided_on >= drift.drift_share,
-        score_drift=any(row.drifted for row in score_rows),
+        score_drift=feature_drifted(score_rows),
         n_rows=n_rows,
         n_features=len(spec.features),
         share_threshold=drift.drift_share,
         threshold_source=sources.pop() if len(sources) == 1 else "mixed",
         weighted_share=weighted,
         share_basis=basis,
+        no_values=no_values,
     )

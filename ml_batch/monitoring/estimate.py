@@ -7,6 +7,11 @@ is: TP = sum of q over predicted positives, FP = sum of 1 - q over them, FN and 
 negatives. Expected accuracy follows, and the expected ROC curve is drawn with q and 1 - q as the weights of
 the positives and negatives ranked by the raw score.
 
+**Degenerate days.** Estimates read the scores only, so a feature with no values or a constant one changes
+them only through the scores. When the scores are constant they rank nothing: the expected ROC AUC is 0.5 by
+construction; when no row is expected positive (or none negative) it is undefined (NaN, stored as null).
+Each case is said in the estimate's `notes`, next to the number.
+
 **Assumption: no concept drift.** The estimate holds while P(label | score) is what it was on the holdout:
 a covariate shift (new rows in other score regions) moves it correctly, a change in how the features relate
 to the label does not show until the labels arrive.
@@ -83,8 +88,9 @@ def estimate_binary(scores: np.ndarray, probabilities: np.ndarray, threshold: fl
         threshold: `predictions.threshold`.
 
     Returns:
-        {"roc_auc", "accuracy", "confusion": {"tp", "fp", "fn", "tn"}, "expected_positive_rate", "n"};
-        roc_auc is NaN when the expected positives or negatives are 0.
+        {"roc_auc", "accuracy", "confusion": {"tp", "fp", "fn", "tn"}, "expected_positive_rate", "n",
+        "notes"}; roc_auc is NaN when the expected positives or negatives are 0, and `notes` says why a
+        number says little or nothing (constant scores, an undefined ROC AUC).
 
     Raises:
         EstimateInputError: If the arrays are empty, misaligned or hold NaN.
@@ -112,4 +118,15 @@ def estimate_binary(scores: np.ndarray, probabilities: np.ndarray, threshold: fl
         auc = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
     return {"roc_auc": auc, "accuracy": (tp + tn) / s.size,
             "confusion": {"tp": tp, "fp": fp, "fn": fn, "tn": tn},
-            "expected_positive_rate": float(q.mean()), "n": int(s.size)}
+            "expected_positive_rate": float(q.mean()), "n": int(s.size), "notes": _notes(s, auc)}
+
+
+def _notes(scores: np.ndarray, auc: float) -> list[str]:
+    """What makes a day's estimate say little: constant scores, an undefined ROC AUC."""
+    notes = []
+    if scores.min() == scores.max():
+        notes.append(f"every score is {scores[0]:.4g}: the scores rank nothing, so the expected ROC AUC is 0.5 "
+                     "by construction")
+    if np.isnan(auc):
+        notes.append("no row is expected positive, or none negative: the expected ROC AUC is undefined")
+    return notes

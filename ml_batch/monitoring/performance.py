@@ -143,7 +143,7 @@ def estimate_records(spec: Spec, day: dt.date, version: int, scores: np.ndarray,
     estimate = estimate_binary(scores, calibrate(calibration, scores), spec.predictions.threshold)
     detail = {"kind": "estimated", "assumption": ASSUMPTION, "threshold": spec.predictions.threshold,
               "confusion": estimate["confusion"], "expected_positive_rate": estimate["expected_positive_rate"],
-              "run_id": run_id}
+              "notes": estimate["notes"], "run_id": run_id}
     return [{"model_name": spec.name, "model_version": version, "partition_date": day,
              "metric": f"{ESTIMATED_PREFIX}{metric}", "value": json_safe(estimate[metric]),
              "n": estimate["n"], "detail": json_safe(detail)} for metric in ESTIMATED_METRICS]

@@ -5,6 +5,11 @@ bars, reference vs current share per quantile bin or category), so it opens on a
 and references no external script, style sheet or font. Every piece of text that comes from data (model
 and feature names, categories, bin labels) is escaped. The page holds no timestamp: the same check gives
 the same bytes, so a re-run task rewrites an identical file.
+
+A feature with no value on the day is named under the verdict, with why it counts as drifted (or not); its
+section shows the statistics that could be computed. Each feature's null share and, for a numeric one,
+whether its values became constant, are in its section's facts and in the table (`null share` rows, flagged
+but reported only: see `ml_batch.monitoring.rows`).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import Any
 from ml_batch.files import write_atomic
 from ml_batch.monitoring.drift import DriftResult
 from ml_batch.monitoring.inputs import MISSING, OTHER, SCORE, UNSEEN
-from ml_batch.monitoring.rows import DriftRow
+from ml_batch.monitoring.rows import REPORTED_ONLY, DriftRow, feature_drifted, vanished
 
 # A model name becomes a folder name: no separators, no leading dot (spec names are stricter still).
 _SAFE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
@@ -27,7 +32,7 @@ _MAX_BARS = 40
 _MAX_LABEL = 28
 _MAX_UNSEEN_SHOWN = 20
 _DISPLAY = {UNSEEN: "(unseen categories)", MISSING: "(missing)", OTHER: "(other, pooled)"}
-_TEST_NAMES = {"psi": "PSI", "ks": "KS D", "js": "JS distance", "chi2": "chi-square"}
+_TEST_NAMES = {"psi": "PSI", "ks": "KS D", "js": "JS distance", "chi2": "chi-square", "null_share": "null share"}
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;max-width:1000px;
@@ -143,11 +148,22 @@ def _verdicts(result: DriftResult) -> str:
         dataset = f'<div class="verdict ok">No dataset drift. {_e(counts)}</div>'
     if result.drifted_features:
         dataset += f'<p class="meta">Drifted: {_e(", ".join(result.drifted_features))}</p>'
+    dataset += "".join(f'<p class="meta">{_e(_no_values_note(name, result.feature_rows(name)))}</p>'
+                       for name in result.no_values)
     if result.score_drift:
         score = '<div class="verdict drift">Score drift: YES. The prediction distribution changed.</div>'
     else:
         score = '<div class="verdict ok">No score drift.</div>'
     return dataset + score
+
+
+def _no_values_note(name: str, rows: Sequence[DriftRow]) -> str:
+    """Why a feature without values on the day counts as drifted, or does not."""
+    if vanished(rows):
+        share = next(float(row.detail["reference_null_share"]) for row in rows if row.test == "null_share")
+        return (f"{name}: no values on the day, where the reference had {1 - share:.1%} non-null: counted as "
+                "drifted (a feature that vanished is a change of its distribution).")
+    return f"{name}: no values on the day, as in the reference: not counted as drifted."
 
 
 def _estimates(estimates: Sequence[Mapping[str, Any]]) -> str:
@@ -157,7 +173,9 @@ def _estimates(estimates: Sequence[Mapping[str, Any]]) -> str:
         f"{str(r['metric']).removeprefix('estimated_')} {_number(r.get('value'), '.4f')} (v{int(r['model_version'])})"
         for r in estimates)
     assumption = str(estimates[0].get("detail", {}).get("assumption", ""))
-    return (f'<p class="facts">Estimated performance without labels: {_e(cells)}. '
+    notes = dict.fromkeys(str(note) for r in estimates for note in r.get("detail", {}).get("notes") or [])
+    said = "".join(f" {_e(note[:1].upper() + note[1:])}." for note in notes)
+    return (f'<p class="facts">Estimated performance without labels: {_e(cells)}.{said} '
             f'<span class="note">Assumes {_e(assumption)}; realized metrics follow when the labels arrive.</span></p>')
 
 
@@ -189,6 +207,8 @@ def _table(result: DriftResult, types: Mapping[str, str], anchors: Mapping[str, 
     for row in result.rows:
         css = ' class="drifted"' if row.drifted else ""
         flag = "n/a (reported only)" if row.threshold is None else ("YES" if row.drifted else "no")
+        if row.threshold is not None and row.test in REPORTED_ONLY:
+            flag += " (reported only)"
         lines.append(
             f'<tr{css}><td><a href="#{anchors[row.feature]}">{_e(row.feature)}</a></td>'
             f"<td>{_e(types.get(row.feature, ''))}</td><td>{_e(_TEST_NAMES.get(row.test, row.test))}</td>"
@@ -197,8 +217,10 @@ def _table(result: DriftResult, types: Mapping[str, str], anchors: Mapping[str, 
         )
     lines.append(
         "</tbody></table><p class='note'>Drift is decided on effect sizes (PSI, KS D, JS distance) against "
-        "their thresholds. A calibrated threshold is the largest value (or the chosen quantile) the reference's "
-        "own days showed against the rest of the reference, and a value drifts only beyond it; a fixed one is "
+        "their thresholds; a null share is flagged when it rose by more than its threshold's margin over the "
+        "reference's share, but decides nothing (PSI already counts the nulls). A calibrated threshold is the "
+        "largest value (or the chosen quantile) the reference's own days showed against the rest of the "
+        "reference, and a value drifts only beyond it; a fixed one is "
         "the spec's. p-values are shown but decide nothing: with many rows every small change has "
         "p close to 0.</p></section>"
     )
@@ -206,7 +228,7 @@ def _table(result: DriftResult, types: Mapping[str, str], anchors: Mapping[str, 
 
 
 def _feature_section(name: str, kind: str, rows: Sequence[DriftRow], anchor: str) -> str:
-    drifted = any(row.drifted for row in rows)
+    drifted = feature_drifted(rows)
     badge = '<span class="badge drift">drifted</span>' if drifted else '<span class="badge ok">stable</span>'
     heading = "Score (prediction)" if name == SCORE else name
     parts = [f'<article id="{anchor}"><h3>{_e(heading)} {badge}</h3>']
@@ -231,7 +253,11 @@ def _feature_section(name: str, kind: str, rows: Sequence[DriftRow], anchor: str
 
 def _facts(kind: str, rows: Sequence[DriftRow]) -> str:
     detail = next(row.detail for row in rows if row.test == "psi")
+    nulls = next((row.detail for row in rows if row.test == "null_share"), detail)
     facts = [f"{detail.get('current_count', 0):,} rows (reference {detail.get('reference_count', 0):,})"]
+    if detail.get("status"):
+        facts.insert(0, f"{detail['status']} on the day (no KS: nothing to compare)" if kind != "categorical"
+                     else f"{detail['status']} on the day")
     if kind == "categorical":
         total = detail.get("unseen_total", 0)
         facts.append(f"unseen categories: {detail.get('unseen_categories', 0)} ({total:,} rows)")
@@ -240,12 +266,9 @@ def _facts(kind: str, rows: Sequence[DriftRow]) -> str:
             f"mean {_number(detail.get('reference_mean'), '.4g')} → {_number(detail.get('current_mean'), '.4g')}"
         )
         facts.append(f"std {_number(detail.get('reference_std'), '.4g')} → {_number(detail.get('current_std'), '.4g')}")
-        facts.append(
-            f"null {_percent(detail.get('reference_null_share'))} → {_percent(detail.get('current_null_share'))}"
-        )
-        ks_row = next((row for row in rows if row.test == "ks"), None)
-        if ks_row is not None and "skipped" in ks_row.detail:
-            facts.append(f"KS skipped: {ks_row.detail['skipped']}")
+        if nulls.get("became_constant"):
+            facts.append("constant on the day (the reference was not)")
+    facts.append(f"null {_percent(nulls.get('reference_null_share'))} → {_percent(nulls.get('current_null_share'))}")
     return "; ".join(facts)
 
 

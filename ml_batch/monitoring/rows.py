@@ -10,21 +10,42 @@ A row drifted when its statistic reaches a fixed threshold or lies beyond a cali
 (`ml_batch.monitoring.thresholds`); p-values are reported next to the effect sizes but decide nothing.
 Both the daily check (`ml_batch.monitoring.drift`) and the profile's calibration
 (`ml_batch.monitoring.profile`) build their rows here.
+
+**Null shares.** Each feature also gets a `null_share` row: the day's share of nulls (value), the reference's
+(`detail["reference_null_share"]`) and, for numeric features, whether the day's values are constant while the
+reference's were not (`detail["became_constant"]`). Its threshold is the reference's share plus
+`NULL_SHARE_RISE` (0.1): the row is flagged drifted when the share rose by more than that. It is reported
+only (`REPORTED_ONLY`) and never makes its feature drifted, because PSI already counts nulls (the null bin,
+the `__missing__` category): counting them again would weigh one change twice. Refusing a day whose nulls
+jumped is scoring's job (`validation.max_null_share`), before publish.
+
+**No values.** A feature with no non-null value on the day gets the statistics that can be computed (PSI and
+the null share; JS and chi-square for a categorical one) and no KS row: nothing is stored as a null
+statistic. Each of its rows says `detail["status"] == "no values"` (`NO_VALUES`). It counts as drifted when
+the reference had values (`feature_drifted`): a feature that vanished is a change of its distribution, whatever
+the thresholds of the effect sizes say.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
 
-from ml_batch.monitoring.inputs import NULL_BIN, OTHER, UNSEEN
+from ml_batch.monitoring.inputs import MISSING, NULL_BIN, OTHER, UNSEEN, reference_null_share
 from ml_batch.monitoring.statistics import bin_counts, bin_labels, chi_square, js_distance, ks_sorted, psi
 from ml_batch.monitoring.thresholds import Thresholds
 
-Test = Literal["ks", "psi", "js", "chi2"]
+Test = Literal["ks", "psi", "js", "chi2", "null_share"]
+REPORTED_ONLY: frozenset[str] = frozenset({"chi2", "null_share"})
+"""Tests whose rows are shown but never make their feature drifted (chi2: a p-value; null_share: see above)."""
+NULL_SHARE_RISE = 0.1
+"""A `null_share` row is flagged drifted when the day's null share exceeds the reference's by more than this."""
+NO_VALUES = "no values"
+"""`detail["status"]` of every row of a feature with no non-null value on the day."""
 # Unseen categories listed by name in a row's detail (the total is always given).
 _MAX_UNSEEN_LISTED = 50
 
@@ -35,22 +56,31 @@ class DriftRow:
 
     Attributes:
         feature: Feature name, or `__score__` for the score distribution.
-        test: "ks", "psi", "js" or "chi2".
-        value: The statistic (None when it cannot be computed, e.g. KS on a column that is all null).
-        threshold: The effect-size threshold it is compared with; None for p-value-only rows (chi2).
-        p_value: The test's p-value, reported only (None for PSI and JS, which have none).
-        drifted: `value >= threshold`; always False for rows without a threshold.
+        test: "ks", "psi", "js", "chi2" or "null_share".
+        value: The statistic. Always a number: a statistic that cannot be computed (KS of a feature with no
+            value on the day) has no row.
+        threshold: The threshold it is compared with; None for p-value-only rows (chi2).
+        p_value: The test's p-value, reported only (None for PSI, JS and the null share, which have none).
+        drifted: `value >= threshold` (beyond it, when calibrated); always False for rows without a threshold.
+            For `REPORTED_ONLY` tests a flag for the reader, not part of the feature's verdict.
         detail: Extra facts for the report: reference/current shares per bin or category, unseen
-            categories and their counts, sample sizes.
+            categories and their counts, sample sizes, `status` ("no values").
     """
 
     feature: str
     test: Test
-    value: float | None
+    value: float
     threshold: float | None
     p_value: float | None
     drifted: bool
     detail: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # `drift_results.value` is NOT NULL and JSON has no NaN: a statistic that is not a finite number would
+        # reach the database as NULL. Such a statistic has no row (see "No values" above).
+        if not math.isfinite(self.value):
+            raise ValueError(f"{self.test} of feature {self.feature!r} is {self.value!r}: expected a finite number "
+                             "(a statistic that cannot be computed has no row)")
 
 
 @dataclass(frozen=True)
@@ -95,13 +125,76 @@ def numeric_rows(
         "current_std": float(present.std(ddof=1)) if present.size > 1 else None,
     }
     psi_row = _row(name, "psi", psi(ref_shares, cur_shares), thresholds, None, psi_detail)
+    if present.size == 0:
+        # Every current value is null: there is no distribution for KS to compare (PSI's null bin shows it).
+        return [psi_row]
     return [psi_row, _ks_row(name, reference, present, thresholds, ks_subset)]
+
+
+def numeric_feature_rows(
+    name: str, reference: Mapping[str, Any], values: np.ndarray, thresholds: Thresholds, ks_subset: KsSubset
+) -> list[DriftRow]:
+    """A numeric feature's PSI and KS rows (`numeric_rows`) and its null-share row, which also says whether the
+    day's values are constant while the reference's were not; every row marked when the day has no value."""
+    present = values[~np.isnan(values)]
+    constant = bool(present.size > 1 and present.min() == present.max())
+    reference_constant = float(reference["min"]) == float(reference["max"])
+    shape = {"constant": constant, "reference_constant": reference_constant,
+             "became_constant": constant and not reference_constant}
+    current_share = 1 - present.size / values.size if values.size else 0.0
+    rows = numeric_rows(name, reference, values, thresholds, ks_subset)
+    rows.append(null_share_row(name, reference_null_share(reference), current_share, shape))
+    return _marked(rows, no_values=present.size == 0)
+
+
+def categorical_feature_rows(
+    name: str, reference: Mapping[str, Any], counts: dict[str, int], thresholds: Thresholds
+) -> list[DriftRow]:
+    """A categorical feature's PSI, JS and chi2 rows (`categorical_rows`) and its null-share row (the share of
+    `__missing__`); every row marked when every value is missing."""
+    total = sum(counts.values())
+    missing = counts.get(MISSING, 0)
+    rows = categorical_rows(name, reference, counts, thresholds)
+    rows.append(null_share_row(name, reference_null_share(reference), missing / total if total else 0.0, {}))
+    return _marked(rows, no_values=missing == total)
+
+
+def null_share_row(name: str, reference_share: float, current_share: float, detail: Mapping[str, Any]) -> DriftRow:
+    """The day's null share against the reference's: flagged when it rose by more than `NULL_SHARE_RISE`."""
+    threshold = reference_share + NULL_SHARE_RISE
+    facts = {"reference_null_share": reference_share, "current_null_share": current_share,
+             "rise": current_share - reference_share, "max_rise": NULL_SHARE_RISE, **detail}
+    return DriftRow(name, "null_share", current_share, threshold, None, current_share > threshold, facts)
+
+
+def has_no_values(rows: Sequence[DriftRow]) -> bool:
+    """Whether a feature's rows say it had no non-null value on the day."""
+    return any(row.detail.get("status") == NO_VALUES for row in rows)
+
+
+def vanished(rows: Sequence[DriftRow]) -> bool:
+    """Whether a feature had values in the reference but none on the day (its null-share row tells both)."""
+    return has_no_values(rows) and any(
+        row.test == "null_share" and float(row.detail["reference_null_share"]) < 1 for row in rows)
+
+
+def feature_drifted(rows: Sequence[DriftRow]) -> bool:
+    """The one rule of a feature's verdict: a row of a deciding test drifted (not `REPORTED_ONLY`), or the
+    feature vanished (`vanished`)."""
+    return any(row.drifted for row in rows if row.test not in REPORTED_ONLY) or vanished(rows)
+
+
+def _marked(rows: list[DriftRow], *, no_values: bool) -> list[DriftRow]:
+    """The rows, each with `detail["status"] = NO_VALUES` when the feature had no value on the day."""
+    if not no_values:
+        return rows
+    return [replace(row, detail={**row.detail, "status": NO_VALUES}) for row in rows]
 
 
 def _ks_row(
     name: str, reference: Mapping[str, Any], present: np.ndarray, thresholds: Thresholds, ks_subset: KsSubset
 ) -> DriftRow:
-    """The KS row of the non-null current values against the profile's sample."""
+    """The KS row of the (non-empty) non-null current values against the profile's sample."""
     sample = np.sort(np.asarray(reference["sample"], dtype=np.float64))
     compared = np.sort(ks_subset.take(present))
     detail: dict[str, Any] = {
@@ -109,10 +202,6 @@ def _ks_row(
         "current_values": int(present.size),
         "current_values_compared": int(compared.size),
     }
-    if present.size == 0:
-        # Every current value is null: there is no distribution to compare (PSI's null bin shows it).
-        detail["skipped"] = "no non-null current value"
-        return _row(name, "ks", None, thresholds, None, detail)
     d, p_value = ks_sorted(sample, compared)
     return _row(name, "ks", d, thresholds, p_value, detail)
 
@@ -161,7 +250,7 @@ def _pool_unseen(counts: dict[str, int], ref_freqs: Mapping[str, float]) -> tupl
 def _row(
     feature: str,
     test: Test,
-    value: float | None,
+    value: float,
     thresholds: Thresholds | None,
     p_value: float | None,
     detail: dict[str, Any],
@@ -176,9 +265,7 @@ def _row(
         detail["calibrated_threshold"] = thresholds.calibrated[test]
     if thresholds.note:
         detail["threshold_note"] = thresholds.note
-    if value is None:
-        drifted = False
-    elif thresholds.source == "calibrated":
+    if thresholds.source == "calibrated":
         drifted = value > threshold
     else:
         drifted = value >= threshold

@@ -12,7 +12,7 @@ side (`ml_batch.airflow.notifiers.register_channels`) adds the webhook of the Ai
 `ml_batch_alerts_webhook` and email through Airflow's SMTP provider.
 
 Kinds: run_failure, dataset_drift, performance_floor, performance_estimate, gate_reject, gate_promote,
-rollback (`KINDS`).
+rollback, late_rows (a reconcile re-scored a day), incomplete_day (a day was refused as incomplete) (`KINDS`).
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ explicit one, the champion now, or the champion at the end of the day), the spec
 plan, so later steps never re-read the specs folder, and its sha256 is recorded on the run), the number of
 shards, and where the run stages its rows. It reads the day from the source into the run's snapshot, split
 by shard (`ml_batch.run.snapshot`): the run is the day as of plan time. Planning again replaces the snapshot.
+Then it judges the day as a whole (`ml_batch.run.completeness`: volume against history, readiness, null
+shares) and records what it read of the source (`ml_batch.run.digest`) for reconcile; a refused day rolls
+the whole plan back.
 
 The plan is a `RunPlan` (`ml_batch.steps.StepResult`): the daily DAG's plan task returns `to_xcom()`, the
 shard and publish tasks read it back with `from_xcom()`; the no-op DAG builds its plan with `RunPlan.noop`,
@@ -17,15 +20,17 @@ import datetime as dt
 import logging
 import math
 import time
+from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
-from typing import TypedDict
+from typing import Any, TypedDict
 
 import sqlalchemy as sa
 
+from ml_batch.errors import DayIncomplete
 from ml_batch.model import registry
 from ml_batch.model.schema import check_feature_schema
-from ml_batch.run import lifecycle, quarantine, runs, snapshot
+from ml_batch.run import completeness, digest, lifecycle, quarantine, runs, snapshot
 from ml_batch.run.names import staging_table
 from ml_batch.run.predictions import ensure_predictions_table
 from ml_batch.run.staging import create_staging
@@ -50,6 +55,7 @@ class RunPlan(StepResult):
     shards: int
     staging_table: str
     day_rows: int | None  # the day's rows in the run's snapshot: the basis of the quarantine share
+    partial: bool  # the day's completeness checks refused it and the run publishes it anyway (allow_partial)
     spec_text: str  # the spec the run pinned, as it was read (a spec built in code: its canonical JSON)
     spec_sha256: str
     spec_file: str | None  # where it was read from (None: built in code)
@@ -58,6 +64,12 @@ class RunPlan(StepResult):
     def spec(self) -> Spec:
         """The pinned spec, parsed from the plan's copy of its text (never from the specs folder)."""
         return parse_spec(self.spec_text, f"{self.spec_file or 'the spec'} (as pinned by run {self.run_id})")
+
+    @property
+    def pinned(self) -> PinnedSpec:
+        """The pinned spec with its text, as a step that starts runs of its own (reconcile) hands it on."""
+        return PinnedSpec(self.spec, self.spec_text, self.spec_sha256,
+                          None if self.spec_file is None else Path(self.spec_file))
 
     def suite_file(self) -> Path | None:
         """The spec's extra GX suite file (`validation.suite`) resolved against the pinned spec's folder, by
@@ -71,7 +83,7 @@ class RunPlan(StepResult):
     def noop(cls, model: str, day: dt.date, run_id: str, run_type: str, *, dry_run: bool, shards: int) -> RunPlan:
         """A plan-shaped value with nothing pinned: what the no-op twin of the daily DAG hands its tasks."""
         return cls(model=model, day=day, run_id=run_id, run_type=run_type, dry_run=dry_run, version=0,
-                   artifact_sha256="", shards=shards, staging_table="", day_rows=None, spec_text="",
+                   artifact_sha256="", shards=shards, staging_table="", day_rows=None, partial=False, spec_text="",
                    spec_sha256="", spec_file=None)
 
 
@@ -83,6 +95,7 @@ class PlanOptions(TypedDict, total=False):
     version_policy: str
     dry_run: bool
     shards: int | None
+    allow_partial: bool
 
 
 def plan_run(
@@ -96,12 +109,18 @@ def plan_run(
     version_policy: str = "champion",
     dry_run: bool = False,
     shards: int | None = None,
+    allow_partial: bool = False,
 ) -> RunPlan:
-    """Pin the version and the spec, prepare the tables, read the day into the run's snapshot.
+    """Pin the version and the spec, prepare the tables, read the day into the run's snapshot, check the day
+    as a whole (`ml_batch.run.completeness`).
 
     `shards` None means the spec's `scoring.shards`, else one shard per `scoring.rows_per_shard` rows of
     the day (capped at `scoring.max_shards`). The day's row count is the snapshot's: the quarantine share
     is measured against it.
+
+    Raises:
+        DayIncomplete: the day's volume, readiness or null shares refuse it (nothing is left behind: the
+            plan's transaction rolls back); `allow_partial` waives the volume and readiness.
     """
     pinned = PinnedSpec.of(spec)
     model = pinned.spec
@@ -111,17 +130,21 @@ def plan_run(
     if shards is not None and shards < 1:
         raise ValueError(f"shards={shards}: expected at least 1")
     info = _pinned_version(engine, model, day, version, version_policy)
+    profile = registry.reference_profile(engine, model.name, info.version)
     started = time.perf_counter()
     with engine.begin() as conn:
-        day_rows, shards = _prepare(conn, model, day, run_id, shards)
+        day_rows, shards, state = _prepare(conn, model, day, run_id, shards, profile, allow_partial)
         runs.start(conn, model=model.name, run_id=run_id, day=day, run_type=run_type, dry_run=dry_run,
-                   version=info.version, sha256=info.artifact_sha256, shards=shards, spec_sha256=pinned.sha256)
+                   version=info.version, sha256=info.artifact_sha256, shards=shards, spec_sha256=pinned.sha256,
+                   state=state)
     logger.info("planned %s day %s with version %d (%s): %d rows in %d shard(s), materialised in %.2fs; spec %s "
-                "(sha256 %s)", model.name, day, info.version, version_policy if version is None else "explicit",
-                day_rows, shards, time.perf_counter() - started, pinned.path or "built in code", pinned.sha256)
+                "(sha256 %s); volume %s", model.name, day, info.version,
+                version_policy if version is None else "explicit", day_rows, shards, time.perf_counter() - started,
+                pinned.path or "built in code", pinned.sha256, state.check.volume.basis)
     return RunPlan(model=model.name, day=day, run_id=run_id, run_type=run_type, dry_run=dry_run,
                    version=info.version, artifact_sha256=info.artifact_sha256, shards=shards,
-                   staging_table=staging_table(model, run_id), day_rows=day_rows, spec_text=pinned.text,
+                   staging_table=staging_table(model, run_id), day_rows=day_rows, partial=state.check.partial,
+                   spec_text=pinned.text,
                    spec_sha256=pinned.sha256, spec_file=None if pinned.path is None else str(pinned.path))
 
 
@@ -146,11 +169,25 @@ def _pinned_version(engine: sa.Engine, spec: Spec, day: dt.date, version: int | 
     return info
 
 
-def _prepare(conn: sa.Connection, spec: Spec, day: dt.date, run_id: str, shards: int | None) -> tuple[int, int]:
+def _prepare(conn: sa.Connection, spec: Spec, day: dt.date, run_id: str, shards: int | None,
+             profile: dict[str, Any] | None, allow_partial: bool) -> tuple[int, int, runs.PlannedState]:
     """The run's tables, in the plan's transaction: the predictions table (once), a fresh staging table, the
-    snapshot of the day, no quarantine of an earlier plan. Returns (the day's rows, the shards)."""
+    snapshot of the day, no quarantine of an earlier plan; then the checks of the day as a whole. Returns (the
+    day's rows, the shards, what the run records about the day it read)."""
+    started = time.perf_counter()
+    ready = completeness.check_ready(conn, spec, day)
+    if ready is False and not allow_partial:  # refused before the day is read: waiting for it costs no scan
+        raise DayIncomplete(str(completeness.ready_refusal(spec, day, ready)))
+    updated_at = digest.source_updated_at(conn, spec, day)  # before the snapshot: see ml_batch.run.digest
+    checking = time.perf_counter() - started
     ensure_predictions_table(conn, spec)
     create_staging(conn, spec, staging_table(spec, run_id))
-    counted = snapshot.materialise_day(conn, spec, day, run_id, shards, lambda rows: shard_count(spec, rows))
+    day_rows, shards = snapshot.materialise_day(conn, spec, day, run_id, shards, lambda rows: shard_count(spec, rows))
     quarantine.clear_run(conn, spec.name, run_id)
-    return counted
+    started = time.perf_counter()
+    _, key_digest = digest.snapshot_digest(conn, spec, run_id, shards)
+    check = completeness.assess(conn, spec, day, run_id=run_id, shards=shards, rows=day_rows, ready=ready,
+                                profile=profile)
+    check = completeness.raise_if_refused(spec, day, check, allow_partial=allow_partial)
+    check = replace(check, seconds=round(checking + time.perf_counter() - started, 3))
+    return day_rows, shards, runs.PlannedState(check=check, key_digest=key_digest, source_updated_at=updated_at)

@@ -50,6 +50,7 @@ class RunSummary(StepResult):
     quarantined: int
     score_mean: float | None
     stage_seconds: dict[str, float]
+    partial: bool = False  # published although its completeness checks refused it (allow_partial)
 
 
 def publish_run(engine: sa.Engine, plan: RunPlan, *, locking: SwapLocking = DEFAULT_LOCKING) -> RunSummary:
@@ -97,7 +98,8 @@ def _already_done(engine: sa.Engine, spec: Spec, plan: RunPlan, recorded: dict[s
         return RunSummary(model=spec.name, day=plan.day, run_id=plan.run_id, version=recorded["model_version"],
                           status=recorded["status"], extracted=recorded["rows_extracted"],
                           scored=recorded["rows_scored"], quarantined=recorded["rows_quarantined"],
-                          score_mean=recorded["score_mean"], stage_seconds=recorded["stage_seconds"])
+                          score_mean=recorded["score_mean"], stage_seconds=recorded["stage_seconds"],
+                          partial=recorded["partial"])
     raise PublishError(
         f"model {spec.name!r} day {plan.day}: the staging table {plan.staging_table} of run {plan.run_id!r} "
         "is gone (dropped after a failure no retry can fix, or by a clean-up); nothing was published: "
@@ -154,7 +156,7 @@ def _commit_day(conn: sa.Connection, spec: Spec, plan: RunPlan, totals: dict[str
                 stage_seconds=stage_seconds)
     return RunSummary(model=spec.name, day=plan.day, run_id=plan.run_id, version=plan.version, status=status,
                       extracted=totals["extracted"], scored=totals["scored"], quarantined=totals["quarantined"],
-                      score_mean=audit.score_mean, stage_seconds=stage_seconds)
+                      score_mean=audit.score_mean, stage_seconds=stage_seconds, partial=plan.partial)
 
 
 def _discard_snapshot(engine: sa.Engine, spec: Spec, plan: RunPlan) -> None:

@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import distinct_on, insert
 
 from ml_batch.db import tables
 from ml_batch.db.tables import run_shards, runs
 from ml_batch.errors import first_line
+
+if TYPE_CHECKING:
+    from ml_batch.run.completeness import DayCheck
 
 logger = logging.getLogger(__name__)
 
@@ -54,13 +58,28 @@ def check_run_type(run_type: str) -> str:
     return run_type
 
 
+@dataclass(frozen=True)
+class PlannedState:
+    """What a plan found about its day as a whole: the completeness checks and the state of the source it read
+    (`ml_batch.run.digest`), recorded on the run for `runs` and reconcile."""
+
+    check: DayCheck
+    key_digest: str | None = None
+    source_updated_at: dt.datetime | None = None
+
+
 def start(conn: sa.Connection, *, model: str, run_id: str, day: dt.date, run_type: str, dry_run: bool,
-          version: int, sha256: str, shards: int, spec_sha256: str) -> None:
-    """Insert (or reset, on a retried plan) the run's row with status `running`, and the spec it pinned."""
+          version: int, sha256: str, shards: int, spec_sha256: str, state: PlannedState | None = None) -> None:
+    """Insert (or reset, on a retried plan) the run's row with status `running`, the spec it pinned and what
+    its plan found about the day."""
     values = {
         "model_name": model, "run_id": run_id, "partition_date": day, "run_type": check_run_type(run_type),
         "dry_run": dry_run, "status": RUNNING, "model_version": version, "artifact_sha256": sha256,
         "shards": shards, "spec_sha256": spec_sha256,
+        "partial": bool(state and state.check.partial),
+        "day_check": state.check.as_dict() if state is not None else {},
+        "key_digest": state.key_digest if state is not None else None,
+        "source_updated_at": state.source_updated_at if state is not None else None,
         "rows_extracted": None, "rows_scored": None, "rows_quarantined": None, "score_mean": None,
         "stage_seconds": {}, "error": None, "finished_at": None,
     }
@@ -169,6 +188,6 @@ def latest_per_day(engine: sa.Engine, model: str, first: dt.date, last: dt.date)
             .where(runs.c.model_name == model, runs.c.partition_date.between(first, last),
                    runs.c.status.in_(ENDED))
             .order_by(runs.c.partition_date, runs.c.started_at.desc())
-            .distinct(runs.c.partition_date)
+            .ext(distinct_on(runs.c.partition_date))
         ).mappings().all()
     return [dict(row) for row in rows]

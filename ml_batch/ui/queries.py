@@ -78,7 +78,8 @@ def recent_runs(engine: sa.Engine, model: str, limit: int = RUN_LIMIT) -> list[R
     return _rows(engine, sa.select(
         runs.c.partition_date, runs.c.run_id, runs.c.run_type, runs.c.status, runs.c.model_version, runs.c.shards,
         runs.c.rows_extracted, runs.c.rows_scored, runs.c.rows_quarantined, runs.c.score_mean,
-        runs.c.stage_seconds, runs.c.started_at, runs.c.finished_at, runs.c.error, runs.c.dry_run,
+        runs.c.stage_seconds, runs.c.started_at, runs.c.finished_at, runs.c.error, runs.c.dry_run, runs.c.partial,
+        runs.c.day_check,
     ).where(runs.c.model_name == model).order_by(runs.c.started_at.desc()).limit(limit))
 
 

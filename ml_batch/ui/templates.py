@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import jinja2
+
+from ml_batch.monitoring.rows import NULL_SHARE_RISE, REPORTED_ONLY
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:1rem 1.5rem;color:#1f2933}
@@ -65,17 +68,19 @@ _REGISTRY = """{% extends "base" %}{% block body %}
 _RUNS = """{% extends "base" %}{% block body %}
 {% if not runs %}<p>No runs yet.</p>{% else %}
 <table id="runs"><tr><th>Day</th><th>Status</th><th>Version</th><th>Type</th><th>Rows in</th><th>Scored</th>
-<th>Quarantined</th><th>Score mean</th><th>Stage seconds</th><th>Run id</th><th>Finished</th></tr>
+<th>Quarantined</th><th>Score mean</th><th>Stage seconds</th><th>Run id</th><th>Finished</th>
+<th>Expected rows</th></tr>
 {% for r in runs %}<tr><td>{{ r.partition_date }}</td>
 <td class="{{ 'ok' if r.status == 'success' else ('bad' if r.status == 'failed' else '') }}">{{ r.status }}
-{%- if r.dry_run %} (dry run){% endif %}</td>
+{%- if r.dry_run %} (dry run){% endif %}{% if r.partial %} <span class="bad">(partial)</span>{% endif %}</td>
 <td class="num">{{ r.model_version }}</td><td>{{ r.run_type }}</td><td class="num">{{ r.rows_extracted|count_ }}</td>
 <td class="num">{{ r.rows_scored|count_ }}</td><td class="num">{{ r.rows_quarantined|count_ }}</td>
 <td class="num">{{ r.score_mean|f4 }}</td>
 <td>{% for stage, seconds in r.stage_seconds|dictsort %}
 {{ stage }} {{ seconds|secs }}{% if not loop.last %}, {% endif %}{% endfor %}</td>
-<td><code>{{ r.run_id }}</code></td><td>{{ r.finished_at|when }}</td></tr>
-{% if r.error %}<tr><td></td><td colspan="10" class="bad">{{ r.error }}</td></tr>{% endif %}
+<td><code>{{ r.run_id }}</code></td><td>{{ r.finished_at|when }}</td>
+<td>{{ r.day_check|expected }}</td></tr>
+{% if r.error %}<tr><td></td><td colspan="11" class="bad">{{ r.error }}</td></tr>{% endif %}
 {% endfor %}</table>{% endif %}
 {% endblock %}"""
 
@@ -93,7 +98,7 @@ _DRIFT = """{% extends "base" %}{% block body %}
 {% if not days %}<p>No drift checks yet.</p>{% else %}
 <h2>Days</h2>
 <table id="drift-days"><tr><th>Day</th><th>Version</th><th>Rows checked</th><th>Drift share</th><th>Dataset drift</th>
-<th>Score drift</th><th>Drifted features</th><th>Report</th></tr>
+<th>Score drift</th><th>Drifted features</th><th>Report</th><th>No values</th></tr>
 {% for d in days %}<tr><td>{{ d.partition_date }}</td><td class="num">{{ d.model_version }}</td>
 <td class="num">{{ d.rows_checked }}</td><td class="num">{{ d.share|f3 }}</td>
 <td class="{{ 'bad' if d.dataset_drift else 'ok' }}">{{ "yes" if d.dataset_drift else "no" }}</td>
@@ -101,13 +106,18 @@ _DRIFT = """{% extends "base" %}{% block body %}
 <td>{{ d.drifted_features|join(", ") }}</td>
 <td>{% if d.has_report %}
 <a href="{{ base }}/models/{{ model|urlencode }}/drift/{{ d.partition_date }}/report">report</a>
-{%- else %}-{% endif %}</td></tr>{% endfor %}</table>
+{%- else %}-{% endif %}</td>
+<td class="{{ 'bad' if d.detail.get('no_values') else '' }}">{{ d.detail.get("no_values", [])|join(", ") }}</td></tr>
+{% endfor %}</table>
+<p class="note">A feature with no values on a day counts as drifted when its reference had values. Null shares
+are flagged when they rose by more than {{ null_share_rise }} over the reference's, and are reported only.</p>
 <h2>Per feature</h2>
 <table id="drift-features"><tr><th>Day</th><th>Feature</th><th>Test</th><th>Value</th><th>Threshold</th><th>p-value</th>
-<th>Drifted</th></tr>
+<th>Drifted</th><th>Note</th></tr>
 {% for f in features %}<tr><td>{{ f.partition_date }}</td><td>{{ f.feature }}</td><td>{{ f.test }}</td>
 <td class="num">{{ f.value|f4 }}</td><td class="num">{{ f.threshold|f4 }}</td><td class="num">{{ f.p_value|f4 }}</td>
-<td class="{{ 'bad' if f.drifted else 'ok' }}">{{ "yes" if f.drifted else "no" }}</td></tr>{% endfor %}</table>
+<td class="{{ 'bad' if f.drifted else 'ok' }}">{{ "yes" if f.drifted else "no" }}</td><td>{{ f|drift_note }}</td></tr>
+{% endfor %}</table>
 {% endif %}
 {% endblock %}"""
 
@@ -151,6 +161,31 @@ def _fixed(digits: int) -> Any:
     return render
 
 
+def _drift_note(row: Mapping[str, Any]) -> str:
+    """What a stored drift statistic's detail adds: the feature had no values, the reference's null share, the
+    values became constant, the row is reported only (`ml_batch.monitoring.rows`)."""
+    detail = row.get("detail") or {}
+    notes = [str(detail["status"])] if detail.get("status") else []
+    if row.get("test") == "null_share" and detail.get("reference_null_share") is not None:
+        notes.append(f"reference {float(detail['reference_null_share']):.1%}")
+    if detail.get("became_constant"):
+        notes.append("constant (the reference was not)")
+    if row.get("test") in REPORTED_ONLY:
+        notes.append("reported only")
+    return "; ".join(notes)
+
+
+def _expected(day_check: Mapping[str, Any] | None) -> str:
+    """A run's expected volume as its plan computed it (`runs.day_check`), e.g. `~810 (0.52x, low)`; the reason
+    when it was not checked; empty for a run from before the check."""
+    volume = (day_check or {}).get("volume") or {}
+    if not volume:
+        return ""
+    if volume.get("expected") is None:
+        return "not checked"
+    return f"~{volume['expected']:.0f} ({volume['ratio']:.2f}x, {volume['verdict']})"
+
+
 def _count(value: int | None) -> str:
     return "-" if value is None else str(value)
 
@@ -166,7 +201,9 @@ def environment() -> jinja2.Environment:
                                   "quarantine": _QUARANTINE, "drift": _DRIFT, "performance": _PERFORMANCE}),
         autoescape=True, undefined=jinja2.StrictUndefined,
     )
-    env.filters.update(when=_when, f3=_fixed(3), f4=_fixed(4), count_=_count, secs=_secs,
+    env.filters.update(when=_when, f3=_fixed(3), f4=_fixed(4), count_=_count, secs=_secs, drift_note=_drift_note,
+                       expected=_expected,
                        tojson_=lambda v: json.dumps(v, sort_keys=True, default=str))
     env.globals["css"] = _CSS
+    env.globals["null_share_rise"] = NULL_SHARE_RISE
     return env

@@ -30,9 +30,9 @@ DEMO_SPECS = REPO / "include" / "models"
 DEMO_SPEC_FILE = DEMO_SPECS / "credit_default.yaml"
 DAG_PREFIX = "batch_predict_"
 RETRAIN_PREFIX = "retrain_"
-TASK_IDS = {"plan", "score", "publish", "drift", "signal_drift", "shadow", "performance"}
+TASK_IDS = {"plan", "score", "publish", "drift", "signal_drift", "reconcile", "shadow", "performance"}
 RETRAIN_TASK_IDS = {"mode", "rollback", "train"}
-RUN_PARAMS = {"date", "version", "version_policy", "dry_run", "shards"}
+RUN_PARAMS = {"date", "version", "version_policy", "dry_run", "allow_partial", "shards"}
 
 
 def parse_dags_folder(specs_dir: Path) -> BundleDagBag:
@@ -217,7 +217,8 @@ def test_params_reject_bad_values(predict_dag: DAG, conf: dict[str, Any]) -> Non
 
 def test_tasks_plan_score_publish(predict_dag: DAG) -> None:
     assert {task.task_id for task in predict_dag.tasks} == TASK_IDS
-    assert {"drift", "shadow"} <= predict_dag.get_task("publish").downstream_task_ids
+    assert {"drift", "shadow", "reconcile"} <= predict_dag.get_task("publish").downstream_task_ids
+    assert predict_dag.get_task("reconcile").downstream_task_ids == set()
     assert predict_dag.get_task("drift").downstream_task_ids == {"signal_drift"}
     assert predict_dag.get_task("shadow").downstream_task_ids == {"performance"}
     assert "score" in predict_dag.get_task("plan").downstream_task_ids

@@ -59,7 +59,7 @@ def _plan(model: str, run_id: str) -> dict[str, Any]:
     from ml_batch.airflow import tasks
 
     context = _context(run_id)
-    shards = tasks.plan(model, context, Path(os.environ["ML_BATCH_SPECS_DIR"]))
+    shards = tasks.plan(model, context, Path(os.environ["ML_BATCH_SPECS_DIR"]), f"batch_predict_{model}")
     run_plan = context["ti"].pushed[tasks.RUN_PLAN_KEY]
     assert shards == list(range(run_plan["shards"]))
     return run_plan
@@ -154,7 +154,7 @@ class DagRun:
 context = {"params": {"date": day.isoformat()}, "dag_run": DagRun(), "run_id": "lean_imports", "ti": TI(),
            "outlet_events": None, "data_interval_start": None}
 if what == "plan":
-    out = tasks.plan("toy", context, pathlib.Path(os.environ["ML_BATCH_SPECS_DIR"]))
+    out = tasks.plan("toy", context, pathlib.Path(os.environ["ML_BATCH_SPECS_DIR"]), "batch_predict_toy")
     out = out if isinstance(out, dict) else TI.pushed[tasks.RUN_PLAN_KEY]
 else:
     out = tasks.publish("toy", json.loads(sys.argv[3]), context, None)

@@ -314,3 +314,43 @@ def test_an_estimate_below_the_floor_alerts_before_the_labels_arrive(engine: sa.
     assert estimate["detail"]["realized"] == pytest.approx(realized["value"])
     assert estimate["detail"]["error"] == pytest.approx(estimate["value"] - realized["value"])
     assert realized["detail"]["estimated"] == pytest.approx(estimate["value"])
+
+
+def _null_every_row(engine: sa.Engine, spec: Spec, day: dt.date, column: str) -> None:
+    """An upstream view lost a join: `column` is NULL in every row of `day`."""
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"UPDATE {spec.source.table} SET {column} = NULL "
+                             "WHERE event_time >= :s AND event_time < :e"),
+                     {"s": dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC),
+                      "e": dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)})
+
+
+def _unchecked_nulls(spec: Spec) -> Spec:
+    """The spec with scoring's null-share refusal off (`null_share_check`): the day reaches monitoring."""
+    return spec.model_copy(update={"features": [f.model_copy(update={"null_share_check": False})
+                                                for f in spec.features]})
+
+
+@pytest.mark.parametrize("column", ["x2", "color"])
+def test_a_feature_null_in_every_row_is_checked_stored_and_counted_as_drifted(
+    engine: sa.Engine, toy: Spec, tmp_path: Path, column: str
+) -> None:
+    spec = _unchecked_nulls(toy)
+    day = AS_OF + dt.timedelta(days=2)
+    _null_every_row(engine, spec, day, column)
+    score_day(engine, spec, day, run_id="no-values")
+    summary = check_day_drift(engine, spec, day, run_id="no-values", report_dir=tmp_path)
+    assert summary.status == "checked" and column in summary.drifted_features and summary.no_values == (column,)
+    # The label-free estimates read the scores, which the day still has.
+    assert summary.estimated["estimated_roc_auc"] is not None
+    head, rows = drift_table(engine, "toy", day)
+    assert head is not None and column in head["drifted_features"]
+    assert head["detail"]["no_values"] == [column]
+    ours = {r["test"]: r for r in rows if r["feature"] == column}
+    assert "ks" not in ours  # nothing to compare: not computed, never stored as NULL
+    assert ours["null_share"]["value"] == 1.0 and ours["null_share"]["drifted"]
+    assert ours["null_share"]["detail"]["status"] == "no values"
+    assert ours["null_share"]["detail"]["reference_null_share"] == pytest.approx(0.0)
+    assert all(r["detail"].get("status") == "no values" for r in ours.values())
+    report = Path(summary.report or "").read_text()
+    assert f"{column}: no values on the day" in report

@@ -187,14 +187,15 @@ def test_drift_shows_each_day_and_feature_and_links_the_stored_report(scored: Sc
         row = row_for(days, day.isoformat())
         assert row[:5] == [day.isoformat(), "1", str(summary["rows_checked"]), f"{summary['share']:.3f}",
                            "yes" if summary["dataset_drift"] else "no"]
-        assert row[6] == ", ".join(summary["drifted_features"]) and row[7] == "report"
+        assert row[6] == ", ".join(summary["drifted_features"]) and row[7:] == ["report", ""]
     assert scored.drift[DAY1]["dataset_drift"] and {"x1", "x2"} <= set(scored.drift[DAY1]["drifted_features"])
     features = table_rows(html, "drift-features")
     with scored.engine.connect() as conn:
         value, threshold = conn.execute(sa.text(
             f'SELECT value, threshold FROM "{scored.spec.predictions.schema_name}".drift_results '
             "WHERE model_name = 'toy' AND partition_date = :d AND feature = 'x1' AND test = 'psi'"), {"d": DAY1}).one()
-    assert row_for(features, DAY1.isoformat(), "x1", "psi")[3:] == [f"{value:.4f}", f"{threshold:.4f}", "-", "yes"]
+    assert row_for(features, DAY1.isoformat(), "x1", "psi")[3:] == [f"{value:.4f}", f"{threshold:.4f}", "-", "yes",
+                                                                     ""]
     # The report is served from the database: the same page the monitoring step wrote to its folder.
     report = scored.client.get(f"{URL_PREFIX}/models/toy/drift/{DAY1}/report")
     assert report.status_code == 200 and report.headers["content-type"].startswith("text/html")
@@ -243,3 +244,51 @@ def test_without_credentials_every_page_is_refused(engine: sa.Engine) -> None:
         response = client.get(f"{URL_PREFIX}{path}")
         assert response.status_code == 401 and response.json() == {"detail": "Not authenticated"}, path
     # A forged token (403) needs Airflow's auth manager: tests/e2e/test_plugin.py checks it in the api-server.
+
+
+def test_drift_shows_a_day_whose_feature_is_null_in_every_row(settings: Settings, engine: sa.Engine) -> None:
+    from tests.support.toy import DAY, trained_toy
+
+    features = [{"name": "x1", "type": "numeric"}, {"name": "x2", "type": "numeric", "null_share_check": False},
+                {"name": "color", "type": "categorical", "categories": ["red", "blue"]}]
+    spec = trained_toy(engine, settings.schema, features=features)
+    start = dt.datetime.combine(DAY, dt.time(), tzinfo=dt.UTC)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"UPDATE {spec.source.table} SET x2 = NULL WHERE event_time >= :s AND event_time < :e"),
+                     {"s": start, "e": start + dt.timedelta(days=1)})
+    score_day(engine, spec, DAY, run_id="no-x2")
+    summary = check_day_drift(engine, spec, DAY, run_id="no-x2")
+    client = TestClient(_mounted(engine))
+    response = client.get(f"{URL_PREFIX}/models/toy/drift")
+    assert response.status_code == 200 and "No drift checks yet" not in response.text
+    day = row_for(table_rows(response.text, "drift-days"), DAY.isoformat())
+    assert "x2" in day[6].split(", ") and day[7:] == ["report", "x2"]
+    assert summary.no_values == ("x2",)
+    features = table_rows(response.text, "drift-features")
+    assert row_for(features, DAY.isoformat(), "x2", "null_share")[3:] == [
+        "1.0000", "0.1000", "-", "yes", "no values; reference 0.0%; reported only"]
+    assert row_for(features, DAY.isoformat(), "x2", "psi")[6:] == ["yes", "no values"]
+    assert not [r for r in features if r[1:3] == ["x2", "ks"]]
+    assert row_for(features, DAY.isoformat(), "x1", "null_share")[6:] == ["no", "reference 0.0%; reported only"]
+    report = client.get(f"{URL_PREFIX}/models/toy/drift/{DAY}/report")
+    assert report.status_code == 200 and "x2: no values on the day" in report.text
+
+
+def test_runs_show_a_partial_day_and_the_volume_each_plan_expected(settings: Settings, engine: sa.Engine) -> None:
+    from tests.support.toy import DAY, trained_toy
+
+    spec = trained_toy(engine, settings.schema)
+    history = [DAY - dt.timedelta(days=14), DAY - dt.timedelta(days=7)]
+    for day in history:
+        score_day(engine, spec, day, run_id=f"history-{day}")
+    start = dt.datetime.combine(DAY, dt.time(), tzinfo=dt.UTC)
+    with engine.begin() as conn:  # 32 of the day's 80 rows have landed
+        conn.execute(sa.text(f"DELETE FROM {spec.source.table} WHERE id IN (SELECT id FROM {spec.source.table} "
+                             "WHERE event_time >= :s AND event_time < :e ORDER BY id OFFSET 32)"),
+                     {"s": start, "e": start + dt.timedelta(days=1)})
+    score_day(engine, spec, DAY, run_id="partial", allow_partial=True)
+    rows = table_rows(TestClient(_mounted(engine)).get(f"{URL_PREFIX}/models/toy/runs").text, "runs")
+    partial = row_for(rows, DAY.isoformat())
+    assert partial[1] == "success (partial)" and partial[4] == "32" and partial[11] == "~80 (0.40x, low)"
+    assert row_for(rows, history[0].isoformat())[11] == "not checked"
+    assert row_for(rows, history[1].isoformat())[1] == "success"

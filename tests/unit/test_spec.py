@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from ml_batch.errors import SpecError
 from ml_batch.spec import Spec, get_spec, load_spec, load_specs
@@ -188,3 +189,40 @@ def test_the_quarantine_share_rule_is_exact_on_the_share_written_in_the_spec(
     from ml_batch.spec import ValidationSpec
 
     assert ValidationSpec(max_quarantine_share=share).quarantine_exceeded(quarantined, rows) is exceeded
+
+
+# -- when a day is complete (validation volume fields, source readiness) ----------------------------------
+def _spec_with(spec: Spec, section: str, **fields: object) -> dict:
+    data = spec.model_dump(mode="json")
+    data[section] = {**data[section], **fields}
+    return data
+
+
+@pytest.mark.parametrize(("value", "seconds"), [("6h", 21600), ("90m", 5400), ("45s", 45), ("1d", 86400)])
+def test_durations_are_a_whole_number_and_a_unit(spec: Spec, value: str, seconds: int) -> None:
+    from ml_batch.spec import duration_seconds
+
+    parsed = Spec.model_validate(_spec_with(spec, "validation", wait_for_volume=value))
+    assert duration_seconds(parsed.validation.wait_for_volume) == seconds
+
+
+@pytest.mark.parametrize("value", ["6 hours", "1.5h", "h", "-1h", ""])
+def test_a_duration_that_is_not_one_is_refused_naming_it(spec: Spec, value: str) -> None:
+    with pytest.raises(ValidationError, match="is not a duration: expected a whole number and a unit s, m, h or d"):
+        Spec.model_validate(_spec_with(spec, "validation", wait_for_volume=value))
+
+
+def test_a_ready_query_must_name_the_day_and_be_one_select(spec: Spec) -> None:
+    ok = Spec.model_validate(_spec_with(spec, "source", ready_query="SELECT done FROM log WHERE day = :day"))
+    assert ok.source.ready_query == "SELECT done FROM log WHERE day = :day"
+    with pytest.raises(ValidationError, match="must use the bind parameter :day"):
+        Spec.model_validate(_spec_with(spec, "source", ready_query="SELECT done FROM log WHERE day = current_date"))
+    with pytest.raises(ValidationError, match="single SELECT"):
+        Spec.model_validate(_spec_with(spec, "source", ready_query="SELECT 1 WHERE :day; DROP TABLE x"))
+
+
+def test_a_ready_asset_is_a_uri_and_reference_share_stays_below_the_maximum(spec: Spec) -> None:
+    with pytest.raises(ValidationError, match="is not an Asset URI"):
+        Spec.model_validate(_spec_with(spec, "source", ready_asset="loads of events"))
+    with pytest.raises(ValidationError, match=r"reference_null_share \(0.6\) must be at most max_null_share"):
+        Spec.model_validate(_spec_with(spec, "validation", reference_null_share=0.6))

@@ -12,8 +12,10 @@ import pydantic
 import pytest
 
 from ml_batch.monitoring.daily import DayDrift, drift_result_records, sustained_status
+from ml_batch.monitoring.drift import check_drift
 from ml_batch.monitoring.rows import DriftRow
 from ml_batch.spec import Spec
+from tests.unit.monitoring.data import make_frame
 
 DAY = dt.date(2026, 6, 1)
 
@@ -21,7 +23,8 @@ DAY = dt.date(2026, 6, 1)
 CHECKED: dict[str, Any] = {
     "status": "checked", "model": "credit_default", "day": "2026-06-01", "version": 3, "rows_checked": 2000,
     "rows_published": 2040, "dataset_drift": True, "score_drift": False, "share": 0.2727,
-    "drifted_features": ["income", "age", "channel"], "threshold_source": "calibrated", "weighted_share": None,
+    "drifted_features": ["income", "age", "channel"], "no_values": ["channel"], "threshold_source": "calibrated",
+    "weighted_share": None,
     "share_basis": "count", "window_drift": True, "window_days": 1, "sustained_drift": True,
     "drifted_days": ["2026-05-31", "2026-06-01"], "estimated": {"estimated_roc_auc": 0.8123},
     "report": "/tmp/drift/credit_default/2026-06-01.html", "seconds": 1.234,
@@ -77,3 +80,20 @@ def test_stored_statistics_are_plain_json_whatever_numpy_put_in_them() -> None:
         "flags": [True, False], "share": 0.5, "mean": None, "first_day": "2026-05-01", "count": 7}
     assert type(detail["flags"][0]) is bool and type(detail["share"]) is float
     assert type(record["value"]) is float and record["value"] == 0.25
+
+
+def test_stored_statistics_of_a_feature_without_values_hold_no_null_value(
+    spec: Spec, profile: dict[str, Any]
+) -> None:
+    frame, scores = make_frame(300, seed=5)
+    result = check_drift(spec, profile, frame.assign(income=np.nan, channel=None), scores)
+    records = drift_result_records("credit_default", DAY, 3, "run", result.rows)
+    assert all(record["value"] is not None and record["drifted"] is not None for record in records)
+    assert {(r["feature"], r["test"]) for r in records if r["detail"].get("status") == "no values"} == {
+        ("income", "psi"), ("income", "null_share"),
+        ("channel", "psi"), ("channel", "js"), ("channel", "chi2"), ("channel", "null_share")}
+
+
+def test_a_statistic_that_is_not_a_number_is_refused_naming_it() -> None:
+    with pytest.raises(ValueError, match=r"ks of feature 'age' is nan: expected a finite number"):
+        DriftRow("age", "ks", float("nan"), 0.1, None, False)

@@ -14,8 +14,9 @@ import pytest
 from scipy import stats
 
 from ml_batch.monitoring.drift import check_drift, weighted_share
-from ml_batch.monitoring.inputs import SCORE, UNSEEN, DriftInputError
+from ml_batch.monitoring.inputs import MISSING, SCORE, UNSEEN, DriftInputError
 from ml_batch.monitoring.profile import build_profile
+from ml_batch.monitoring.rows import NO_VALUES, NULL_SHARE_RISE
 from ml_batch.spec import Spec
 from tests.unit.monitoring.data import make_frame, rows_of
 
@@ -146,7 +147,7 @@ def test_missing_column_and_all_null_column(spec: Spec, profile: dict[str, Any])
         check_drift(spec, profile, frame.drop(columns="purpose"), scores)
     result = check_drift(spec, profile, frame.assign(utilization=np.nan), scores)
     rows = rows_of(result, "utilization")
-    assert rows["ks"].value is None and rows["ks"].detail["skipped"]
+    assert set(rows) == {"psi", "null_share"}  # KS has nothing to compare: not computed
     assert rows["psi"].drifted and "utilization" in result.drifted_features
 
 
@@ -235,3 +236,88 @@ def test_importance_basis_without_importance_decides_on_the_count_share(
     result = check_drift(by_importance, profile, frame, scores)  # the profile holds no importance
     assert result.share_basis == "count" and result.weighted_share is None and result.dataset_drift
     assert "share_basis is importance but the profile has no usable importance" in caplog.text
+
+
+def test_a_numeric_feature_with_no_values_says_so_and_counts_as_drifted(spec: Spec, profile: dict[str, Any]) -> None:
+    frame, scores = make_frame(500, seed=90)
+    result = check_drift(spec, profile, frame.assign(income=np.nan), scores)
+    rows = rows_of(result, "income")
+    assert set(rows) == {"psi", "null_share"}
+    assert all(row.detail["status"] == NO_VALUES for row in rows.values())
+    assert all(row.value is not None and math.isfinite(row.value) for row in result.rows)
+    assert rows["null_share"].value == 1.0 and rows["null_share"].drifted
+    assert rows["null_share"].detail["reference_null_share"] == pytest.approx(0.02, abs=0.003)
+    assert result.no_values == ["income"] and result.drifted_features == ["income"]
+    assert not any(row.detail.get("status") for row in result.rows if row.feature != "income")
+
+
+def test_a_categorical_feature_with_no_values_says_so_and_counts_as_drifted(
+    spec: Spec, profile: dict[str, Any]
+) -> None:
+    frame, scores = make_frame(500, seed=91)
+    result = check_drift(spec, profile, frame.assign(channel=None), scores)
+    rows = rows_of(result, "channel")
+    assert set(rows) == {"psi", "js", "chi2", "null_share"}
+    assert all(row.detail["status"] == NO_VALUES for row in rows.values())
+    assert rows["null_share"].value == 1.0
+    assert rows["null_share"].detail["reference_null_share"] == pytest.approx(0.03, abs=0.003)
+    assert result.no_values == ["channel"] and result.drifted_features == ["channel"]
+
+
+def test_a_feature_with_no_values_counts_as_drifted_whatever_its_effect_sizes_say(
+    spec: Spec, profile: dict[str, Any]
+) -> None:
+    # Thresholds too wide for any PSI: only the rule "a feature that vanished drifted" can flag it.
+    wide = spec.model_copy(update={"drift": spec.drift.model_copy(update={"psi_threshold": 1e6})})
+    frame, scores = make_frame(500, seed=92)
+    result = check_drift(wide, profile, frame.assign(debt_ratio=np.nan), scores)
+    assert not rows_of(result, "debt_ratio")["psi"].drifted
+    assert result.drifted_features == ["debt_ratio"]
+
+
+def test_a_feature_null_in_the_reference_and_the_day_is_not_drifted(spec: Spec) -> None:
+    frame, scores = make_frame(2000, seed=93)
+    reference = build_profile(spec, frame.assign(channel=None), scores)
+    day, day_scores = make_frame(500, seed=94)
+    result = check_drift(spec, reference, day.assign(channel=None), day_scores)
+    assert result.no_values == ["channel"] and "channel" not in result.drifted_features
+    assert not rows_of(result, "channel")["null_share"].drifted
+
+
+def test_a_constant_numeric_feature_is_checked_and_says_it_became_constant(
+    spec: Spec, profile: dict[str, Any]
+) -> None:
+    frame, scores = make_frame(500, seed=95)
+    result = check_drift(spec, profile, frame.assign(loan_amount=5000.0), scores)
+    rows = rows_of(result, "loan_amount")
+    assert set(rows) == {"psi", "ks", "null_share"} and rows["ks"].drifted
+    assert rows["null_share"].detail["became_constant"] and rows["null_share"].detail["constant"]
+    assert not rows["null_share"].detail["reference_constant"] and not rows["null_share"].drifted
+    assert "status" not in rows["psi"].detail and result.no_values == []
+    assert not rows_of(result, "age")["null_share"].detail["became_constant"]
+
+
+def test_every_feature_reports_its_null_share_next_to_the_reference_one(spec: Spec, profile: dict[str, Any]) -> None:
+    frame, scores = make_frame(2000, seed=96)
+    result = check_drift(spec, profile, frame, scores)
+    shares = {row.feature: row for row in result.rows if row.test == "null_share"}
+    assert list(shares) == spec.feature_names  # and none for the scores
+    employment = shares["employment_years"]
+    assert employment.value == pytest.approx(frame["employment_years"].isna().mean())
+    assert employment.detail["reference_null_share"] == profile["features"]["employment_years"]["null_share"]
+    assert employment.threshold == pytest.approx(employment.detail["reference_null_share"] + NULL_SHARE_RISE)
+    assert shares["channel"].detail["reference_null_share"] == profile["features"]["channel"]["frequencies"][MISSING]
+    assert not any(row.drifted for row in shares.values())
+
+
+def test_a_null_share_rise_is_flagged_but_does_not_decide_the_feature(spec: Spec, profile: dict[str, Any]) -> None:
+    # employment_years: 5% nulls in the reference, 17% on the day. The rise (0.12) is flagged; PSI's null bin
+    # (~0.15) stays under its threshold, and the feature's verdict is PSI's and KS's.
+    frame, scores = make_frame(4000, seed=97)
+    extra = np.random.default_rng(8).random(len(frame)) < 0.125
+    frame.loc[extra, "employment_years"] = np.nan
+    result = check_drift(spec, profile, frame, scores)
+    rows = rows_of(result, "employment_years")
+    assert rows["null_share"].drifted and rows["null_share"].detail["rise"] > NULL_SHARE_RISE
+    assert not rows["psi"].drifted and not rows["ks"].drifted
+    assert "employment_years" not in result.drifted_features

@@ -44,3 +44,18 @@ def test_bad_inputs_name_what_is_wrong() -> None:
     with pytest.raises(EstimateInputError, match="calibration method 'platt' is not supported"):
         calibrate({"method": "platt"}, np.array([0.1]))
     assert np.isnan(estimate_binary(np.array([0.1, 0.9]), np.array([0.0, 0.0]), 0.5)["roc_auc"])
+
+
+def test_constant_scores_give_a_defined_estimate_that_says_it_ranks_nothing() -> None:
+    scores = np.full(200, 0.3)
+    estimate = estimate_binary(scores, np.full(200, 0.4), threshold=0.5)
+    assert estimate["roc_auc"] == 0.5 and estimate["accuracy"] == pytest.approx(0.6)
+    assert estimate["notes"] == ["every score is 0.3: the scores rank nothing, so the expected ROC AUC is 0.5 by "
+                                 "construction"]
+    assert estimate_binary(np.array([0.1, 0.9]), np.array([0.2, 0.7]), 0.5)["notes"] == []
+
+
+def test_an_undefined_roc_auc_is_said_in_the_notes() -> None:
+    estimate = estimate_binary(np.array([0.1, 0.9]), np.array([0.0, 0.0]), 0.5)
+    assert np.isnan(estimate["roc_auc"]) and estimate["accuracy"] == 0.5
+    assert estimate["notes"] == ["no row is expected positive, or none negative: the expected ROC AUC is undefined"]

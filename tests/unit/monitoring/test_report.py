@@ -155,3 +155,32 @@ def test_report_shows_window_sustained_status_weighted_share_and_estimates(
     assert "Sustained drift: YES. 2 of the last 3 days drifted; the alert (and retraining) needs 2" in page
     assert "Estimated performance without labels: roc_auc 0.7712 (v1)" in page
     assert "no concept drift &lt;here&gt;" in page
+
+
+def test_report_of_a_day_with_an_empty_and_a_constant_feature_says_why(
+    spec: Spec, checked: tuple[DriftResult, dict[str, Any]]
+) -> None:
+    _, profile = checked
+    current, scores = _frame(2000, seed=3)
+    result = check_drift(spec, profile, current.assign(income=np.nan, channel=None, loan_amount=5000.0), scores)
+    assert result.no_values == ["income", "channel"]
+    page = render_html("m", 1, DAY, result, profile)
+    assert "income: no values on the day, where the reference had 100.0% non-null: counted as drifted" in page
+    assert "channel: no values on the day, where the reference had 100.0% non-null" in page
+    section = page.split('<h3>income ', 1)[1].split("</article>", 1)[0]
+    assert section.startswith('<span class="badge drift">drifted</span>')
+    assert "no values on the day (no KS: nothing to compare)" in section and "null 0.0% → 100.0%" in section
+    assert "constant on the day (the reference was not)" in page.split('<h3>loan_amount ', 1)[1].split("</article>")[0]
+    for chart in re.findall(r"<svg.*?</svg>", page, flags=re.S):
+        ET.fromstring(chart)
+    # Each feature's null share is in the table, flagged when it rose, but reported only.
+    assert page.count("<td>null share</td>") == len(spec.features)
+    assert "<td>null share</td>" in page and "YES (reported only)" in page and "no (reported only)" in page
+
+
+def test_report_shows_the_notes_of_an_estimate(spec: Spec, checked: tuple[DriftResult, dict[str, Any]]) -> None:
+    result, profile = checked
+    estimates = [{"metric": "estimated_roc_auc", "value": 0.5, "model_version": 1,
+                  "detail": {"assumption": "no concept drift", "notes": ["every score is 0.3: they rank nothing"]}}]
+    page = render_html("m", 1, DAY, result, profile, estimates=estimates)
+    assert "roc_auc 0.5000 (v1). Every score is 0.3: they rank nothing." in page

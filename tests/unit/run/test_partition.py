@@ -39,3 +39,12 @@ def test_bad_values_are_named() -> None:
         resolve_day(None, dt.datetime(2026, 11, 3), None)
     with pytest.raises(ConfigError, match="cannot tell which day"):
         resolve_day(None, None, None)
+
+
+def test_a_run_triggered_by_the_readiness_asset_scores_the_day_its_event_names() -> None:
+    interval = dt.datetime(2026, 11, 9, 6, tzinfo=UTC)
+    assert resolve_day(None, interval, None, event_day="2026-11-03") == D
+    assert resolve_day("2026-11-04", interval, None, event_day="2026-11-03") == D + dt.timedelta(days=1), \
+        "an operator's date param wins"
+    with pytest.raises(ConfigError, match="the readiness Asset event's extra 'day'='yesterday' is not a date"):
+        resolve_day(None, interval, None, event_day="yesterday")
