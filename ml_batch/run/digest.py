@@ -4,9 +4,12 @@ A run records, at plan time, the state of the day it read (`runs.key_digest`, `r
 and the snapshot's row count as `rows_extracted`); reconcile (`ml_batch.run.reconcile`) computes the same
 state of the source now and re-scores a day whose state moved.
 
-- **Key digest**: the sum, as an exact numeric, of the first 60 bits of each key's md5 (of its text form):
-  independent of row order, computed in the database in one pass, and sensitive to any key added, removed
-  or replaced. `key_hash` is its one home: the snapshot's digest and the source's are the same expression.
+- **Key digest**: the sum, as an exact numeric, of each key's 64-bit hash (PostgreSQL's `hashtextextended`
+  of its text form, seed 0: the hash hash partitioning relies on, so it is stable across servers and
+  versions): independent of row order, computed in the database in one pass, and sensitive to any key added,
+  removed or replaced (it detects changes; it is no defence against someone forging keys). `key_hash` is its
+  one home: the snapshot's digest and the source's are the same expression. It is about 5x cheaper than an
+  md5 per key: on 1,000,000 keys 0.07 s against 0.38 s.
 - **Last change**: `max(source.updated_at_column)` over the day, when the spec names one (a row updated in
   place keeps its key; its timestamp moves). At plan time it is read *before* the snapshot, so a row that
   changes between the two makes the recorded value too old, never too new: reconcile then re-scores the day
@@ -20,7 +23,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import BIT
 
 from ml_batch.db.sources import day_bounds, selectable, source_error, utc_day
 from ml_batch.errors import first_line
@@ -49,9 +51,8 @@ EMPTY_DAY = DayState(rows=0, key_digest=EMPTY_DIGEST, updated_at=None)
 
 
 def key_hash(key: sa.ColumnElement[Any]) -> sa.ColumnElement[int]:
-    """A key's 60-bit hash (the first 15 hex digits of the md5 of its text form), as a bigint."""
-    hex_digits = sa.func.left(sa.func.md5(sa.cast(key, sa.Text)), 15)
-    return sa.cast(sa.cast(sa.func.concat("x", hex_digits), BIT(60)), sa.BigInteger)
+    """A key's 64-bit hash: `hashtextextended` of its text form, seed 0 (a bigint)."""
+    return sa.func.hashtextextended(sa.cast(key, sa.Text), sa.literal_column("0"), type_=sa.BigInteger)
 
 
 def _digest(key: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
