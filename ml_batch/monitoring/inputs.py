@@ -101,11 +101,3 @@ def reference_entry(profile: Mapping[str, Any], feature: FeatureSpec) -> Mapping
             f"feature {feature.name!r} is {feature.type} in the spec but {reference.get('type')!r} in the profile"
         )
     return reference
-
-
-def reference_null_share(reference: Mapping[str, Any]) -> float:
-    """The share of nulls in a profile entry: a numeric feature's `null_share`, a categorical one's
-    `__missing__` frequency (0 when the entry lists none)."""
-    if reference.get("type") == "categorical":
-        return float(reference.get("frequencies", {}).get(MISSING, 0.0))
-    return float(reference["null_share"])

@@ -35,7 +35,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ml_batch.monitoring.inputs import MISSING, NULL_BIN, OTHER, UNSEEN, reference_null_share
+from ml_batch.model.reference import entry_null_share
+from ml_batch.monitoring.inputs import MISSING, NULL_BIN, OTHER, UNSEEN
 from ml_batch.monitoring.statistics import bin_counts, bin_labels, chi_square, js_distance, ks_sorted, psi
 from ml_batch.monitoring.thresholds import Thresholds
 
@@ -143,7 +144,7 @@ def numeric_feature_rows(
              "became_constant": constant and not reference_constant}
     current_share = 1 - present.size / values.size if values.size else 0.0
     rows = numeric_rows(name, reference, values, thresholds, ks_subset)
-    rows.append(null_share_row(name, reference_null_share(reference), current_share, shape))
+    rows.append(null_share_row(name, entry_null_share(reference), current_share, shape))
     return _marked(rows, no_values=present.size == 0)
 
 
@@ -155,7 +156,7 @@ def categorical_feature_rows(
     total = sum(counts.values())
     missing = counts.get(MISSING, 0)
     rows = categorical_rows(name, reference, counts, thresholds)
-    rows.append(null_share_row(name, reference_null_share(reference), missing / total if total else 0.0, {}))
+    rows.append(null_share_row(name, entry_null_share(reference), missing / total if total else 0.0, {}))
     return _marked(rows, no_values=missing == total)
 
 

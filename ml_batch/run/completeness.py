@@ -15,9 +15,9 @@ the day's snapshot (so they cost no extra read of the source):
   day (waitable).
 - **Null shares against training.** A feature null in more than `validation.max_null_share` of the day's
   rows, while the scoring version's training data had it null in fewer than `validation.reference_null_share`
-  (its reference profile), fails the day at once (`DayIncomplete`, not waitable: an upstream join that broke
-  does not heal by waiting). `null_share_check: false` on a feature exempts it. The smaller changes are
-  reported with the drift results (`ml_batch.monitoring`).
+  (its reference profile, read by `ml_batch.model.reference`), fails the day at once (`DayIncomplete`, not
+  waitable: an upstream join that broke does not heal by waiting). `null_share_check: false` on a feature
+  exempts it. The smaller changes are reported with the drift results (`ml_batch.monitoring`).
 
 With `allow_partial` (the CLI's `--allow-partial`, the DAG's `allow_partial` param) a refused volume or
 readiness is published anyway and the run is marked partial; the null-share rule is not waived by it.
@@ -156,21 +156,6 @@ def day_null_shares(conn: sa.Connection, spec: Spec, run_id: str, shards: int) -
     return {f: (0.0 if total == 0 else 1 - int(n) / total) for f, n in zip(spec.feature_names, counts[1:], strict=True)}
 
 
-def reference_null_shares(profile: dict[str, Any] | None, spec: Spec) -> dict[str, float | None]:
-    """Each feature's null share in the version's training data, from its reference profile (None: unknown)."""
-    features = (profile or {}).get("features") or {}
-    shares: dict[str, float | None] = {}
-    for name in spec.feature_names:
-        entry = features.get(name) or {}
-        if "null_share" in entry:
-            shares[name] = float(entry["null_share"])
-        elif "frequencies" in entry:
-            shares[name] = float(entry["frequencies"].get("__missing__", 0.0))
-        else:
-            shares[name] = None
-    return shares
-
-
 def null_share_refusals(spec: Spec, day: dt.date, day_shares: dict[str, float],
                         reference: dict[str, float | None]) -> list[str]:
     """One sentence per feature whose null share on the day breaks the rule (see the module doc)."""
@@ -227,12 +212,13 @@ def ready_refusal(spec: Spec, day: dt.date, ready: bool | None) -> str | None:
 
 
 def assess(conn: sa.Connection, spec: Spec, day: dt.date, *, run_id: str, shards: int, rows: int,
-           ready: bool | None, profile: dict[str, Any] | None) -> DayCheck:
-    """Every check of the day as a whole, on the run's snapshot (`rows` rows in `shards` shards)."""
+           ready: bool | None, training: dict[str, float]) -> DayCheck:
+    """Every check of the day as a whole, on the run's snapshot (`rows` rows in `shards` shards); `training` is
+    each feature's null share in the scoring version's training data (`ml_batch.model.reference`)."""
     expected, basis = expected_volume(conn, spec, day)
     volume = judge_volume(spec, rows, expected, basis)
     day_shares = day_null_shares(conn, spec, run_id, shards)
-    reference = reference_null_shares(profile, spec)
+    reference: dict[str, float | None] = {name: training.get(name) for name in spec.feature_names}
     incomplete = [reason for reason in (volume_refusal(spec, day, volume), ready_refusal(spec, day, ready))
                   if reason is not None]
     shares = {name: {"day": day_shares[name], "training": reference[name]} for name in spec.feature_names}

@@ -23,12 +23,12 @@ import time
 from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import TypedDict
 
 import sqlalchemy as sa
 
 from ml_batch.errors import DayIncomplete
-from ml_batch.model import registry
+from ml_batch.model import reference, registry
 from ml_batch.model.schema import check_feature_schema
 from ml_batch.run import completeness, digest, lifecycle, quarantine, runs, snapshot
 from ml_batch.run.names import staging_table
@@ -130,10 +130,10 @@ def plan_run(
     if shards is not None and shards < 1:
         raise ValueError(f"shards={shards}: expected at least 1")
     info = _pinned_version(engine, model, day, version, version_policy)
-    profile = registry.reference_profile(engine, model.name, info.version)
+    training = reference.training_null_shares(engine, model.name, info.version)
     started = time.perf_counter()
     with engine.begin() as conn:
-        day_rows, shards, state = _prepare(conn, model, day, run_id, shards, profile, allow_partial)
+        day_rows, shards, state = _prepare(conn, model, day, run_id, shards, training, allow_partial)
         runs.start(conn, model=model.name, run_id=run_id, day=day, run_type=run_type, dry_run=dry_run,
                    version=info.version, sha256=info.artifact_sha256, shards=shards, spec_sha256=pinned.sha256,
                    state=state)
@@ -170,7 +170,7 @@ def _pinned_version(engine: sa.Engine, spec: Spec, day: dt.date, version: int | 
 
 
 def _prepare(conn: sa.Connection, spec: Spec, day: dt.date, run_id: str, shards: int | None,
-             profile: dict[str, Any] | None, allow_partial: bool) -> tuple[int, int, runs.PlannedState]:
+             training: dict[str, float], allow_partial: bool) -> tuple[int, int, runs.PlannedState]:
     """The run's tables, in the plan's transaction: the predictions table (once), a fresh staging table, the
     snapshot of the day, no quarantine of an earlier plan; then the checks of the day as a whole. Returns (the
     day's rows, the shards, what the run records about the day it read)."""
@@ -187,7 +187,7 @@ def _prepare(conn: sa.Connection, spec: Spec, day: dt.date, run_id: str, shards:
     started = time.perf_counter()
     _, key_digest = digest.snapshot_digest(conn, spec, run_id, shards)
     check = completeness.assess(conn, spec, day, run_id=run_id, shards=shards, rows=day_rows, ready=ready,
-                                profile=profile)
+                                training=training)
     check = completeness.raise_if_refused(spec, day, check, allow_partial=allow_partial)
     check = replace(check, seconds=round(checking + time.perf_counter() - started, 3))
     return day_rows, shards, runs.PlannedState(check=check, key_digest=key_digest, source_updated_at=updated_at)

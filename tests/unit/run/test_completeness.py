@@ -14,7 +14,6 @@ from ml_batch.run.completeness import (
     next_check,
     null_share_refusals,
     raise_if_refused,
-    reference_null_shares,
     volume_refusal,
 )
 from ml_batch.spec import Spec
@@ -53,16 +52,6 @@ def test_the_refusal_names_both_numbers_how_the_expectation_was_computed_and_wha
         assert part in message
     high = volume_refusal(spec, DAY, Volume(rows=3000, expected=800.0, basis="b", verdict="high"))
     assert high is not None and "above validation.max_volume_ratio 3" in high
-
-
-def test_reference_null_shares_come_from_the_profile_for_both_kinds_of_feature(spec: Spec) -> None:
-    numeric, categorical = spec.features[0].name, next(f.name for f in spec.features if f.type == "categorical")
-    profile = {"features": {numeric: {"type": "numeric", "null_share": 0.02},
-                            categorical: {"type": "categorical", "frequencies": {"a": 0.9, "__missing__": 0.1}}}}
-    shares = reference_null_shares(profile, spec)
-    assert shares[numeric] == 0.02 and shares[categorical] == 0.1
-    assert all(value is None for name, value in shares.items() if name not in (numeric, categorical))
-    assert set(reference_null_shares(None, spec).values()) == {None}
 
 
 def test_a_feature_null_in_most_rows_that_training_had_is_refused_unless_exempt(spec: Spec) -> None:
