@@ -37,7 +37,7 @@ from sqlalchemy.dialects.postgresql import distinct_on
 
 from ml_batch.db.tables import runs
 from ml_batch.errors import DayIncomplete, SourceError, first_line
-from ml_batch.run.names import snapshot_piece, snapshot_table
+from ml_batch.run.names import snapshot_whole
 from ml_batch.spec import Spec, duration_seconds
 
 logger = logging.getLogger(__name__)
@@ -148,7 +148,7 @@ def check_ready(conn: sa.Connection, spec: Spec, day: dt.date) -> bool | None:
 
 def day_null_shares(conn: sa.Connection, spec: Spec, run_id: str, shards: int) -> dict[str, float]:
     """Each feature's null share in the run's snapshot of the day (one pass; 0.0 for an empty day)."""
-    name = snapshot_piece(spec, run_id, 0) if shards == 1 else snapshot_table(spec, run_id)
+    name = snapshot_whole(spec, run_id, shards)
     schema, _, table_name = name.rpartition(".")
     table = sa.table(table_name, *[sa.column(f) for f in spec.feature_names], schema=schema or None)
     counts = conn.execute(sa.select(sa.func.count(), *[sa.func.count(table.c[f]) for f in spec.feature_names])).one()

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 
 from ml_batch.db.sources import day_bounds, selectable, source_error, utc_day
 from ml_batch.errors import first_line
-from ml_batch.run.names import snapshot_piece, snapshot_table
+from ml_batch.run.names import snapshot_whole
 from ml_batch.spec import Spec
 
 #: The digest of no keys: a day without rows in the source (`_digest`'s empty sum).
@@ -62,7 +62,7 @@ def _digest(key: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
 
 def snapshot_digest(conn: sa.Connection, spec: Spec, run_id: str, shards: int) -> tuple[int, str]:
     """(rows, key digest) of the run's snapshot of its day, in the plan's transaction."""
-    name = snapshot_piece(spec, run_id, 0) if shards == 1 else snapshot_table(spec, run_id)
+    name = snapshot_whole(spec, run_id, shards)
     schema, _, table_name = name.rpartition(".")
     table = sa.table(table_name, sa.column(spec.source.key), schema=schema or None)
     rows, digest = conn.execute(sa.select(sa.func.count(), _digest(table.c[spec.source.key]))).one()

@@ -66,6 +66,11 @@ def snapshot_piece(spec: Spec, run_id: str, shard: int) -> str:
     return f"{snapshot_table(spec, run_id)}_{int(shard)}"
 
 
+def snapshot_whole(spec: Spec, run_id: str, shards: int) -> str:
+    """The table to read the run's whole day from: its one piece, or the partitioned parent of its K > 1."""
+    return snapshot_piece(spec, run_id, 0) if shards == 1 else snapshot_table(spec, run_id)
+
+
 def snapshot_unsplit(spec: Spec, run_id: str) -> str:
     """Where the day lands while it is counted, before it is split into shards."""
     return f"{snapshot_table(spec, run_id)}_all"
