@@ -23,8 +23,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from ml_batch.errors import MlBatchError
+from ml_batch.spec import Spec
 
 ASSUMPTION = "no concept drift: P(label | score) is as on the training holdout the calibration map was fitted on"
 ESTIMATED_PREFIX = "estimated_"
@@ -36,6 +38,21 @@ class EstimateInputError(MlBatchError, ValueError):
     """Scores or a calibration map cannot be used for an estimate (empty, not probabilities, malformed)."""
 
     deterministic = True
+
+
+def fit_estimators(spec: Spec, holdout: pd.DataFrame, scores: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """What a version's label-free estimates need, fitted on its holdout at registration and stored in its
+    reference profile: a binary model's score calibration map (`score_calibration`); nothing otherwise.
+
+    Args:
+        spec: The model spec.
+        holdout: The holdout's feature frame (a column per feature).
+        scores: The model's scores on the holdout.
+        labels: The holdout's labels.
+    """
+    if spec.model.task == "binary":
+        return {"score_calibration": fit_score_calibration(scores, labels)}
+    return {}
 
 
 def fit_score_calibration(scores: np.ndarray, labels: np.ndarray) -> dict[str, Any]:

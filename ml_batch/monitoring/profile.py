@@ -33,7 +33,7 @@ import pandas as pd
 
 from ml_batch.categories import category_counts
 from ml_batch.jsonvalues import json_safe
-from ml_batch.monitoring.estimate import fit_score_calibration
+from ml_batch.monitoring.estimate import fit_estimators
 from ml_batch.monitoring.inputs import (
     MISSING,
     OTHER,
@@ -71,8 +71,7 @@ def reference_profile(spec: Spec, pipeline: Pipeline, reference: pd.DataFrame, h
     profile = build_profile(spec, feature_frame(reference, spec), holdout_scores,
                             days=reference[EVENT_DAY].to_numpy(), score_days=holdout[EVENT_DAY].to_numpy(),
                             importance=permutation_importance(pipeline, holdout, spec))
-    if spec.model.task == "binary":
-        profile["score_calibration"] = fit_score_calibration(holdout_scores, labels_of(holdout, spec))
+    profile.update(fit_estimators(spec, feature_frame(holdout, spec), holdout_scores, labels_of(holdout, spec)))
     return profile
 
 
