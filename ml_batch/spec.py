@@ -296,20 +296,42 @@ class DriftSpec(_Strict):
     values the reference's own days show against the rest of the reference, times `calibration_margin`
     (stored in the profile at training), and never below the fixed one; the fixed `*_threshold` values alone
     apply with `thresholds: fixed`, and to a profile trained on fewer than `calibration_min_days` days.
+
+    `wasserstein_threshold` is the Wasserstein distance in units of the reference's standard deviation (a
+    mean shift of 0.1 sd is 0.1), `multivariate_threshold` the day's PCA reconstruction error over the
+    reference's (`ml_batch.monitoring.multivariate`). A feature is out of support when at least
+    `out_of_support_share` of its non-null values lie outside the `support_quantiles` band of the training
+    window's values (default: its minimum and maximum), or are categories never seen in it.
+    The calibrated thresholds of the two statistics without a ceiling (Wasserstein, multivariate) are further
+    multiplied by `unbounded_margin`: an ordinary new day exceeds the widest of N training days about once
+    in N + 1, and without a ceiling nothing else stops it.
     """
 
     psi_threshold: float = Field(default=0.2, gt=0)
     ks_threshold: float = Field(default=0.1, gt=0, le=1)
     js_threshold: float = Field(default=0.1, gt=0, le=1)
+    wasserstein_threshold: float = Field(default=0.2, gt=0)
+    multivariate_threshold: float = Field(default=1.25, gt=1)
+    out_of_support_share: float = Field(default=0.25, gt=0, le=1)
+    support_quantiles: tuple[float, float] = (0.0, 1.0)
     drift_share: float = Field(default=0.5, gt=0, le=1)
     bins: int = Field(default=10, ge=2, le=100)
     thresholds: Literal["calibrated", "fixed"] = "calibrated"
     calibration_quantile: float = Field(default=1.0, ge=0.5, le=1)
     calibration_margin: float = Field(default=1.0, ge=1, le=10)
+    unbounded_margin: float = Field(default=1.25, ge=1, le=10)
     calibration_min_days: int = Field(default=7, ge=3, le=365)
     window_days: int = Field(default=1, ge=1, le=90)
     alert_after: AlertAfterSpec = AlertAfterSpec()
     share_basis: Literal["count", "importance"] = "count"
+
+    @field_validator("support_quantiles")
+    @classmethod
+    def _band(cls, value: tuple[float, float]) -> tuple[float, float]:
+        low, high = value
+        if not 0 <= low < 0.5 < high <= 1:
+            raise ValueError(f"support_quantiles {list(value)}: expected [low, high] with 0 <= low < 0.5 < high <= 1")
+        return value
 
 
 class ScoringSpec(_Strict):

@@ -7,6 +7,7 @@ to head, so tests never see each other's rows.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import shutil
@@ -32,7 +33,9 @@ from ml_batch.config import Settings
 from ml_batch.db.embedded import EmbeddedPostgres
 from ml_batch.db.engine import make_engine
 from ml_batch.db.migrate import upgrade
+from ml_batch.ops import alerts
 from ml_batch.spec import Spec, load_spec
+from tests.support.webhook import WebhookReceiver
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_SPECS = REPO / "include" / "models"
@@ -103,3 +106,30 @@ def toy(settings: Settings, engine: sa.Engine) -> Spec:
 def spec() -> Spec:
     """The shipped `credit_default` demo spec (a test module with a spec fixture of its own overrides it)."""
     return load_spec(CREDIT_DEFAULT)
+
+
+@pytest.fixture()
+def alert_webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[WebhookReceiver]:
+    """A real webhook receiver on 127.0.0.1, named by ML_BATCH_ALERT_WEBHOOK_URL (so a CLI subprocess started
+    by the test delivers to it too); its `received` bodies are what an on-call channel would get."""
+    with WebhookReceiver() as found:
+        monkeypatch.setenv(alerts.WEBHOOK_URL_ENV, found.url)
+        yield found
+
+
+def _shipped_specs() -> dict[str, str]:
+    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in sorted(DEMO_SPECS.iterdir())}
+
+
+_SHIPPED_SPECS = _shipped_specs()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run when a test wrote into the repo's include/models: the DAG folder reads every spec there,
+    so a test's spec left behind becomes a DAG for every user (a toy spec once did)."""
+    found = _shipped_specs()
+    if found != _SHIPPED_SPECS:
+        changed = sorted(name for name in {*found, *_SHIPPED_SPECS} if found.get(name) != _SHIPPED_SPECS.get(name))
+        print(f"\nERROR: the tests changed {DEMO_SPECS}: {changed}; write specs to a folder of the test's own "
+              "(tests.integration.helpers.write_spec)")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -10,8 +10,11 @@
 - **email**: through Airflow's SMTP provider when ML_BATCH_ALERT_EMAILS (comma-separated) is set; the SMTP
   server and credentials come from the Airflow connection `smtp_default` (or ML_BATCH_SMTP_CONN_ID).
 
-Alerts are delivered first and stored in the `alerts` table best-effort (`ml_batch.ops.alerts.record`), so a
-run failure caused by the database going down is still reported.
+A run failure is an event: delivered first and stored in the `alerts` table best-effort
+(`ml_batch.ops.alerts.record`), so a failure caused by the database going down is still reported. A day
+refused as incomplete (`incomplete_day`) is a condition: one open alert per model, sent once. A mail's subject
+is the alert's headline (`[ml-batch] CRITICAL run_failure <model>`, RESOLVED for a resolved notice) and its
+body ends with the link to what to do (`ml_batch.ops.alerts.runbook`).
 
 `MlBatchAlertNotifier` turns a failure into a `run_failure` alert (`failure_alert`) that names the day being
 scored (`ml_batch.run.partition.resolve_day` of the run's `date` param, data interval and `run_after`, the
@@ -24,6 +27,7 @@ says so and names the task whose log holds the cause.
 from __future__ import annotations
 
 import datetime as dt
+import html
 import logging
 import os
 import smtplib
@@ -33,7 +37,7 @@ from typing import Any
 from airflow.sdk import BaseNotifier
 
 from ml_batch.errors import ConfigError, DayIncomplete, first_line
-from ml_batch.ops.alerts import Alert, DeliveryError, WebhookChannel, register_channel
+from ml_batch.ops.alerts import Alert, DeliveryError, WebhookChannel, register_channel, runbook
 
 logger = logging.getLogger(__name__)
 
@@ -81,10 +85,17 @@ class EmailChannel:
 
         try:
             with SmtpHook(smtp_conn_id=self.conn_id) as hook:
-                hook.send_email_smtp(to=self.recipients, subject=f"[ml-batch] {alert.kind}: {alert.model_name}",
-                                     html_content=f"<p>{alert.message}</p>")
+                hook.send_email_smtp(to=self.recipients, subject=alert.headline(), html_content=email_body(alert))
         except (smtplib.SMTPException, OSError, AirflowException) as exc:
             raise DeliveryError(f"{type(exc).__name__}: {exc}") from None
+
+
+def email_body(alert: Alert) -> str:
+    """The HTML of an alert's mail: its message (escaped), its day and state, and the link to what to do."""
+    link = html.escape(runbook(alert.kind), quote=True)
+    day = alert.partition_date.isoformat() if alert.partition_date else "no day"
+    return (f"<p>{html.escape(alert.message)}</p><p>day {day}, state {alert.state}</p>"
+            f'<p>What to do: <a href="{link}">{link}</a></p>')
 
 
 def register_channels() -> list[str]:

@@ -16,7 +16,10 @@ Names (`<model>` is the spec's name; gauges unless noted; tags `model` and `vers
 | `ml_batch.<model>.drift_share` | drift | share of drifted features of the day |
 | `ml_batch.<model>.drifted_features` | drift | count of drifted features |
 | `ml_batch.<model>.dataset_drift` | drift | 1 when the day drifted, else 0 |
-| `ml_batch.<model>.estimated_<metric>` | drift | label-free estimate of the metric (binary models) |
+| `ml_batch.<model>.out_of_support` | drift | count of features out of support on the day |
+| `ml_batch.<model>.multivariate_drift` | drift | 1 when the day's multivariate statistic drifted, else 0 |
+| `ml_batch.<model>.estimated_<metric>` | drift | label-free estimate of the metric |
+| `ml_batch.<model>.estimate_reliable` | drift | 1 when the day's estimate can be trusted, 0 when not |
 | `ml_batch.<model>.realized_<metric>` | performance | realized metric of the labelled day (tag `version`) |
 
 Each function takes the plain summary a task of the daily DAG already returns and emits nothing for a
@@ -64,7 +67,8 @@ def publish_metrics(summary: Mapping[str, Any]) -> list[str]:
 
 
 def drift_metrics(summary: Mapping[str, Any]) -> list[str]:
-    """Drift share, drifted-feature count, the verdict and the label-free estimates, from
+    """Drift share, drifted-feature count, the verdict, out of support, multivariate drift and the label-free
+    estimates with their reliability, from
     `check_day_drift(...)`; nothing for a skipped check."""
     if summary.get("status") != "checked":
         return []
@@ -74,6 +78,10 @@ def drift_metrics(summary: Mapping[str, Any]) -> list[str]:
     sent = _gauge(metric_name(model, "drift_share"), summary.get("share"), tags)
     sent += _gauge(metric_name(model, "drifted_features"), len(drifted) if drifted is not None else None, tags)
     sent += _gauge(metric_name(model, "dataset_drift"), int(bool(summary.get("dataset_drift"))), tags)
+    outside = summary.get("out_of_support")
+    sent += _gauge(metric_name(model, "out_of_support"), len(outside) if outside is not None else None, tags)
+    sent += _gauge(metric_name(model, "multivariate_drift"), summary.get("multivariate_drift"), tags)
+    sent += _gauge(metric_name(model, "estimate_reliable"), summary.get("estimate_reliable"), tags)
     for metric, value in (summary.get("estimated") or {}).items():  # keyed `estimated_<metric>` already
         name = metric if str(metric).startswith("estimated_") else f"estimated_{metric}"
         sent += _gauge(metric_name(model, name), value, tags)

@@ -165,12 +165,20 @@ def score(model: str, run_plan: dict[str, Any], shard: int) -> dict[str, Any]:
 
 @fail_fast
 def publish(model: str, run_plan: dict[str, Any], context: dict[str, Any], asset: Any) -> dict[str, Any]:
-    """Audit and publish the day atomically; record an Asset event describing what was published."""
+    """Audit and publish the day atomically; record an Asset event describing what was published. A day
+    published whole resolves an open `incomplete_day` alert (a partial one leaves it open)."""
+    from ml_batch.ops import alerts
     from ml_batch.run.publish import publish_run
 
     _, engine = _settings_and_engine()
-    summary = publish_run(engine, _plan(run_plan)).to_xcom()
+    plan_ = _plan(run_plan)
+    published = publish_run(engine, plan_)
+    summary = published.to_xcom()
     stats.publish_metrics(summary)
+    if published.status == "success" and not published.partial:
+        alerts.resolve(engine, model=model, kind="incomplete_day", day=plan_.day, run_id=plan_.run_id,
+                       dag_id=getattr(context.get("dag"), "dag_id", None),
+                       message=f"{plan_.day} was published complete ({published.scored} rows)")
     outlet_events = context.get("outlet_events")
     if outlet_events is not None and summary["status"] == "success":
         outlet_events[asset].extra = {k: summary[k] for k in ("model", "day", "version", "scored", "quarantined")}
@@ -180,7 +188,7 @@ def publish(model: str, run_plan: dict[str, Any], context: dict[str, Any], asset
 @fail_fast
 def drift(model: str, run_plan: dict[str, Any], dag_id: str) -> dict[str, Any]:
     """Drift of the day just published against the scoring version's reference profile, and the label-free
-    performance estimate of its predictions (binary models)."""
+    performance estimates of its predictions, with their reliability."""
     from ml_batch.monitoring.daily import DayDrift, check_day_drift
 
     plan_ = _plan(run_plan)

@@ -30,10 +30,13 @@ RUN_STATUSES = ("running", "success", "failed", "dry_run")
 MODEL_SOURCES = ("trained", "registered")
 MODEL_TASKS = ("binary", "regression")
 MODEL_EVENTS = ("registered", "promoted", "rollback", "alias_removed", "gate_decision")
-# Alerts (revisions 0003, 0007, 0011), in the order the constraint lists them.
+# Alerts (revisions 0003, 0007, 0011, 0012), in the order the constraint lists them. An alert's state
+# (revision 0012): a condition (`ml_batch.ops.alerts.CONDITION_KINDS`) is "open" until it clears, then
+# "resolved"; every other kind is an "event", delivered each time it happens.
 ALERT_SEVERITIES = ("info", "warning", "critical")
 ALERT_KINDS = ("run_failure", "dataset_drift", "performance_floor", "gate_reject", "gate_promote", "rollback",
-               "performance_estimate", "late_rows", "incomplete_day")
+               "performance_estimate", "late_rows", "incomplete_day", "out_of_support")
+ALERT_STATES = ("open", "resolved", "event")
 # Stored reports (revision 0009).
 REPORT_KINDS = ("drift_report", "validation_result")
 
@@ -294,9 +297,24 @@ alerts = sa.Table(
     sa.Column("run_id", sa.Text),
     sa.Column("message", sa.Text, nullable=False),
     sa.Column("details", JSONB, nullable=False, server_default=_JSON_EMPTY),
+    # Alert state (0012). `partition_date` is the latest day the alert is about, `first_day` the day it
+    # opened; `occurrences` counts the checks that found the condition while it was open.
+    sa.Column("subject", sa.Text),
+    # 'event' by default: a writer that does not know alert state (an older worker during an upgrade) keeps
+    # inserting one row per alert, outside the open/resolve protocol, as it always did.
+    sa.Column("state", sa.Text, nullable=False, server_default=sa.text("'event'")),
+    sa.Column("first_day", sa.Date),
+    sa.Column("occurrences", sa.Integer, nullable=False, server_default=sa.text("1")),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("resolved_at", sa.DateTime(timezone=True)),
+    sa.Column("resolved_day", sa.Date),
     _one_of("severity", ALERT_SEVERITIES, "alerts_severity_known"),
     _one_of("kind", ALERT_KINDS, "alerts_kind_known"),
+    _one_of("state", ALERT_STATES, "alerts_state_known"),
     sa.Index("alerts_model_time", "model_name", "created_at"),
+    # At most one open alert per model, kind and subject, even when two tasks raise it at once.
+    sa.Index("alerts_one_open", "model_name", "kind", sa.text("coalesce(subject, '')"), unique=True,
+             postgresql_where=sa.text("state = 'open'")),
 )
 
 # Drift reports (HTML) and GX validation results (JSON) for readers without the workers' disks, such as the

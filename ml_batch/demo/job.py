@@ -197,14 +197,31 @@ def _run_daily(console: Console, engine: sa.Engine, settings: Settings, spec: Sp
                   f"{spec.name} succeeded in Airflow")
     _print_days(console, spec, runs.latest_per_day(engine, spec.name, days[0], days[-1]),
                 _drift_by_day(engine, spec, days), _realized_by_day(engine, spec))
+    _print_open_alerts(console, engine, spec)
     return failed
+
+
+def _print_open_alerts(console: Console, engine: sa.Engine, spec: Spec) -> None:
+    """The model's open alerts: one line per condition still holding, with the days it was seen."""
+    from rich.markup import escape
+
+    from ml_batch.ops.alerts import open_alerts
+
+    found = open_alerts(engine, spec.name)
+    if not found:
+        console.print(f"open alerts of {spec.name}: none")
+        return
+    console.print(f"open alerts of {spec.name} (each sent once; `ml-batch alerts --open` lists them):")
+    for alert in found:
+        console.print(f"  [yellow]{alert['kind']}[/]{' ' + alert['subject'] if alert['subject'] else ''} since "
+                      f"{alert['first_day']}, seen on {alert['occurrences']} days: {escape(alert['message'])}")
 
 
 def _print_days(console: Console, spec: Spec, rows: list[dict[str, Any]], drift: dict[dt.date, dict[str, Any]],
                 realized: dict[dt.date, str]) -> None:
     metric = spec.training.metric
     table = Table("day", "status", "rows", "scored", "quarantined", "version", "mean score",
-                  "drift: day / window / sustained", "weighted share", f"estimated {metric}",
+                  "drift: day / window / sustained", "weighted share", "out of support", f"estimated {metric}",
                   f"realized {metric} (day - {spec.labels.delay_days})")
     for r in rows:
         mean = r["score_mean"]
@@ -212,7 +229,8 @@ def _print_days(console: Console, spec: Spec, rows: list[dict[str, Any]], drift:
         table.add_row(str(r["partition_date"]), str(r["status"]), str(r["rows_extracted"]), str(r["rows_scored"]),
                       str(r["rows_quarantined"]), str(r["model_version"]),
                       f"{mean:.4f}" if isinstance(mean, float) else "-", _drift_cell(day_drift),
-                      _share_cell(day_drift), _estimate_cell(day_drift), realized.get(r["partition_date"], "-"))
+                      _share_cell(day_drift), _support_cell(day_drift), _estimate_cell(day_drift),
+                      realized.get(r["partition_date"], "-"))
     console.print(table)
 
 
@@ -238,11 +256,22 @@ def _share_cell(day_drift: dict[str, Any] | None) -> str:
     return f"{day_drift['share']:.0%} count" + ("" if weighted is None else f", {weighted:.0%} importance")
 
 
+def _support_cell(day_drift: dict[str, Any] | None) -> str:
+    """The features out of support on the day, with their share: "[red]temp 97%[/]", or "none"."""
+    if day_drift is None:
+        return "-"
+    outside = ((day_drift.get("detail") or {}).get("summary") or {}).get("out_of_support") or []
+    return ", ".join(f"[red]{o['feature']} {o['share']:.0%}[/]" for o in outside) or "none"
+
+
 def _estimate_cell(day_drift: dict[str, Any] | None) -> str:
+    """The estimate, "[red]unreliable[/]" when it cannot be trusted, and the realized value once known."""
     estimate = None if day_drift is None else day_drift.get("estimated")
     if estimate is None:
         return "-"
     text = f"{estimate['value']:.4f}"
+    if estimate["detail"].get("reliable") is False:
+        text += " [red]unreliable[/]"
     realized = estimate["detail"].get("realized")
     return text if realized is None else f"{text} (realized {realized:.4f}, error {estimate['detail']['error']:+.4f})"
 

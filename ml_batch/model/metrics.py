@@ -72,3 +72,19 @@ def meets_floor(metric: str, value: float, floor: float | None) -> bool:
     if math.isnan(value):
         return False
     return value >= floor if HIGHER_IS_BETTER[metric] else value <= floor
+
+
+
+def floor_name(metric: str) -> str:
+    """What `training.min_score` is for `metric`: a "floor" where higher is better, a "ceiling" where lower is."""
+    if metric not in HIGHER_IS_BETTER:
+        raise ValueError(f"unknown metric {metric!r}: expected one of {sorted(HIGHER_IS_BETTER)}")
+    return "floor" if HIGHER_IS_BETTER[metric] else "ceiling"
+
+
+def floor_phrase(metric: str, floor: float) -> str:
+    """How a value on the wrong side of the spec's floor is said, in the metric's direction: "below the floor
+    0.7" where higher is better (roc_auc, accuracy, r2), "above the ceiling 30.0" where lower is better (mae,
+    rmse, log_loss)."""
+    side = "below" if HIGHER_IS_BETTER.get(metric) else "above"
+    return f"{side} the {floor_name(metric)} {floor}"

@@ -25,7 +25,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal, Self
 
@@ -38,10 +38,12 @@ from ml_batch.db.tables import drift_days, drift_results
 from ml_batch.jsonvalues import json_safe
 from ml_batch.model import registry
 from ml_batch.monitoring.drift import DriftResult, check_drift
+from ml_batch.monitoring.multivariate import MULTIVARIATE
 from ml_batch.monitoring.performance import Record, estimate_performance
 from ml_batch.monitoring.published import SCORE_COLUMN, VERSION_COLUMN, day_sample, published_rows
 from ml_batch.monitoring.report import render_html, write_report
 from ml_batch.monitoring.rows import DriftRow
+from ml_batch.monitoring.support import OutOfSupport, out_of_support_text
 from ml_batch.ops import alerts, reports
 from ml_batch.ops.alerts import Alert
 from ml_batch.spec import Spec
@@ -83,7 +85,15 @@ class DayDrift(StepResult):
         window_days: `drift.window_days`.
         sustained_drift: Whether `drift.alert_after` is met (the alert fired and the drift Asset is emitted).
         drifted_days: The days among the last `alert_after.of` whose window verdict drifted.
-        estimated: The label-free estimates of the scoring version, by metric (`estimated_<metric>`).
+        estimated: The label-free estimates of the scoring version, by metric (`estimated_<metric>`), on the
+            rows the check read.
+        out_of_support: The features with at least `drift.out_of_support_share` of the day's values outside
+            what the version was trained on, with the bound crossed (`ml_batch.monitoring.support`).
+        multivariate_drift: Whether the day's multivariate statistic drifted (None: the profile has none).
+        estimate_reliable: Whether the scoring version's estimates can be trusted on the day (None: no
+            estimate); when False, `estimate_reasons` says why (`ml_batch.monitoring.reliability`).
+        estimate_reasons: Why the estimates are unreliable (empty when reliable).
+        notes: The statistics not computed because the version's profile predates them, and why.
         report: The HTML report's file, when a report folder was given.
         seconds: Time the check took.
     """
@@ -108,6 +118,11 @@ class DayDrift(StepResult):
     sustained_drift: bool = False
     drifted_days: tuple[dt.date, ...] = ()
     estimated: dict[str, float | None] = Field(default_factory=dict)
+    out_of_support: tuple[OutOfSupport, ...] = ()
+    multivariate_drift: bool | None = None
+    estimate_reliable: bool | None = None
+    estimate_reasons: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
     report: str | None = None
     seconds: float | None = None
 
@@ -196,15 +211,21 @@ class DayCheck:
 
 
 def check_day_drift(engine: sa.Engine, spec: Spec, day: dt.date, *, run_id: str,
-                    report_dir: Path | None = None, dag_id: str | None = None) -> DayDrift:
+                    report_dir: Path | None = None, dag_id: str | None = None,
+                    raise_alerts: bool = True) -> DayDrift:
     """Drift of day D's scored rows against the scoring version's reference; results replace the day's.
 
-    The day's own statistics and verdict are stored as they are (`drift_results`, `drift_days`). With
-    `drift.window_days` N > 1 the pooled last N days are checked too ("window" verdict, equal to the day's
-    verdict when N = 1). The dataset-drift alert fires, and the summary's `sustained_drift` (which emits the
-    drift Asset) is true, only when `drift.alert_after` K of the last M days' window verdicts drifted.
-    Binary models also get the day's label-free performance estimate (`estimate_performance`), shown in
-    the report and the summary.
+    The day's own statistics and verdict are stored as they are (`drift_results`, `drift_days`, with the
+    summary itself, which `stored_day_drift` reads back). With `drift.window_days` N > 1 the pooled last N
+    days are checked too ("window" verdict, equal to the day's verdict when N = 1). The dataset-drift alert
+    opens (or stays open), and the summary's `sustained_drift` (which emits the drift Asset) is true, only when
+    `drift.alert_after` K of the last M days' window verdicts drifted; a day without sustained drift resolves
+    an open one. The day's label-free performance estimates (`estimate_performance`) are shown in the report
+    and the summary.
+
+    Args:
+        raise_alerts: False to check without opening or resolving any alert (the CLI: reading a day is free
+            of side effects on the alert channels; alerts come from the DAG's tasks).
     """
     started = time.perf_counter()
     published = published_rows(engine, spec, day)
@@ -217,18 +238,30 @@ def check_day_drift(engine: sa.Engine, spec: Spec, day: dt.date, *, run_id: str,
         logger.warning("%s version %d has no reference profile: drift of %s not checked", spec.name, version, day)
         return DayDrift.skipped(f"version {version} has no reference profile")
     check = _check(engine, spec, day, version, profile, frame)
-    estimates = estimate_performance(engine, spec, day, run_id=run_id, dag_id=dag_id)
+    estimates = estimate_performance(engine, spec, day, run_id=run_id, dag_id=dag_id, frame=frame,
+                                     out_of_support=[entry.feature for entry in check.result.out_of_support],
+                                     raise_alerts=raise_alerts)
     # The report is stored with the day's results (the UI plugin reads the database, not a worker's disk);
     # the file is written too when a folder is configured.
     html = render_html(spec.name, version, day, check.result, profile, window=check.window.as_detail(),
                        sustained=check.sustained.as_detail(), estimates=estimates)
     report_path = write_report(html, report_dir, spec.name, day) if report_dir is not None else None
-    _store(engine, spec, day, check, run_id=run_id, html=html, report_path=report_path)
     summary = _summary(spec, day, check, published=published, estimates=estimates, report_path=report_path,
                        seconds=time.perf_counter() - started)
-    if summary.sustained_drift:
-        alerts.record(engine, _sustained_alert(spec, day, check, summary, run_id=run_id, dag_id=dag_id))
+    _store(engine, spec, day, check, summary, run_id=run_id, html=html, report_path=report_path)
+    if raise_alerts:
+        _alert(engine, spec, day, check, summary, run_id=run_id, dag_id=dag_id)
     return summary
+
+
+def stored_day_drift(engine: sa.Engine, model: str, day: dt.date) -> DayDrift | None:
+    """The summary `check_day_drift` stored for a day; None when the day was never checked, or was checked
+    before summaries were stored (run the check again)."""
+    with engine.connect() as conn:
+        detail = conn.execute(sa.select(drift_days.c.detail).where(
+            drift_days.c.model_name == model, drift_days.c.partition_date == day)).scalar_one_or_none()
+    stored = (detail or {}).get("summary")
+    return DayDrift.model_validate(stored) if isinstance(stored, dict) else None
 
 
 def window_verdict(engine: sa.Engine, spec: Spec, day: dt.date, profile: dict[str, Any], frame: pd.DataFrame,
@@ -281,13 +314,13 @@ def drift_result_records(model: str, day: dt.date, version: int, run_id: str,
     ]
 
 
-def drift_day_record(model: str, day: dt.date, check: DayCheck, *, run_id: str,
+def drift_day_record(model: str, day: dt.date, check: DayCheck, summary: DayDrift, *, run_id: str,
                      report_path: Path | None) -> dict[str, Any]:
-    """The `drift_days` row of a day's verdict (pure)."""
+    """The `drift_days` row of a day's verdict (pure); its detail holds the summary (`stored_day_drift`)."""
     result = check.result
     detail = {"threshold_source": result.threshold_source, "weighted_share": result.weighted_share,
               "share_basis": result.share_basis, "no_values": result.no_values, "window": check.window.as_detail(),
-              "sustained": check.sustained.as_detail()}
+              "sustained": check.sustained.as_detail(), "summary": summary.to_xcom()}
     return {"model_name": model, "partition_date": day, "model_version": check.version, "run_id": run_id,
             "rows_checked": check.rows, "features": result.n_features,
             "drifted_features": json_safe(result.drifted_features), "share": json_safe(result.share),
@@ -329,8 +362,8 @@ def _earlier_drifted_days(engine: sa.Engine, spec: Spec, day: dt.date) -> list[d
     return [d for d, own, detail in earlier if (detail or {}).get("window", {}).get("dataset_drift", own)]
 
 
-def _store(engine: sa.Engine, spec: Spec, day: dt.date, check: DayCheck, *, run_id: str, html: str,
-           report_path: Path | None) -> None:
+def _store(engine: sa.Engine, spec: Spec, day: dt.date, check: DayCheck, summary: DayDrift, *, run_id: str,
+           html: str, report_path: Path | None) -> None:
     """Replace the day's report, statistics and verdict, in one transaction."""
     with engine.begin() as conn:
         reports.delete_day(conn, model=spec.name, day=day, kind=reports.DRIFT_REPORT)
@@ -341,13 +374,14 @@ def _store(engine: sa.Engine, spec: Spec, day: dt.date, check: DayCheck, *, run_
                      drift_result_records(spec.name, day, check.version, run_id, check.result.rows))
         conn.execute(drift_days.delete().where(drift_days.c.model_name == spec.name,
                                                drift_days.c.partition_date == day))
-        conn.execute(drift_days.insert().values(**drift_day_record(spec.name, day, check, run_id=run_id,
+        conn.execute(drift_days.insert().values(**drift_day_record(spec.name, day, check, summary, run_id=run_id,
                                                                    report_path=report_path)))
 
 
 def _summary(spec: Spec, day: dt.date, check: DayCheck, *, published: int, estimates: Sequence[Record],
              report_path: Path | None, seconds: float) -> DayDrift:
     result = check.result
+    own = [r for r in estimates if r["model_version"] == check.version]
     return DayDrift(
         status="checked", model=spec.name, day=day, version=check.version, rows_checked=check.rows,
         rows_published=published, dataset_drift=result.dataset_drift, score_drift=result.score_drift,
@@ -357,9 +391,37 @@ def _summary(spec: Spec, day: dt.date, check: DayCheck, *, published: int, estim
         weighted_share=None if result.weighted_share is None else round(result.weighted_share, 4),
         share_basis=result.share_basis, window_drift=check.window.dataset_drift, window_days=check.window.days,
         sustained_drift=check.sustained.sustained_drift, drifted_days=check.sustained.drifted_days,
-        estimated={r["metric"]: r["value"] for r in estimates if r["model_version"] == check.version},
+        estimated={r["metric"]: r["value"] for r in own},
+        out_of_support=result.out_of_support,
+        multivariate_drift=result.multivariate_drift if any(
+            row.feature == MULTIVARIATE for row in result.rows) else None,
+        estimate_reliable=bool(own[0]["detail"].get("reliable", True)) if own else None,
+        estimate_reasons=tuple(own[0]["detail"].get("unreliable_reasons", ())) if own else (),
+        notes=tuple(result.notes),
         report=str(report_path) if report_path else None, seconds=round(seconds, 3),
     )
+
+
+def _alert(engine: sa.Engine, spec: Spec, day: dt.date, check: DayCheck, summary: DayDrift, *, run_id: str,
+           dag_id: str | None) -> None:
+    """Open (or update) the dataset-drift alert on sustained drift; resolve an open one on a day without."""
+    if summary.sustained_drift:
+        alerts.record(engine, _sustained_alert(spec, day, check, summary, run_id=run_id, dag_id=dag_id))
+    else:
+        alerts.resolve(engine, model=spec.name, kind="dataset_drift", day=day, run_id=run_id, dag_id=dag_id,
+                       message=f"no sustained dataset drift on {day}: {len(check.sustained.drifted_days)} of the "
+                               f"last {check.sustained.of} days drifted (alert_after {check.sustained.days})")
+    outside = {entry.feature: entry for entry in check.result.out_of_support}
+    for name, entry in outside.items():
+        alerts.record(engine, Alert(
+            kind="out_of_support", severity="warning", model_name=spec.name, partition_date=day, subject=name,
+            dag_id=dag_id, run_id=run_id, details=json_safe(asdict(entry)),
+            message=f"out of support on {day} (version {check.version}): {out_of_support_text(entry)}"))
+    cleared = {row["subject"] for row in alerts.open_alerts(engine, spec.name)
+               if row["kind"] == "out_of_support" and row["subject"] not in outside}
+    for name in sorted(cleared):
+        alerts.resolve(engine, model=spec.name, kind="out_of_support", day=day, subject=name, run_id=run_id,
+                       dag_id=dag_id, message=f"{name} is back within the training support on {day}")
 
 
 def _sustained_alert(spec: Spec, day: dt.date, check: DayCheck, summary: DayDrift, *, run_id: str,

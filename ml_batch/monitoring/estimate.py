@@ -14,19 +14,25 @@ Each case is said in the estimate's `notes`, next to the number.
 
 **Assumption: no concept drift.** The estimate holds while P(label | score) is what it was on the holdout:
 a covariate shift (new rows in other score regions) moves it correctly, a change in how the features relate
-to the label does not show until the labels arrive.
+to the label does not show until the labels arrive. Whether a day visibly breaks the assumption (features
+out of support, scores outside the map's range, an expected positive rate far from the holdout's) is
+`ml_batch.monitoring.reliability`'s rule; regression models' estimate is `ml_batch.monitoring.loss_estimate`.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ml_batch.errors import MlBatchError
+from ml_batch.monitoring.inputs import EstimateInputError
+from ml_batch.monitoring.loss_estimate import fit_loss_model
 from ml_batch.spec import Spec
+
+logger = logging.getLogger(__name__)
 
 ASSUMPTION = "no concept drift: P(label | score) is as on the training holdout the calibration map was fitted on"
 ESTIMATED_PREFIX = "estimated_"
@@ -34,25 +40,32 @@ ESTIMATED_PREFIX = "estimated_"
 ESTIMATED_METRICS = ("roc_auc", "accuracy")
 
 
-class EstimateInputError(MlBatchError, ValueError):
-    """Scores or a calibration map cannot be used for an estimate (empty, not probabilities, malformed)."""
-
-    deterministic = True
-
-
-def fit_estimators(spec: Spec, holdout: pd.DataFrame, scores: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+def fit_estimators(spec: Spec, holdout: pd.DataFrame, scores: np.ndarray, labels: np.ndarray, *,
+                   days: np.ndarray | None = None) -> dict[str, Any]:
     """What a version's label-free estimates need, fitted on its holdout at registration and stored in its
-    reference profile: a binary model's score calibration map (`score_calibration`); nothing otherwise.
+    reference profile: a binary model's score calibration map (`score_calibration`, with the holdout's
+    positive rate, each holdout day's expected positive rate and the score range the reliability of an
+    estimate is judged against); a regression model's loss model (`loss_model`,
+    `ml_batch.monitoring.loss_estimate`), unless its holdout is too small.
 
     Args:
         spec: The model spec.
         holdout: The holdout's feature frame (a column per feature).
-        scores: The model's scores on the holdout.
+        scores: The model's scores (binary) or predictions (regression) on the holdout.
         labels: The holdout's labels.
+        days: Each holdout row's event day (None: no per-day rates are stored).
     """
     if spec.model.task == "binary":
-        return {"score_calibration": fit_score_calibration(scores, labels)}
-    return {}
+        calibration = fit_score_calibration(scores, labels)
+        if days is not None:
+            calibration["day_expected_positive_rates"] = day_expected_rates(calibration, scores, days)
+        return {"score_calibration": calibration}
+    loss_model = fit_loss_model(scores, labels)
+    if loss_model is None:
+        logger.info("%s: holdout of %d rows is too small for a loss model: no label-free estimate", spec.name,
+                    len(holdout))
+        return {}
+    return {"loss_model": loss_model}
 
 
 def fit_score_calibration(scores: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
@@ -63,8 +76,9 @@ def fit_score_calibration(scores: np.ndarray, labels: np.ndarray) -> dict[str, A
         labels: The holdout's 0/1 labels.
 
     Returns:
-        {"method": "isotonic", "x": [...], "y": [...], "n": rows}: a calibrated score is the linear
-        interpolation of y at the score over x, clipped to the ends (what `IsotonicRegression` predicts).
+        {"method": "isotonic", "x": [...], "y": [...], "n": rows, "positive_rate": the labels' mean}: a
+        calibrated score is the linear interpolation of y at the score over x, clipped to the ends (what
+        `IsotonicRegression` predicts). x runs from the lowest holdout score to the highest.
 
     Raises:
         EstimateInputError: If the inputs are empty, of different lengths, or the labels are not 0/1.
@@ -81,7 +95,23 @@ def fit_score_calibration(scores: np.ndarray, labels: np.ndarray) -> dict[str, A
         raise EstimateInputError(f"labels must be 0/1, got {sorted(set(np.unique(y).tolist()))[:5]}")
     model = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(x, y.astype(np.float64))
     return {"method": "isotonic", "x": model.X_thresholds_.tolist(), "y": model.y_thresholds_.tolist(),
-            "n": int(x.size)}
+            "n": int(x.size), "positive_rate": float(y.mean())}
+
+
+def day_expected_rates(calibration: Mapping[str, Any], scores: np.ndarray, days: np.ndarray) -> list[float]:
+    """Each holdout day's expected positive rate (the mean calibrated score of its rows), in day order: how far
+    an ordinary day's rate strays from the pooled holdout's, which on a source whose days differ (the weather
+    of the day) is much further than sampling noise."""
+    values = np.asarray(scores, dtype=np.float64).ravel()
+    by_day = pd.Series(calibrate(calibration, values)).groupby(np.asarray(days).ravel(), sort=True).mean()
+    return [float(rate) for rate in by_day.to_numpy()]
+
+
+def fitted_range(calibration: Mapping[str, Any]) -> tuple[float, float]:
+    """The (min, max) of the holdout scores a calibration map was fitted on: its first and last x (isotonic
+    regression keeps both ends), so maps stored before the range was named have it too."""
+    x = calibration["x"]
+    return float(x[0]), float(x[-1])
 
 
 def calibrate(calibration: Mapping[str, Any], scores: np.ndarray) -> np.ndarray:

@@ -22,6 +22,11 @@ from ml_batch.errors import MlBatchError
 from ml_batch.spec import FeatureSpec
 
 PROFILE_VERSION = 1
+"""The profile's layout. Entries added later (each feature's "support", "multivariate", the per-day
+"wasserstein" and `__multivariate__` calibration values) did not change what any existing entry means, so they
+did not bump it: a profile stored without them is still version 1, and `check_drift` checks it without the
+statistics that need them (`DriftResult.notes` says so). A bump is for a change of meaning, which would make
+every stored profile unreadable until its model is retrained."""
 SCORE = "__score__"
 """Feature name of the rows that describe the score (prediction) distribution."""
 MISSING = MISSING_CATEGORY
@@ -36,6 +41,13 @@ NULL_BIN = "null"
 
 class DriftInputError(MlBatchError, ValueError):
     """A frame, score array or profile cannot be profiled or checked (empty, missing column, wrong type)."""
+
+    deterministic = True
+
+
+class EstimateInputError(MlBatchError, ValueError):
+    """Scores, a calibration map or a loss model cannot be used for an estimate (empty, not probabilities,
+    malformed): `ml_batch.monitoring.estimate` and `loss_estimate` raise it."""
 
     deterministic = True
 

@@ -5,10 +5,23 @@
   recorded in `performance`, per version and kind ("published", "shadow"); a shadow comparison of E gets
   both sides' metric. A realized `training.metric` on the wrong side of `training.min_score` raises a
   `performance_floor` alert.
-- **Estimated** (binary models): day D's published scores go through each version's score calibration map
-  (`ml_batch.monitoring.estimate`) into label-free estimates, stored as metrics `estimated_<metric>`. An
-  estimate on the wrong side of the floor raises a `performance_estimate` alert, long before the labels can.
-  When the labels arrive, the realized value and the estimation error are put next to the estimate.
+- **Estimated**: day D's published scores go through each version's estimator fitted on its holdout into
+  label-free estimates, stored as metrics `estimated_<metric>`: for binary models the score calibration map
+  (`ml_batch.monitoring.estimate`: `estimated_roc_auc`, `estimated_accuracy`), for regression models the loss
+  model (`ml_batch.monitoring.loss_estimate`: `estimated_mae`, `estimated_rmse`). Each carries `reliable` and
+  `unreliable_reasons` (`ml_batch.monitoring.reliability`: features out of support, scores outside the
+  fitted range, an expected positive rate far from the holdout's). A *reliable* estimate on the wrong side
+  of the floor raises a `performance_estimate` alert, long before the labels can. An unreliable one raises
+  none: its number is not a fact to page anyone on, and what makes it unreliable is alerted where it is
+  found (`out_of_support`, `dataset_drift`); nor does it resolve an open estimate alert, since it cannot say
+  the condition cleared. When the labels arrive, the realized value and the estimation error are put next to
+  the estimate.
+
+**Alerts** name the day, the version, the value and the floor in the metric's direction ("below the floor
+0.7" for ROC AUC, "above the ceiling 30.0" for MAE: `ml_batch.model.metrics.floor_phrase`). Their subject is
+the metric (`training.metric`), not the version: a model has one floor, so one open alert per model and kind,
+and a new version that meets the floor resolves it (an alert per version would stay open forever once that
+version is retired). A day that meets the floor resolves the open alert (`ml_batch.ops.alerts.resolve`).
 
 Everything stored goes through `ml_batch.jsonvalues.json_safe` (no NaN, no numpy scalars).
 """
@@ -17,7 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -28,7 +41,7 @@ from ml_batch.db.tables import performance, shadow_comparisons, shadow_predictio
 from ml_batch.jsonvalues import json_safe
 from ml_batch.model import registry
 from ml_batch.model.labels import check_one_label_per_row, join_labels
-from ml_batch.model.metrics import evaluate, meets_floor
+from ml_batch.model.metrics import evaluate, floor_name, floor_phrase, meets_floor
 from ml_batch.model.training import labels_of
 from ml_batch.monitoring.estimate import (
     ASSUMPTION,
@@ -36,8 +49,11 @@ from ml_batch.monitoring.estimate import (
     ESTIMATED_PREFIX,
     calibrate,
     estimate_binary,
+    fitted_range,
 )
-from ml_batch.monitoring.published import predictions_table
+from ml_batch.monitoring.loss_estimate import LOSS_ASSUMPTION, estimate_loss
+from ml_batch.monitoring.published import SCORE_COLUMN, VERSION_COLUMN, predictions_table
+from ml_batch.monitoring.reliability import assess
 from ml_batch.ops import alerts
 from ml_batch.ops.alerts import Alert
 from ml_batch.spec import Spec
@@ -45,7 +61,11 @@ from ml_batch.spec import Spec
 logger = logging.getLogger(__name__)
 
 ESTIMATE_ALERT = "performance_estimate"
-"""Alert kind of an estimate below the floor."""
+"""Alert kind of a reliable estimate on the wrong side of the floor."""
+FLOOR_ALERT = "performance_floor"
+"""Alert kind of a realized metric on the wrong side of the floor."""
+ESTIMATED_LOSSES = ("mae", "rmse")
+"""The metrics a regression model's label-free estimate gives."""
 
 Record = dict[str, Any]
 """A row of the `performance` table (model_name, model_version, partition_date, metric, value, n, detail)."""
@@ -103,50 +123,93 @@ def realized_records(spec: Spec, day: dt.date, data: pd.DataFrame) -> list[Recor
 
 
 def estimate_performance(engine: sa.Engine, spec: Spec, day: dt.date, *, run_id: str | None = None,
-                         dag_id: str | None = None) -> list[Record]:
-    """Label-free estimates of day D's published predictions (binary models; `ml_batch.monitoring.estimate`).
+                         dag_id: str | None = None, frame: pd.DataFrame | None = None,
+                         out_of_support: Sequence[str] = (), raise_alerts: bool = True) -> list[Record]:
+    """Label-free estimates of day D's published predictions, per version that scored the day.
 
-    Stored in `performance` as metrics `estimated_roc_auc` and `estimated_accuracy` (detail kind
-    "estimated", with the confusion matrix and the assumption), per version that scored the day, using that
-    version's calibration map. An estimated `training.metric` on the wrong side of `training.min_score`
-    raises a `performance_estimate` alert, long before the labels can. Nothing for regression models or
-    versions without a calibration map.
+    Stored in `performance` (replacing the day's estimates) as `estimated_roc_auc` and `estimated_accuracy`
+    (binary) or `estimated_mae` and `estimated_rmse` (regression), detail kind "estimated" with the
+    assumption, `reliable` and `unreliable_reasons`. A reliable estimated `training.metric` on the wrong side
+    of `training.min_score` raises a `performance_estimate` alert; a reliable one on the right side resolves
+    it. Nothing for a version whose profile has no estimator (no calibration map, no loss model).
+
+    Args:
+        engine: The ml-batch database.
+        spec: The model spec.
+        day: The day whose published predictions are estimated.
+        run_id: The run that estimates (stored in each record's detail, named in alerts).
+        dag_id: The DAG, for alerts.
+        frame: The day's published rows as the drift check read them (`published.day_sample`: columns
+            `SCORE_COLUMN` and `VERSION_COLUMN` at least), so they are not read twice; None: every published
+            score of the day is read from the predictions table.
+        out_of_support: The features the day's drift check found out of support: each makes the day's
+            estimates unreliable.
+        raise_alerts: False to store the estimates without opening or resolving any alert (a CLI recheck).
     """
-    if spec.model.task != "binary":
-        return []
-    preds = predictions_table(spec)
-    with engine.connect() as conn:
-        scored = pd.read_sql(sa.select(preds.c.model_version, preds.c.score).where(preds.c.partition_date == day),
-                             conn)
+    scored = _published_scores(engine, spec, day) if frame is None else frame
     records: list[Record] = []
-    for version, group in scored.groupby("model_version"):
-        profile = registry.reference_profile(engine, spec.name, int(version)) or {}
-        calibration = profile.get("score_calibration")
-        if calibration is None:
-            logger.info("%s version %s has no score calibration map: no estimate for %s", spec.name, version, day)
-            continue
-        records += estimate_records(spec, day, int(version), group["score"].to_numpy(dtype=np.float64), calibration,
-                                    run_id=run_id)
+    if not scored.empty:
+        for version, group in scored.groupby(VERSION_COLUMN):
+            profile = registry.reference_profile(engine, spec.name, int(version)) or {}
+            records += estimate_records(spec, day, int(version), group[SCORE_COLUMN].to_numpy(dtype=np.float64),
+                                        profile, run_id=run_id, out_of_support=out_of_support)
     with engine.begin() as conn:
         conn.execute(performance.delete().where(performance.c.model_name == spec.name,
                                                 performance.c.partition_date == day,
                                                 performance.c.metric.like(f"{ESTIMATED_PREFIX}%")))
         if records:
             conn.execute(performance.insert(), records)
-    _alert_on_estimate(engine, spec, day, records, run_id=run_id, dag_id=dag_id)
+    if raise_alerts:
+        _alert_on_estimate(engine, spec, day, records, run_id=run_id, dag_id=dag_id)
     return records
 
 
-def estimate_records(spec: Spec, day: dt.date, version: int, scores: np.ndarray, calibration: Mapping[str, Any], *,
-                     run_id: str | None) -> list[Record]:
-    """The `performance` records of one version's label-free estimates of a day (pure)."""
-    estimate = estimate_binary(scores, calibrate(calibration, scores), spec.predictions.threshold)
-    detail = {"kind": "estimated", "assumption": ASSUMPTION, "threshold": spec.predictions.threshold,
-              "confusion": estimate["confusion"], "expected_positive_rate": estimate["expected_positive_rate"],
-              "notes": estimate["notes"], "run_id": run_id}
+def estimate_records(spec: Spec, day: dt.date, version: int, scores: np.ndarray, profile: Mapping[str, Any], *,
+                     run_id: str | None, out_of_support: Sequence[str] = ()) -> list[Record]:
+    """The `performance` records of one version's label-free estimates of a day (pure).
+
+    Args:
+        spec: The model spec.
+        day: The day estimated.
+        version: The version that scored the rows.
+        scores: Its scores (binary) or predictions (regression) of the day.
+        profile: The version's reference profile (what `estimate.fit_estimators` stored in it).
+        run_id: The run that estimates.
+        out_of_support: The features out of support on the day.
+
+    Returns:
+        One record per estimated metric, or none when the profile holds no estimator for the task.
+    """
+    if spec.model.task == "binary":
+        calibration = profile.get("score_calibration")
+        if calibration is None:
+            logger.info("%s version %s has no score calibration map: no estimate for %s", spec.name, version, day)
+            return []
+        estimate = estimate_binary(scores, calibrate(calibration, scores), spec.predictions.threshold)
+        reliability = assess(scores, fitted_range=fitted_range(calibration), out_of_support=out_of_support,
+                             expected_positive_rate=estimate["expected_positive_rate"],
+                             holdout_positive_rate=calibration.get("positive_rate"),
+                             holdout_day_rates=calibration.get("day_expected_positive_rates") or ())
+        metrics: tuple[str, ...] = ESTIMATED_METRICS
+        detail: dict[str, Any] = {
+            "kind": "estimated", "assumption": ASSUMPTION, "threshold": spec.predictions.threshold,
+            "confusion": estimate["confusion"], "expected_positive_rate": estimate["expected_positive_rate"],
+            "holdout_positive_rate": calibration.get("positive_rate")}
+    else:
+        loss_model = profile.get("loss_model")
+        if loss_model is None:
+            logger.info("%s version %s has no loss model: no estimate for %s", spec.name, version, day)
+            return []
+        estimate = estimate_loss(loss_model, scores)
+        reliability = assess(scores, fitted_range=(loss_model["prediction_min"], loss_model["prediction_max"]),
+                             out_of_support=out_of_support, what="predictions")
+        metrics = ESTIMATED_LOSSES
+        detail = {"kind": "estimated", "assumption": LOSS_ASSUMPTION, "holdout_n": loss_model["n"]}
+    detail.update({"notes": estimate["notes"], "run_id": run_id, **reliability.as_detail()})
+    stored = json_safe(detail)
     return [{"model_name": spec.name, "model_version": version, "partition_date": day,
              "metric": f"{ESTIMATED_PREFIX}{metric}", "value": json_safe(estimate[metric]),
-             "n": estimate["n"], "detail": json_safe(detail)} for metric in ESTIMATED_METRICS]
+             "n": estimate["n"], "detail": stored} for metric in metrics]
 
 
 def calibration_by_decile(y: np.ndarray, scores: np.ndarray) -> list[dict[str, float]]:
@@ -166,6 +229,14 @@ def performance_table(engine: sa.Engine, model: str, limit: int = 200) -> list[R
             .limit(limit)
         ).mappings().all()
     return [dict(r) for r in rows]
+
+
+def _published_scores(engine: sa.Engine, spec: Spec, day: dt.date) -> pd.DataFrame:
+    """Every published score of the day with its version (columns `VERSION_COLUMN`, `SCORE_COLUMN`)."""
+    preds = predictions_table(spec)
+    with engine.connect() as conn:
+        return pd.read_sql(sa.select(preds.c.model_version.label(VERSION_COLUMN), preds.c.score.label(SCORE_COLUMN))
+                           .where(preds.c.partition_date == day), conn)
 
 
 def _labelled_predictions(engine: sa.Engine, spec: Spec, day: dt.date, as_of: dt.date) -> pd.DataFrame | None:
@@ -232,37 +303,55 @@ def _update_shadow_metrics(conn: sa.Connection, spec: Spec, day: dt.date, record
 
 def _alert_on_floor(engine: sa.Engine, spec: Spec, day: dt.date, records: list[Record], *,
                     run_id: str | None, dag_id: str | None) -> None:
-    """A `performance_floor` alert per published version whose realized `training.metric` misses the floor."""
-    floor = spec.training.min_score
+    """A `performance_floor` alert per published version whose realized `training.metric` misses the floor;
+    when every published version of the day meets it, the open alert is resolved."""
     metric = spec.training.metric
-    if floor is None:
-        return
-    for r in records:
-        if r["metric"] != metric or r["detail"]["kind"] != "published" or r["value"] is None:
-            continue
-        if meets_floor(metric, r["value"], floor):
-            continue
-        alerts.record(engine, Alert(
-            kind="performance_floor", severity="critical", model_name=spec.name, partition_date=day,
-            dag_id=dag_id, run_id=run_id, details={k: v for k, v in r.items() if k != "detail"},
-            message=(f"realized {metric} {r['value']:.4f} of version {r['model_version']} on {day} "
-                     f"({r['n']} labelled rows) is below the floor {floor}"),
-        ))
+    published = [r for r in records if r["metric"] == metric and r["detail"]["kind"] == "published"
+                 and r["value"] is not None]
+    _floor_alerts(engine, spec, day, published, kind=FLOOR_ALERT, severity="critical", realized=True,
+                  describe=lambda r: f"realized {metric} {r['value']:.4f} of version {r['model_version']} on {day} "
+                                     f"({r['n']} labelled rows)", run_id=run_id, dag_id=dag_id)
 
 
 def _alert_on_estimate(engine: sa.Engine, spec: Spec, day: dt.date, records: list[Record], *,
                        run_id: str | None, dag_id: str | None) -> None:
-    """A `performance_estimate` alert per version whose estimated `training.metric` misses the floor."""
+    """A `performance_estimate` alert per version whose *reliable* estimated `training.metric` misses the
+    floor; when the day's reliable estimates all meet it, the open alert is resolved. Unreliable estimates
+    neither alert nor resolve."""
+    name = spec.training.metric
+    reliable = [r for r in records if r["metric"] == f"{ESTIMATED_PREFIX}{name}" and r["value"] is not None
+                and r["detail"].get("reliable", True)]
+    _floor_alerts(engine, spec, day, reliable, kind=ESTIMATE_ALERT, severity="warning", realized=False,
+                  describe=lambda r: f"estimated {name} {r['value']:.4f} of version {r['model_version']} on {day} "
+                                     f"({r['n']} rows, no labels yet; assumes no concept drift)",
+                  run_id=run_id, dag_id=dag_id)
+
+
+def _floor_alerts(engine: sa.Engine, spec: Spec, day: dt.date, candidates: list[Record], *, kind: str,
+                  severity: str, realized: bool, describe: Callable[[Record], str], run_id: str | None,
+                  dag_id: str | None) -> None:
+    """The one floor rule of realized and estimated metrics: an alert of `kind` per candidate that misses
+    `training.min_score` (worded in the metric's direction), or, when every candidate meets it, the open
+    alert resolved. Nothing without a floor or without candidates."""
     floor = spec.training.min_score
-    metric = f"{ESTIMATED_PREFIX}{spec.training.metric}"
-    for r in records:
-        if floor is None or r["metric"] != metric or r["value"] is None:
-            continue
-        if meets_floor(spec.training.metric, r["value"], floor):
-            continue
+    metric = spec.training.metric
+    if floor is None:
+        return
+    missed = [r for r in candidates if not meets_floor(metric, r["value"], floor)]
+    for r in missed:
         alerts.record(engine, Alert(
-            kind=ESTIMATE_ALERT, severity="warning", model_name=spec.name, partition_date=day, dag_id=dag_id,
-            run_id=run_id, details={k: v for k, v in r.items() if k != "detail"},
-            message=(f"estimated {spec.training.metric} {r['value']:.4f} of version {r['model_version']} on "
-                     f"{day} ({r['n']} rows, no labels yet; assumes no concept drift) is below the floor {floor}"),
-        ))
+            kind=kind, severity=severity, model_name=spec.name, partition_date=day, subject=metric,
+            dag_id=dag_id, run_id=run_id, details={k: v for k, v in r.items() if k != "detail"},
+            message=f"{describe(r)} is {floor_phrase(metric, floor)}"))
+    if candidates and not missed:
+        _resolve(engine, spec, kind, day, candidates, realized=realized, run_id=run_id, dag_id=dag_id)
+
+
+def _resolve(engine: sa.Engine, spec: Spec, kind: str, day: dt.date, met: list[Record], *, realized: bool,
+             run_id: str | None, dag_id: str | None) -> None:
+    """Resolve the open floor alert of `kind`, saying which value of the day met the floor."""
+    metric = spec.training.metric
+    values = ", ".join(f"{r['value']:.4f} (version {r['model_version']})" for r in met)
+    alerts.resolve(engine, model=spec.name, kind=kind, day=day, subject=metric, run_id=run_id, dag_id=dag_id,
+                   message=(f"{'realized' if realized else 'estimated'} {metric} on {day} is back within the "
+                            f"{floor_name(metric)} {spec.training.min_score}: {values}"))

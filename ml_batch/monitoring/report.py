@@ -25,6 +25,7 @@ from ml_batch.files import write_atomic
 from ml_batch.monitoring.drift import DriftResult
 from ml_batch.monitoring.inputs import MISSING, OTHER, SCORE, UNSEEN
 from ml_batch.monitoring.rows import REPORTED_ONLY, DriftRow, feature_drifted, vanished
+from ml_batch.monitoring.support import out_of_support_text
 
 # A model name becomes a folder name: no separators, no leading dot (spec names are stricter still).
 _SAFE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
@@ -32,7 +33,9 @@ _MAX_BARS = 40
 _MAX_LABEL = 28
 _MAX_UNSEEN_SHOWN = 20
 _DISPLAY = {UNSEEN: "(unseen categories)", MISSING: "(missing)", OTHER: "(other, pooled)"}
-_TEST_NAMES = {"psi": "PSI", "ks": "KS D", "js": "JS distance", "chi2": "chi-square", "null_share": "null share"}
+_TEST_NAMES = {"psi": "PSI", "ks": "KS D", "js": "JS distance", "chi2": "chi-square", "null_share": "null share",
+               "wasserstein": "Wasserstein (sd)", "out_of_support": "out of support",
+               "multivariate": "PCA reconstruction"}
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;max-width:1000px;
@@ -150,6 +153,14 @@ def _verdicts(result: DriftResult) -> str:
         dataset += f'<p class="meta">Drifted: {_e(", ".join(result.drifted_features))}</p>'
     dataset += "".join(f'<p class="meta">{_e(_no_values_note(name, result.feature_rows(name)))}</p>'
                        for name in result.no_values)
+    if result.multivariate_drift:
+        dataset += ('<p class="meta">Multivariate drift: YES. The features move together differently than in '
+                    'training.</p>')
+    if result.out_of_support:
+        dataset += ('<div class="verdict drift">Out of support: '
+                    + _e("; ".join(out_of_support_text(entry) for entry in result.out_of_support))
+                    + '. The model never saw such values: its scores there are extrapolation.</div>')
+    dataset += "".join(f'<p class="meta">Not checked: {_e(note)}.</p>' for note in result.notes)
     if result.score_drift:
         score = '<div class="verdict drift">Score drift: YES. The prediction distribution changed.</div>'
     else:
@@ -175,7 +186,10 @@ def _estimates(estimates: Sequence[Mapping[str, Any]]) -> str:
     assumption = str(estimates[0].get("detail", {}).get("assumption", ""))
     notes = dict.fromkeys(str(note) for r in estimates for note in r.get("detail", {}).get("notes") or [])
     said = "".join(f" {_e(note[:1].upper() + note[1:])}." for note in notes)
-    return (f'<p class="facts">Estimated performance without labels: {_e(cells)}.{said} '
+    reasons = dict.fromkeys(str(reason) for r in estimates
+                            for reason in r.get("detail", {}).get("unreliable_reasons") or [])
+    trust = (f' <b>Not reliable</b>: {_e("; ".join(reasons))}.' if reasons else "")
+    return (f'<p class="facts">Estimated performance without labels: {_e(cells)}.{said}{trust} '
             f'<span class="note">Assumes {_e(assumption)}; realized metrics follow when the labels arrive.</span></p>')
 
 

@@ -1,15 +1,35 @@
 """The rows of a drift check: one statistic of one feature against its reference, and whether it drifted.
 
 A numeric feature (and the scores, under `__score__`) gets a PSI row (quantile bins of the reference plus a
-null bin, so a jump in the null share is drift even when the non-null values are unchanged) and a KS row; a
-categorical feature a PSI, a JS distance and a chi-square row. Categories never seen in the reference are
-counted (listed in the row's detail) and go to an "unseen" bucket that takes part in PSI, JS and
-chi-square. Bins are right-closed, `(-inf, e0], (e0, e1], ..., (ek, +inf)`.
+null bin, so a jump in the null share is drift even when the non-null values are unchanged), a KS row and a
+Wasserstein row; a categorical feature a PSI, a JS distance and a chi-square row. Categories never seen in
+the reference are counted (listed in the row's detail) and go to an "unseen" bucket that takes part in PSI,
+JS and chi-square. Bins are right-closed, `(-inf, e0], (e0, e1], ..., (ek, +inf)`.
 
 A row drifted when its statistic reaches a fixed threshold or lies beyond a calibrated one
 (`ml_batch.monitoring.thresholds`); p-values are reported next to the effect sizes but decide nothing.
 Both the daily check (`ml_batch.monitoring.drift`) and the profile's calibration
 (`ml_batch.monitoring.profile`) build their rows here.
+
+**Wasserstein.** The "wasserstein" row is the Wasserstein-1 distance between the day's values (the KS subset)
+and the profile's sample, divided by the reference's standard deviation (`normalised_wasserstein`): a mean
+shift of 0.3 standard deviations is 0.3. It exists because KS, PSI and JS saturate: when every row of a day
+shares the day's value (weather), one reference day against the rest of the reference already has a KS D
+near 1 and a huge PSI, so their calibrated thresholds sit at the ceiling and no day can exceed them. The
+Wasserstein distance grows with how *far* the day is, without bound, so a day beyond every reference day
+exceeds a threshold calibrated on them. On a source of independent rows (each day a random sample) its
+reference days vary by sampling noise only, and the fixed `drift.wasserstein_threshold` (0.2) stays in
+charge, as the fixed KS threshold does. Categorical features get no such row: a categorical feature shared
+within a day is one category per day, and "a day unlike every reference day" is then a category never seen,
+which the out-of-support row counts; a per-row categorical's PSI and JS do not saturate.
+
+**Out of support.** Each feature with a support in the profile also gets an "out_of_support" row: the share
+of the day's non-null values outside the training window's range or categories (`ml_batch.monitoring.support`),
+against `drift.out_of_support_share`. It decides (a feature whose values the model never saw has changed);
+a day with no non-null value has none.
+
+**Multivariate.** `multivariate_row` is the one row of feature `__multivariate__`
+(`ml_batch.monitoring.multivariate`); it is no feature and takes no part in a feature's verdict.
 
 **Null shares.** Each feature also gets a `null_share` row: the day's share of nulls (value), the reference's
 (`detail["reference_null_share"]`) and, for numeric features, whether the day's values are constant while the
@@ -36,11 +56,20 @@ from typing import Any, Literal
 import numpy as np
 
 from ml_batch.model.reference import entry_null_share
+from ml_batch.monitoring import multivariate, support
 from ml_batch.monitoring.inputs import MISSING, NULL_BIN, OTHER, UNSEEN
-from ml_batch.monitoring.statistics import bin_counts, bin_labels, chi_square, js_distance, ks_sorted, psi
+from ml_batch.monitoring.statistics import (
+    bin_counts,
+    bin_labels,
+    chi_square,
+    js_distance,
+    ks_sorted,
+    psi,
+    wasserstein_sorted,
+)
 from ml_batch.monitoring.thresholds import Thresholds
 
-Test = Literal["ks", "psi", "js", "chi2", "null_share"]
+Test = Literal["ks", "psi", "js", "chi2", "null_share", "wasserstein", "out_of_support", "multivariate"]
 REPORTED_ONLY: frozenset[str] = frozenset({"chi2", "null_share"})
 """Tests whose rows are shown but never make their feature drifted (chi2: a p-value; null_share: see above)."""
 NULL_SHARE_RISE = 0.1
@@ -49,6 +78,8 @@ NO_VALUES = "no values"
 """`detail["status"]` of every row of a feature with no non-null value on the day."""
 # Unseen categories listed by name in a row's detail (the total is always given).
 _MAX_UNSEEN_LISTED = 50
+# Floor of the Wasserstein distance's scale, relative to the reference mean's size (a constant reference).
+_MIN_SCALE = 1e-9
 
 
 @dataclass(frozen=True)
@@ -57,7 +88,7 @@ class DriftRow:
 
     Attributes:
         feature: Feature name, or `__score__` for the score distribution.
-        test: "ks", "psi", "js", "chi2" or "null_share".
+        test: "ks", "psi", "js", "chi2", "null_share", "wasserstein", "out_of_support" or "multivariate".
         value: The statistic. Always a number: a statistic that cannot be computed (KS of a feature with no
             value on the day) has no row.
         threshold: The threshold it is compared with; None for p-value-only rows (chi2).
@@ -107,7 +138,8 @@ def numeric_shares(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
 def numeric_rows(
     name: str, reference: Mapping[str, Any], values: np.ndarray, thresholds: Thresholds, ks_subset: KsSubset
 ) -> list[DriftRow]:
-    """PSI (quantile bins + a null bin) and KS rows of one numeric feature or of the scores."""
+    """PSI (quantile bins + a null bin), KS and Wasserstein rows of one numeric feature or of the scores (no
+    Wasserstein row when the thresholds leave it out, see `Thresholds.missing`)."""
     present = values[~np.isnan(values)]
     edges = np.asarray(reference["edges"], dtype=np.float64)
     ref_shares = [*map(float, reference["shares"]), float(reference["null_share"])]
@@ -129,14 +161,50 @@ def numeric_rows(
     if present.size == 0:
         # Every current value is null: there is no distribution for KS to compare (PSI's null bin shows it).
         return [psi_row]
-    return [psi_row, _ks_row(name, reference, present, thresholds, ks_subset)]
+    sample = np.sort(np.asarray(reference["sample"], dtype=np.float64))
+    compared = np.sort(ks_subset.take(present))
+    rows = [psi_row, _ks_row(name, sample, present.size, compared, thresholds)]
+    if "wasserstein" in thresholds.values:
+        detail = {"reference_std": float(reference["std"]), "current_values_compared": int(compared.size)}
+        rows.append(_row(name, "wasserstein", normalised_wasserstein(reference, sample, compared), thresholds,
+                         None, detail))
+    return rows
+
+
+def normalised_wasserstein(reference: Mapping[str, Any], sample: np.ndarray, compared: np.ndarray) -> float:
+    """The Wasserstein distance of two sorted samples in units of the reference's standard deviation (floored,
+    so that a constant reference does not divide by 0): the one rule of the row and of its calibration."""
+    scale = max(float(reference["std"]), _MIN_SCALE * max(1.0, abs(float(reference["mean"]))))
+    return wasserstein_sorted(sample, compared) / scale
+
+
+def support_row(name: str, detail: Mapping[str, Any] | None, thresholds: Thresholds) -> list[DriftRow]:
+    """The out-of-support row of one feature from its facts (`support.numeric_support_detail` or
+    `categorical_support_detail`), drifted when the share reaches `drift.out_of_support_share`; none without
+    facts."""
+    if detail is None:
+        return []
+    share = float(detail["share"])
+    limit = thresholds.values[support.SUPPORT_TEST]
+    entry = support.entry_from_detail(name, detail)
+    facts = {**detail, "bound": entry.bound, "direction": entry.direction}
+    return [DriftRow(name, "out_of_support", share, limit, None, share >= limit, facts)]
+
+
+def multivariate_row(entry: Mapping[str, Any], z: np.ndarray, thresholds: Thresholds) -> DriftRow:
+    """The `__multivariate__` row: the day's PCA reconstruction error over the reference's (rows as z-scores)."""
+    detail = {"features": list(entry["features"]), "components": len(entry["components"]),
+              "explained": entry["explained"], "rows": int(z.shape[0])}
+    return _row(multivariate.MULTIVARIATE, "multivariate", multivariate.reconstruction_ratio(entry, z),
+                thresholds, None, detail)
 
 
 def numeric_feature_rows(
     name: str, reference: Mapping[str, Any], values: np.ndarray, thresholds: Thresholds, ks_subset: KsSubset
 ) -> list[DriftRow]:
-    """A numeric feature's PSI and KS rows (`numeric_rows`) and its null-share row, which also says whether the
-    day's values are constant while the reference's were not; every row marked when the day has no value."""
+    """A numeric feature's PSI, KS and Wasserstein rows (`numeric_rows`), its out-of-support row (with a support
+    in the profile) and its null-share row, which also says whether the day's values are constant while the
+    reference's were not; every row marked when the day has no value."""
     present = values[~np.isnan(values)]
     constant = bool(present.size > 1 and present.min() == present.max())
     reference_constant = float(reference["min"]) == float(reference["max"])
@@ -144,6 +212,8 @@ def numeric_feature_rows(
              "became_constant": constant and not reference_constant}
     current_share = 1 - present.size / values.size if values.size else 0.0
     rows = numeric_rows(name, reference, values, thresholds, ks_subset)
+    if isinstance(reference.get("support"), Mapping) and present.size:
+        rows.extend(support_row(name, support.numeric_support_detail(reference["support"], present), thresholds))
     rows.append(null_share_row(name, entry_null_share(reference), current_share, shape))
     return _marked(rows, no_values=present.size == 0)
 
@@ -151,11 +221,14 @@ def numeric_feature_rows(
 def categorical_feature_rows(
     name: str, reference: Mapping[str, Any], counts: dict[str, int], thresholds: Thresholds
 ) -> list[DriftRow]:
-    """A categorical feature's PSI, JS and chi2 rows (`categorical_rows`) and its null-share row (the share of
-    `__missing__`); every row marked when every value is missing."""
+    """A categorical feature's PSI, JS and chi2 rows (`categorical_rows`), its out-of-support row (with a
+    complete support in the profile) and its null-share row (the share of `__missing__`); every row marked
+    when every value is missing."""
     total = sum(counts.values())
     missing = counts.get(MISSING, 0)
     rows = categorical_rows(name, reference, counts, thresholds)
+    if isinstance(reference.get("support"), Mapping):
+        rows.extend(support_row(name, support.categorical_support_detail(reference["support"], counts), thresholds))
     rows.append(null_share_row(name, entry_null_share(reference), missing / total if total else 0.0, {}))
     return _marked(rows, no_values=missing == total)
 
@@ -192,15 +265,11 @@ def _marked(rows: list[DriftRow], *, no_values: bool) -> list[DriftRow]:
     return [replace(row, detail={**row.detail, "status": NO_VALUES}) for row in rows]
 
 
-def _ks_row(
-    name: str, reference: Mapping[str, Any], present: np.ndarray, thresholds: Thresholds, ks_subset: KsSubset
-) -> DriftRow:
-    """The KS row of the (non-empty) non-null current values against the profile's sample."""
-    sample = np.sort(np.asarray(reference["sample"], dtype=np.float64))
-    compared = np.sort(ks_subset.take(present))
+def _ks_row(name: str, sample: np.ndarray, n_present: int, compared: np.ndarray, thresholds: Thresholds) -> DriftRow:
+    """The KS row of the (sorted, non-empty) compared current values against the profile's sorted sample."""
     detail: dict[str, Any] = {
         "reference_sample": int(sample.size),
-        "current_values": int(present.size),
+        "current_values": int(n_present),
         "current_values_compared": int(compared.size),
     }
     d, p_value = ks_sorted(sample, compared)
@@ -271,3 +340,17 @@ def _row(
     else:
         drifted = value >= threshold
     return DriftRow(feature, test, value, threshold, p_value, drifted, detail)
+
+
+def stored_row_note(test: str, detail: Mapping[str, Any] | None) -> str:
+    """What a stored drift row's detail adds, for a reader (the UI, the CLI): the feature had no values, the
+    reference's null share, the values became constant, the row is reported only."""
+    detail = detail or {}
+    notes = [str(detail["status"])] if detail.get("status") else []
+    if test == "null_share" and detail.get("reference_null_share") is not None:
+        notes.append(f"reference {float(detail['reference_null_share']):.1%}")
+    if detail.get("became_constant"):
+        notes.append("constant (the reference was not)")
+    if test in REPORTED_ONLY:
+        notes.append("reported only")
+    return "; ".join(notes)

@@ -1,5 +1,5 @@
-"""Drift statistics as pure functions: PSI, KS, Jensen-Shannon distance, chi-square, quantile-bin counts and
-the calibrated threshold.
+"""Drift statistics as pure functions: PSI, KS, the Wasserstein distance, Jensen-Shannon distance, chi-square,
+quantile-bin counts and the calibrated threshold.
 
 Nothing here knows a spec, a frame or a profile: each function takes shares, counts or samples and returns
 numbers, and raises `ValueError` naming the bad input. `ml_batch.monitoring.rows` turns them into the rows
@@ -8,8 +8,9 @@ of a drift check.
 **Cost.** Linear passes over each column, no per-row Python: bin counts take one vectorised comparison per
 bin edge over all rows; KS sorts at most `KS_MAX_VALUES` current values (a seeded random subset above
 that) and gets D from `searchsorted` of the <= sample_size reference points into them, which is exact and
-~3x cheaper than `ks_2samp`'s searchsorted of all n + m points into both samples. SciPy is imported inside
-the functions that need it, so importing this module costs numpy only.
+~3x cheaper than `ks_2samp`'s searchsorted of all n + m points into both samples. The Wasserstein distance
+reuses the same two sorted samples (one stable merge of two sorted runs, ~1.5 ms for 55,000 values). SciPy
+is imported inside the functions that need it, so importing this module costs numpy only.
 """
 
 from __future__ import annotations
@@ -174,6 +175,27 @@ def calibrated_threshold(values: Sequence[float], quantile: float, margin: float
     if not 0 <= quantile <= 1 or margin <= 0:
         raise ValueError(f"quantile must be in [0, 1] and margin > 0, got quantile={quantile!r}, margin={margin!r}")
     return float(np.quantile(np.asarray(values, dtype=np.float64), quantile)) * margin
+
+
+def wasserstein_sorted(ref: np.ndarray, cur: np.ndarray) -> float:
+    """The Wasserstein-1 (earth mover's) distance of two sorted, NaN-free, non-empty samples (exact).
+
+    W1 is the area between the two empirical CDFs: in the feature's unit, 0 for identical samples, the size
+    of the shift for a pure location shift, and unbounded above (unlike KS D, which is 1 as soon as the
+    samples do not overlap, however far apart they are). Equal to `scipy.stats.wasserstein_distance`.
+
+    Raises:
+        ValueError: If either sample is empty.
+    """
+    if ref.size == 0 or cur.size == 0:
+        raise ValueError(f"wasserstein needs values on both sides, got {ref.size} and {cur.size}")
+    # Two sorted runs: a stable argsort merges them in linear time, and each CDF is a running count of its
+    # side's values. Between tied values the gap is 0, so the order within ties does not matter.
+    both = np.concatenate((ref, cur))
+    order = np.argsort(both, kind="stable")
+    from_ref = order < ref.size
+    difference = np.cumsum(np.where(from_ref, 1.0 / ref.size, -1.0 / cur.size))[:-1]
+    return float(np.sum(np.abs(difference) * np.diff(both[order])))
 
 
 def ks_sorted(ref: np.ndarray, cur: np.ndarray) -> tuple[float, float]:

@@ -1,4 +1,4 @@
-"""The read-only pages as a FastAPI app: an index of models and five pages per model.
+"""The read-only pages as a FastAPI app: an index of models and six pages per model.
 
 The caller supplies the engine (a function, called on the first request, never at import) and the
 authorization: `view_access` guards every page, `model_access` every page of one model (it receives the
@@ -17,13 +17,13 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 
-from ml_batch.ops import reports
+from ml_batch.ops import alerts, reports
 from ml_batch.ui import queries
 from ml_batch.ui.plot import line_chart
 from ml_batch.ui.templates import environment
 
 PAGES = (("registry", "Registry"), ("runs", "Recent runs"), ("quarantine", "Quarantine"), ("drift", "Drift"),
-         ("performance", "Performance"))
+         ("performance", "Performance"), ("alerts", "Alerts"))
 
 
 class _LazyEngine:
@@ -109,6 +109,13 @@ def _quarantine_page(request: Request, model: str) -> HTMLResponse:
 def _drift_page(request: Request, model: str) -> HTMLResponse:
     days, features = queries.drift_history(_known(request, model), model)
     return _page(request, "drift", f"{model}: drift", model, days=days, features=features)
+
+
+@_per_model.get("/alerts", response_class=HTMLResponse)
+def _alerts_page(request: Request, model: str) -> HTMLResponse:
+    db = _known(request, model)
+    return _page(request, "alerts", f"{model}: alerts", model, open_=alerts.open_alerts(db, model),
+                 recent=alerts.recent(db, model, queries.ALERT_LIMIT))
 
 
 @_per_model.get("/drift/{day}/report", response_class=HTMLResponse)

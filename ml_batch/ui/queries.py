@@ -29,6 +29,7 @@ QUARANTINE_DAYS = 14
 EXAMPLES_PER_REASON = 3
 DRIFT_DAYS = 60
 PERFORMANCE_DAYS = 120
+ALERT_LIMIT = 100
 
 # The quarantine readers see: rows of the runs whose predictions a day holds (migration 0005's view).
 quarantine_published = sa.Table("quarantine_published", sa.MetaData(schema=quarantine.schema),

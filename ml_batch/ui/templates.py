@@ -8,8 +8,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import jinja2
+from pydantic import TypeAdapter
 
-from ml_batch.monitoring.rows import NULL_SHARE_RISE, REPORTED_ONLY
+from ml_batch.monitoring.rows import NULL_SHARE_RISE, stored_row_note
+from ml_batch.monitoring.support import OutOfSupport, out_of_support_text
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:1rem 1.5rem;color:#1f2933}
@@ -98,7 +100,8 @@ _DRIFT = """{% extends "base" %}{% block body %}
 {% if not days %}<p>No drift checks yet.</p>{% else %}
 <h2>Days</h2>
 <table id="drift-days"><tr><th>Day</th><th>Version</th><th>Rows checked</th><th>Drift share</th><th>Dataset drift</th>
-<th>Score drift</th><th>Drifted features</th><th>Report</th><th>No values</th></tr>
+<th>Score drift</th><th>Drifted features</th><th>Report</th><th>No values</th><th>Multivariate</th>
+<th>Out of support</th><th>Estimate</th></tr>
 {% for d in days %}<tr><td>{{ d.partition_date }}</td><td class="num">{{ d.model_version }}</td>
 <td class="num">{{ d.rows_checked }}</td><td class="num">{{ d.share|f3 }}</td>
 <td class="{{ 'bad' if d.dataset_drift else 'ok' }}">{{ "yes" if d.dataset_drift else "no" }}</td>
@@ -107,10 +110,17 @@ _DRIFT = """{% extends "base" %}{% block body %}
 <td>{% if d.has_report %}
 <a href="{{ base }}/models/{{ model|urlencode }}/drift/{{ d.partition_date }}/report">report</a>
 {%- else %}-{% endif %}</td>
-<td class="{{ 'bad' if d.detail.get('no_values') else '' }}">{{ d.detail.get("no_values", [])|join(", ") }}</td></tr>
+<td class="{{ 'bad' if d.detail.get('no_values') else '' }}">{{ d.detail.get("no_values", [])|join(", ") }}</td>
+{% set summary = d.detail.get("summary") or {} %}
+<td class="{{ 'bad' if summary.get('multivariate_drift') else '' }}">{{ summary.get("multivariate_drift")|yes_no }}</td>
+<td class="{{ 'bad' if summary.get('out_of_support') else '' }}">
+{%- for o in summary.get("out_of_support") or [] %}<div>{{ o|out_of_support }}</div>{% endfor %}</td>
+<td class="{{ 'bad' if summary.get('estimate_reliable') == false else '' }}">{{ summary|reliability }}</td></tr>
 {% endfor %}</table>
 <p class="note">A feature with no values on a day counts as drifted when its reference had values. Null shares
-are flagged when they rose by more than {{ null_share_rise }} over the reference's, and are reported only.</p>
+are flagged when they rose by more than {{ null_share_rise }} over the reference's, and are reported only.
+Out of support: the share of the day's values outside what the version was trained on. Estimate: whether the
+day's label-free estimate can be trusted, and why not.</p>
 <h2>Per feature</h2>
 <table id="drift-features"><tr><th>Day</th><th>Feature</th><th>Test</th><th>Value</th><th>Threshold</th><th>p-value</th>
 <th>Drifted</th><th>Note</th></tr>
@@ -121,13 +131,37 @@ are flagged when they rose by more than {{ null_share_rise }} over the reference
 {% endif %}
 {% endblock %}"""
 
+_ALERTS = """{% extends "base" %}{% block body %}
+<p class="note">A condition (drift, out of support, a floor, an incomplete day) is one open alert until a clean
+day resolves it; later days update it without sending again. Events are one row each.</p>
+<h2>Open</h2>
+{% if not open_ %}<p>No open alert.</p>{% else %}
+<table id="open-alerts"><tr><th>Kind</th><th>Subject</th><th>Severity</th><th>Since</th><th>Latest day</th>
+<th>Days seen</th><th>Message</th><th>What to do</th></tr>
+{% for a in open_ %}<tr><td>{{ a.kind }}</td><td>{{ a.subject or "" }}</td>
+<td class="{{ 'bad' if a.severity == 'critical' else '' }}">{{ a.severity }}</td><td>{{ a.first_day or "" }}</td>
+<td>{{ a.partition_date or "" }}</td><td class="num">{{ a.occurrences }}</td><td>{{ a.message }}</td>
+<td><code>{{ a.runbook }}</code></td></tr>{% endfor %}</table>{% endif %}
+<h2>Recent</h2>
+{% if not recent %}<p>No alerts.</p>{% else %}
+<table id="alerts"><tr><th>State</th><th>Kind</th><th>Subject</th><th>Severity</th><th>Day</th><th>Days seen</th>
+<th>Resolved on</th><th>Updated</th><th>Message</th></tr>
+{% for a in recent %}<tr>
+<td class="{{ 'bad' if a.state == 'open' else ('ok' if a.state == 'resolved' else '') }}">{{ a.state }}</td>
+<td>{{ a.kind }}</td><td>{{ a.subject or "" }}</td><td>{{ a.severity }}</td><td>{{ a.partition_date or "" }}</td>
+<td class="num">{{ a.occurrences }}</td><td>{{ a.resolved_day or "" }}</td><td>{{ a.updated_at|when }}</td>
+<td>{{ a.message }}</td></tr>
+{% endfor %}</table>{% endif %}
+{% endblock %}"""
+
 _PERFORMANCE = """{% extends "base" %}{% block body %}
 {% if not charts %}<p>No performance recorded yet (labels arrive after the label delay).</p>{% endif %}
 {% for metric, svg in charts %}<h2>{{ metric }}</h2>{{ svg|safe }}{% endfor %}
 {% if rows %}<table id="performance"><tr><th>Day</th><th>Version</th><th>Metric</th><th>Value</th><th>Rows</th>
-<th>Kind</th></tr>
+<th>Kind</th><th>Reliable</th></tr>
 {% for p in rows %}<tr><td>{{ p.partition_date }}</td><td class="num">{{ p.model_version }}</td><td>{{ p.metric }}</td>
-<td class="num">{{ p.value|f4 }}</td><td class="num">{{ p.n }}</td><td>{{ p.detail.get("kind", "") }}</td></tr>
+<td class="num">{{ p.value|f4 }}</td><td class="num">{{ p.n }}</td><td>{{ p.detail.get("kind", "") }}</td>
+<td class="{{ 'bad' if p.detail.get('reliable') == false else '' }}">{{ p.detail|estimate_reliability }}</td></tr>
 {% endfor %}</table>{% endif %}
 <h2>Validation results</h2>
 {% if not results %}<p>No validation results stored.</p>{% else %}
@@ -162,17 +196,8 @@ def _fixed(digits: int) -> Any:
 
 
 def _drift_note(row: Mapping[str, Any]) -> str:
-    """What a stored drift statistic's detail adds: the feature had no values, the reference's null share, the
-    values became constant, the row is reported only (`ml_batch.monitoring.rows`)."""
-    detail = row.get("detail") or {}
-    notes = [str(detail["status"])] if detail.get("status") else []
-    if row.get("test") == "null_share" and detail.get("reference_null_share") is not None:
-        notes.append(f"reference {float(detail['reference_null_share']):.1%}")
-    if detail.get("became_constant"):
-        notes.append("constant (the reference was not)")
-    if row.get("test") in REPORTED_ONLY:
-        notes.append("reported only")
-    return "; ".join(notes)
+    """What a stored drift statistic's detail adds (`ml_batch.monitoring.rows.stored_row_note`)."""
+    return stored_row_note(str(row.get("test")), row.get("detail"))
 
 
 def _expected(day_check: Mapping[str, Any] | None) -> str:
@@ -184,6 +209,32 @@ def _expected(day_check: Mapping[str, Any] | None) -> str:
     if volume.get("expected") is None:
         return "not checked"
     return f"~{volume['expected']:.0f} ({volume['ratio']:.2f}x, {volume['verdict']})"
+
+
+def _yes_no(value: bool | None) -> str:
+    return "-" if value is None else ("yes" if value else "no")
+
+
+def _out_of_support(entry: Mapping[str, Any]) -> str:
+    """A stored `OutOfSupport` entry as its one sentence (`ml_batch.monitoring.support`)."""
+    return out_of_support_text(TypeAdapter(OutOfSupport).validate_python(dict(entry)))
+
+
+def _reliability(summary: Mapping[str, Any]) -> str:
+    """A day summary's estimate reliability: "reliable", "unreliable: <reasons>" or "-" (no estimate)."""
+    reliable = summary.get("estimate_reliable")
+    if reliable is None:
+        return "-"
+    return "reliable" if reliable else "unreliable: " + "; ".join(summary.get("estimate_reasons") or [])
+
+
+def _estimate_reliability(detail: Mapping[str, Any]) -> str:
+    """A `performance` row's reliability (estimates only; empty for realized metrics)."""
+    if detail.get("kind") != "estimated" or "reliable" not in detail:
+        return ""
+    if detail["reliable"]:
+        return "yes"
+    return "no: " + "; ".join(detail.get("unreliable_reasons") or [])
 
 
 def _count(value: int | None) -> str:
@@ -198,11 +249,13 @@ def environment() -> jinja2.Environment:
     """The template environment (autoescaping on: every value from the database is escaped)."""
     env = jinja2.Environment(
         loader=jinja2.DictLoader({"base": _BASE, "index": _INDEX, "registry": _REGISTRY, "runs": _RUNS,
-                                  "quarantine": _QUARANTINE, "drift": _DRIFT, "performance": _PERFORMANCE}),
+                                  "quarantine": _QUARANTINE, "drift": _DRIFT, "performance": _PERFORMANCE,
+                                  "alerts": _ALERTS}),
         autoescape=True, undefined=jinja2.StrictUndefined,
     )
     env.filters.update(when=_when, f3=_fixed(3), f4=_fixed(4), count_=_count, secs=_secs, drift_note=_drift_note,
-                       expected=_expected,
+                       expected=_expected, yes_no=_yes_no, out_of_support=_out_of_support,
+                       reliability=_reliability, estimate_reliability=_estimate_reliability,
                        tojson_=lambda v: json.dumps(v, sort_keys=True, default=str))
     env.globals["css"] = _CSS
     env.globals["null_share_rise"] = NULL_SHARE_RISE

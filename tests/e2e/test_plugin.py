@@ -38,7 +38,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 # Days whose outcomes (30 days' delay) are known by the last day; the one scored has demo entry errors.
 CANDIDATES = (LAST_DAY - dt.timedelta(days=60), LAST_DAY - dt.timedelta(days=31))
 RUN_ID = "e2e-ui"
-PAGES = ("registry", "runs", "quarantine", "drift", "performance")
+PAGES = ("registry", "runs", "quarantine", "drift", "performance", "alerts")
 
 
 @dataclass
@@ -86,6 +86,14 @@ def _quarantine_counts(stack: Stack, day: dt.date) -> dict[str, int]:
             "jsonb_array_elements_text(reasons) AS r WHERE model_name = :m AND partition_date = :d GROUP BY 1"),
             {"m": MODEL, "d": day, "got": GOT}).all()
     return {str(reason): int(n) for reason, n in rows}
+
+
+def _alert_states(stack: Stack) -> list[tuple[str, str]]:
+    """(state, kind) of the model's alerts in the database, sorted (what the alerts page must list)."""
+    with stack.engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT state, kind FROM ml_batch.alerts WHERE model_name = :m"),
+                            {"m": MODEL}).all()
+    return sorted((str(state), str(kind)) for state, kind in rows)
 
 
 def test_pages_refuse_requests_without_valid_credentials(stack: Stack, demo_day: DemoDay) -> None:
@@ -243,6 +251,9 @@ def test_headless_chromium_renders_each_page_with_the_demo_numbers(
             table, cells = expected[page]
             assert table in tables, (page, sorted(tables))
             row_for(tables[table], *cells)
+        elif page == "alerts":  # the model's alerts of the database, each with its state and kind
+            shown = sorted((r[0], r[1]) for r in tables.get("alerts", [])[1:])
+            assert shown == _alert_states(stack), shown
         else:  # quarantine: the per-reason counts of the database
             rows = {(r[1], r[2]) for r in tables.get("quarantine", [])[1:] if r[0] == demo_day.day.isoformat()}
             assert rows == {(reason, str(n)) for reason, n in _quarantine_counts(stack, demo_day.day).items()}, rows

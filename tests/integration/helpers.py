@@ -156,3 +156,12 @@ def airflow_task_env(monkeypatch: pytest.MonkeyPatch, settings: Settings, spec: 
     monkeypatch.setenv("ML_BATCH_SPECS_DIR", str(specs_dir))
     monkeypatch.setenv("ML_BATCH_HOME", str(settings.home))
     return specs_dir
+
+
+def shift_toy_day(engine: sa.Engine, spec: Spec, day: dt.date, by: float, column: str = "x1") -> None:
+    """Add `by` to a numeric column of every toy source row of `day` (a covariate shift of that day)."""
+    start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'UPDATE {spec.source.table} SET "{column}" = "{column}" + :by '
+                             "WHERE event_time >= :s AND event_time < :e"),
+                     {"by": by, "s": start, "e": start + dt.timedelta(days=1)})

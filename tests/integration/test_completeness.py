@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-import json
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -13,6 +14,7 @@ from ml_batch.errors import DayIncomplete
 from ml_batch.run.day import score_day
 from ml_batch.run.runs import list_runs
 from ml_batch.spec import Spec
+from tests.integration.helpers import write_spec
 from tests.support.cli import run_cli
 from tests.support.toy import DAY, ROWS_PER_DAY
 
@@ -92,11 +94,11 @@ def test_a_day_without_history_is_published_and_says_why_it_was_not_checked(engi
 
 
 def test_the_cli_refuses_the_day_with_one_error_line_and_publishes_it_with_allow_partial(
-        settings: Settings, engine: sa.Engine, toy) -> None:
+        settings: Settings, engine: sa.Engine, toy, tmp_path: Path) -> None:
     _publish_history(engine, toy)
     kept = _keep_share(engine, toy, DAY, 0.4)
-    settings.specs_dir.mkdir(parents=True, exist_ok=True)
-    (settings.specs_dir / "toy.yaml").write_text(json.dumps(toy.model_dump(mode="json")))
+    # The spec goes to a folder of the test's own (never the repo's include/models, which the DAGs read).
+    settings = dataclasses.replace(settings, specs_dir=write_spec(toy, tmp_path / "specs"))
     refused = run_cli(settings, "score", "-m", "toy", "-d", str(DAY), check=False)
     assert refused.returncode == 1, refused.stdout + refused.stderr
     errors = refused.stderr.splitlines()

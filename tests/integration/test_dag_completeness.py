@@ -79,7 +79,7 @@ def test_a_day_that_fills_while_the_plan_waits_is_published_whole(engine: sa.Eng
 
 def test_a_day_that_never_fills_fails_after_the_wait_with_an_alert_and_no_retry(engine: sa.Engine,
                                                                                   waiting_toy) -> None:
-    _hold_back(engine, waiting_toy, 0.4)
+    late = _hold_back(engine, waiting_toy, 0.4)
     started = dt.datetime.now(dt.UTC)
     run = _run(waiting_toy, plan_retries=2)
     waited = (dt.datetime.now(dt.UTC) - started).total_seconds()
@@ -92,6 +92,13 @@ def test_a_day_that_never_fills_fails_after_the_wait_with_an_alert_and_no_retry(
     assert f"32 rows, expected about {ROWS_PER_DAY}" in alert["message"]
     assert "waited 8s (validation.wait_for_volume)" in alert["message"]
     assert list_runs(engine, "toy")[0]["run_id"].startswith("history-"), "no run was recorded"
+    assert alert["state"] == "open"
+    # The rows land and the day is run again: published whole, the open alert is resolved (issue 21).
+    _land(engine, waiting_toy, late)
+    again = _run(waiting_toy)
+    assert again.state == "success"
+    [resolved] = [a for a in alerts.recent(engine, "toy") if a["kind"] == "incomplete_day"]
+    assert (resolved["id"], resolved["state"], resolved["resolved_day"]) == (alert["id"], "resolved", DAY)
 
 
 def test_the_daily_run_reconciles_the_days_before_it_that_took_late_rows(engine: sa.Engine, waiting_toy) -> None:

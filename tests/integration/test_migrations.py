@@ -110,3 +110,47 @@ def test_run_type_check_comes_and_goes_with_revision_0010(settings: Settings, en
     assert upgrade(engine, s) == head_revision()
     with pytest.raises(sa.exc.IntegrityError, match="runs_run_type_known"):
         _insert_run(engine, s, "r2", "nightly")
+
+
+def test_revision_0012_migrates_existing_alerts_as_resolved_or_events(settings: Settings, engine: sa.Engine) -> None:
+    s = settings.schema
+    _downgrade(engine, s, "0011")
+    with engine.begin() as conn:
+        for kind, day in (("dataset_drift", "2026-03-01"), ("dataset_drift", "2026-03-02"), ("rollback", None)):
+            conn.execute(sa.text(f'INSERT INTO "{s}".alerts (model_name, kind, severity, partition_date, message) '
+                                 "VALUES ('m', :k, 'warning', :d, 'old')"), {"k": kind, "d": day})
+    assert upgrade(engine, s) == head_revision()
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            f'SELECT kind, state, first_day::text, occurrences, updated_at = created_at, resolved_at FROM "{s}".alerts '
+            "ORDER BY id")).all()
+    assert [tuple(r) for r in rows] == [("dataset_drift", "resolved", "2026-03-01", 1, True, None),
+                                        ("dataset_drift", "resolved", "2026-03-02", 1, True, None),
+                                        ("rollback", "event", None, 1, True, None)]
+
+
+def test_revision_0012_allows_one_open_alert_per_identity_and_downgrades(settings: Settings,
+                                                                         engine: sa.Engine) -> None:
+    s = settings.schema
+
+    def insert(kind: str, subject: str | None, state: str = "open") -> None:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'INSERT INTO "{s}".alerts (model_name, kind, severity, message, subject, state) '
+                                 "VALUES ('m', :k, 'warning', 'x', :s, :st)"), {"k": kind, "s": subject, "st": state})
+
+    insert("out_of_support", "temp")
+    insert("out_of_support", "rain")
+    insert("out_of_support", None)
+    insert("out_of_support", "temp", state="resolved")
+    with pytest.raises(sa.exc.IntegrityError, match="alerts_one_open"):
+        insert("out_of_support", "temp")
+    with pytest.raises(sa.exc.IntegrityError, match="alerts_one_open"):
+        insert("out_of_support", None)
+    with pytest.raises(sa.exc.IntegrityError, match="alerts_state_known"):
+        insert("rollback", None, state="sent")
+    _downgrade(engine, s, "0011")
+    with engine.connect() as conn:
+        assert conn.execute(sa.text(f'SELECT count(*) FROM "{s}".alerts')).scalar_one() == 0  # out_of_support only
+    columns = {c["name"] for c in sa.inspect(engine).get_columns("alerts", schema=s)}
+    assert not columns & {"subject", "state", "first_day", "occurrences", "updated_at", "resolved_at", "resolved_day"}
+    assert upgrade(engine, s) == head_revision()

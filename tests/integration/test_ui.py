@@ -30,7 +30,7 @@ from ml_batch.run.day import score_day
 from ml_batch.run.publish import RunSummary
 from ml_batch.spec import Spec
 from ml_batch.validation.results import ValidationOutcome, store_result
-from tests.integration.helpers import load_toy_data, toy_spec
+from tests.integration.helpers import load_toy_data, shift_toy_day, toy_spec
 from tests.support.toy import AS_OF, FIRST
 
 pytestmark = pytest.mark.integration
@@ -187,7 +187,8 @@ def test_drift_shows_each_day_and_feature_and_links_the_stored_report(scored: Sc
         row = row_for(days, day.isoformat())
         assert row[:5] == [day.isoformat(), "1", str(summary["rows_checked"]), f"{summary['share']:.3f}",
                            "yes" if summary["dataset_drift"] else "no"]
-        assert row[6] == ", ".join(summary["drifted_features"]) and row[7:] == ["report", ""]
+        assert row[6] == ", ".join(summary["drifted_features"]) and row[7:9] == ["report", ""]
+        assert row[9] == ("yes" if summary["multivariate_drift"] else "no")
     assert scored.drift[DAY1]["dataset_drift"] and {"x1", "x2"} <= set(scored.drift[DAY1]["drifted_features"])
     features = table_rows(html, "drift-features")
     with scored.engine.connect() as conn:
@@ -211,7 +212,7 @@ def test_performance_plots_realized_metrics_and_shows_a_runs_validation(scored: 
     rows = table_rows(html, "performance")
     for record in realized:
         row = row_for(rows, record["partition_date"].isoformat(), "1", "roc_auc")
-        assert row[3:] == [f"{record['value']:.4f}", str(record["n"]), "published"]
+        assert row[3:] == [f"{record['value']:.4f}", str(record["n"]), "published", ""]
     chart = html.split("<h2>roc_auc</h2>", 1)[1].split("</svg>", 1)[0]
     assert chart.count("<circle") == 2 and "<polyline" in chart
     assert all(f"{r['partition_date'].isoformat()}: {r['value']:.4f}" in chart for r in realized)
@@ -262,7 +263,7 @@ def test_drift_shows_a_day_whose_feature_is_null_in_every_row(settings: Settings
     response = client.get(f"{URL_PREFIX}/models/toy/drift")
     assert response.status_code == 200 and "No drift checks yet" not in response.text
     day = row_for(table_rows(response.text, "drift-days"), DAY.isoformat())
-    assert "x2" in day[6].split(", ") and day[7:] == ["report", "x2"]
+    assert "x2" in day[6].split(", ") and day[7:9] == ["report", "x2"]
     assert summary.no_values == ("x2",)
     features = table_rows(response.text, "drift-features")
     assert row_for(features, DAY.isoformat(), "x2", "null_share")[3:] == [
@@ -292,3 +293,28 @@ def test_runs_show_a_partial_day_and_the_volume_each_plan_expected(settings: Set
     assert partial[1] == "success (partial)" and partial[4] == "32" and partial[11] == "~80 (0.40x, low)"
     assert row_for(rows, history[0].isoformat())[11] == "not checked"
     assert row_for(rows, history[1].isoformat())[1] == "success"
+
+
+def test_drift_shows_out_of_support_and_an_unreliable_estimate_and_alerts_show_their_state(
+    settings: Settings, engine: sa.Engine
+) -> None:
+    from tests.support.toy import DAY, trained_toy
+
+    spec = trained_toy(engine, settings.schema)
+    shift_toy_day(engine, spec, DAY, 100.0)  # every x1 of the day far above anything the version was trained on
+    score_day(engine, spec, DAY, run_id="outside")
+    summary = check_day_drift(engine, spec, DAY, run_id="outside")
+    [entry] = summary.out_of_support
+    client = TestClient(_mounted(engine))
+    day = row_for(table_rows(client.get(f"{URL_PREFIX}/models/toy/drift").text, "drift-days"), DAY.isoformat())
+    assert day[10] == f"x1: 100% of rows {entry.bound}" and entry.bound.startswith("above the training maximum")
+    assert day[11] == "unreliable: " + "; ".join(summary.estimate_reasons) and summary.estimate_reliable is False
+    performance = table_rows(client.get(f"{URL_PREFIX}/models/toy/performance").text, "performance")
+    estimated = row_for(performance, DAY.isoformat(), "1", "estimated_roc_auc")
+    assert estimated[5:] == ["estimated", "no: " + "; ".join(summary.estimate_reasons)]
+    page = client.get(f"{URL_PREFIX}/models/toy/alerts").text
+    [opened] = table_rows(page, "open-alerts")[1:]
+    assert opened[:6] == ["out_of_support", "x1", "warning", DAY.isoformat(), DAY.isoformat(), "1"]
+    assert opened[7] == "README.md#alert-out_of_support"
+    recent = table_rows(page, "alerts")
+    assert [r[:3] for r in recent[1:]] == [["open", "out_of_support", "x1"], ["event", "gate_promote", ""]]

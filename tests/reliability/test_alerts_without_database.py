@@ -64,7 +64,7 @@ def test_alert_is_delivered_while_the_database_is_down(dead_engine: sa.Engine,
     assert len(receiver.received) == 1  # ... but delivered
     payload = receiver.received[0]
     assert payload["text"] == ("[ml-batch] CRITICAL run_failure credit_default: "
-                               "publish failed: database went away")
+                               "publish failed: database went away | what to do: README.md#alert-run_failure")
     assert payload["kind"] == "run_failure" and payload["model_name"] == "credit_default"
     assert payload["run_id"] == "scheduled__2026-05-21" and payload["details"] == {"task_id": "publish"}
     assert receiver.paths == [f"/services/{SECRET}"]

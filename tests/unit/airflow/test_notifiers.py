@@ -96,3 +96,16 @@ def test_a_day_refused_as_incomplete_alerts_as_incomplete_day_with_its_cause() -
     alert = failure_alert("toy", "run_failure", _context(exception=failed))
     assert alert.kind == "incomplete_day"
     assert failure_alert("toy", "run_failure", _context(exception=ValueError("x"))).kind == "run_failure"
+
+
+def test_a_mail_names_the_day_and_state_links_to_what_to_do_and_escapes_the_message() -> None:
+    from ml_batch.airflow.notifiers import email_body
+    from ml_batch.ops.alerts import Alert
+
+    alert = Alert(kind="run_failure", severity="critical", model_name="toy", partition_date=dt.date(2026, 5, 21),
+                  message="batch_predict_toy failed in task score: <ValueError> bad row; day 2026-05-21")
+    assert alert.headline() == "[ml-batch] CRITICAL run_failure toy"
+    assert email_body(alert) == (
+        "<p>batch_predict_toy failed in task score: &lt;ValueError&gt; bad row; day 2026-05-21</p>"
+        "<p>day 2026-05-21, state event</p>"
+        '<p>What to do: <a href="README.md#alert-run_failure">README.md#alert-run_failure</a></p>')

@@ -25,7 +25,8 @@ PUBLISH = RunSummary(model="credit_default", day=dt.date(2026, 6, 1), run_id="sc
                      stage_seconds={"plan": 0.5, "score": 2.25}).to_xcom()
 DRIFT = {"status": "checked", "model": "credit_default", "day": "2026-06-01", "version": 3, "share": 0.25,
          "drifted_features": ["income", "age", "channel"], "dataset_drift": False,
-         "estimated": {"estimated_roc_auc": 0.81}}
+         "estimated": {"estimated_roc_auc": 0.81}, "out_of_support": [{"feature": "income", "share": 0.4}],
+         "multivariate_drift": True, "estimate_reliable": False}
 PERFORMANCE = [{"model_name": "credit_default", "model_version": 3, "partition_date": "2026-05-02",
                 "metric": "roc_auc", "value": 0.79, "n": 1800}]
 
@@ -80,15 +81,18 @@ def test_run_metrics_arrive_on_a_statsd_listener() -> None:
         "airflow.ml_batch.credit_default.drifted_features:3.0|g",
         "airflow.ml_batch.credit_default.dataset_drift:0.0|g",
         "airflow.ml_batch.credit_default.estimated_roc_auc:0.81|g",
+        "airflow.ml_batch.credit_default.out_of_support:1.0|g",
+        "airflow.ml_batch.credit_default.multivariate_drift:1.0|g",
+        "airflow.ml_batch.credit_default.estimate_reliable:0.0|g",
         "airflow.ml_batch.credit_default.realized_roc_auc:0.79|g",
     }
-    assert len(sent) == len(ours) == 12
+    assert len(sent) == len(ours) == 15
 
 
 def test_without_statsd_on_nothing_is_sent() -> None:
     sent, packets = _send(statsd_on=False)
     # the calls are made; Airflow's no-op backend drops them
-    assert [p for p in packets if "ml_batch" in p] == [] and len(sent) == 12
+    assert [p for p in packets if "ml_batch" in p] == [] and len(sent) == 15
 
 
 def test_skipped_steps_and_missing_values_send_nothing() -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from ml_batch.model.metrics import evaluate, is_better, meets_floor
+from ml_batch.model.metrics import evaluate, floor_phrase, is_better, meets_floor
 
 
 def test_binary_metrics_match_sklearn() -> None:
@@ -46,3 +46,16 @@ def test_direction_of_metrics() -> None:
     assert not is_better("log_loss", 0.38, 0.40, 0.05)
     assert meets_floor("rmse", 1.0, 2.0) and not meets_floor("rmse", 3.0, 2.0)
     assert not meets_floor("roc_auc", float("nan"), None)
+
+
+@pytest.mark.parametrize(("metric", "phrase"), [
+    ("roc_auc", "below the floor 0.7"), ("accuracy", "below the floor 0.7"), ("r2", "below the floor 0.7"),
+    ("mae", "above the ceiling 0.7"), ("rmse", "above the ceiling 0.7"), ("log_loss", "above the ceiling 0.7"),
+])
+def test_a_missed_floor_is_said_in_the_metrics_direction(metric: str, phrase: str) -> None:
+    assert floor_phrase(metric, 0.7) == phrase
+
+
+def test_the_floor_phrase_of_an_unknown_metric_names_it() -> None:
+    with pytest.raises(ValueError, match="unknown metric 'f1': expected one of"):
+        floor_phrase("f1", 0.5)

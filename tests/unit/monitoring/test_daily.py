@@ -27,6 +27,10 @@ CHECKED: dict[str, Any] = {
     "weighted_share": None,
     "share_basis": "count", "window_drift": True, "window_days": 1, "sustained_drift": True,
     "drifted_days": ["2026-05-31", "2026-06-01"], "estimated": {"estimated_roc_auc": 0.8123},
+    "out_of_support": [{"feature": "income", "share": 0.97, "direction": "above",
+                        "bound": "above the training maximum 62.1", "value": 62.1, "categories": []}],
+    "multivariate_drift": False, "estimate_reliable": False,
+    "estimate_reasons": ["features out of support: income"], "notes": [],
     "report": "/tmp/drift/credit_default/2026-06-01.html", "seconds": 1.234,
 }
 SKIPPED: dict[str, Any] = {"status": "skipped", "reason": "nothing published for 2026-06-01",

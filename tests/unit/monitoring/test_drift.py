@@ -98,7 +98,7 @@ def test_score_drift_is_reported_apart_from_the_feature_share(spec: Spec, profil
     result = check_drift(spec, profile, frame, np.random.default_rng(7).beta(4, 6, len(frame)))
     assert result.score_drift
     assert result.drifted_features == [] and result.share == 0.0 and not result.dataset_drift
-    assert {row.test for row in result.feature_rows(SCORE)} == {"psi", "ks"}
+    assert {row.test for row in result.feature_rows(SCORE)} == {"psi", "ks", "wasserstein"}
 
 
 def test_decision_is_on_effect_sizes_not_p_values(spec: Spec, profile: dict[str, Any]) -> None:
@@ -290,7 +290,8 @@ def test_a_constant_numeric_feature_is_checked_and_says_it_became_constant(
     frame, scores = make_frame(500, seed=95)
     result = check_drift(spec, profile, frame.assign(loan_amount=5000.0), scores)
     rows = rows_of(result, "loan_amount")
-    assert set(rows) == {"psi", "ks", "null_share"} and rows["ks"].drifted
+    assert set(rows) == {"psi", "ks", "wasserstein", "out_of_support", "null_share"} and rows["ks"].drifted
+    assert rows["out_of_support"].value == 0.0  # 5000 lies within the training range
     assert rows["null_share"].detail["became_constant"] and rows["null_share"].detail["constant"]
     assert not rows["null_share"].detail["reference_constant"] and not rows["null_share"].drifted
     assert "status" not in rows["psi"].detail and result.no_values == []
@@ -321,3 +322,46 @@ def test_a_null_share_rise_is_flagged_but_does_not_decide_the_feature(spec: Spec
     assert rows["null_share"].drifted and rows["null_share"].detail["rise"] > NULL_SHARE_RISE
     assert not rows["psi"].drifted and not rows["ks"].drifted
     assert "employment_years" not in result.drifted_features
+
+
+def _as_stored_before_issue_21(profile: dict[str, Any]) -> dict[str, Any]:
+    """A profile as versions registered before out of support, Wasserstein and multivariate drift stored it."""
+    old = json.loads(json.dumps(profile))
+    old.pop("multivariate")
+    for entry in old["features"].values():
+        entry.pop("support")
+    if "calibration" in old:
+        old["calibration"]["values"].pop("__multivariate__")
+        for by_test in [*old["calibration"]["values"].values(), old["calibration"].get("score", {})]:
+            by_test.pop("wasserstein", None)
+    return old
+
+
+def test_a_calibrated_profile_stored_before_the_new_statistics_is_checked_without_them(
+    spec: Spec, clustered: tuple[pd.DataFrame, np.ndarray, np.ndarray, dict[str, Any]]
+) -> None:
+    frame, scores, days, profile = clustered
+    old = _as_stored_before_issue_21(profile)
+    on_day = days == days[0]
+    result = check_drift(spec, old, frame.loc[on_day].reset_index(drop=True), scores[on_day])
+    assert {row.test for row in result.rows} == {"psi", "ks", "js", "chi2", "null_share"}
+    assert result.out_of_support == () and not result.multivariate_drift and not result.dataset_drift
+    assert result.notes == [
+        "out of support not checked: the profile was built before it (retrain to get it)",
+        "wasserstein not computed: the profile's calibration was built before it (retrain to get it)",
+        "multivariate drift not computed: the profile was built before it (retrain to get it)",
+    ]
+    # The same day against the new profile has every row, and no note.
+    new = check_drift(spec, profile, frame.loc[on_day].reset_index(drop=True), scores[on_day])
+    assert {"wasserstein", "out_of_support", "multivariate"} <= {row.test for row in new.rows}
+    assert new.notes == []
+
+
+def test_an_uncalibrated_profile_stored_before_the_new_statistics_gets_the_fixed_wasserstein(
+    spec: Spec, profile: dict[str, Any]
+) -> None:
+    # Without calibration nothing is held against its own days: the fixed thresholds apply, as for KS.
+    result = check_drift(spec, _as_stored_before_issue_21(profile), *make_frame(2000, seed=60))
+    assert rows_of(result, "age")["wasserstein"].threshold == spec.drift.wasserstein_threshold
+    assert "out_of_support" not in rows_of(result, "age") and result.feature_rows("__multivariate__") == []
+    assert len(result.notes) == 2 and not result.dataset_drift

@@ -12,6 +12,7 @@ from sklearn.metrics import roc_auc_score
 
 from ml_batch.model.labels import LABEL
 from ml_batch.monitoring.estimate import fit_score_calibration
+from ml_batch.monitoring.loss_estimate import fit_loss_model
 from ml_batch.monitoring.performance import (
     calibration_by_decile,
     estimate_records,
@@ -45,12 +46,59 @@ def test_estimate_records_are_the_stored_label_free_metrics() -> None:
     spec = toy_spec("s")
     rng = np.random.default_rng(5)
     holdout = rng.random(2000)
-    calibration = fit_score_calibration(holdout, (rng.random(2000) < holdout).astype(int))
-    records = estimate_records(spec, DAY, 3, rng.random(500), calibration, run_id="r")
+    profile = {"score_calibration": fit_score_calibration(holdout, (rng.random(2000) < holdout).astype(int))}
+    records = estimate_records(spec, DAY, 3, rng.random(500), profile, run_id="r")
     assert [r["metric"] for r in records] == ["estimated_roc_auc", "estimated_accuracy"]
     assert all(r["n"] == 500 and r["model_version"] == 3 and r["detail"]["kind"] == "estimated" for r in records)
     assert "no concept drift" in records[0]["detail"]["assumption"] and records[0]["detail"]["run_id"] == "r"
+    assert records[0]["detail"]["reliable"] is True and records[0]["detail"]["unreliable_reasons"] == []
+    assert records[0]["detail"]["holdout_positive_rate"] == pytest.approx(0.5, abs=0.03)
     json.dumps([r["detail"] for r in records], allow_nan=False)
+
+
+def test_an_estimate_on_shifted_or_out_of_support_rows_is_stored_as_unreliable_with_its_reasons() -> None:
+    spec = toy_spec("s")
+    rng = np.random.default_rng(6)
+    holdout = rng.random(2000) * 0.6  # the holdout's scores stop at 0.6, its positive rate ~0.3
+    profile = {"score_calibration": fit_score_calibration(holdout, (rng.random(2000) < holdout).astype(int))}
+    day = 0.4 + 0.6 * rng.random(500)
+    records = estimate_records(spec, DAY, 1, day, profile, run_id="r", out_of_support=["x1"])
+    detail = records[0]["detail"]
+    assert detail["reliable"] is False
+    reasons = detail["unreliable_reasons"]
+    assert reasons[0] == "features out of support: x1"
+    share = np.mean(day > holdout.max())
+    assert share > 0.6 and reasons[1] == (f"{share:.0%} of the day's scores are outside the holdout's range "
+                                          f"{holdout.min():.4g}..{holdout.max():.4g} the estimate was fitted on "
+                                          "(at most 5%)")
+    assert reasons[2].startswith("expected positive rate ")
+    # a calibration map stored before the holdout's positive rate: the check is named as not made
+    old = {"score_calibration": {k: v for k, v in profile["score_calibration"].items() if k != "positive_rate"}}
+    detail = estimate_records(spec, DAY, 1, rng.random(500) * 0.6, old, run_id="r")[0]["detail"]
+    assert detail["reliable"] is True
+    assert detail["reliability_unchecked"] == [
+        "expected positive rate against the holdout's (not stored in the version's profile)"]
+
+
+def test_a_regression_estimate_gives_mae_and_rmse_from_the_loss_model() -> None:
+    spec = toy_spec("s", model={"task": "regression", "estimator": "sklearn.linear_model.Ridge", "params": {}},
+                    training={"window_days": 10, "holdout_days": 3, "metric": "mae", "min_score": 30.0})
+    rng = np.random.default_rng(7)
+    predictions = rng.uniform(10, 100, 3000)
+    profile = {"loss_model": fit_loss_model(predictions, predictions + rng.normal(0, 5, 3000))}
+    day = rng.uniform(10, 100, 400)
+    records = {r["metric"]: r for r in estimate_records(spec, DAY, 2, day, profile, run_id="r")}
+    assert set(records) == {"estimated_mae", "estimated_rmse"}
+    assert records["estimated_mae"]["value"] == pytest.approx(5 * np.sqrt(2 / np.pi), rel=0.1)
+    assert records["estimated_rmse"]["value"] == pytest.approx(5, rel=0.1)
+    detail = records["estimated_mae"]["detail"]
+    assert detail["kind"] == "estimated" and "no concept drift" in detail["assumption"] and detail["reliable"]
+    above = estimate_records(spec, DAY, 2, day + 200, profile, run_id="r", out_of_support=["store_size"])
+    assert above[0]["detail"]["unreliable_reasons"] == [
+        "features out of support: store_size",
+        f"100% of the day's predictions are outside the holdout's range {predictions.min():.4g}.."
+        f"{predictions.max():.4g} the estimate was fitted on (at most 5%)"]
+    assert estimate_records(spec, DAY, 2, day, {}, run_id="r") == []  # a holdout too small: no loss model
 
 
 def test_calibration_by_decile_covers_every_row_in_score_order() -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from ml_batch.monitoring.drift import check_drift
 from ml_batch.monitoring.inputs import MISSING, DriftInputError
+from ml_batch.monitoring.multivariate import MULTIVARIATE
 from ml_batch.monitoring.profile import build_profile
 from ml_batch.monitoring.statistics import psi
 from ml_batch.spec import Spec
@@ -86,7 +87,7 @@ def test_profile_records_each_day_against_the_rest_of_the_reference(
     frame, _, days, profile = clustered
     calibration = profile["calibration"]
     assert calibration["days"][0] == "2026-03-01" and len(calibration["days"]) == 30
-    assert set(calibration["values"]) == set(spec.feature_names)
+    assert set(calibration["values"]) == {*spec.feature_names, MULTIVARIATE}
     assert all(len(values) == 30 for values in calibration["values"]["age"].values())
     assert set(calibration["values"]["purpose"]) == {"psi", "js"} and len(calibration["score"]["ks"]) == 30
     # Day 3's age PSI is computed on the profile's bins with day 3 left out of the reference.

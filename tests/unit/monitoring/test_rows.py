@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from ml_batch.monitoring.rows import KsSubset, categorical_rows, numeric_shares
+from ml_batch.monitoring.rows import KsSubset, categorical_rows, normalised_wasserstein, numeric_shares
 from ml_batch.monitoring.thresholds import Thresholds
 
 
@@ -43,3 +44,13 @@ def test_ks_subset_takes_at_most_its_values_reproducibly() -> None:
     first = KsSubset(100, np.random.default_rng(1)).take(present)
     assert first.size == 100 and np.array_equal(first, KsSubset(100, np.random.default_rng(1)).take(present))
     assert KsSubset(None, np.random.default_rng(1)).take(present) is present
+
+
+def test_the_wasserstein_row_is_in_reference_standard_deviations_and_survives_a_constant_reference() -> None:
+    sample = np.sort(np.random.default_rng(3).normal(10, 2, 5000))
+    shifted = sample + 1.0
+    assert normalised_wasserstein({"std": 2.0, "mean": 10.0}, sample, shifted) == pytest.approx(0.5)
+    constant = np.full(100, 7.0)
+    value = normalised_wasserstein({"std": 0.0, "mean": 7.0}, constant, constant + 0.5)
+    assert np.isfinite(value) and value > 1e6  # any change of a constant feature is far beyond any threshold
+    assert normalised_wasserstein({"std": 0.0, "mean": 7.0}, constant, constant) == 0.0

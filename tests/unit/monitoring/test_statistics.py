@@ -7,7 +7,15 @@ import pytest
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
-from ml_batch.monitoring.statistics import calibrated_threshold, chi_square, js_distance, ks, psi
+from ml_batch.monitoring.statistics import (
+    calibrated_threshold,
+    chi_square,
+    js_distance,
+    ks,
+    ks_statistic,
+    psi,
+    wasserstein_sorted,
+)
 
 
 @pytest.mark.parametrize(
@@ -101,3 +109,19 @@ def test_calibrated_threshold_is_a_quantile_times_the_margin() -> None:
     assert calibrated_threshold([0.0, 1.0], 0.5, 2.0) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="no calibration value"):
         calibrated_threshold([], 1.0, 1.0)
+
+
+@pytest.mark.parametrize(("m", "n"), [(1, 1), (50, 7), (5000, 50_000)])
+def test_wasserstein_equals_scipy(m: int, n: int) -> None:
+    rng = np.random.default_rng(m + n)
+    ref, cur = np.sort(rng.lognormal(0, 1, m)), np.sort(np.round(rng.normal(1, 2, n), 1))
+    assert wasserstein_sorted(ref, cur) == pytest.approx(stats.wasserstein_distance(ref, cur), rel=1e-9, abs=1e-12)
+
+
+def test_wasserstein_grows_with_the_distance_where_ks_saturates() -> None:
+    ref = np.sort(np.random.default_rng(1).normal(0, 1, 2000))
+    near, far = ref + 10, ref + 100
+    assert ks_statistic(ref, near) == ks_statistic(ref, far) == 1.0
+    assert wasserstein_sorted(ref, near) == pytest.approx(10) and wasserstein_sorted(ref, far) == pytest.approx(100)
+    with pytest.raises(ValueError, match="wasserstein needs values on both sides, got 2000 and 0"):
+        wasserstein_sorted(ref, np.array([]))
