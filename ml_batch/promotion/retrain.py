@@ -108,7 +108,7 @@ def train_and_register(
         record = _gate_record(engine, spec, as_of, version, result, actor, run_tags)
     _apply(engine, spec, version.version, record, actor)
     if not (run_id is not None and _gate_alerted(engine, spec.name, run_id, version.version)):
-        _alert(engine, spec, version.version, record, dag_id, run_id)
+        _alert(engine, spec, version.version, record, as_of, dag_id, run_id)
     return TrainOutcome(registry.get_version(engine, spec.name, version.version), record.decision,
                         record.action == "promoted", record.action)
 
@@ -220,13 +220,16 @@ def _gate_alerted(engine: sa.Engine, model: str, run_id: str, version: int) -> b
         ).scalar_one() > 0
 
 
-def _alert(engine: sa.Engine, spec: Spec, version: int, record: GateRecord, dag_id: str | None,
+def _alert(engine: sa.Engine, spec: Spec, version: int, record: GateRecord, as_of: dt.date, dag_id: str | None,
            run_id: str | None) -> None:
+    """The gate's alert, naming the day the candidate was trained as of and the decision's reason."""
     rejected = record.action == "rejected"
     waits = (f" (stays registered: challenger {record.challenger} is still in shadow)"
              if record.action == "passed" else "")
     alerts.record(engine, Alert(
         kind="gate_reject" if rejected else "gate_promote", severity="warning" if rejected else "info",
-        message=f"version {version} {record.action}: {record.decision.reason}{waits}",
-        model_name=spec.name, dag_id=dag_id, run_id=run_id, details={**record.details, "version": version},
+        message=f"version {version}, trained on the labels known on {as_of}, {record.action}: "
+                f"{record.decision.reason}{waits}",
+        model_name=spec.name, partition_date=as_of, dag_id=dag_id, run_id=run_id,
+        details={**record.details, "version": version},
     ))

@@ -272,8 +272,10 @@ def _apply(engine: sa.Engine, model: str, decision: ShadowDecision, actor: str) 
         alerts.record(engine, Alert(
             kind="gate_promote" if action == "promoted" else "gate_reject",
             severity="info" if action == "promoted" else "warning",
-            message=f"challenger {challenger} {action} after {decision.shadow_days} shadow days: {reason}",
-            model_name=model, dag_id=decision.dag_id, run_id=decision.run_id,
+            message=(f"challenger {challenger} {action} after {decision.shadow_days} shadow days"
+                     f"{f' (the last on {decision.days[-1].day})' if decision.days else ''}: {reason}"),
+            model_name=model, partition_date=decision.days[-1].day if decision.days else None,
+            dag_id=decision.dag_id, run_id=decision.run_id,
             details={k: v for k, v in details.items() if k != "days"},
         ))
     logger.info("%s shadow decision on challenger %d: %s (%s)", model, challenger, action, reason)

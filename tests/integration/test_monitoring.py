@@ -200,6 +200,9 @@ def test_challenger_is_promoted_after_its_shadow_days(engine: sa.Engine, setting
     assert outcome is not None and outcome.promoted and outcome.action == "promoted"
     assert (outcome.shadow_days, outcome.labelled_days) == (DELAY + 1, 1), "promoted on labelled evidence"
     assert registry.aliases(engine, "toy") == {"champion": candidate.version.version}
+    last = AS_OF + dt.timedelta(days=DELAY + 1)
+    [promoted] = [a for a in alerts.recent(engine, "toy") if "shadow days" in a["message"]]
+    assert promoted["partition_date"] == last and f"(the last on {last})" in promoted["message"]
 
 
 def test_gate_promotes_a_better_candidate_and_rejects_a_worse_one(settings: Settings, engine: sa.Engine) -> None:
@@ -239,6 +242,9 @@ def test_gate_promotes_a_better_candidate_and_rejects_a_worse_one(settings: Sett
     assert latest["candidate_score"] == pytest.approx(0.5) and latest["champion_score"] == pytest.approx(expected)
     kinds = [a["kind"] for a in alerts.recent(engine, "toy")]
     assert kinds.count("gate_reject") == 2 and kinds.count("gate_promote") == 1
+    # Every gate alert names its day: the labels the candidate was trained on (issue 21).
+    for alert in alerts.recent(engine, "toy"):
+        assert alert["partition_date"] == AS_OF and f"trained on the labels known on {AS_OF}" in alert["message"]
 
 
 def test_scores_are_probabilities(engine: sa.Engine, toy: Spec) -> None:
