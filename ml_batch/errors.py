@@ -54,6 +54,17 @@ class FeatureSchemaMismatch(RegistryError):
     """A model version expects other features (names, order or types) than the spec provides."""
 
 
+class EnvironmentMismatch(RegistryError):
+    """A version was fitted under other library versions than this process's (another scikit-learn minor, or
+    another major of python/numpy/scipy/pandas/joblib) and was not verified here: it is not unpickled.
+    Deterministic: the same process has the same libraries on every retry."""
+
+
+class VerificationFailed(RegistryError):
+    """`models verify` re-scored a version's holdout sample and the scores differ from those recorded at
+    training by more than the tolerance: the version stays refused in this environment."""
+
+
 class TrainingError(MlBatchError):
     """A training set is empty, single-class or otherwise unusable."""
 

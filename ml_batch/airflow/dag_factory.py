@@ -1,6 +1,13 @@
 """Build the daily `batch_predict_<model>` DAG from a spec. Imported only by DAG files.
 
 Parse-time cost: this module and the spec YAML files; no database, no pandas/sklearn/GX import.
+
+One bad spec never hides the others: the DAG files build the DAGs of every *valid* spec (`valid_specs`), and
+`dags/model_specs.py`, a DAG file of its own with no DAGs, fails to import naming every invalid spec file and
+its field (`refuse_invalid_specs`), which Airflow shows as that file's import error. The error cannot sit in
+the files that hold the good DAGs: Airflow marks every DAG of a file with an import error stale (the
+api-server hides it, the scheduler stops scheduling it; `_update_import_errors` in
+`airflow.dag_processing.collection`), so one broken spec would still take every model's DAGs with it.
 """
 
 from __future__ import annotations
@@ -23,7 +30,8 @@ from airflow.sdk import (
 from ml_batch import config
 from ml_batch.airflow import tasks
 from ml_batch.airflow.notifiers import MlBatchAlertNotifier
-from ml_batch.spec import Spec
+from ml_batch.errors import SpecError
+from ml_batch.spec import Spec, scan_specs
 
 DAG_DOC = """
 ### Daily batch predictions: `{model}`
@@ -70,6 +78,27 @@ champion back to the previous one instead.
 
 _CRON_PRESETS = {"@hourly": "0 * * * *", "@daily": "0 0 * * *", "@weekly": "0 0 * * 0",
                  "@monthly": "0 0 1 * *", "@yearly": "0 0 1 1 *"}
+
+
+def valid_specs(specs_dir: Path) -> list[Spec]:
+    """The specs of `specs_dir` that are valid, in file order: each gets its DAGs whatever the other files hold
+    (`refuse_invalid_specs` reports the rest)."""
+    return list(scan_specs(specs_dir).specs.values())
+
+
+def refuse_invalid_specs(specs_dir: Path) -> None:
+    """Fail, naming every invalid spec file of `specs_dir` and its field, when there is one.
+
+    Raises:
+        SpecError: a summary line, then one line per invalid file (its path, the field and what was expected).
+    """
+    scan = scan_specs(specs_dir)
+    if scan.errors:
+        files = "1 invalid model spec file" if len(scan.errors) == 1 else f"{len(scan.errors)} invalid model spec files"
+        raise SpecError(
+            f"{files} in {specs_dir}: their models have no DAGs (every other model's DAGs are loaded); fix them "
+            f"or run `ml-batch specs check`\n{scan.error_text()}"
+        )
 
 
 def predictions_asset(spec: Spec, *, noop: bool = False) -> Asset:

@@ -302,7 +302,8 @@ def train_and_gate(model: str, context: dict[str, Any], dag_id: str, specs_dir: 
     from ml_batch.spec import read_spec
 
     _, engine = _settings_and_engine()
-    spec = read_spec(specs_dir, model).spec
+    pinned = read_spec(specs_dir, model)
+    spec = pinned.spec
     params = context.get("params") or {}
     dag_run = context["dag_run"]
     as_of = resolve_day(params.get("as_of"), None, getattr(dag_run, "run_after", None))
@@ -310,7 +311,8 @@ def train_and_gate(model: str, context: dict[str, Any], dag_id: str, specs_dir: 
     actor = f"airflow:{run_id}"
     # Both calls know the run: a retry of this task reuses what an earlier try of the run decided/registered.
     shadow_outcome = promote_after_shadow(engine, spec, actor=actor, dag_id=dag_id, run_id=run_id)
-    outcome = train_and_register(engine, spec, as_of, actor=actor, promote=True, dag_id=dag_id, run_id=run_id)
+    outcome = train_and_register(engine, spec, as_of, actor=actor, promote=True, dag_id=dag_id, run_id=run_id,
+                                 spec_file=pinned.path)
     result = {**outcome.as_dict(), "as_of": as_of.isoformat(),
               "shadow_promotion": shadow_outcome.as_dict() if shadow_outcome is not None else None}
     decision = outcome.decision

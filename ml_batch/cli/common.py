@@ -7,12 +7,14 @@ import datetime as dt
 import json
 import logging
 import sys
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ml_batch.config import Settings
 from ml_batch.errors import ConfigError, MlBatchError
@@ -41,8 +43,14 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts in
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model name (the spec's `name`).")]
 
 
+# Set by `--verbose`: main() then prints an expected failure's traceback above its `error:` line.
+options = {"verbose": False}
+
+
 @app.callback()
-def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress (INFO).")] = False) -> None:
+def _main(verbose: Annotated[bool, typer.Option(
+        "--verbose", "-v", help="Log progress (INFO), and print the traceback of an error.")] = False) -> None:
+    options["verbose"] = verbose
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -111,7 +119,8 @@ def fmt_num(value: Any) -> str:
 
 
 def main() -> None:
-    """Console-script entry point: expected errors become one line and exit code 1."""
+    """Console-script entry point: expected errors become one `error:` line and exit code 1 (with `--verbose`,
+    after their traceback)."""
     # Typer's standalone mode already turns usage errors into a message and exit code 2; only our own
     # expected failures, and the database going away, need catching here. Anything else is a bug and
     # keeps its traceback.
@@ -123,7 +132,9 @@ def main() -> None:
         cause = root_failure(exc)
         if cause is None:
             raise
-        err.print(f"[bold red]error:[/] {_error_line(cause)}", highlight=False, soft_wrap=True)
+        if options["verbose"]:
+            traceback.print_exception(exc, file=sys.stderr)
+        err.print(f"[bold red]error:[/] {escape(_error_line(cause))}", highlight=False, soft_wrap=True)
         sys.exit(1)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -24,21 +24,65 @@ from ml_batch.cli.common import (
     step,
 )
 
+if TYPE_CHECKING:
+    from ml_batch.config import Settings
+    from ml_batch.spec import SpecScan
+
 
 # -- specs -------------------------------------------------------------------------------------------------
 @specs_app.command("check")
-def specs_check(as_json: JsonOpt = False) -> None:
-    """Validate every spec in the specs folder."""
-    from ml_batch.spec import load_specs
+def specs_check(
+    db: Annotated[bool, typer.Option(
+        "--db", help="Also check each valid spec against the database: its tables or queries exist and return "
+                     "every column it names, with usable types, and no feature column holds only NULLs.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Validate every spec in the specs folder; every file is reported, and any problem exits with code 1."""
+    from ml_batch.errors import SpecError
+    from ml_batch.spec import scan_specs
 
     settings = load_settings()
-    specs = load_specs(settings.specs_dir)
+    scan = scan_specs(settings.specs_dir)
+    problems = _db_problems(scan, settings, as_json) if db and scan.specs else {}
+    bad = len(scan.errors) + sum(1 for found in problems.values() if found)
     if as_json:
-        print_json({name: spec.model_dump(mode="json") for name, spec in specs.items()})
-        return
-    for name, spec in specs.items():
-        out.print(f"ok  {name}: {len(spec.features)} features, source {spec.source.table or 'query'}, "
-                  f"predictions {spec.predictions.table}")
+        print_json({
+            "ok": bad == 0,
+            "specs": {name: {"file": str(scan.paths.get(name) or ""), "spec": spec.model_dump(mode="json"),
+                             **({"problems": problems.get(name, [])} if db else {})}
+                      for name, spec in scan.specs.items()},
+            "errors": [{"file": str(error.path), "message": error.message} for error in scan.errors],
+        })
+    else:
+        _print_check(scan, problems, db, settings.specs_dir)
+    if bad:
+        checked = len(scan.specs) + len(scan.errors)
+        raise SpecError(f"{bad} of {checked} spec files in {settings.specs_dir} have problems (listed above)")
+
+
+def _db_problems(scan: SpecScan, settings: Settings, quiet: bool) -> dict[str, list[str]]:
+    """Each valid spec's problems against the database (`ml_batch.db.spec_check`), as lines."""
+    from ml_batch.db.spec_check import check_spec_db
+
+    engine = open_engine(settings)
+    with step("checking the specs against the database", quiet):
+        return {name: [str(problem) for problem in check_spec_db(engine, spec, origin=scan.paths.get(name))]
+                for name, spec in scan.specs.items()}
+
+
+def _print_check(scan: SpecScan, problems: dict[str, list[str]], db: bool, specs_dir: Path) -> None:
+    """`ok  name: ...` per good spec and `error  <line>` per problem, in file order."""
+    entries: list[tuple[str, list[str]]] = [(str(error.path), [f"error  {error.message}"]) for error in scan.errors]
+    for name, spec in scan.specs.items():
+        found = problems.get(name, [])
+        summary = (f"ok  {name}: {len(spec.features)} features, source {spec.source.table or 'query'}, "
+                   f"predictions {spec.predictions.table}" + ("; fits the database" if db else ""))
+        entries.append((str(scan.paths.get(name) or name), [f"error  {line}" for line in found] or [summary]))
+    for _, lines in sorted(entries):
+        for line in lines:
+            out.print(line, soft_wrap=True, highlight=False, markup=False)
+    if not entries:
+        out.print(f"no spec files in {specs_dir}")
 
 
 # -- train -------------------------------------------------------------------------------------------------
@@ -50,15 +94,22 @@ def train_cmd(
     promote: Annotated[bool, typer.Option("--promote", help="Run the gate and promote if it passes.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Train a new version on the labels known on --as-of and register it."""
+    """Train a new version on the labels known on --as-of and register it.
+
+    The spec is first checked against the database (`ml_batch.db.spec_check`): a mistake in it is one
+    `error:` line naming the spec file, the field and the column.
+    """
     from ml_batch.promotion.retrain import train_and_register
+    from ml_batch.spec import read_spec
 
     settings = load_settings()
-    spec = find_spec(settings, model)
+    pinned = read_spec(settings.specs_dir, model)
+    spec = pinned.spec
     day = day_option(as_of, "--as-of")
     engine = open_engine(settings)
     with step(f"training {model} as of {day}", as_json):
-        outcome = train_and_register(engine, spec, day, actor=settings.user, promote=promote)
+        outcome = train_and_register(engine, spec, day, actor=settings.user, promote=promote,
+                                     spec_file=pinned.path)
     if as_json:
         print_json(outcome.as_dict())
         return
@@ -84,14 +135,17 @@ def models_list(
     if as_json:
         print_json([v.as_dict() for v in versions])
         return
-    table = Table("model", "version", "aliases", "metric", "holdout", "source", "created", "by")
+    table = Table("model", "version", "aliases", "metric", "holdout", "excluded", "scikit-learn", "source",
+                  "created", "by")
     for v in versions:
         metric = next(iter(k for k in ("roc_auc", "rmse") if k in v.metrics), None)
         score = f"{metric} {v.metrics[metric]:.4f}" if metric and v.metrics[metric] is not None else "-"
         table.add_row(v.model_name, str(v.version), ",".join(v.aliases) or "-", score,
-                      f"{v.holdout_start}..{v.holdout_end}", v.source, f"{v.created_at:%Y-%m-%d %H:%M}",
-                      v.created_by)
+                      f"{v.holdout_start}..{v.holdout_end}", v.excluded_text(),
+                      (v.environment or {}).get("scikit-learn", "not recorded"), v.source,
+                      f"{v.created_at:%Y-%m-%d %H:%M}", v.created_by)
     out.print(table if versions else "no registered versions")
+
 
 
 @models_app.command("show")
@@ -163,17 +217,46 @@ def models_register(
     """Register a pipeline trained outside ml-batch (a skops file holding only trusted types), after schema
     and holdout checks; it is signed like a trained version."""
     from ml_batch.promotion.artifacts import register_artifact
+    from ml_batch.spec import read_spec
 
     settings = load_settings()
-    spec = find_spec(settings, model)
+    pinned = read_spec(settings.specs_dir, model)
+    spec = pinned.spec
     day = day_option(as_of, "--as-of")
-    version = register_artifact(open_engine(settings), spec, artifact, day, actor=settings.user)
+    version = register_artifact(open_engine(settings), spec, artifact, day, actor=settings.user,
+                                spec_file=pinned.path)
     if as_json:
         print_json(version.as_dict())
         return
     out.print(f"registered {model} version {version.version} from {artifact}: "
               f"{spec.training.metric} {version.metrics.get(spec.training.metric)} on holdout "
               f"{version.holdout_start}..{version.holdout_end}")
+
+
+@models_app.command("verify")
+def models_verify(
+    model: ModelOpt,
+    version: Annotated[str, typer.Option("--version", help="Version number or alias (e.g. champion).")],
+    tolerance: Annotated[float, typer.Option(
+        "--tolerance", min=0.0, help="Largest absolute score difference accepted.")] = 1e-9,
+    as_json: JsonOpt = False,
+) -> None:
+    """Re-score VERSION's stored holdout sample under this environment's libraries and compare with the scores
+    recorded at training; if they match, record this environment as verified, so the version loads here."""
+    from ml_batch.model.environment import describe
+    from ml_batch.model.verify import verify_version
+
+    settings = load_settings()
+    spec = find_spec(settings, model)
+    engine = open_engine(settings)
+    with step(f"verifying {model} version {version}", as_json):
+        result = verify_version(engine, spec, version, actor=settings.user, tolerance=tolerance)
+    if as_json:
+        print_json(result.as_dict())
+        return
+    out.print(f"verified {model} version {result.version}: {result.rows} holdout rows re-scored under "
+              f"{describe(result.environment)}, max abs difference {result.max_abs_diff:.3g} (tolerance "
+              f"{result.tolerance:g}); it loads in this environment", highlight=False, soft_wrap=True)
 
 
 def _print_move(move: Any, as_json: bool) -> None:

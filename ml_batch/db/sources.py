@@ -42,6 +42,12 @@ def day_bounds(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
     return start, start + dt.timedelta(days=1)
 
 
+def timestamptz_literal(moment: dt.datetime) -> sa.ColumnElement[Any]:
+    """A bound as a typed literal built from our own datetime (`'...'::timestamptz`): statements holding it are
+    also sent as plain SQL (ADBC) or compiled into DDL (a validation view), where no parameter can be bound."""
+    return sa.literal_column(f"'{moment.isoformat()}'::timestamptz")
+
+
 def utc_day(value: sa.ColumnElement[Any]) -> sa.ColumnElement[dt.date]:
     """The UTC day of a date, timestamp or timestamptz column: the day whose bounds (`day_bounds`) hold it.
 
@@ -64,10 +70,8 @@ def select_day(spec: Spec, day: dt.date, shard: int = 0, shards: int = 1) -> sa.
     src = selectable(spec.source, columns, "src")
     start, end = day_bounds(day)
     date_col = src.c[spec.source.date_column]
-    # Bounds as typed literals built from our own datetimes: the statement is also sent as plain SQL (ADBC).
     stmt = sa.select(*[src.c[name] for name in columns]).where(
-        date_col >= sa.literal_column(f"'{start.isoformat()}'::timestamptz"),
-        date_col < sa.literal_column(f"'{end.isoformat()}'::timestamptz"),
+        date_col >= timestamptz_literal(start), date_col < timestamptz_literal(end),
     )
     if shards > 1:
         stmt = stmt.where(shard_of(src.c[spec.source.key], shards) == sa.literal_column(str(int(shard))))

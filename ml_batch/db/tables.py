@@ -29,7 +29,7 @@ RUN_STATUSES = ("running", "success", "failed", "dry_run")
 # Registry values (revisions 0001, 0003): how a version came to be, what it predicts, what the audit records.
 MODEL_SOURCES = ("trained", "registered")
 MODEL_TASKS = ("binary", "regression")
-MODEL_EVENTS = ("registered", "promoted", "rollback", "alias_removed", "gate_decision")
+MODEL_EVENTS = ("registered", "promoted", "rollback", "alias_removed", "gate_decision", "verified", "verify_failed")
 # Alerts (revisions 0003, 0007, 0011, 0012), in the order the constraint lists them. An alert's state
 # (revision 0012): a condition (`ml_batch.ops.alerts.CONDITION_KINDS`) is "open" until it clears, then
 # "resolved"; every other kind is an "event", delivered each time it happens.
@@ -79,6 +79,14 @@ model_versions = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("tags", JSONB, nullable=False, server_default=_JSON_EMPTY),
     sa.Column("reference_profile", JSONB),
+    # The training window's rows scoring would quarantine, left out of training: count, reasons (0013).
+    sa.Column("n_excluded", sa.Integer),
+    sa.Column("exclusions", JSONB),
+    # The Python and library versions it was fitted with, the ones `models verify` re-scored it in, and the
+    # holdout rows and scores that verification re-scores (0013).
+    sa.Column("environment", JSONB),
+    sa.Column("verified_environments", JSONB, nullable=False, server_default=sa.text("'[]'::jsonb")),
+    sa.Column("holdout_sample", JSONB),
     sa.CheckConstraint("version > 0", name="model_versions_version_positive"),
     sa.CheckConstraint("artifact_sha256 ~ '^[0-9a-f]{64}$'", name="model_versions_sha256_hex"),
     _one_of("source", MODEL_SOURCES, "model_versions_source_known"),

@@ -29,7 +29,7 @@ from ml_batch.config import Settings
 from ml_batch.db.engine import make_engine, resolve_url
 from ml_batch.db.migrate import upgrade
 from ml_batch.demo import credit, stores
-from ml_batch.errors import ArtifactIntegrityError, MlBatchError
+from ml_batch.errors import ArtifactIntegrityError, EnvironmentMismatch, MlBatchError
 from ml_batch.model import registry
 from ml_batch.promotion.retrain import train_and_register
 from ml_batch.run import runs
@@ -159,7 +159,8 @@ def _ensure_champion(console: Console, engine: sa.Engine, settings: Settings, sp
     if current is not None:
         try:
             registry.load(engine, spec, current)
-        except ArtifactIntegrityError as exc:  # e.g. a state folder from before artifacts were signed
+        # e.g. a state folder from before artifacts were signed, or from a venv with another scikit-learn
+        except (ArtifactIntegrityError, EnvironmentMismatch) as exc:
             untrusted = exc
         else:
             console.print(f"[green]✓[/] {spec.name} already has a champion (version {current}); not retrained")
@@ -178,6 +179,8 @@ def _ensure_champion(console: Console, engine: sa.Engine, settings: Settings, sp
         f"{version.metrics.get(metric):.4f} on holdout {version.holdout_start}..{version.holdout_end} "
         f"({version.n_train:,} training rows, {version.n_holdout:,} holdout rows)"
     )
+    console.print(f"  left out of training (rows scoring would quarantine): {version.excluded_text()}",
+                  highlight=False)
     if outcome.decision is not None:
         verdict = "[green]promoted to champion[/]" if outcome.promoted else "[yellow]not promoted[/]"
         console.print(f"  gate: {verdict}: {outcome.decision.reason}")

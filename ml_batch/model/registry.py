@@ -18,6 +18,13 @@
   (`signing.verify_artifact`), and the feature schema against the spec (`schema.check_feature_schema`)
   before returning. Versions without
   an HMAC (registered before migration 0004) are refused: nothing can vouch for their bytes.
+- Each version records the Python and library versions it was fitted with (`model_versions.environment`,
+  `ml_batch.model.environment.current`). Loading it under another scikit-learn minor, or another major of
+  python/numpy/scipy/pandas/joblib, is refused (`EnvironmentMismatch`, naming each library and both versions)
+  before unpickling, unless `ml-batch models verify` re-scored it in a matching environment
+  (`verified_environments`, `ml_batch.model.verify`). A version registered before migration 0013 has no
+  recorded environment: it loads, with one warning per process. scikit-learn's `InconsistentVersionWarning`
+  at unpickling (a verified environment) is logged, once per unpickling, never swallowed.
 - A process unpickles a version at most once: every load fetches and verifies the bytes as above, and only
   then looks up the pipeline unpickled earlier from the same (model, version, artifact sha256).
 - sklearn and joblib are imported by the functions that need them, so metadata calls stay light.
@@ -29,6 +36,7 @@ import datetime as dt
 import hashlib
 import io
 import logging
+import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -37,8 +45,10 @@ import sqlalchemy as sa
 from ml_batch.config import artifact_key
 from ml_batch.db import locks
 from ml_batch.db.tables import model_aliases, model_events, model_versions
-from ml_batch.errors import RegistryError
+from ml_batch.errors import EnvironmentMismatch, RegistryError
 from ml_batch.jsonvalues import json_safe
+from ml_batch.model import environment
+from ml_batch.model.environment import VerifiedEnvironment
 from ml_batch.model.provenance import code_version
 from ml_batch.model.schema import check_feature_schema, check_pipeline_schema
 from ml_batch.model.signing import key_id, sign, verify_artifact
@@ -54,11 +64,14 @@ CHALLENGER = "challenger"
 
 # The audit events that move an alias.
 _ALIAS_MOVES = ("promoted", "rollback", "alias_removed")
-_META_COLUMNS = [c for c in model_versions.c if c.name not in ("artifact", "artifact_hmac", "reference_profile")]
+_META_COLUMNS = [c for c in model_versions.c
+                 if c.name not in ("artifact", "artifact_hmac", "reference_profile", "holdout_sample")]
 # Verified, unpickled pipelines of this process by (model, version, artifact sha256): champion and challenger
 # of a model or two, so a few entries; the oldest goes first.
 _LOADED: dict[tuple[str, int, str], Any] = {}
 _LOADED_MAX = 4
+# (model, version, sha256) loaded without a recorded environment: warned about once per process.
+_UNCHECKED_WARNED: set[tuple[str, int, str]] = set()
 
 
 @dataclass(frozen=True)
@@ -87,11 +100,28 @@ class ModelVersion:
     created_by: str
     created_at: dt.datetime
     tags: dict[str, Any]
+    n_excluded: int | None = None
+    exclusions: dict[str, Any] | None = None
+    environment: dict[str, str] | None = None
+    verified_environments: list[dict[str, Any]] = field(default_factory=list)
     aliases: list[str] = field(default_factory=list)
+
+    def excluded_text(self) -> str:
+        """The training rows left out because scoring would quarantine them (`excluded_text`)."""
+        return excluded_text(self.n_excluded, self.exclusions)
 
     def as_dict(self) -> dict[str, Any]:
         """The metadata as JSON (days and times as ISO text), as the CLI prints it and the DAG returns it."""
         return {k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in self.__dict__.items()}
+
+
+def excluded_text(n_excluded: int | None, exclusions: dict[str, Any] | None) -> str:
+    """A version's training rows left out because scoring would quarantine them, as the CLI, the demo and the
+    UI say it: 'not checked' (registered before migration 0013), '0', or the count and each reason's count."""
+    if n_excluded is None:
+        return "not checked"
+    reasons = (exclusions or {}).get("reasons") or {}
+    return "; ".join([str(n_excluded), *(f"{reason} ({count})" for reason, count in reasons.items())])
 
 
 @dataclass(frozen=True)
@@ -124,6 +154,11 @@ class NewVersion:
     n_holdout: int | None = None
     tags: dict[str, Any] = field(default_factory=dict)
     profile: dict[str, Any] | None = None
+    # The training window's rows left out because scoring would quarantine them (`ml_batch.model.validity`).
+    n_excluded: int | None = None
+    exclusions: dict[str, Any] | None = None
+    # A few holdout rows' features and their scores at training, which `models verify` re-scores.
+    holdout_sample: dict[str, Any] | None = None
 
 
 def serialize(pipeline: Pipeline) -> bytes:
@@ -182,7 +217,10 @@ def _described(spec: Spec, new: NewVersion) -> dict[str, Any]:
         "holdout_start": window.get("holdout_start"), "holdout_end": window.get("holdout_end"),
         "n_train": new.n_train, "n_holdout": new.n_holdout, "metrics": json_safe(new.metrics),
         "code_version": code_version(), "spec_sha256": spec.sha256(), "source": new.source, "tags": new.tags,
-        "reference_profile": new.profile,
+        "reference_profile": new.profile, "n_excluded": new.n_excluded, "exclusions": new.exclusions,
+        "holdout_sample": new.holdout_sample,
+        # the stored bytes are joblib whatever the source; skops' version is recorded for registered files
+        "environment": environment.current(skops=new.source == "registered"),
     }
 
 
@@ -227,6 +265,32 @@ def tagged_version(engine: sa.Engine, model_name: str, tags: dict[str, Any]) -> 
                 model_versions.c.model_name == model_name, model_versions.c.tags.contains(tags))
         ).scalar_one()
     return None if number is None else get_version(engine, model_name, number)
+
+
+def holdout_sample(engine: sa.Engine, model_name: str, version: int) -> dict[str, Any] | None:
+    """The holdout sample stored with a version at registration (`ml_batch.model.verify.HoldoutSample`), or None
+    for versions registered without one."""
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.select(model_versions.c.holdout_sample).where(
+                model_versions.c.model_name == model_name, model_versions.c.version == version
+            )
+        ).scalar_one_or_none()
+
+
+def add_verified_environment(engine: sa.Engine, model_name: str, version: int, entry: VerifiedEnvironment, *,
+                             actor: str, details: dict[str, Any]) -> None:
+    """Append `entry` to a version's `verified_environments` and audit it ("verified"), in one transaction."""
+    with engine.begin() as conn:
+        _lock_model(conn, model_name)
+        column = model_versions.c.verified_environments
+        conn.execute(
+            model_versions.update()
+            .where(model_versions.c.model_name == model_name, model_versions.c.version == version)
+            .values(verified_environments=column.concat(sa.cast([json_safe(entry.as_dict())], column.type)))
+        )
+        _audit(conn, model_name, "verified", None, None, version, actor,
+               f"re-scored {entry.rows} holdout rows under {environment.describe(entry.environment)}", details)
 
 
 def reference_profile(engine: sa.Engine, model_name: str, version: int) -> dict[str, Any] | None:
@@ -392,8 +456,9 @@ def champion_stack(history: list[tuple[str, int | None]]) -> list[int]:
     return stack
 
 
-def load(engine: sa.Engine, spec: Spec, version: int | str = CHAMPION) -> LoadedModel:
-    """Fetch, verify (sha256, HMAC, then feature schema) and unpickle a version of `spec.name`.
+def load(engine: sa.Engine, spec: Spec, version: int | str = CHAMPION, *,
+         refuse_other_environment: bool = True) -> LoadedModel:
+    """Fetch, verify (sha256, HMAC, feature schema, then environment) and unpickle a version of `spec.name`.
 
     The unpickling happens at most once per process and (model, version, artifact sha256): see the module doc.
 
@@ -401,6 +466,8 @@ def load(engine: sa.Engine, spec: Spec, version: int | str = CHAMPION) -> Loaded
         engine: The ml-batch database.
         spec: The model's spec, whose features the version must expect.
         version: A version number, or an alias (`champion` by default).
+        refuse_other_environment: Refuse a version fitted under other library versions (see the module doc).
+            Only `ml_batch.model.verify` turns it off: re-scoring such a version is how it gets verified.
 
     Returns:
         The version's metadata and its pipeline.
@@ -408,6 +475,8 @@ def load(engine: sa.Engine, spec: Spec, version: int | str = CHAMPION) -> Loaded
     Raises:
         ArtifactIntegrityError: The bytes are not the ones registered and signed (nothing was unpickled).
         FeatureSchemaMismatch: The version expects other features than the spec's.
+        EnvironmentMismatch: The version was fitted under other library versions and not verified under
+            these (nothing was unpickled).
         RegistryError: No such model, version or alias.
     """
     with engine.connect() as conn:
@@ -422,19 +491,58 @@ def load(engine: sa.Engine, spec: Spec, version: int | str = CHAMPION) -> Loaded
     verify_artifact(spec.name, number, artifact, row.artifact_sha256, row.artifact_hmac, row.artifact_key_id)
     info = get_version(engine, spec.name, number)
     check_feature_schema(spec, info.feature_schema, f"version {number}")
-    return LoadedModel(info=info, pipeline=_unpickled_once(spec.name, number, row.artifact_sha256, artifact))
+    if refuse_other_environment:
+        _check_environment(info)
+    return LoadedModel(info=info, pipeline=_unpickled_once(info, artifact))
 
 
-def _unpickled_once(model_name: str, number: int, sha256: str, artifact: bytes) -> Any:
-    """The pipeline of verified bytes (`verify_artifact` passed): unpickled once per process and sha256."""
+def _check_environment(info: ModelVersion) -> None:
+    """Refuse a version this process's library versions may not unpickle (`environment.refusal`)."""
+    if info.environment is None:
+        key = (info.model_name, info.version, info.artifact_sha256)
+        if key not in _UNCHECKED_WARNED:
+            _UNCHECKED_WARNED.add(key)
+            logger.warning("model %s version %d has no recorded environment (registered before migration 0013): "
+                           "loading it without checking its library versions; retrain it to record them",
+                           info.model_name, info.version)
+        return
+    verified = [VerifiedEnvironment.from_dict(entry) for entry in info.verified_environments]
+    refused = environment.refusal(info.environment, verified, environment.current())
+    if refused:
+        raise EnvironmentMismatch(
+            f"model {info.model_name!r} version {info.version} was fitted with {', '.join(refused)}: refusing to "
+            "unpickle it, since a pipeline loaded under other library versions may fail or predict differently; "
+            f"run 'ml-batch models verify -m {info.model_name} --version {info.version}' to re-score its holdout "
+            "sample here (it then loads if the scores match), or retrain it in this environment"
+        )
+
+
+def _unpickled_once(info: ModelVersion, artifact: bytes) -> Any:
+    """The pipeline of verified bytes (`verify_artifact` passed): unpickled once per process and sha256.
+
+    scikit-learn's `InconsistentVersionWarning` (a version verified under another scikit-learn) is logged
+    once per unpickling, with the distinct messages joined; other warnings are passed on as they were.
+    """
     import joblib
+    from sklearn.exceptions import InconsistentVersionWarning
 
-    key = (model_name, number, sha256)
+    key = (info.model_name, info.version, info.artifact_sha256)
     pipeline = _LOADED.get(key)
     if pipeline is not None:
-        logger.info("model %s version %d: verified; unpickled earlier in this process", model_name, number)
+        logger.info("model %s version %d: verified; unpickled earlier in this process", info.model_name,
+                    info.version)
         return pipeline
-    pipeline = joblib.load(io.BytesIO(artifact))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", InconsistentVersionWarning)
+        pipeline = joblib.load(io.BytesIO(artifact))
+    inconsistent = sorted({str(w.message) for w in caught if issubclass(w.category, InconsistentVersionWarning)})
+    if inconsistent:
+        logger.warning("model %s version %d unpickled under other library versions than it was pickled with "
+                       "(verified environments: %d): %s", info.model_name, info.version,
+                       len(info.verified_environments), " | ".join(inconsistent))
+    for w in caught:
+        if not issubclass(w.category, InconsistentVersionWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     while len(_LOADED) >= _LOADED_MAX:
         del _LOADED[next(iter(_LOADED))]
     _LOADED[key] = pipeline

@@ -7,6 +7,11 @@ Which label belongs to which row is `ml_batch.model.labels`' rule (one event per
 - the window is the `window_days` event days ending at the last labelled day, A - delay_days;
 - the holdout is the last `holdout_days` of the window, never a random split, so the model is judged
   on days that come after everything it was fitted on, as in production.
+
+The window's rows are validated as a scoring day's are, and the rows scoring would quarantine are left out of
+the training days, the holdout and so the drift reference (`ml_batch.model.validity`); `load_training_set` is
+the one loader that does both, for training, the gate's retry and a registered artifact alike. A feature
+NULL in every training row fails training: a model cannot learn from it.
 """
 
 from __future__ import annotations
@@ -15,17 +20,20 @@ import datetime as dt
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sklearn.pipeline import Pipeline
 
-from ml_batch.db.sources import day_bounds, selectable, utc_day
+from ml_batch.db.sources import day_bounds, selectable, timestamptz_literal, utc_day
 from ml_batch.errors import TrainingError
 from ml_batch.features import build_pipeline, feature_frame
 from ml_batch.model.labels import LABEL, check_one_label_per_row, join_labels
 from ml_batch.model.metrics import evaluate
+from ml_batch.model.validity import ROW_ID, Exclusions, exclude_failing, row_identity, validate_window_rows
 from ml_batch.spec import Spec
 
 logger = logging.getLogger(__name__)
@@ -79,17 +87,20 @@ def window_for(spec: Spec, as_of: dt.date) -> TrainingWindow:
 
 
 def window_rows(spec: Spec, window: TrainingWindow) -> sa.Subquery:
-    """The source rows of the window's event days: key, event time, UTC event day and features."""
+    """The source rows of the window's event days: key, event time, UTC event day, features and the row's
+    identity (`ml_batch.model.validity.row_identity`, what validation keys failing rows by)."""
     src = selectable(spec.source, [spec.source.key, spec.source.date_column, *spec.feature_names], "src")
     start, _ = day_bounds(window.start)
     _, end = day_bounds(window.end)
     event_time = src.c[spec.source.date_column]
+    # Typed literals, not bound values: validation compiles these rows into a view (DDL takes no parameters).
     return sa.select(
         src.c[spec.source.key],
         event_time.label(EVENT_TIME),
         utc_day(event_time).label(EVENT_DAY),
         *[src.c[name] for name in spec.feature_names],
-    ).where(event_time >= start, event_time < end).subquery("window_rows")
+        row_identity(src.c[spec.source.key], event_time).label(ROW_ID),
+    ).where(event_time >= timestamptz_literal(start), event_time < timestamptz_literal(end)).subquery("window_rows")
 
 
 def labelled_query(spec: Spec, window: TrainingWindow) -> sa.Select:
@@ -111,6 +122,43 @@ def load_labelled(engine: sa.Engine, spec: Spec, window: TrainingWindow) -> pd.D
         frame = pd.read_sql(labelled_query(spec, window), conn)
     frame[EVENT_DAY] = pd.to_datetime(frame[EVENT_DAY]).dt.date
     return frame
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """The labelled rows of a window that scoring would not quarantine, by part, and what was left out."""
+
+    window: TrainingWindow
+    train: pd.DataFrame
+    holdout: pd.DataFrame
+    exclusions: Exclusions
+
+
+def load_training_set(engine: sa.Engine, spec: Spec, window: TrainingWindow, *,
+                      suite_file: Path | None = None) -> TrainingSet:
+    """The window's labelled rows, split into training and holdout days, without the rows scoring would
+    quarantine (`ml_batch.model.validity`): what training, the gate's retry and a registered artifact use.
+
+    Args:
+        engine: the database holding the source and the labels.
+        spec: the model spec.
+        window: the training window.
+        suite_file: the spec's extra GX suite file, resolved against the spec's folder
+            (`ml_batch.validation.suite.suite_path`); None: an absolute `validation.suite`, or none.
+
+    Raises:
+        TrainingError: the window fails validation as a batch, or too many of its rows fail.
+        SourceError: the source cannot be read.
+        LabelJoinError: labels do not join the window's rows one to one.
+    """
+    what = f"training window {window.start}..{window.end}"
+    found = validate_window_rows(engine, spec, window_rows(spec, window), event_time=EVENT_TIME, what=what,
+                                 suite_file=suite_file)
+    train_part, holdout, exclusions = exclude_failing(found, *split(load_labelled(engine, spec, window), window))
+    if exclusions.total:
+        logger.info("%s %s: left out %d labelled rows that scoring would quarantine (%d training, %d holdout): %s",
+                    spec.name, what, exclusions.total, exclusions.train, exclusions.holdout, exclusions.reasons)
+    return TrainingSet(window, train_part, holdout, exclusions)
 
 
 def split(frame: pd.DataFrame, window: TrainingWindow) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -165,11 +213,13 @@ class TrainResult:
     train: pd.DataFrame
     holdout: pd.DataFrame
     holdout_scores: np.ndarray
+    n_excluded: int = 0
+    exclusions: dict[str, Any] | None = None  # `Exclusions.as_dict()`: what `model_versions.exclusions` holds
 
 
-def fit_and_evaluate(spec: Spec, frame: pd.DataFrame, window: TrainingWindow) -> TrainResult:
+def fit_and_evaluate(spec: Spec, data: TrainingSet) -> TrainResult:
     """Fit a fresh pipeline on the training days, evaluate it on the holdout days."""
-    train, holdout = split(frame, window)
+    window, train, holdout = data.window, data.train, data.holdout
     _check_usable(spec, train, "training", window.start, window.train_end)
     _check_usable(spec, holdout, "holdout", window.holdout_start, window.end)
     pipeline = build_pipeline(spec)
@@ -184,7 +234,7 @@ def fit_and_evaluate(spec: Spec, frame: pd.DataFrame, window: TrainingWindow) ->
         len(holdout),
     )
     return TrainResult(pipeline, window, len(train), len(holdout), metrics, fit_seconds, train, holdout,
-                       holdout_scores)
+                       holdout_scores, data.exclusions.total, data.exclusions.as_dict())
 
 
 _IMPORTANCE_MAX_ROWS = 20_000
@@ -218,12 +268,13 @@ def permutation_importance(pipeline: Pipeline, holdout: pd.DataFrame, spec: Spec
     return importance
 
 
-def train(engine: sa.Engine, spec: Spec, as_of: dt.date) -> TrainResult:
-    """Build the labelled set known on `as_of`, fit, evaluate on the time-based holdout."""
+def train(engine: sa.Engine, spec: Spec, as_of: dt.date, *, suite_file: Path | None = None) -> TrainResult:
+    """Build the valid labelled set known on `as_of` (`load_training_set`), fit, evaluate on the holdout."""
     window = window_for(spec, as_of)
-    frame = load_labelled(engine, spec, window)
-    logger.info("loaded %d labelled rows for %s, window %s", len(frame), spec.name, window.as_dict())
-    return fit_and_evaluate(spec, frame, window)
+    data = load_training_set(engine, spec, window, suite_file=suite_file)
+    logger.info("loaded %d training and %d holdout rows for %s (%d left out), window %s", len(data.train),
+                len(data.holdout), spec.name, data.exclusions.total, window.as_dict())
+    return fit_and_evaluate(spec, data)
 
 
 def _check_usable(spec: Spec, part: pd.DataFrame, name: str, start: dt.date, end: dt.date) -> None:
@@ -233,10 +284,23 @@ def _check_usable(spec: Spec, part: pd.DataFrame, name: str, start: dt.date, end
             f"model {spec.name!r}: {name} set {start}..{end} has {len(part)} labelled rows, expected at least "
             f"{minimum} (are labels {spec.labels.delay_days} days old available for these days?)"
         )
+    if name == "training":
+        _check_features_have_values(spec, part, start, end)
     if spec.model.task == "binary":
         classes = np.unique(labels_of(part, spec))
         if len(classes) < 2:
             raise TrainingError(
                 f"model {spec.name!r}: {name} set {start}..{end} has only label {classes.tolist()}; "
                 "a binary model needs both classes"
+            )
+
+
+def _check_features_have_values(spec: Spec, part: pd.DataFrame, start: dt.date, end: dt.date) -> None:
+    """A feature NULL in every training row fails training, naming it (the first one, in the spec's order)."""
+    for name in spec.feature_names:
+        if part[name].isna().all():
+            raise TrainingError(
+                f"model {spec.name!r}: feature {name!r} is NULL in every one of the {len(part)} rows of the training "
+                f"set {start}..{end}: a model cannot learn from it (fill the column for these days, or remove the "
+                "feature from the spec)"
             )

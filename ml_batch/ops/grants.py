@@ -5,7 +5,8 @@ An analyst reads predictions and monitoring, never model artifacts nor raw sourc
 - SELECT on every model's predictions table and its `_latest` view (from the specs), and on ml-batch's
   runs, run_shards, published_days, drift_results, drift_days, performance, shadow_predictions,
   shadow_comparisons, alerts, model_aliases and model_events;
-- `model_versions` column by column, **without** `artifact` (the pickled model) and its signature columns;
+- `model_versions` column by column, **without** `artifact` (the pickled model) and its signature columns,
+  nor `holdout_sample` (source rows of the holdout, which `models verify` re-scores);
 - `quarantine` column by column, **without** `row_data` (the raw source row). The view
   `quarantine_published` is not granted: a view reads with its owner's rights, so it would hand out
   `row_data`; join `quarantine` to `published_days` instead (docs/analysts.md);
@@ -40,7 +41,7 @@ READABLE_TABLES = (tables.runs, tables.run_shards, tables.published_days, tables
                    tables.model_aliases, tables.model_events)
 # table -> the columns an analyst must never read
 HIDDEN_COLUMNS = {
-    tables.model_versions.name: ("artifact", "artifact_hmac", "artifact_key_id"),
+    tables.model_versions.name: ("artifact", "artifact_hmac", "artifact_key_id", "holdout_sample"),
     tables.quarantine.name: ("row_data",),
 }
 

@@ -17,15 +17,17 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from ml_batch.db.spec_check import require_spec_db
 from ml_batch.errors import RegistryError, TrainingError
 from ml_batch.features import build_pipeline
-from ml_batch.model import registry
+from ml_batch.model import registry, verify
 from ml_batch.model.metrics import evaluate
 from ml_batch.model.registry import ModelVersion, NewVersion
 from ml_batch.model.schema import check_pipeline_schema
-from ml_batch.model.training import labels_of, load_labelled, predict_scores, split, window_for
+from ml_batch.model.training import labels_of, load_training_set, predict_scores, window_for
 from ml_batch.monitoring.profile import reference_profile
 from ml_batch.spec import Spec
+from ml_batch.validation.suite import suite_of
 
 # Classes from these packages may be rebuilt from a skops file from outside (functions may not, unless
 # ml-batch's own pipeline uses them: a function is what a FunctionTransformer would call on the data).
@@ -33,7 +35,7 @@ TRUSTED_CLASS_PACKAGES = ("sklearn", "numpy", "scipy")
 
 
 def register_artifact(
-    engine: sa.Engine, spec: Spec, artifact: Path, as_of: dt.date, *, actor: str
+    engine: sa.Engine, spec: Spec, artifact: Path, as_of: dt.date, *, actor: str, spec_file: Path | None = None,
 ) -> ModelVersion:
     """Register a pipeline trained elsewhere (a notebook, saved with `skops.io.dump`), after the same checks a
     trained one passes.
@@ -41,7 +43,9 @@ def register_artifact(
     The file must be a skops file holding only trusted types (see the module docstring) and a fitted
     pipeline over exactly the spec's features; it is then evaluated on the spec's holdout window as of
     `as_of`, so its recorded metrics are comparable with trained versions, and signed like any version. Its
-    drift reference is profiled from the window's training days (the notebook's own data is not known).
+    drift reference is profiled from the window's training days (the notebook's own data is not known). The
+    holdout and the reference leave out the rows scoring would quarantine, as a trained version's do
+    (`ml_batch.model.training.load_training_set`).
 
     Args:
         engine: The ml-batch database.
@@ -49,6 +53,8 @@ def register_artifact(
         artifact: The skops file.
         as_of: Evaluate on the holdout of the window whose labels are known on this day.
         actor: Who registers it (recorded).
+        spec_file: The spec's file, if it was read from one: errors name it, and a relative
+            `validation.suite` is resolved against its folder.
 
     Returns:
         The new version (source "registered").
@@ -56,12 +62,15 @@ def register_artifact(
     Raises:
         RegistryError: The file is missing, not a skops file, unreadable or holds untrusted types.
         FeatureSchemaMismatch: It is not a fitted pipeline over the spec's features.
-        TrainingError: The holdout window has no labelled rows to evaluate it on.
+        TrainingError: The holdout window has no labelled rows to evaluate it on, or fails validation.
     """
     pipeline = load_outside_artifact(spec, artifact)
     check_pipeline_schema(spec, pipeline, f"artifact {artifact}")
+    require_spec_db(engine, spec, origin=spec_file)
     window = window_for(spec, as_of)
-    train_part, holdout = split(load_labelled(engine, spec, window), window)
+    suite_file = suite_of(spec, spec_file)
+    data = load_training_set(engine, spec, window, suite_file=suite_file)
+    train_part, holdout = data.train, data.holdout
     if holdout.empty:
         raise TrainingError(
             f"model {spec.name!r}: no labelled holdout rows in {window.holdout_start}..{window.end} "
@@ -76,6 +85,8 @@ def register_artifact(
         n_holdout=len(holdout),
         tags={"artifact_file": artifact.name, "as_of": as_of.isoformat()},
         profile=reference_profile(spec, pipeline, reference, holdout, scores),
+        n_excluded=data.exclusions.total, exclusions=data.exclusions.as_dict(),
+        holdout_sample=verify.holdout_sample(spec, holdout, scores),
     )
     return registry.register(engine, spec, pipeline, new, actor=actor)
 

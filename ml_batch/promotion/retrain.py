@@ -15,22 +15,23 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
 import sqlalchemy as sa
 
+from ml_batch.db.spec_check import require_spec_db
 from ml_batch.db.tables import alerts as alert_rows
-from ml_batch.model import registry
+from ml_batch.model import registry, verify
 from ml_batch.model.metrics import evaluate
 from ml_batch.model.registry import ModelVersion, NewVersion
 from ml_batch.model.training import (
     TrainingWindow,
     TrainResult,
     labels_of,
-    load_labelled,
+    load_training_set,
     predict_scores,
-    split,
     train,
     window_for,
 )
@@ -39,6 +40,7 @@ from ml_batch.ops import alerts
 from ml_batch.ops.alerts import Alert
 from ml_batch.promotion.gate import GateDecision, decide
 from ml_batch.spec import Spec
+from ml_batch.validation.suite import suite_of
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +75,7 @@ class GateRecord:
 
 def train_and_register(
     engine: sa.Engine, spec: Spec, as_of: dt.date, *, actor: str, promote: bool = False,
-    dag_id: str | None = None, run_id: str | None = None,
+    dag_id: str | None = None, run_id: str | None = None, spec_file: Path | None = None,
 ) -> TrainOutcome:
     """Train on the labels known on `as_of` and register the result; with `promote`, run the gate.
 
@@ -95,17 +97,22 @@ def train_and_register(
         promote: Run the gate and apply its decision.
         dag_id: The DAG that runs this, if any (tags, audit details and alerts name it).
         run_id: The DAG run, if any: what makes a retry reuse the run's version and decision.
+        spec_file: The spec's file, if it was read from one: errors name it, and a relative `validation.suite`
+            is resolved against its folder (the training window is validated as a scoring day is:
+            `ml_batch.model.training.load_training_set`).
 
     Returns:
         The registered version, the gate's decision (None without `promote`) and the action taken.
     """
+    require_spec_db(engine, spec, origin=spec_file)
+    suite_file = suite_of(spec, spec_file)
     run_tags = _run_tags(dag_id, run_id)
-    version, result = _candidate(engine, spec, as_of, actor, run_tags)
+    version, result = _candidate(engine, spec, as_of, actor, run_tags, suite_file)
     if not promote:
         return TrainOutcome(version, None, False, "registered")
     record = _recorded_gate(engine, spec, version, run_tags) if result is None else None
     if record is None:
-        record = _gate_record(engine, spec, as_of, version, result, actor, run_tags)
+        record = _gate_record(engine, spec, as_of, version, result, actor, run_tags, suite_file)
     _apply(engine, spec, version.version, record, actor)
     if not (run_id is not None and _gate_alerted(engine, spec.name, run_id, version.version)):
         _alert(engine, spec, version.version, record, as_of, dag_id, run_id)
@@ -118,15 +125,15 @@ def _run_tags(dag_id: str | None, run_id: str | None) -> dict[str, Any]:
     return {"dag_id": dag_id, "run_id": run_id} if run_id is not None else {}
 
 
-def _candidate(engine: sa.Engine, spec: Spec, as_of: dt.date, actor: str,
-               run_tags: dict[str, Any]) -> tuple[ModelVersion, TrainResult | None]:
+def _candidate(engine: sa.Engine, spec: Spec, as_of: dt.date, actor: str, run_tags: dict[str, Any],
+               suite_file: Path | None) -> tuple[ModelVersion, TrainResult | None]:
     """The version this run registered already (and no training result), or a newly trained one."""
     reused = registry.tagged_version(engine, spec.name, run_tags) if run_tags else None
     if reused is not None:
         logger.info("%s version %d was registered by run %s already: reusing it", spec.name, reused.version,
                     run_tags["run_id"])
         return reused, None
-    result = train(engine, spec, as_of)
+    result = train(engine, spec, as_of, suite_file=suite_file)
     return _register_trained(engine, spec, result, as_of, actor, run_tags), result
 
 
@@ -136,7 +143,10 @@ def _register_trained(engine: sa.Engine, spec: Spec, result: TrainResult, as_of:
         metrics=result.metrics, source="trained", window=result.window.as_dict(), n_train=result.n_train,
         n_holdout=result.n_holdout,
         tags={"as_of": as_of.isoformat(), "fit_seconds": round(result.fit_seconds, 2), **run_tags},
+        # Built from the valid rows only: `result.train`/`holdout` are without the rows scoring would quarantine.
         profile=reference_profile(spec, result.pipeline, result.train, result.holdout, result.holdout_scores),
+        n_excluded=result.n_excluded, exclusions=result.exclusions,
+        holdout_sample=verify.holdout_sample(spec, result.holdout, result.holdout_scores),
     )
     return registry.register(engine, spec, result.pipeline, new, actor=actor)
 
@@ -154,9 +164,10 @@ def _recorded_gate(engine: sa.Engine, spec: Spec, version: ModelVersion,
 
 
 def _gate_record(engine: sa.Engine, spec: Spec, as_of: dt.date, version: ModelVersion, result: TrainResult | None,
-                 actor: str, run_tags: dict[str, Any]) -> GateRecord:
+                 actor: str, run_tags: dict[str, Any], suite_file: Path | None) -> GateRecord:
     """Gate `version` against the champion on its holdout rows, and record the decision (before applying it)."""
-    holdout, window = (result.holdout, result.window) if result is not None else _holdout(engine, spec, as_of)
+    holdout, window = ((result.holdout, result.window) if result is not None
+                       else _holdout(engine, spec, as_of, suite_file))
     decision = _gate(engine, spec, holdout, _metric(version.metrics, spec.training.metric))
     challenger = registry.aliases(engine, spec.name).get(registry.CHALLENGER)
     action = _action(spec, decision, challenger)
@@ -167,10 +178,12 @@ def _gate_record(engine: sa.Engine, spec: Spec, as_of: dt.date, version: ModelVe
     return GateRecord(decision, action, challenger, details)
 
 
-def _holdout(engine: sa.Engine, spec: Spec, as_of: dt.date) -> tuple[pd.DataFrame, TrainingWindow]:
-    """The holdout rows of the window as of `as_of`: those a version trained then was evaluated on."""
+def _holdout(engine: sa.Engine, spec: Spec, as_of: dt.date,
+             suite_file: Path | None) -> tuple[pd.DataFrame, TrainingWindow]:
+    """The holdout rows of the window as of `as_of`: those a version trained then was evaluated on (without
+    the rows scoring would quarantine, as at training)."""
     window = window_for(spec, as_of)
-    return split(load_labelled(engine, spec, window), window)[1], window
+    return load_training_set(engine, spec, window, suite_file=suite_file).holdout, window
 
 
 def _metric(metrics: dict[str, Any], metric: str) -> float:

@@ -1,6 +1,8 @@
 """The first step of a day's run: pin what the run uses and read the day, once.
 
-A plan resolves, once for the whole run, everything the later steps need: the day, the model version (an
+A plan first checks the spec against the source (`ml_batch.db.spec_check`: a typo in a feature is one line
+naming the file, the field and the column, not PostgreSQL's `UndefinedColumn` halfway through). It then
+resolves, once for the whole run, everything the later steps need: the day, the model version (an
 explicit one, the champion now, or the champion at the end of the day), the spec (its text travels in the
 plan, so later steps never re-read the specs folder, and its sha256 is recorded on the run), the number of
 shards, and where the run stages its rows. It reads the day from the source into the run's snapshot, split
@@ -27,6 +29,7 @@ from typing import TypedDict
 
 import sqlalchemy as sa
 
+from ml_batch.db.spec_check import require_spec_db
 from ml_batch.errors import DayIncomplete
 from ml_batch.model import reference, registry
 from ml_batch.model.schema import check_feature_schema
@@ -75,9 +78,9 @@ class RunPlan(StepResult):
         """The spec's extra GX suite file (`validation.suite`) resolved against the pinned spec's folder, by
         `ml_batch.validation.suite.suite_path`; None for a spec built in code (GX then uses an absolute suite
         itself and names a relative one it cannot resolve)."""
-        from ml_batch.validation.suite import suite_path
+        from ml_batch.validation.suite import suite_of
 
-        return None if self.spec_file is None else suite_path(self.spec, Path(self.spec_file).parent)
+        return suite_of(self.spec, None if self.spec_file is None else Path(self.spec_file))
 
     @classmethod
     def noop(cls, model: str, day: dt.date, run_id: str, run_type: str, *, dry_run: bool, shards: int) -> RunPlan:
@@ -119,11 +122,16 @@ def plan_run(
     is measured against it.
 
     Raises:
+        SpecError: the spec does not fit the source (`ml_batch.db.spec_check`: a missing column, a text column
+            for a numeric feature, ...), every problem one line, before anything is touched.
         DayIncomplete: the day's volume, readiness or null shares refuse it (nothing is left behind: the
             plan's transaction rolls back); `allow_partial` waives the volume and readiness.
     """
     pinned = PinnedSpec.of(spec)
     model = pinned.spec
+    # The source only: a scoring day reads no labels, and a labels mistake must not hold back its predictions
+    # (training and `ml-batch specs check --db` report it).
+    require_spec_db(engine, model, origin=pinned.path, labels=False)
     lifecycle.cleanup_dead_runs(engine, model, keep=run_id)  # what dead runs of this model left behind
     runs.check_run_type(run_type)
     shards = shards if shards is not None else model.scoring.shards

@@ -22,14 +22,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ml_batch.db.catalog import table_exists
+from ml_batch.db.catalog import drop_views, table_exists
 from ml_batch.db.locks import DEFAULT_LOCKING, SwapLocking
 from ml_batch.errors import PublishBlocked, PublishError, ValidationFailed, first_line, summary
 from ml_batch.run import lifecycle, quarantine, runs, snapshot
 from ml_batch.run.names import shard_view
 from ml_batch.run.plan import RunPlan
 from ml_batch.run.predictions import record_publication, swap_in
-from ml_batch.run.shard import drop_views
 from ml_batch.run.staging import audit_staging, discard_staging, drop_staging, index_and_analyze_staging, stamp_staging
 from ml_batch.spec import Spec
 from ml_batch.steps import StepResult

@@ -30,8 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
 
-from ml_batch.db.catalog import table_exists
-from ml_batch.db.disconnects import is_disconnect
+from ml_batch.db.catalog import drop_views, table_exists
 from ml_batch.db.sources import shard_of, source_error
 from ml_batch.db.sqlfiles import render
 from ml_batch.errors import RegistryError, RunAbandoned, ValidationFailed, summary
@@ -195,19 +194,6 @@ def _run_gx(engine: sa.Engine, spec: Spec, plan: RunPlan, view: str) -> Any:
         f"guaranteed by a unique index on {spec.source.table}({spec.source.key}), not checked" if unique
         else "checked by GX")
     return outcome
-
-
-def drop_views(engine: sa.Engine, views: list[str]) -> None:
-    """Drop validation views; a failure is logged, never raised (it must not hide the error being raised,
-    nor fail a run that succeeded: a leftover view is dropped by the run's publish, or by the cleanup of
-    dead runs). With the database gone, the error being raised already says so: log quietly."""
-    try:
-        with engine.begin() as conn:
-            for view in views:
-                conn.execute(render("drop_view", view=view))
-    except sa.exc.SQLAlchemyError as exc:
-        log = logger.debug if is_disconnect(exc) else logger.warning
-        log("could not drop validation view(s) %s: %s", ", ".join(views), exc)
 
 
 def _check_database(engine: sa.Engine) -> None:

@@ -60,7 +60,8 @@ def known_model(engine: sa.Engine, model: str) -> bool:
 
 
 def versions(engine: sa.Engine, model: str) -> list[Row]:
-    cols = [c for c in model_versions.c if c.name not in {"artifact", "reference_profile", "feature_schema"}]
+    hidden = {"artifact", "reference_profile", "feature_schema", "holdout_sample"}
+    cols = [c for c in model_versions.c if c.name not in hidden]
     return _rows(engine, sa.select(*cols).where(model_versions.c.model_name == model)
                  .order_by(model_versions.c.version.desc()))
 

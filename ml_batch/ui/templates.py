@@ -10,6 +10,7 @@ from typing import Any
 import jinja2
 from pydantic import TypeAdapter
 
+from ml_batch.model.registry import excluded_text
 from ml_batch.monitoring.rows import NULL_SHARE_RISE, stored_row_note
 from ml_batch.monitoring.support import OutOfSupport, out_of_support_text
 
@@ -50,12 +51,18 @@ _REGISTRY = """{% extends "base" %}{% block body %}
 <td>{{ a.set_at|when }}</td></tr>{% endfor %}</table>{% else %}<p>No aliases.</p>{% endif %}
 <h2>Versions</h2>
 <table id="versions"><tr><th>Version</th><th>Estimator</th><th>Trained on</th><th>Holdout</th>
-<th>Rows train/holdout</th><th>Holdout metrics</th><th>Artifact sha256</th><th>Created</th></tr>
+<th>Rows train/holdout</th><th>Excluded</th><th>Holdout metrics</th><th>Environment</th><th>Artifact sha256</th>
+<th>Created</th></tr>
 {% for v in versions %}<tr><td class="num">{{ v.version }}</td><td>{{ v.estimator }}</td>
 <td>{{ v.train_start }} .. {{ v.train_end }}</td><td>{{ v.holdout_start }} .. {{ v.holdout_end }}</td>
 <td class="num">{{ v.n_train }} / {{ v.n_holdout }}</td>
+<td class="excluded">{{ v|excluded }}</td>
 <td>{% for name, value in v.metrics|dictsort %}
 {{ name }} {{ value|f4 }}{% if not loop.last %}<br>{% endif %}{% endfor %}</td>
+<td class="environment">{% if v.environment %}{% for name, value in v.environment|dictsort %}{{ name }} {{ value }}
+{%- if not loop.last %}<br>{% endif %}{% endfor %}{% else %}not recorded{% endif %}
+{%- for e in v.verified_environments or [] %}<br>verified: scikit-learn {{ e.environment['scikit-learn'] }}
+{%- endfor %}</td>
 <td><code>{{ v.artifact_sha256[:12] }}</code></td><td>{{ v.created_at|when }} by {{ v.created_by }}</td></tr>
 {% endfor %}</table>
 <h2>Audit trail</h2>
@@ -256,6 +263,7 @@ def environment() -> jinja2.Environment:
     env.filters.update(when=_when, f3=_fixed(3), f4=_fixed(4), count_=_count, secs=_secs, drift_note=_drift_note,
                        expected=_expected, yes_no=_yes_no, out_of_support=_out_of_support,
                        reliability=_reliability, estimate_reliability=_estimate_reliability,
+                       excluded=lambda v: excluded_text(v["n_excluded"], v["exclusions"]),
                        tojson_=lambda v: json.dumps(v, sort_keys=True, default=str))
     env.globals["css"] = _CSS
     env.globals["null_share_rise"] = NULL_SHARE_RISE

@@ -7,6 +7,8 @@ Failures come in two kinds:
   whole batch; the caller decides to raise;
 * **row failures** (a value out of range, null or unknown, a repeated key, NaN or +-Infinity) quarantine the
   rows, each mapped back to its entity key with every reason it failed; the rest of the batch is scored.
+  A caller whose rows repeat a key (training's window of many days) names a row identity column instead
+  (`row_key`), and the failing rows are keyed by it.
 
 Each failed expectation is read on its own into a `Contribution` (the batch-failure lines and the row reasons
 it adds), and the contributions are then folded into the `Findings`. The only thing one expectation's
@@ -107,11 +109,17 @@ class Reading:
     spec: Spec
     present: frozenset[str]
     share_of: int | None
+    row_key: str | None = None
 
     @property
     def key(self) -> str:
         """The entity key column."""
         return self.spec.source.key
+
+    @property
+    def index(self) -> str:
+        """The column failing rows are keyed by: `row_key`, else the entity key."""
+        return self.row_key or self.key
 
     @property
     def categorical(self) -> set[str]:
@@ -121,7 +129,7 @@ class Reading:
 
 def interpret(
     spec: Spec, present: Iterable[str], expectations: Sequence[Expectation],
-    details: dict[int, ExpectationValidationResult], share_of: int | None,
+    details: dict[int, ExpectationValidationResult], share_of: int | None, *, row_key: str | None = None,
 ) -> Findings:
     """The findings of the detailed (pass 2/3) results of a batch's failed screens.
 
@@ -131,11 +139,12 @@ def interpret(
         expectations: the suite's expectations, indexed as `details`.
         details: index of a failed screen -> GX's detailed result for it.
         share_of: the rows the quarantine share applies to; None: the batch's own rows.
+        row_key: the column GX listed failing rows by (`unexpected_index_column_names`); None: the key.
 
     Returns:
-        The batch failures and the failing rows' reasons by key.
+        The batch failures and the failing rows' reasons by key (by `row_key` when given).
     """
-    reading = Reading(spec, frozenset(present), share_of)
+    reading = Reading(spec, frozenset(present), share_of, row_key)
     order = table_level_first(expectations, details)
     failed = [failed_view(details[i], expectations[i]) for i in order if not details[i].success]
     contributions = _read_all(failed, reading)
@@ -202,7 +211,7 @@ def _listed_rows(item: Failed, reading: Reading) -> Contribution:
     text = f"{label(item.columns)}{item.kind}{detail(item.kind, item.kwargs, reading.key)}"
     entries = item.result["unexpected_index_list"]
     keyed = [(entry, key) for entry in entries
-             if isinstance(entry, dict) and (key := entry.get(reading.key)) is not None]
+             if isinstance(entry, dict) and (key := entry.get(reading.index)) is not None]
     categorical = reading.categorical
     reasons = tuple((native(key), row_reason(text, entry, item.columns, categorical)) for entry, key in keyed)
     return Contribution(reasons=reasons, keyless_rows=len(entries) - len(keyed))

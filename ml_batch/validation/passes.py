@@ -19,6 +19,9 @@ Validation runs in up to three passes, each only as wide as it must be:
 3. the failing row-level expectations with COMPLETE and `unexpected_index_column_names=[key]`: the
    failing rows' keys and values, all of them (`partial_unexpected_count` is raised to the largest failing
    count: GX's SQL engine lists no more failing rows than that, 20 by default, even with COMPLETE).
+   A scoring day keys them by the entity key (one row per key and day); training's window holds a recurring
+   entity's rows of many days, so it keys them by a row identity column of its view instead (`row_key`,
+   `ml_batch.model.validity`).
 
 What the results mean is `ml_batch.validation.interpret`; the saved result is `ml_batch.validation.results`.
 """
@@ -57,7 +60,7 @@ _SUMMARY_FORMAT: dict[str, Any] = {"result_format": "SUMMARY", "return_unexpecte
 
 def validate_relation(
     spec: Spec, url: str, relation: str, suite: gx.ExpectationSuite, *, columns: Iterable[str],
-    share_of: int | None = None,
+    share_of: int | None = None, row_key: str | None = None,
 ) -> ValidationOutcome:
     """Validate the rows of a PostgreSQL table or view with GX, in the database, and key the failing rows.
 
@@ -71,6 +74,8 @@ def validate_relation(
         share_of: the rows `validation.max_quarantine_share` applies to (a shard passes its day's row
             count, so the verdict does not depend on the number of shards); None: the relation's rows.
             A row-level expectation failing on more rows than that share fails the batch at once.
+        row_key: the column that identifies a failing row (GX's `unexpected_index_column_names`) and keys
+            `row_reasons`; None: the spec's key (a scoring day has one row per key).
 
     Returns:
         The outcome; the caller decides whether batch failures fail the run.
@@ -82,12 +87,13 @@ def validate_relation(
     try:
         screen = run_expectations(batch, [screened(e) for e in expectations], _SCREEN_FORMAT)
         seconds = {"screen": time.perf_counter() - started}
-        details, passes = _detail_passes(spec, batch, expectations, screen, present, share_of)
+        details, passes = _detail_passes(spec, batch, expectations, screen, present, share_of,
+                                         row_key or spec.source.key)
         if passes > 1:
             seconds["details"] = time.perf_counter() - started - seconds["screen"]
     finally:
         engine.dispose()
-    findings = interpret(spec, present, expectations, details, share_of)
+    findings = interpret(spec, present, expectations, details, share_of, row_key=row_key)
     facts = RunFacts(suite_name=suite.name, relation=relation, gx_version=import_gx().__version__, passes=passes)
     seconds = {k: round(v, 3) for k, v in seconds.items()}
     outcome = ValidationOutcome(rows=findings.rows, batch_failures=findings.batch_failures,
@@ -103,7 +109,7 @@ def validate_relation(
 
 def _detail_passes(
     spec: Spec, batch: Batch, expectations: list[Expectation], screen: list[ExpectationValidationResult],
-    present: set[str], share_of: int | None,
+    present: set[str], share_of: int | None, row_key: str,
 ) -> tuple[dict[int, ExpectationValidationResult], int]:
     """Passes 2 and 3 for the screens that failed: index -> detailed result, and the GX calls made in all."""
     failed = [i for i, res in enumerate(screen) if not res.success]
@@ -115,7 +121,7 @@ def _detail_passes(
     if not listed:
         return details, 2
     rows = run_expectations(batch, [copy_expectation(expectations[i]) for i in listed],
-                            _complete_format(spec.source.key, [details[i] for i in listed]))
+                            _complete_format(row_key, [details[i] for i in listed]))
     return {**details, **dict(zip(listed, rows, strict=True))}, 3
 
 

@@ -57,6 +57,12 @@ def suite_path(spec: Spec, spec_dir: Path) -> Path | None:
     return path if path.is_absolute() else spec_dir / path
 
 
+def suite_of(spec: Spec, spec_file: Path | None) -> Path | None:
+    """The extra suite file of a spec read from `spec_file` (`suite_path` against its folder); None for a spec
+    built in code, whose `validation.suite` must then be absolute (`build_suite` names a relative one)."""
+    return None if spec_file is None else suite_path(spec, Path(spec_file).parent)
+
+
 def build_suite(
     spec: Spec,
     extra_suite: Path | None = None,

@@ -258,6 +258,20 @@ def test_two_spec_files_give_two_dags(tmp_path: Path) -> None:
     assert {outlet.name for outlet in outlets} == {"ml_batch.predictions.churn_risk"}
 
 
+def _broken_spec(folder: Path, name: str) -> Path:
+    """A spec of model `name` without `source.date_column` (the mistake of issue 22)."""
+    raw = yaml.safe_load(DEMO_SPEC_FILE.read_text())
+    source = {key: value for key, value in raw["source"].items() if key != "date_column"}
+    return _write_spec(folder, name, source=source)
+
+
+SPEC_ERRORS_FILE = "model_specs.py"
+
+
+def _both_dags(*models: str) -> set[str]:
+    return {f"{prefix}{model}" for model in models for prefix in (DAG_PREFIX, RETRAIN_PREFIX)}
+
+
 @pytest.mark.parametrize(
     ("changes", "field"),
     [
@@ -275,11 +289,56 @@ def test_invalid_spec_is_an_import_error_naming_file_and_field(
 
     bag = parse_dags_folder(tmp_path)
 
-    assert sorted(bag.import_errors) == ["batch_predict.py", "retrain.py"]
-    message = _last_line(bag.import_errors["batch_predict.py"])
-    assert message.startswith("ml_batch.errors.SpecError: ")
-    assert str(broken) in message
-    assert f"field '{field}'" in message
+    assert sorted(bag.import_errors) == [SPEC_ERRORS_FILE]
+    message = bag.import_errors[SPEC_ERRORS_FILE]
+    assert f"ml_batch.errors.SpecError: 1 invalid model spec file in {tmp_path}:" in message
+    assert _last_line(message).startswith(f"{broken}: field '{field}'")
+    assert set(bag.dag_ids) == _both_dags("credit_default")
+
+
+def test_one_broken_spec_hides_no_other_models_dags(tmp_path: Path) -> None:
+    shutil.copy(DEMO_SPEC_FILE, tmp_path)
+    _write_spec(tmp_path, "churn_risk")
+    broken = _broken_spec(tmp_path, "fraud_risk")
+
+    bag = parse_dags_folder(tmp_path)
+
+    assert set(bag.dag_ids) == _both_dags("credit_default", "churn_risk")
+    assert sorted(bag.import_errors) == [SPEC_ERRORS_FILE]
+    assert _last_line(bag.import_errors[SPEC_ERRORS_FILE]) == (
+        f"{broken}: field 'source.date_column': required field is missing")
+
+
+def test_every_broken_spec_is_named_and_a_fixed_one_clears_its_error(tmp_path: Path) -> None:
+    shutil.copy(DEMO_SPEC_FILE, tmp_path)
+    first, second = _broken_spec(tmp_path, "churn_risk"), _broken_spec(tmp_path, "fraud_risk")
+
+    message = parse_dags_folder(tmp_path).import_errors[SPEC_ERRORS_FILE]
+    assert f"SpecError: 2 invalid model spec files in {tmp_path}:" in message
+    assert message.strip().splitlines()[-2:] == [
+        f"{path}: field 'source.date_column': required field is missing" for path in (first, second)]
+
+    _write_spec(tmp_path, "churn_risk")
+    bag = parse_dags_folder(tmp_path)
+    assert str(first) not in bag.import_errors[SPEC_ERRORS_FILE]
+    assert set(bag.dag_ids) == _both_dags("credit_default", "churn_risk")
+
+    _write_spec(tmp_path, "fraud_risk")
+    bag = parse_dags_folder(tmp_path)
+    assert bag.import_errors == {}
+    assert set(bag.dag_ids) == _both_dags("credit_default", "churn_risk", "fraud_risk")
+
+
+def test_a_duplicate_model_name_is_an_error_of_the_copy(tmp_path: Path) -> None:
+    shutil.copy(DEMO_SPEC_FILE, tmp_path)
+    copy = tmp_path / "a_copy.yaml"
+    shutil.copy(DEMO_SPEC_FILE, copy)
+
+    bag = parse_dags_folder(tmp_path)
+
+    assert set(bag.dag_ids) == _both_dags("credit_default")
+    assert _last_line(bag.import_errors[SPEC_ERRORS_FILE]) == (
+        f"{copy}: model name 'credit_default' is already defined in {tmp_path / 'credit_default.yaml'}")
 
 
 # --- the retraining DAG ------------------------------------------------------------------------------------

@@ -61,6 +61,8 @@ def test_analyst_reads_predictions_and_runs_but_cannot_write_or_read_artifacts_o
         assert f"{table}_latest" in granted["tables"] and f"{schema}.runs" in granted["tables"]
         assert "row_data" not in granted["columns"][f"{schema}.quarantine"]
         assert "artifact" not in granted["columns"][f"{schema}.model_versions"]
+        assert "holdout_sample" not in granted["columns"][f"{schema}.model_versions"]
+        assert "n_excluded" in granted["columns"][f"{schema}.model_versions"]
 
         with analyst.connect() as conn:
             scored = conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
@@ -77,6 +79,7 @@ def test_analyst_reads_predictions_and_runs_but_cannot_write_or_read_artifacts_o
         assert [v.version for v in versions] == [1] and drift_days == 2 and perf > 0
 
         assert "permission denied" in _denied(analyst, f"SELECT artifact FROM {schema}.model_versions")
+        assert "permission denied" in _denied(analyst, f"SELECT holdout_sample FROM {schema}.model_versions")
         assert "permission denied" in _denied(analyst, f"SELECT * FROM {schema}.model_versions")
         assert "permission denied" in _denied(analyst, f"SELECT row_data FROM {schema}.quarantine")
         assert "permission denied" in _denied(analyst, f"SELECT * FROM {schema}.quarantine_published")

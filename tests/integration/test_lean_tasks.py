@@ -210,7 +210,7 @@ def test_spec_edit_between_plan_and_score_does_not_change_the_run(toy: Spec, eng
 
 
 def test_plan_reads_only_its_models_spec_file(toy: Spec, settings: Settings) -> None:
-    # Another model's spec file, broken: get_spec would load (and fail on) the whole folder.
+    # Another model's spec file, broken: the plan reads only its own model's file.
     (Path(os.environ["ML_BATCH_SPECS_DIR"]) / "other.yaml").write_text("name: other\nnot: a valid spec\n")
     run_plan = _plan("toy", "one_spec_file")
     assert load_spec(Path(run_plan["spec_file"])).name == "toy"

@@ -277,15 +277,17 @@ def test_shards_are_derived_from_the_days_row_count(settings: Settings, engine: 
 
 
 def test_an_unreadable_source_fails_the_run_with_its_name(settings: Settings, engine: sa.Engine, toy) -> None:
-    from ml_batch.errors import SourceError
+    from ml_batch.errors import SpecError
 
     def break_source() -> None:
         with engine.begin() as conn:
             conn.execute(sa.text(f"ALTER TABLE {toy.source.table} RENAME COLUMN x2 TO x2_old"))
 
-    # The plan reads the day into the run's snapshot first: a clear error, before anything is staged.
+    # The plan checks the spec against the database first: one line naming the field and the column, before
+    # anything is read or staged.
     break_source()
-    with pytest.raises(SourceError, match=r"model 'toy': cannot read source t_\w+\.toy_rows: .*x2"):
+    with pytest.raises(SpecError,
+                       match=r"model 'toy': features\[1\]\.name: column 'x2' is not in source t_\w+\.toy_rows"):
         score_day(engine, toy, DAY, run_id="broken-plan")
     assert list_runs(engine, "toy") == []
     # A source that breaks after the plan does not touch the run: its shards read the day's snapshot.

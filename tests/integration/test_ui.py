@@ -161,11 +161,15 @@ def test_registry_shows_versions_aliases_holdout_metrics_and_the_audit_trail(sco
     assert row_for(table_rows(html, "aliases"), "champion")[1] == "1"
     version = row_for(table_rows(html, "versions"), "1")
     with scored.engine.connect() as conn:
-        metrics, n_train, n_holdout = conn.execute(sa.text(
-            f'SELECT metrics, n_train, n_holdout FROM "{scored.spec.predictions.schema_name}".model_versions '
+        metrics, n_train, n_holdout, n_excluded, environment = conn.execute(sa.text(
+            "SELECT metrics, n_train, n_holdout, n_excluded, environment "
+            f'FROM "{scored.spec.predictions.schema_name}".model_versions '
             "WHERE model_name = 'toy' AND version = 1")).one()
     assert version[4] == f"{n_train} / {n_holdout}"
-    assert f"roc_auc {metrics['roc_auc']:.4f}" in version[5]
+    assert n_excluded is not None and version[5].split(";")[0] == str(n_excluded)
+    assert f"roc_auc {metrics['roc_auc']:.4f}" in version[6]
+    shown = version[7]
+    assert f"scikit-learn {environment['scikit-learn']}" in shown and f"python {environment['python']}" in shown
     events = table_rows(html, "events")
     trail = [e[1:6] for e in events[1:]]
     assert ["registered", "", "", "1", "t"] in trail and ["promoted", "champion", "", "1", "t"] in trail, trail

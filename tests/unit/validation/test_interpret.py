@@ -105,3 +105,17 @@ def test_an_expectation_gx_could_not_evaluate_fails_the_batch_with_its_error(spe
     findings = interpret(spec, [KEY, "income"], [income], {0: broken}, None)
     assert findings.batch_failures == [
         "income: expect_column_values_to_be_between could not be evaluated: division by zero"]
+
+
+def test_a_row_key_keys_the_failing_rows_instead_of_the_entity_key(spec: Spec) -> None:
+    import great_expectations.expectations as gxe
+
+    # One entity on two days (training's window): only its failing day's row is named, by the row's identity.
+    expectation = gxe.ExpectColumnValuesToBeBetween(column="income", min_value=0, max_value=10)
+    details = {0: _failed(expectation, element_count=150, unexpected_count=1,
+                          unexpected_index_list=[{"_row_id": "7@1746061200", KEY: 7, "income": -1.0}])}
+    findings = interpret(spec, [KEY, "income", "_row_id"], [expectation], details, None, row_key="_row_id")
+    assert findings.row_reasons == {
+        "7@1746061200": ["income: expect_column_values_to_be_between (min 0, max 10), got -1.0"],
+    }
+    assert findings.batch_failures == []

@@ -1,0 +1,272 @@
+"""A spec checked against the database: what it names exists, with types the pipeline can use.
+
+Loading a spec checks its fields; only the database knows whether `source.table` exists, whether a feature's
+column is there and is a number, or whether the labels' key joins the source's. Without this check such a
+mistake surfaces mid-run as PostgreSQL's own words (`UndefinedColumn`, `operator does not exist: text =
+bigint`) or as a pandas dtype far from its cause. Each problem is one `SpecProblem`, one line naming the spec
+file, the field, the column and what was found, with a fix where there is one.
+
+What is checked, reading no data rows (a `LIMIT 0` of the source and of the labels, and the catalog):
+- the source table or query exists (a query runs: its error is the problem) and returns the key, the date
+  column (a date or timestamp), `updated_at_column` (a date or timestamp) and every feature: a numeric
+  feature needs a numeric or boolean column, a categorical one a text, number, boolean or enum column;
+- the labels table or query exists and returns the key, of the source key's type family (numbers join
+  numbers, text joins text, any other type only itself: `text = bigint` has no operator), the label
+  column (a number or boolean) and `date_column`/`known_at_column` (dates or timestamps).
+
+`check_spec_db(..., scan_nulls=True)` (what `ml-batch specs check --db` runs) also asks, per feature, whether
+its column holds any non-NULL value: one `EXISTS`, which stops at the first such row but reads the whole
+source when there is none, which is why runs do not ask it. `require_spec_db` is what `train` and a scoring
+run's plan call first: the structural checks only (a few milliseconds), raising one `SpecError`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import sqlalchemy as sa
+
+from ml_batch.db.catalog import table_exists
+from ml_batch.db.disconnects import is_disconnect
+from ml_batch.db.sources import query_text, selectable
+from ml_batch.db.sqlfiles import render
+from ml_batch.errors import SpecError, first_line
+from ml_batch.spec import LabelsSpec, SourceSpec, Spec
+
+_DATE_TYPES = ("date", "timestamp", "timestamptz")
+# pg_type.typcategory: N numeric, B boolean, S string, E enum (see the PostgreSQL manual, "pg_type").
+_NUMERIC = ("N", "B")
+_CATEGORICAL = ("S", "N", "B", "E")
+_SHOWN_COLUMNS = 12
+
+
+@dataclass(frozen=True)
+class SpecProblem:
+    """One way a spec does not fit its database; `str()` is the one line a user reads.
+
+    Attributes:
+        origin: the spec file (or `model 'name'` for a spec built in code).
+        field: the spec field to change, e.g. `features[1].name`, `labels.key`.
+        column: the column concerned, when there is one.
+        found: what the database has, phrased to follow `column 'x' ` (or the field when no column).
+        fix: how to fix it, when there is a known way.
+    """
+
+    origin: str
+    field: str
+    column: str | None
+    found: str
+    fix: str | None = None
+
+    def __str__(self) -> str:
+        subject = f"column {self.column!r} " if self.column is not None else ""
+        return f"{self.origin}: {self.field}: {subject}{self.found}" + (f"; {self.fix}" if self.fix else "")
+
+
+@dataclass(frozen=True)
+class _Column:
+    type_name: str  # PostgreSQL's name, e.g. `bigint`, `timestamp with time zone`
+    base: str  # pg_type.typname of the type (a domain's base type), e.g. `int8`, `timestamptz`
+    category: str  # pg_type.typcategory
+
+    @property
+    def family(self) -> str:
+        """What the column compares with: numbers with numbers, strings with strings, else its own type."""
+        return {"N": "number", "S": "text"}.get(self.category, self.base)
+
+
+@dataclass(frozen=True)
+class _Relation:
+    """What a spec's table or query returns (None: it could not be read, and `problem` says why)."""
+
+    role: str  # "source" or "labels"
+    label: str  # how a line names it: `source toy_rows`, `source.query`
+    columns: dict[str, _Column] | None
+    problem: SpecProblem | None = None
+
+
+def check_spec_db(engine: sa.Engine, spec: Spec, *, origin: Path | str | None, labels: bool = True,
+                  scan_nulls: bool = True) -> list[SpecProblem]:
+    """Every problem of `spec` against the database, in the spec's field order (none: it fits).
+
+    Args:
+        engine: the database holding the source and the labels.
+        spec: the spec to check.
+        origin: the spec's file, named by every line (None: `model 'name'`).
+        labels: check the labels too (a scoring run reads only the source).
+        scan_nulls: also look for feature columns holding only NULLs (may read the whole source).
+    """
+    where = str(origin) if origin is not None else f"model {spec.name!r}"
+    with engine.connect() as conn:
+        source = _describe(conn, spec.source, "source", where)
+    problems = [*_source_problems(spec, source, where)]
+    if labels:
+        with engine.connect() as conn:
+            found = _describe(conn, spec.labels, "labels", where)
+        problems += _labels_problems(spec, found, source, where)
+    if scan_nulls and source.columns is not None:
+        with engine.connect() as conn:
+            problems += _null_problems(conn, spec, source, where)
+    return problems
+
+
+def require_spec_db(engine: sa.Engine, spec: Spec, *, origin: Path | str | None = None,
+                    labels: bool = True) -> None:
+    """Raise when `spec` does not fit the database: the structural checks of `check_spec_db`, no data scan.
+
+    Raises:
+        SpecError: every problem, one per line, in the spec's field order.
+    """
+    problems = check_spec_db(engine, spec, origin=origin, labels=labels, scan_nulls=False)
+    if problems:
+        raise SpecError("\n".join(str(problem) for problem in problems))
+
+
+# -- reading what a table or query returns -----------------------------------------------------------------
+def _describe(conn: sa.Connection, part: SourceSpec | LabelsSpec, role: str, where: str) -> _Relation:
+    if part.table is not None:
+        label = f"{role} {part.table}"
+        if not table_exists(conn, part.table):
+            return _Relation(role, label, None, _missing_table(conn, part.table, role, where))
+        frm: sa.FromClause = sa.table(part.table.rpartition(".")[2], schema=part.table.rpartition(".")[0] or None)
+    else:
+        assert part.query is not None
+        label = f"{role}.query"
+        frm = sa.text(query_text(part.query)).columns().subquery("q")
+    try:
+        cursor: sa.CursorResult[Any] = conn.execute(sa.select(sa.literal_column("*")).select_from(frm).limit(0))
+    except sa.exc.DBAPIError as exc:
+        if is_disconnect(exc):
+            raise
+        field = f"{role}.table" if part.table is not None else f"{role}.query"
+        return _Relation(role, label, None, SpecProblem(where, field, None, f"cannot be read: {first_line(exc)}"))
+    # psycopg2's description: each column's name and type oid (`type_code`)
+    described = [(str(item[0]), cast(int, item[1])) for item in cursor.cursor.description]
+    cursor.close()
+    types = {int(oid): _Column(str(name), str(base), str(category)) for oid, name, base, category in
+             conn.execute(render("select_type_names"), {"oids": sorted({oid for _, oid in described})})}
+    return _Relation(role, label, {name: types[oid] for name, oid in described})
+
+
+def _missing_table(conn: sa.Connection, table: str, role: str, where: str) -> SpecProblem:
+    schema = table.rpartition(".")[0] or None
+    names = list(conn.execute(render("select_relation_names"), {"schema": schema}).scalars())
+    close = difflib.get_close_matches(table, names, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return SpecProblem(where, f"{role}.table", None, f"table {table!r} does not exist{hint}",
+                       f"create it, or point {role}.table at an existing table")
+
+
+def _absent(relation: _Relation, field: str, column: str, where: str) -> SpecProblem:
+    """The problem of a column that `relation` does not return, with the closest name it does return."""
+    assert relation.columns is not None
+    names = list(relation.columns)
+    close = difflib.get_close_matches(column, names, n=1)
+    shown = ", ".join(names[:_SHOWN_COLUMNS]) + (" ..." if len(names) > _SHOWN_COLUMNS else "")
+    found = f"is not in {relation.label}" + (f"; did you mean {close[0]!r}?" if close else "")
+    fix = (f"add it to {relation.role}.query's SELECT list" if relation.label.endswith(".query")
+           else None)
+    return SpecProblem(where, field, column, f"{found} (it has: {shown})", fix)
+
+
+def _cast_fix(relation: _Relation, column: str, sql_type: str, alternative: str | None = None) -> str:
+    place = f"{relation.role}.query" if relation.label.endswith(".query") else \
+        f"{relation.role}.query (in place of {relation.role}.table)"
+    return f"cast it in {place}, e.g. `SELECT ..., {column}::{sql_type} AS {column}`" + (
+        f", or {alternative}" if alternative else "")
+
+
+def _date_problem(relation: _Relation, field: str, column: str, where: str) -> SpecProblem | None:
+    assert relation.columns is not None
+    found = relation.columns.get(column)
+    if found is None:
+        return _absent(relation, field, column, where)
+    if found.base in _DATE_TYPES:
+        return None
+    return SpecProblem(where, field, column, f"is {found.type_name}: expected a date or timestamp",
+                       _cast_fix(relation, column, "timestamptz"))
+
+
+# -- the source ---------------------------------------------------------------------------------------------
+def _source_problems(spec: Spec, source: _Relation, where: str) -> list[SpecProblem]:
+    if source.columns is None:
+        assert source.problem is not None
+        return [source.problem]
+    columns = source.columns
+    problems: list[SpecProblem] = []
+    if spec.source.key not in columns:
+        problems.append(_absent(source, "source.key", spec.source.key, where))
+    for field in ("date_column", "updated_at_column"):
+        column = getattr(spec.source, field)
+        problem = None if column is None else _date_problem(source, f"source.{field}", column, where)
+        problems += [problem] if problem else []
+    for index, feature in enumerate(spec.features):
+        found = columns.get(feature.name)
+        if found is None:
+            problems.append(_absent(source, f"features[{index}].name", feature.name, where))
+        elif feature.type == "numeric" and found.category not in _NUMERIC:
+            alternative = "declare the feature categorical" if found.category in _CATEGORICAL else None
+            problems.append(SpecProblem(where, f"features[{index}].type", feature.name,
+                                        f"is {found.type_name}, but the feature is numeric (expected a number "
+                                        "or boolean column)",
+                                        _cast_fix(source, feature.name, "double precision", alternative)))
+        elif feature.type == "categorical" and found.category not in _CATEGORICAL:
+            problems.append(SpecProblem(where, f"features[{index}].type", feature.name,
+                                        f"is {found.type_name}, but the feature is categorical (expected a "
+                                        "text, integer, boolean or enum column)",
+                                        _cast_fix(source, feature.name, "text")))
+    return problems
+
+
+def _null_problems(conn: sa.Connection, spec: Spec, source: _Relation, where: str) -> list[SpecProblem]:
+    """Features whose column holds only NULLs (nothing to learn from; pandas reads them as `object`)."""
+    assert source.columns is not None
+    present = [name for name in spec.feature_names if name in source.columns]
+    if not present:
+        return []
+    src = selectable(spec.source, present, "src")
+    if not conn.execute(sa.select(sa.exists(sa.select(sa.literal(1)).select_from(src)))).scalar_one():
+        return []  # an empty source: nothing loaded yet is not a mistake of the spec
+    problems = []
+    for index, feature in enumerate(spec.features):
+        if feature.name not in present:
+            continue
+        exists = sa.exists(sa.select(sa.literal(1)).select_from(src).where(src.c[feature.name].is_not(None)))
+        if not conn.execute(sa.select(exists)).scalar_one():
+            problems.append(SpecProblem(where, f"features[{index}].name", feature.name,
+                                        f"holds only NULLs in {source.label}: nothing to learn from",
+                                        "load its values, or remove the feature"))
+    return problems
+
+
+# -- the labels ---------------------------------------------------------------------------------------------
+def _labels_problems(spec: Spec, labels: _Relation, source: _Relation, where: str) -> list[SpecProblem]:
+    if labels.columns is None:
+        assert labels.problem is not None
+        return [labels.problem]
+    columns, part = labels.columns, spec.labels
+    problems: list[SpecProblem] = []
+    key = columns.get(part.key)
+    source_key = None if source.columns is None else source.columns.get(spec.source.key)
+    if key is None:
+        problems.append(_absent(labels, "labels.key", part.key, where))
+    elif source_key is not None and key.family != source_key.family:
+        problems.append(SpecProblem(
+            where, "labels.key", part.key,
+            f"is {key.type_name} but source key {spec.source.key!r} is {source_key.type_name}: they cannot be "
+            "compared", _cast_fix(labels, part.key, source_key.type_name, "cast the source key in source.query")))
+    label = columns.get(part.column)
+    wanted = "a number or boolean" if spec.model.task == "binary" else "a number"
+    if label is None:
+        problems.append(_absent(labels, "labels.column", part.column, where))
+    elif label.category not in (_NUMERIC if spec.model.task == "binary" else ("N",)):
+        problems.append(SpecProblem(where, "labels.column", part.column, f"is {label.type_name}: expected {wanted}",
+                                    _cast_fix(labels, part.column, "double precision")))
+    for field in ("date_column", "known_at_column"):
+        column = getattr(part, field)
+        problem = None if column is None else _date_problem(labels, f"labels.{field}", column, where)
+        problems += [problem] if problem else []
+    return problems
