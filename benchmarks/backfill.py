@@ -225,7 +225,7 @@ def _cli_seconds_per_day(engine: Any, spec: Any, settings: Any, days: list[dt.da
     from ml_batch.monitoring.performance import realized_performance
     from ml_batch.monitoring.shadow import shadow_score
     from ml_batch.run.day import score_day
-    from ml_batch.spec import read_spec
+    from ml_batch.spec_folder import read_spec
 
     seconds = []
     for day in days:

@@ -5,10 +5,8 @@ checks every field and every identifier; an error names the file, the field and 
 Identifiers (tables, columns) must match `[A-Za-z_][A-Za-z0-9_]*` (tables may be `schema.table`) and are
 always quoted by SQLAlchemy when used, so a spec can never inject SQL.
 
-A folder of specs is read by `scan_specs`: a file that does not parse or validate (or names a model another
-file defines) is an error of its own and never hides the other models, so one bad file cannot take every
-model's DAGs down with it; `get_spec`/`read_spec` find a good model whatever the other files hold, and
-`load_specs`, for callers that need the whole folder, names every bad file at once.
+One file is read by `read_spec_file` (with its text: `PinnedSpec`); a folder of them by
+`ml_batch.spec_folder`, where one bad file never hides the others.
 """
 
 from __future__ import annotations
@@ -502,7 +500,7 @@ _SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 def load_spec(path: Path) -> Spec:
     """Load and validate one spec file."""
-    return _read(path).spec
+    return read_spec_file(path).spec
 
 
 def parse_spec(text: str, origin: Path | str) -> Spec:
@@ -519,7 +517,8 @@ def parse_spec(text: str, origin: Path | str) -> Spec:
         raise SpecError(f"{origin}: {format_validation_error(exc)}") from exc
 
 
-def _read(path: Path) -> PinnedSpec:
+def read_spec_file(path: Path) -> PinnedSpec:
+    """One spec file read and validated, with its text; any problem is a SpecError naming the file."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
@@ -529,134 +528,6 @@ def _read(path: Path) -> PinnedSpec:
     except OSError as exc:
         raise SpecError(f"{path}: cannot read the spec file: {exc.strerror}") from exc
     return PinnedSpec(parse_spec(text, path), text, hashlib.sha256(text.encode()).hexdigest(), path)
-
-
-def _spec_files(specs_dir: Path) -> list[Path]:
-    if not specs_dir.is_dir():
-        raise SpecError(f"{specs_dir}: specs folder does not exist (set ML_BATCH_SPECS_DIR)")
-    return sorted([*specs_dir.glob("*.yaml"), *specs_dir.glob("*.yml")])
-
-
-@dataclass(frozen=True)
-class SpecFileError:
-    """One spec file that cannot be used: `message` is its SpecError's text (it names the file and field)."""
-
-    path: Path
-    message: str
-
-
-@dataclass(frozen=True)
-class SpecScan:
-    """Every spec file of a folder, sorted into the valid specs and the files that are not.
-
-    `specs` maps each model name to its spec and `paths` to the file it came from; `errors` holds one entry
-    per file that does not parse or validate, or that names a model another file already defines.
-    """
-
-    specs: dict[str, Spec]
-    paths: dict[str, Path]
-    errors: list[SpecFileError]
-
-    def error_text(self) -> str:
-        """Every error's message, one per line (what a SpecError about the whole folder says)."""
-        return "\n".join(error.message for error in self.errors)
-
-
-def _scan(specs_dir: Path) -> tuple[dict[str, PinnedSpec], list[SpecFileError]]:
-    """Every file of `specs_dir` read: the valid specs by model name (in file order), one error per unusable file.
-
-    Of two files defining the same model, the one named after it (`<model>.yaml`) keeps the name, so the DAG
-    built from the folder and `read_spec`, which reads that file first, agree; else the first in file order.
-    """
-    read: list[tuple[Path, PinnedSpec]] = []
-    errors: list[SpecFileError] = []
-    for path in _spec_files(specs_dir):
-        try:
-            read.append((path, _read(path)))
-        except SpecError as exc:
-            errors.append(SpecFileError(path, str(exc)))
-    owners: dict[str, Path] = {}
-    for path, pinned in sorted(read, key=lambda item: (item[0].stem != item[1].spec.name, item[0])):
-        name = pinned.spec.name
-        if name in owners:
-            errors.append(SpecFileError(path, f"{path}: model name {name!r} is already defined in {owners[name]}"))
-        else:
-            owners[name] = path
-    errors.sort(key=lambda error: error.path)
-    return {pinned.spec.name: pinned for path, pinned in read if owners[pinned.spec.name] == path}, errors
-
-
-def scan_specs(specs_dir: Path) -> SpecScan:
-    """Read every `*.yaml`/`*.yml` spec in `specs_dir`; never raises for a bad file.
-
-    A file that does not parse or validate, or that names a model another file already defines, becomes a
-    `SpecFileError` and the other files still count: one bad spec must not hide every model's DAGs.
-
-    Raises:
-        SpecError: `specs_dir` is not a folder.
-    """
-    pinned, errors = _scan(specs_dir)
-    return SpecScan(
-        specs={name: each.spec for name, each in pinned.items()},
-        paths={name: each.path for name, each in pinned.items() if each.path is not None},
-        errors=errors,
-    )
-
-
-def load_specs(specs_dir: Path) -> dict[str, Spec]:
-    """Every spec in `specs_dir`, keyed by model name, when every file is valid and names are unique.
-
-    Raises:
-        SpecError: naming every invalid file and its field, one per line (`scan_specs` keeps the valid ones).
-    """
-    scan = scan_specs(specs_dir)
-    if scan.errors:
-        raise SpecError(scan.error_text())
-    return scan.specs
-
-
-def _unknown_model(specs_dir: Path, name: str, pinned: dict[str, PinnedSpec], errors: list[SpecFileError]) -> SpecError:
-    """The error for a model no valid file defines: the file named after it when that one is broken, else the
-    known models and every broken file (one of them may be the one meant)."""
-    for error in errors:
-        if error.path.stem == name:
-            return SpecError(error.message)
-    known = ", ".join(sorted(pinned)) or "none"
-    message = f"no spec for model {name!r} in {specs_dir} (known models: {known})"
-    if errors:
-        message += "; these spec files are invalid:\n" + "\n".join(error.message for error in errors)
-    return SpecError(message)
-
-
-def get_spec(specs_dir: Path, name: str) -> Spec:
-    """The spec of model `name`; another file being broken does not matter.
-
-    Raises:
-        SpecError: no valid file defines `name`: the error of `<name>.yaml` when it is invalid, else the
-            known models and every invalid file.
-    """
-    return read_spec(specs_dir, name).spec
-
-
-def read_spec(specs_dir: Path, name: str) -> PinnedSpec:
-    """The spec of model `name` with its text, reading one file: `<name>.yaml` (or `.yml`) when it defines
-    `name`, as the specs folder's files normally do; only otherwise the whole folder, as `scan_specs` does.
-
-    Raises:
-        SpecError: as `get_spec`.
-    """
-    for path in (specs_dir / f"{name}.yaml", specs_dir / f"{name}.yml"):
-        if path.is_file():
-            try:
-                pinned = _read(path)
-            except SpecError:
-                break  # the folder scan below reports it, with the rest of the folder
-            if pinned.spec.name == name:
-                return pinned
-    specs, errors = _scan(specs_dir)
-    if name in specs:
-        return specs[name]
-    raise _unknown_model(specs_dir, name, specs, errors)
 
 
 def format_validation_error(exc: ValidationError) -> str:

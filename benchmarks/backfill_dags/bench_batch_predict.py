@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from ml_batch.airflow.dag_factory import build_dag
-from ml_batch.spec import load_specs
+from ml_batch.spec_folder import load_specs
 
 SPECS_DIR = Path(os.environ.get("ML_BATCH_SPECS_DIR") or Path(__file__).resolve().parents[2] / "include" / "models")
 HAS_NOOP = "noop" in inspect.signature(build_dag).parameters

@@ -31,7 +31,8 @@ from ml_batch import config
 from ml_batch.airflow import tasks
 from ml_batch.airflow.notifiers import MlBatchAlertNotifier
 from ml_batch.errors import SpecError
-from ml_batch.spec import Spec, scan_specs
+from ml_batch.spec import Spec
+from ml_batch.spec_folder import scan_specs
 
 DAG_DOC = """
 ### Daily batch predictions: `{model}`

@@ -157,7 +157,7 @@ def _retrain(model: str, as_of: dt.date) -> int:
     from airflow.utils import db
 
     from ml_batch.airflow.dag_factory import build_retrain_dag
-    from ml_batch.spec import get_spec
+    from ml_batch.spec_folder import get_spec
 
     db.initdb()
     dag = build_retrain_dag(get_spec(Path(os.environ["ML_BATCH_SPECS_DIR"]), model))
@@ -171,7 +171,7 @@ def _run_days(model: str, days: list[dt.date]) -> int:
     from airflow.utils import db
 
     from ml_batch.airflow.dag_factory import build_dag
-    from ml_batch.spec import get_spec
+    from ml_batch.spec_folder import get_spec
 
     db.initdb()
     spec = get_spec(Path(os.environ["ML_BATCH_SPECS_DIR"]), model)

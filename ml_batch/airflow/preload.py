@@ -40,6 +40,7 @@ PRELOAD_MODULES: tuple[str, ...] = (
     "ml_batch.airflow.tasks",
     "ml_batch.airflow.runtime",
     "ml_batch.spec",
+    "ml_batch.spec_folder",
     "ml_batch.run.runs",
     "ml_batch.model.registry",
     "ml_batch.run.plan",

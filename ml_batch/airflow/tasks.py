@@ -105,7 +105,7 @@ def plan(model: str, context: dict[str, Any], specs_dir: Path, dag_id: str) -> l
     from ml_batch.airflow.runtime import run_day
     from ml_batch.errors import DayIncomplete
     from ml_batch.run.plan import plan_run
-    from ml_batch.spec import read_spec
+    from ml_batch.spec_folder import read_spec
 
     _, engine = _settings_and_engine()
     params = context.get("params") or {}
@@ -299,7 +299,7 @@ def train_and_gate(model: str, context: dict[str, Any], dag_id: str, specs_dir: 
     """Promote a challenger whose shadow period is over; then train a candidate and run the gate."""
     from ml_batch.promotion.retrain import train_and_register
     from ml_batch.promotion.shadow import promote_after_shadow
-    from ml_batch.spec import read_spec
+    from ml_batch.spec_folder import read_spec
 
     _, engine = _settings_and_engine()
     pinned = read_spec(specs_dir, model)

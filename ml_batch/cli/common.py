@@ -75,7 +75,7 @@ def open_engine(settings: Settings | None = None) -> Any:
 
 
 def find_spec(settings: Settings, name: str) -> Any:
-    from ml_batch.spec import get_spec
+    from ml_batch.spec_folder import get_spec
 
     return get_spec(settings.specs_dir, name)
 

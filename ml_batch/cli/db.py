@@ -80,7 +80,7 @@ def db_grant_analyst(
     again after adding a model. See docs/analysts.md.
     """
     from ml_batch.ops.grants import grant_analyst
-    from ml_batch.spec import load_specs
+    from ml_batch.spec_folder import load_specs
 
     settings = load_settings()
     engine = open_engine(settings)

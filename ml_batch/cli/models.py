@@ -26,7 +26,7 @@ from ml_batch.cli.common import (
 
 if TYPE_CHECKING:
     from ml_batch.config import Settings
-    from ml_batch.spec import SpecScan
+    from ml_batch.spec_folder import SpecScan
 
 
 # -- specs -------------------------------------------------------------------------------------------------
@@ -39,7 +39,7 @@ def specs_check(
 ) -> None:
     """Validate every spec in the specs folder; every file is reported, and any problem exits with code 1."""
     from ml_batch.errors import SpecError
-    from ml_batch.spec import scan_specs
+    from ml_batch.spec_folder import scan_specs
 
     settings = load_settings()
     scan = scan_specs(settings.specs_dir)
@@ -100,7 +100,7 @@ def train_cmd(
     `error:` line naming the spec file, the field and the column.
     """
     from ml_batch.promotion.retrain import train_and_register
-    from ml_batch.spec import read_spec
+    from ml_batch.spec_folder import read_spec
 
     settings = load_settings()
     pinned = read_spec(settings.specs_dir, model)
@@ -128,8 +128,9 @@ def models_list(
     model: Annotated[str | None, typer.Option("--model", "-m", help="Only this model.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Registered versions with their aliases and holdout metric."""
+    """Registered versions with their aliases, holdout metric, excluded training rows and scikit-learn."""
     from ml_batch.model import registry
+    from ml_batch.model.validity import excluded_text
 
     versions = registry.list_versions(open_engine(), model)
     if as_json:
@@ -141,7 +142,7 @@ def models_list(
         metric = next(iter(k for k in ("roc_auc", "rmse") if k in v.metrics), None)
         score = f"{metric} {v.metrics[metric]:.4f}" if metric and v.metrics[metric] is not None else "-"
         table.add_row(v.model_name, str(v.version), ",".join(v.aliases) or "-", score,
-                      f"{v.holdout_start}..{v.holdout_end}", v.excluded_text(),
+                      f"{v.holdout_start}..{v.holdout_end}", excluded_text(v.n_excluded, v.exclusions),
                       (v.environment or {}).get("scikit-learn", "not recorded"), v.source,
                       f"{v.created_at:%Y-%m-%d %H:%M}", v.created_by)
     out.print(table if versions else "no registered versions")
@@ -217,7 +218,7 @@ def models_register(
     """Register a pipeline trained outside ml-batch (a skops file holding only trusted types), after schema
     and holdout checks; it is signed like a trained version."""
     from ml_batch.promotion.artifacts import register_artifact
-    from ml_batch.spec import read_spec
+    from ml_batch.spec_folder import read_spec
 
     settings = load_settings()
     pinned = read_spec(settings.specs_dir, model)

@@ -23,7 +23,7 @@ def reconcile_cmd(
     """Compare the last published days with the source now (rows, keys, updated_at) and re-score those that
     changed, each as a `reconcile` run with the version that published it. Exits 1 when a re-score failed."""
     from ml_batch.run.reconcile import reconcile
-    from ml_batch.spec import read_spec
+    from ml_batch.spec_folder import read_spec
 
     settings = load_settings()
     pinned = read_spec(settings.specs_dir, model)

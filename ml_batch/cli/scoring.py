@@ -44,7 +44,7 @@ def score_cmd(
     unless --allow-partial is given.
     """
     from ml_batch.run.day import score_day
-    from ml_batch.spec import read_spec
+    from ml_batch.spec_folder import read_spec
 
     settings = load_settings()
     pinned = read_spec(settings.specs_dir, model)
@@ -125,7 +125,7 @@ def runs_cleanup(
     step is older than the staleness window. Live runs and published days are never touched.
     """
     from ml_batch.run.lifecycle import DEFAULT_STALE_AFTER, cleanup_dead_runs
-    from ml_batch.spec import load_specs
+    from ml_batch.spec_folder import load_specs
 
     settings = load_settings()
     specs = [find_spec(settings, model)] if model else list(load_specs(settings.specs_dir).values())

@@ -31,6 +31,7 @@ from ml_batch.db.migrate import upgrade
 from ml_batch.demo import credit, stores
 from ml_batch.errors import ArtifactIntegrityError, EnvironmentMismatch, MlBatchError
 from ml_batch.model import registry
+from ml_batch.model.validity import excluded_text
 from ml_batch.promotion.retrain import train_and_register
 from ml_batch.run import runs
 from ml_batch.spec import Spec, load_spec
@@ -179,8 +180,8 @@ def _ensure_champion(console: Console, engine: sa.Engine, settings: Settings, sp
         f"{version.metrics.get(metric):.4f} on holdout {version.holdout_start}..{version.holdout_end} "
         f"({version.n_train:,} training rows, {version.n_holdout:,} holdout rows)"
     )
-    console.print(f"  left out of training (rows scoring would quarantine): {version.excluded_text()}",
-                  highlight=False)
+    left_out = excluded_text(version.n_excluded, version.exclusions)
+    console.print(f"  left out of training (rows scoring would quarantine): {left_out}", highlight=False)
     if outcome.decision is not None:
         verdict = "[green]promoted to champion[/]" if outcome.promoted else "[yellow]not promoted[/]"
         console.print(f"  gate: {verdict}: {outcome.decision.reason}")

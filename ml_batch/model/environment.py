@@ -23,17 +23,22 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
+import logging
 import platform
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ml_batch.errors import EnvironmentMismatch
+
 PYTHON = "python"
 SCIKIT_LEARN = "scikit-learn"
 SKOPS = "skops"
 # Library (its distribution name, as pip knows it) -> how many leading release numbers must match.
 COMPARED: dict[str, int] = {PYTHON: 1, SCIKIT_LEARN: 2, "numpy": 1, "scipy": 1, "pandas": 1, "joblib": 1}
+logger = logging.getLogger(__name__)
+
 _RELEASE = re.compile(r"^\s*(\d+(?:\.\d+)*)")
 
 
@@ -138,3 +143,33 @@ def refusal(recorded: Mapping[str, str] | None, verified: Sequence[VerifiedEnvir
 def describe(environment: Mapping[str, str]) -> str:
     """An environment as one line of text: `python 3.11.7, scikit-learn 1.6.1, numpy 2.2.0, ...`."""
     return ", ".join(f"{name} {version}" for name, version in environment.items())
+
+
+# (model, version) loaded without a recorded environment: warned about once per process.
+_UNCHECKED_WARNED: set[tuple[str, int]] = set()
+
+
+def require_loadable(model: str, version: int, recorded: Mapping[str, str] | None,
+                     verified: Sequence[Mapping[str, Any]]) -> None:
+    """Refuse a version this process's library versions may not unpickle (`refusal`), before it is unpickled.
+
+    Raises:
+        EnvironmentMismatch: naming each library with both versions, and `ml-batch models verify` as the fix.
+            A version with no recorded environment (registered before migration 0013) loads, with one warning
+            per process.
+    """
+    if recorded is None:
+        if (model, version) not in _UNCHECKED_WARNED:
+            _UNCHECKED_WARNED.add((model, version))
+            logger.warning("model %s version %d has no recorded environment (registered before migration 0013): "
+                           "loading it without checking its library versions; retrain it to record them",
+                           model, version)
+        return
+    refused = refusal(recorded, [VerifiedEnvironment.from_dict(entry) for entry in verified], current())
+    if refused:
+        raise EnvironmentMismatch(
+            f"model {model!r} version {version} was fitted with {', '.join(refused)}: refusing to unpickle it, "
+            "since a pipeline loaded under other library versions may fail or predict differently; run "
+            f"'ml-batch models verify -m {model} --version {version}' to re-score its holdout sample here (it then "
+            "loads if the scores match), or retrain it in this environment"
+        )

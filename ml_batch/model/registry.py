@@ -45,7 +45,7 @@ import sqlalchemy as sa
 from ml_batch.config import artifact_key
 from ml_batch.db import locks
 from ml_batch.db.tables import model_aliases, model_events, model_versions
-from ml_batch.errors import EnvironmentMismatch, RegistryError
+from ml_batch.errors import RegistryError
 from ml_batch.jsonvalues import json_safe
 from ml_batch.model import environment
 from ml_batch.model.environment import VerifiedEnvironment
@@ -70,8 +70,6 @@ _META_COLUMNS = [c for c in model_versions.c
 # of a model or two, so a few entries; the oldest goes first.
 _LOADED: dict[tuple[str, int, str], Any] = {}
 _LOADED_MAX = 4
-# (model, version, sha256) loaded without a recorded environment: warned about once per process.
-_UNCHECKED_WARNED: set[tuple[str, int, str]] = set()
 
 
 @dataclass(frozen=True)
@@ -106,22 +104,9 @@ class ModelVersion:
     verified_environments: list[dict[str, Any]] = field(default_factory=list)
     aliases: list[str] = field(default_factory=list)
 
-    def excluded_text(self) -> str:
-        """The training rows left out because scoring would quarantine them (`excluded_text`)."""
-        return excluded_text(self.n_excluded, self.exclusions)
-
     def as_dict(self) -> dict[str, Any]:
         """The metadata as JSON (days and times as ISO text), as the CLI prints it and the DAG returns it."""
         return {k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in self.__dict__.items()}
-
-
-def excluded_text(n_excluded: int | None, exclusions: dict[str, Any] | None) -> str:
-    """A version's training rows left out because scoring would quarantine them, as the CLI, the demo and the
-    UI say it: 'not checked' (registered before migration 0013), '0', or the count and each reason's count."""
-    if n_excluded is None:
-        return "not checked"
-    reasons = (exclusions or {}).get("reasons") or {}
-    return "; ".join([str(n_excluded), *(f"{reason} ({count})" for reason, count in reasons.items())])
 
 
 @dataclass(frozen=True)
@@ -265,17 +250,6 @@ def tagged_version(engine: sa.Engine, model_name: str, tags: dict[str, Any]) -> 
                 model_versions.c.model_name == model_name, model_versions.c.tags.contains(tags))
         ).scalar_one()
     return None if number is None else get_version(engine, model_name, number)
-
-
-def holdout_sample(engine: sa.Engine, model_name: str, version: int) -> dict[str, Any] | None:
-    """The holdout sample stored with a version at registration (`ml_batch.model.verify.HoldoutSample`), or None
-    for versions registered without one."""
-    with engine.connect() as conn:
-        return conn.execute(
-            sa.select(model_versions.c.holdout_sample).where(
-                model_versions.c.model_name == model_name, model_versions.c.version == version
-            )
-        ).scalar_one_or_none()
 
 
 def add_verified_environment(engine: sa.Engine, model_name: str, version: int, entry: VerifiedEnvironment, *,
@@ -492,29 +466,8 @@ def load(engine: sa.Engine, spec: Spec, version: int | str = CHAMPION, *,
     info = get_version(engine, spec.name, number)
     check_feature_schema(spec, info.feature_schema, f"version {number}")
     if refuse_other_environment:
-        _check_environment(info)
+        environment.require_loadable(info.model_name, info.version, info.environment, info.verified_environments)
     return LoadedModel(info=info, pipeline=_unpickled_once(info, artifact))
-
-
-def _check_environment(info: ModelVersion) -> None:
-    """Refuse a version this process's library versions may not unpickle (`environment.refusal`)."""
-    if info.environment is None:
-        key = (info.model_name, info.version, info.artifact_sha256)
-        if key not in _UNCHECKED_WARNED:
-            _UNCHECKED_WARNED.add(key)
-            logger.warning("model %s version %d has no recorded environment (registered before migration 0013): "
-                           "loading it without checking its library versions; retrain it to record them",
-                           info.model_name, info.version)
-        return
-    verified = [VerifiedEnvironment.from_dict(entry) for entry in info.verified_environments]
-    refused = environment.refusal(info.environment, verified, environment.current())
-    if refused:
-        raise EnvironmentMismatch(
-            f"model {info.model_name!r} version {info.version} was fitted with {', '.join(refused)}: refusing to "
-            "unpickle it, since a pipeline loaded under other library versions may fail or predict differently; "
-            f"run 'ml-batch models verify -m {info.model_name} --version {info.version}' to re-score its holdout "
-            "sample here (it then loads if the scores match), or retrain it in this environment"
-        )
 
 
 def _unpickled_once(info: ModelVersion, artifact: bytes) -> Any:

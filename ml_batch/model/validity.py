@@ -84,10 +84,10 @@ class WindowFindings:
     def reason_counts(self, row_ids: Iterable[str] | None = None) -> dict[str, int]:
         """Rows per reason (a reason's text before ", got "), of `row_ids` (None: every failing row),
         most frequent first."""
-        from ml_batch.validation.reasons import GOT
+        from ml_batch.validation.reasons import failure_of
 
         ids = self.row_reasons if row_ids is None else row_ids
-        counted = Counter(reason.partition(GOT)[0] for row in ids for reason in set(self.row_reasons.get(row, [])))
+        counted = Counter(failure_of(reason) for row in ids for reason in set(self.row_reasons.get(row, [])))
         return dict(sorted(counted.items(), key=lambda item: (-item[1], item[0])))
 
 
@@ -219,3 +219,12 @@ def _run_gx(engine: sa.Engine, spec: Spec, view: str, suite_file: Path | None) -
     suite = build_suite(spec, suite_file, check_row_count=False, check_key_unique=False, column_types=column_types)
     url = engine.url.render_as_string(hide_password=False)
     return checked, validate_relation(spec, url, view, suite, columns=column_types, row_key=ROW_ID)
+
+
+def excluded_text(n_excluded: int | None, exclusions: dict[str, Any] | None) -> str:
+    """A version's training rows left out because scoring would quarantine them, as the CLI, the demo and the
+    UI say it: 'not checked' (registered before migration 0013), '0', or the count and each reason's count."""
+    if n_excluded is None:
+        return "not checked"
+    reasons = (exclusions or {}).get("reasons") or {}
+    return "; ".join([str(n_excluded), *(f"{reason} ({count})" for reason, count in reasons.items())])

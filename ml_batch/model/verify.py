@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from ml_batch.db.tables import model_versions
 from ml_batch.errors import FeatureSchemaMismatch, RegistryError, VerificationFailed
 from ml_batch.jsonvalues import json_scalar
 from ml_batch.model import environment, registry
@@ -165,7 +166,7 @@ def verify_version(engine: sa.Engine, spec: Spec, version: int | str, *, actor: 
         raise ValueError(f"tolerance {tolerance!r} must be a finite number >= 0")
     loaded = registry.load(engine, spec, version, refuse_other_environment=False)
     number = loaded.info.version
-    stored = registry.holdout_sample(engine, spec.name, number)
+    stored = stored_sample(engine, spec.name, number)
     if stored is None:
         raise RegistryError(
             f"model {spec.name!r} version {number} has no holdout sample to re-score (it was registered before "
@@ -200,3 +201,14 @@ def max_abs_diff(scores: np.ndarray, recorded: np.ndarray) -> float:
         diffs = np.where(both_nan, 0.0, np.abs(scores - recorded))
     diffs = np.where(np.isnan(diffs), math.inf, diffs)
     return float(diffs.max()) if diffs.size else 0.0
+
+
+def stored_sample(engine: sa.Engine, model_name: str, version: int) -> dict[str, Any] | None:
+    """The holdout sample stored with a version at registration (`HoldoutSample.as_dict`), or None for versions
+    registered without one."""
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.select(model_versions.c.holdout_sample).where(
+                model_versions.c.model_name == model_name, model_versions.c.version == version
+            )
+        ).scalar_one_or_none()

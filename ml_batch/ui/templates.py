@@ -10,7 +10,7 @@ from typing import Any
 import jinja2
 from pydantic import TypeAdapter
 
-from ml_batch.model.registry import excluded_text
+from ml_batch.model.validity import excluded_text
 from ml_batch.monitoring.rows import NULL_SHARE_RISE, stored_row_note
 from ml_batch.monitoring.support import OutOfSupport, out_of_support_text
 

@@ -35,6 +35,12 @@ _NOT_PARAMETERS = frozenset(
 )
 
 
+def failure_of(reason: str) -> str:
+    """A row reason without the row's value: what failed, the same for every row failing the same way (what
+    rows are counted by; the UI's quarantine page cuts at `GOT` in SQL the same way)."""
+    return reason.partition(GOT)[0]
+
+
 class RowReason(str):
     """One reason a row failed, as text, with the column and the value GX read for it (None when several).
 

@@ -22,7 +22,8 @@ from airflow.sdk.exceptions import ParamValidationError
 from airflow.serialization.serialized_objects import DagSerialization
 from airflow.timetables.base import TimeRestriction
 
-from ml_batch.spec import Spec, load_specs
+from ml_batch.spec import Spec
+from ml_batch.spec_folder import load_specs
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS_DIR = REPO / "dags"

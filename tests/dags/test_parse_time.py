@@ -180,7 +180,7 @@ def parse_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 def test_parse_succeeds(parse_report: dict[str, Any]) -> None:
     # Without this the other tests could pass vacuously on a DAG file that failed early.
-    from ml_batch.spec import load_specs
+    from ml_batch.spec_folder import load_specs
 
     assert parse_report["import_errors"] == {}
     assert parse_report["dag_ids"] == sorted(

@@ -76,7 +76,7 @@ def test_register_outside_artifact_checks_schema(settings: Settings, tmp_path: P
 
     from ml_batch.db.engine import make_engine
     from ml_batch.model import registry
-    from ml_batch.spec import get_spec
+    from ml_batch.spec_folder import get_spec
 
     engine = make_engine(settings)
     spec = get_spec(settings.specs_dir, "credit_default")

@@ -23,7 +23,7 @@ from ml_batch.db.tables import model_versions
 from ml_batch.errors import EnvironmentMismatch, RegistryError, VerificationFailed
 from ml_batch.model import environment, registry
 from ml_batch.model.training import TrainResult, train
-from ml_batch.model.verify import HoldoutSample, holdout_sample, verify_version
+from ml_batch.model.verify import HoldoutSample, holdout_sample, stored_sample, verify_version
 from ml_batch.spec import Spec
 from tests.integration.helpers import load_toy_data, toy_spec, write_spec
 from tests.support.cli import run_cli
@@ -120,7 +120,7 @@ def test_a_verify_whose_scores_differ_fails_and_leaves_it_refused(settings: Sett
                                                                   tmp_path: Path) -> None:
     _register(engine, toy, trained)
     _fitted_elsewhere(engine, toy, 1)
-    stored = registry.holdout_sample(engine, "toy", 1)
+    stored = stored_sample(engine, "toy", 1)
     assert stored is not None
     stored["scores"][7] += 1e-6  # what a library that predicts differently would give
     _set(engine, toy, 1, holdout_sample=stored)

@@ -349,7 +349,7 @@ def test_a_relative_extra_suite_is_read_next_to_the_pinned_spec_file(engine: sa.
 
     import yaml
 
-    from ml_batch.spec import read_spec
+    from ml_batch.spec_folder import read_spec
 
     folder = tmp_path / "specs"
     folder.mkdir()
