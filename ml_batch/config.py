@@ -8,6 +8,7 @@
 | ML_BATCH_SCHEMA        | ml_batch                 | schema of ml-batch's own tables                      |
 | ML_BATCH_USER          | $USER / login name       | who is recorded in registry events                   |
 | ML_BATCH_ARTIFACT_KEY  | ~/.config/ml-batch/artifact.key | secret that signs model artifacts (HMAC)      |
+| ML_BATCH_CONNECT_WAIT_S | 120                     | how long a step waits for a free connection slot (`db.faults`) |
 """
 
 from __future__ import annotations

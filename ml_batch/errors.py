@@ -40,6 +40,12 @@ class DatabaseError(MlBatchError):
     deterministic = False  # a server restarting or a network blip: worth retrying
 
 
+class TransientDatabaseError(DatabaseError):
+    """A database fault (a refused or lost connection, a timeout, a serialization failure) that a library caught
+    and reported only as text, e.g. GX's "could not be evaluated" (`ml_batch.db.faults`): never a data failure,
+    retried like any transient fault."""
+
+
 class RegistryError(MlBatchError):
     """A registry operation was refused (unknown model/version/alias, nothing to roll back to, ...)."""
 
@@ -137,15 +143,19 @@ def first_line(exc: BaseException) -> str:
     """
     inner = getattr(exc, "orig", None)
     said = inner if isinstance(inner, BaseException) else exc
-    for line in str(said).splitlines():
-        if line.strip():
-            return line.strip()
-    return type(said).__name__
+    return first_line_of(str(said)) or type(said).__name__
+
+
+def first_line_of(text: str) -> str:
+    """The first non-empty line of `text`, stripped ("" when it has none): what a message or a run's `error`
+    quotes of a multi-line text (a traceback, a statement and its bind parameters)."""
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
 def summary(exc: BaseException) -> str:
-    """An error as one entry of a run's `error`: an ml-batch error whole (its message is written to be read),
-    anything else as `Type: first line` (e.g. `OperationalError: server closed the connection ...`)."""
+    """An error as one entry of a run's `error`, on one line: an ml-batch error's first line (its message is
+    written to be read), anything else as `Type: first line` (e.g. `OperationalError: server closed the
+    connection ...`). The traceback belongs in the log, never in the run's row."""
     if isinstance(exc, MlBatchError):
-        return str(exc).strip() or type(exc).__name__
+        return first_line(exc)
     return f"{type(exc).__name__}: {first_line(exc)}"

@@ -58,6 +58,8 @@ for it, rescheduling itself every `validation.recheck_every` without holding a w
 such a day anyway, marked partial.
 Tasks check that the database schema is at this ml-batch's migration head and fail at once if not (run
 `ml-batch db up`, or the airflow-init service).
+The run's conf may hold only these params: another key (`dry-run` for `dry_run`) fails **plan** at once,
+naming it; `date` is refused at trigger time outside 1900-2099 and by **plan** after a year from today.
 Re-running a day replaces it; a dry run publishes nothing. A failure that a retry cannot fix (validation,
 spec, model integrity: see `ml_batch.errors`) fails its task at once; others (database unreachable, lock
 timeout) are retried with back-off.
@@ -79,6 +81,24 @@ champion back to the previous one instead.
 
 _CRON_PRESETS = {"@hourly": "0 * * * *", "@daily": "0 0 * * *", "@weekly": "0 0 * * 0",
                  "@monthly": "0 0 1 * *", "@yearly": "0 0 1 1 *"}
+
+# A day param's years, refused at trigger time: 1900 .. 2099 (the plan's `check_day` then bounds it to a year
+# after today; a schema that moved with today would give the DAG a new version every day).
+_DAY_PATTERN = r"^(19|20)[0-9]{2}-[0-9]{2}-[0-9]{2}$"
+
+
+def _day_param(title: str, description: str) -> Param:
+    return Param(None, type=["null", "string"], format="date", pattern=_DAY_PATTERN, title=title,
+                 description=description)
+
+
+def _refuse_unknown_conf(context: dict[str, Any], dag_id: str, known: list[str]) -> None:
+    """The run's conf holds only the DAG's params (`ml_batch.run.plan.check_run_conf`): Airflow's Params
+    accept any other key, so the first task refuses it, without retries."""
+    from ml_batch.run.plan import check_run_conf
+
+    conf = getattr(context.get("dag_run"), "conf", None) or {}
+    tasks.fail_fast(check_run_conf)(conf, known, dag_id=dag_id)
 
 
 def valid_specs(specs_dir: Path) -> list[Spec]:
@@ -143,8 +163,9 @@ def _start(spec: Spec) -> Any:
 
 def _params() -> dict[str, Param]:
     return {
-        "date": Param(None, type=["null", "string"], format="date", title="Day to score (UTC)",
-                      description="YYYY-MM-DD. Empty: the run's data interval start (yesterday for a manual run)."),
+        "date": _day_param("Day to score (UTC)",
+                           "YYYY-MM-DD, from 1900-01-01 to a year after today. Empty: the run's data interval "
+                           "start (yesterday for a manual run)."),
         "version": Param(None, type=["null", "integer"], minimum=1, title="Model version",
                          description="Score with this registered version. Empty: see version_policy."),
         "version_policy": Param("champion", type="string", enum=["champion", "champion_on_day"],
@@ -185,6 +206,8 @@ def build_dag(spec: Spec, *, specs_dir: Path | None = None, doc_md: str | None =
         source=spec.source.table or "the spec's query", schedule=spec.schedule, predictions=spec.predictions.table,
         delay=spec.labels.delay_days,
     )
+    params = _params()
+    known = sorted(params)  # the conf keys a run may give, fixed at parse time
     if noop:
         doc = f"**No-op twin** of `batch_predict_{model}` (same shape, bodies return at once).\n{doc}"
     with DAG(
@@ -196,13 +219,14 @@ def build_dag(spec: Spec, *, specs_dir: Path | None = None, doc_md: str | None =
         # Days are independent (per-run staging, per-day publish lock), so backfills may run days in parallel.
         max_active_runs=spec.max_active_runs,
         default_args=_default_args(spec),
-        params=_params(),
+        params=params,
         tags=["ml-batch", "batch-predict", model, *(["noop"] if noop else [])],
     ) as dag:
 
         @task(task_id="plan")
         def plan(**context: Any) -> list[int]:
             # Returns the shard numbers (what `score` maps over); the run plan is the XCom `run_plan`.
+            _refuse_unknown_conf(context, dag_id, known)
             return bodies.plan(model, context, folder, dag_id)
 
         @task(task_id="score", max_active_tis_per_dagrun=8)
@@ -251,6 +275,14 @@ def build_retrain_dag(spec: Spec, *, specs_dir: Path | None = None) -> DAG:
     folder = specs_dir or config.specs_dir()
     dag_id = f"retrain_{model}"
     cron = _CRON_PRESETS.get(spec.training.schedule, spec.training.schedule)
+    params = {
+        "as_of": _day_param("Labels known on",
+                            "YYYY-MM-DD, from 1900-01-01 to a year after today. Empty: yesterday (UTC)."),
+        "rollback": Param(False, type="boolean", title="Roll back instead of training",
+                          description="Move champion back to the previous champion (audited)."),
+        "reason": Param(None, type=["null", "string"], title="Reason (for the audit trail)"),
+    }
+    known = sorted(params)
     with DAG(
         dag_id=dag_id,
         doc_md=RETRAIN_DOC.format(model=model, schedule=spec.training.schedule),
@@ -260,18 +292,13 @@ def build_retrain_dag(spec: Spec, *, specs_dir: Path | None = None) -> DAG:
         catchup=False,
         max_active_runs=1,  # one candidate at a time: two gates must not race on the same champion
         default_args=_default_args(spec),
-        params={
-            "as_of": Param(None, type=["null", "string"], format="date", title="Labels known on",
-                           description="YYYY-MM-DD. Empty: yesterday (UTC)."),
-            "rollback": Param(False, type="boolean", title="Roll back instead of training",
-                              description="Move champion back to the previous champion (audited)."),
-            "reason": Param(None, type=["null", "string"], title="Reason (for the audit trail)"),
-        },
+        params=params,
         tags=["ml-batch", "retrain", model],
     ) as dag:
 
         @task.branch(task_id="mode")
         def mode(**context: Any) -> str:
+            _refuse_unknown_conf(context, dag_id, known)
             return tasks.retrain_mode(context)
 
         @task(task_id="rollback")

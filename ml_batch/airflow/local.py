@@ -25,6 +25,7 @@ from sqlalchemy.engine import make_url
 from ml_batch.config import Settings
 from ml_batch.db.engine import make_engine, resolve_url
 from ml_batch.db.migrate import upgrade
+from ml_batch.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +133,21 @@ def _kill_group(pgid: int, signum: signal.Signals) -> None:
         pass
 
 
+def refuse_days_before_start(model: str, start_date: dt.date, days: list[dt.date]) -> None:
+    """Refuse days before the spec's `start_date`: Airflow creates no task instance for a run before its DAG's
+    start, so `dag.test()` would report such a run a success with nothing scored.
+
+    Raises:
+        ConfigError: One line naming the first such day and the start date.
+    """
+    early = sorted(day for day in days if day < start_date)
+    if early:
+        more = f" (and {len(early) - 1} more)" if len(early) > 1 else ""
+        raise ConfigError(f"model {model!r}: day {early[0].isoformat()}{more} is before the spec's start_date "
+                          f"{start_date.isoformat()}: Airflow runs no task for it; run it with `ml-batch run`, "
+                          "or move start_date back")
+
+
 def run_days_in_airflow(settings: Settings, model: str, days: list[dt.date]) -> list[dict[str, object]]:
     """Run `batch_predict_<model>` for each day through real Airflow (`dag.test()`), in a child process."""
     return _run_child(settings, f"batch_predict_{model}",
@@ -175,6 +191,7 @@ def _run_days(model: str, days: list[dt.date]) -> int:
 
     db.initdb()
     spec = get_spec(Path(os.environ["ML_BATCH_SPECS_DIR"]), model)
+    refuse_days_before_start(model, spec.start_date, days)
     failed = 0
     for day in days:
         # A fresh DAG object per run, as the scheduler has; the run's data interval is [D 06:00, D+1 06:00).

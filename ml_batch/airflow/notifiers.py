@@ -5,8 +5,10 @@
 - **webhook**: the Airflow connection `ml_batch_alerts_webhook` (override with ML_BATCH_ALERT_WEBHOOK_CONN_ID),
   Slack-compatible JSON. Its URL is the connection's extra `url`, or its host when that holds a full URL,
   or `<http|https>://host[:port]/<schema>` from a URI such as
-  `AIRFLOW_CONN_ML_BATCH_ALERTS_WEBHOOK='https://hooks.slack.com/services/T000/B000/XXXX'`. A missing
-  connection means no webhook channel.
+  `AIRFLOW_CONN_ML_BATCH_ALERTS_WEBHOOK='https://hooks.slack.com/services/T000/B000/XXXX'`. Airflow keeps
+  such a URI's query (`...?token=...`) as the connection's extras: every extra but `url` and `scheme` goes
+  back into the rebuilt URL's query, so the token reaches the receiver. A missing connection means no webhook
+  channel.
 - **email**: through Airflow's SMTP provider when ML_BATCH_ALERT_EMAILS (comma-separated) is set; the SMTP
   server and credentials come from the Airflow connection `smtp_default` (or ML_BATCH_SMTP_CONN_ID).
 
@@ -31,6 +33,7 @@ import html
 import logging
 import os
 import smtplib
+import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
@@ -43,6 +46,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_WEBHOOK_CONN_ID = "ml_batch_alerts_webhook"
 _MAX_CAUSE = 1000
+#: Extras of the webhook connection that configure it; every other extra is a query parameter of its URL.
+_NOT_QUERY = frozenset({"url", "scheme"})
 
 
 def webhook_conn_id() -> str:
@@ -64,7 +69,9 @@ def webhook_url_from_connection(connection_id: str) -> str | None:
         return host
     scheme = conn.conn_type if conn.conn_type in ("http", "https") else str(extra.get("scheme") or "https")
     port = f":{conn.port}" if conn.port else ""
-    return f"{scheme}://{host}{port}/{(conn.schema or '').lstrip('/')}"
+    # Airflow parses a URI's query into the extras: they go back as the query (a webhook's token often is one).
+    query = urllib.parse.urlencode({k: str(v) for k, v in extra.items() if k not in _NOT_QUERY})
+    return f"{scheme}://{host}{port}/{(conn.schema or '').lstrip('/')}" + (f"?{query}" if query else "")
 
 
 class EmailChannel:

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from ml_batch.airflow import stats
-from ml_batch.errors import is_deterministic
 from ml_batch.run.partition import resolve_day  # the retraining DAG's as-of day
 
 if TYPE_CHECKING:
@@ -49,8 +48,9 @@ RUN_PLAN_KEY = "run_plan"
 def fail_fast(body: Callable[P, R]) -> Callable[P, R]:
     """Run a task body; a deterministic ml-batch failure fails the task without its retries.
 
-    Which failures are deterministic is decided in `ml_batch.errors` (`MlBatchError.deterministic`), not
-    here. They are re-raised as Airflow's `AirflowFailException` with the same message, chained to the
+    Which failures are deterministic is decided by `ml_batch.db.faults.is_deterministic_failure` (the error's
+    class, `MlBatchError.deterministic`, unless it wraps a database fault, which is transient), not here.
+    They are re-raised as Airflow's `AirflowFailException` with the same message, chained to the
     original (`__cause__`), so the task log keeps the real traceback. Anything else (an unreachable
     database, a lock timeout, an unexpected exception) propagates unchanged and Airflow retries it.
     """
@@ -60,7 +60,9 @@ def fail_fast(body: Callable[P, R]) -> Callable[P, R]:
         try:
             return body(*args, **kwargs)
         except Exception as exc:
-            if not is_deterministic(exc):
+            from ml_batch.db.faults import is_deterministic_failure  # on failure only: parsing stays light
+
+            if not is_deterministic_failure(exc):
                 raise
             # Imported on failure only: DAG files import this module and parsing must stay light.
             from airflow.sdk.exceptions import AirflowFailException
@@ -299,6 +301,7 @@ def train_and_gate(model: str, context: dict[str, Any], dag_id: str, specs_dir: 
     """Promote a challenger whose shadow period is over; then train a candidate and run the gate."""
     from ml_batch.promotion.retrain import train_and_register
     from ml_batch.promotion.shadow import promote_after_shadow
+    from ml_batch.run.plan import check_day
     from ml_batch.spec_folder import read_spec
 
     _, engine = _settings_and_engine()
@@ -306,7 +309,7 @@ def train_and_gate(model: str, context: dict[str, Any], dag_id: str, specs_dir: 
     spec = pinned.spec
     params = context.get("params") or {}
     dag_run = context["dag_run"]
-    as_of = resolve_day(params.get("as_of"), None, getattr(dag_run, "run_after", None))
+    as_of = check_day(resolve_day(params.get("as_of"), None, getattr(dag_run, "run_after", None)), "param as_of")
     run_id = str(context["run_id"])
     actor = f"airflow:{run_id}"
     # Both calls know the run: a retry of this task reuses what an earlier try of the run decided/registered.

@@ -81,12 +81,21 @@ def find_spec(settings: Settings, name: str) -> Any:
 
 
 def day_option(value: str | None, option: str) -> dt.date:
+    """A day option's value: `today` (or none) is today (UTC); a YYYY-MM-DD day within the range any run may
+    name (`ml_batch.run.plan.check_day`: 1900-01-01 to a year after today).
+
+    Raises:
+        ConfigError: Not a date, or out of range; one line naming the option and its value.
+    """
+    from ml_batch.run.plan import check_day
+
     if value is None or value == "today":
         return dt.datetime.now(dt.UTC).date()
     try:
-        return dt.date.fromisoformat(value)
+        day = dt.date.fromisoformat(value)
     except ValueError as exc:
         raise ConfigError(f"{option} {value!r} is not a date: expected YYYY-MM-DD or 'today'") from exc
+    return check_day(day, option)
 
 
 def print_json(data: Any) -> None:
@@ -125,11 +134,12 @@ def main() -> None:
     # expected failures, and the database going away, need catching here. Anything else is a bug and
     # keeps its traceback.
     from ml_batch.db.disconnects import root_failure
+    from ml_batch.db.faults import fault_in
 
     try:
         app()
     except Exception as exc:
-        cause = root_failure(exc)
+        cause = root_failure(exc) or fault_in(exc)  # a lock or statement timeout, a deadlock: expected too
         if cause is None:
             raise
         if options["verbose"]:
@@ -139,15 +149,17 @@ def main() -> None:
 
 
 def _error_line(cause: BaseException) -> str:
-    """Our own errors as they are; a lost connection as where, while doing what, and what was said.
+    """Our own errors as they are; a database fault (a lost connection, no free slot, a timeout) as what
+    happened, where, while doing what, and what was said.
 
     The first error is named, never a failure handler's later `Connection refused` (see `root_failure`).
     """
+    from ml_batch.db.faults import what_happened
     from ml_batch.errors import first_line
 
     if isinstance(cause, MlBatchError):
         return str(cause)
     where = f" at {context['database']}" if "database" in context else ""
     doing = context.get("doing") or f"running 'ml-batch {' '.join(sys.argv[1:3])}'"
-    return f"lost the connection to PostgreSQL{where} while {doing}: {first_line(cause)}"
+    return f"{what_happened(cause)}{where} while {doing}: {first_line(cause)}"
 

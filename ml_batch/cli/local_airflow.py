@@ -11,6 +11,7 @@ from ml_batch.cli.common import (
     airflow_app,
     day_option,
     err,
+    find_spec,
     load_settings,
     open_engine,
     out,
@@ -40,10 +41,13 @@ def airflow_run(
     model: ModelOpt,
     days: Annotated[list[str], typer.Option("--day", help="Day to run (repeatable), YYYY-MM-DD.")],
 ) -> None:
-    """Run the daily DAG for the given days through real Airflow (dag.test), as the demo does."""
-    from ml_batch.airflow.local import run_days_in_airflow
+    """Run the daily DAG for the given days through real Airflow (dag.test), as the demo does; a day before the
+    spec's start_date is refused (Airflow would run no task for it)."""
+    from ml_batch.airflow.local import refuse_days_before_start, run_days_in_airflow
 
     settings = load_settings()
+    wanted = [day_option(d, "--day") for d in days]
+    refuse_days_before_start(model, find_spec(settings, model).start_date, wanted)
     open_engine(settings)
-    for run in run_days_in_airflow(settings, model, [day_option(d, "--day") for d in days]):
+    for run in run_days_in_airflow(settings, model, wanted):
         out.print(f"{run['day']}: {run['state']} ({run['run_id']})")

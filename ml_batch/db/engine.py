@@ -1,4 +1,11 @@
-"""Which database ml-batch talks to, and SQLAlchemy engines for it."""
+"""Which database ml-batch talks to, and SQLAlchemy engines for it.
+
+Every session ml-batch opens (SQLAlchemy, ADBC, GX) has one configuration: the URL's libpq `options` (e.g.
+`?options=-c%20statement_timeout%3D60000`, a `search_path`) plus UTC (`with_session_options`). The engine's
+pool waits for a free connection slot when the server has none (`ml_batch.db.faults.wait_for_free_slots`).
+It holds at most 5 + 10 connections (SQLAlchemy's default pool): the run's lease and the steps' short
+transactions, and the scoring threads' quarantine writes.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +21,7 @@ from sqlalchemy.exc import ArgumentError
 
 from ml_batch.config import Settings
 from ml_batch.db.embedded import EmbeddedPostgres
+from ml_batch.db.faults import wait_for_free_slots
 from ml_batch.db.tables import SCHEMA_PLACEHOLDER
 from ml_batch.errors import ConfigError, DatabaseError, first_line
 
@@ -24,13 +32,16 @@ logger = logging.getLogger(__name__)
 SESSION_OPTIONS = "-c timezone=UTC"
 
 
-def with_session_options(sqlalchemy_url: str, *extra: str) -> sa.URL:
+def with_session_options(sqlalchemy_url: str | sa.URL, *extra: str) -> sa.URL:
     """The URL with libpq `options` for a UTC session (plus `extra` `-c name=value` settings), keeping any
-    options the URL already had."""
+    options the URL already had (first, so a later `-c` of ours wins: the session is UTC whatever the URL)."""
     url = make_url(sqlalchemy_url)
     existing = url.query.get("options")
-    options = " ".join(o for o in (existing if isinstance(existing, str) else None, SESSION_OPTIONS, *extra) if o)
-    return url.update_query_dict({"options": options})
+    parts = [existing] if isinstance(existing, str) and existing else []
+    for option in (SESSION_OPTIONS, *extra):
+        if option and not any(option in part for part in parts):
+            parts.append(option)  # once: the URL an engine was made from may already carry it
+    return url.update_query_dict({"options": " ".join(parts)})
 
 
 def embedded_server(settings: Settings) -> EmbeddedPostgres:
@@ -66,12 +77,14 @@ def make_engine(settings: Settings, *, start: bool = True) -> sa.Engine:
 
 @lru_cache(maxsize=8)
 def _engine(url: str, schema: str) -> sa.Engine:
-    # Days are UTC days: a run for day D reads D <= date_column < D+1 whatever the server's zone.
+    # Days are UTC days: a run for day D reads D <= date_column < D+1 whatever the server's zone. The URL's
+    # own options are kept (connect_args would replace them): the same session settings as ADBC and GX.
     engine = sa.create_engine(
-        url, pool_pre_ping=True, connect_args={"options": SESSION_OPTIONS},
+        with_session_options(url), pool_pre_ping=True,
         # JSONB columns hold audit details with dates and Decimals: write them as ISO strings / numbers.
         json_serializer=_to_json,
     )
+    wait_for_free_slots(engine, f"connecting to {_mask(url)}")
     try:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))

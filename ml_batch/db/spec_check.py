@@ -10,6 +10,12 @@ What is checked, reading no data rows (a `LIMIT 0` of the source and of the labe
 - the source table or query exists (a query runs: its error is the problem) and returns the key, the date
   column (a date or timestamp), `updated_at_column` (a date or timestamp) and every feature: a numeric
   feature needs a numeric or boolean column, a categorical one a text, number, boolean or enum column;
+- the source still matches what earlier runs stored: when the model's predictions table exists, the source key
+  has the type of its key column (the table was created with the source key's type, and every run's rows are
+  copied into it in binary form: a key turned from bigint to text would otherwise fail the COPY with the
+  driver's `insufficient data left in message`, taken for a lost connection and retried);
+- a categorical feature's declared `categories` are values of its column's type (categories `red`, `blue` on
+  a column turned integer would otherwise fail validation with GX's SQL and bind parameters);
 - the labels table or query exists and returns the key, of the source key's type family (numbers join
   numbers, text joins text, any other type only itself: `text = bigint` has no operator), the label
   column (a number or boolean) and `date_column`/`known_at_column` (dates or timestamps).
@@ -29,7 +35,7 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 
-from ml_batch.db.catalog import table_exists
+from ml_batch.db.catalog import column_type, table_exists
 from ml_batch.db.disconnects import is_disconnect
 from ml_batch.db.sources import query_text, selectable
 from ml_batch.db.sqlfiles import render
@@ -41,6 +47,8 @@ _DATE_TYPES = ("date", "timestamp", "timestamptz")
 _NUMERIC = ("N", "B")
 _CATEGORICAL = ("S", "N", "B", "E")
 _SHOWN_COLUMNS = 12
+# What PostgreSQL reads as a boolean (the manual, "Boolean Type"), for categories declared on a boolean column.
+_BOOLEAN_TEXT = frozenset({"true", "false", "t", "f", "yes", "no", "y", "n", "on", "off", "1", "0"})
 
 
 @dataclass(frozen=True)
@@ -102,7 +110,7 @@ def check_spec_db(engine: sa.Engine, spec: Spec, *, origin: Path | str | None, l
     where = str(origin) if origin is not None else f"model {spec.name!r}"
     with engine.connect() as conn:
         source = _describe(conn, spec.source, "source", where)
-    problems = [*_source_problems(spec, source, where)]
+        problems = [*_source_problems(spec, source, where), *_stored_key_problems(conn, spec, source, where)]
     if labels:
         with engine.connect() as conn:
             found = _describe(conn, spec.labels, "labels", where)
@@ -218,7 +226,59 @@ def _source_problems(spec: Spec, source: _Relation, where: str) -> list[SpecProb
                                         f"is {found.type_name}, but the feature is categorical (expected a "
                                         "text, integer, boolean or enum column)",
                                         _cast_fix(source, feature.name, "text")))
+        elif feature.type == "categorical" and feature.categories:
+            problems += _categories_problem(source, index, feature.name, feature.categories, where)
     return problems
+
+
+def _categories_problem(source: _Relation, index: int, column: str, categories: list[str],
+                        where: str) -> list[SpecProblem]:
+    """The declared categories that are no value of the column's type (none for a text or enum column)."""
+    assert source.columns is not None
+    found = source.columns[column]
+    if found.category == "N":
+        foreign = [value for value in categories if not _is_number(value)]
+    elif found.category == "B":
+        foreign = [value for value in categories if value.strip().lower() not in _BOOLEAN_TEXT]
+    else:
+        return []
+    if not foreign:
+        return []
+    return [SpecProblem(where, f"features[{index}].categories", column,
+                        f"is {found.type_name} in {source.label}, but the feature's categories are text "
+                        f"({', '.join(map(repr, foreign[:3]))}{' ...' if len(foreign) > 3 else ''} cannot be "
+                        f"{found.type_name} values): the column changed type",
+                        _cast_fix(source, column, "text", "retrain on the new values and update the categories"))]
+
+
+def _is_number(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _stored_key_problems(conn: sa.Connection, spec: Spec, source: _Relation, where: str) -> list[SpecProblem]:
+    """The source key against the key column of the model's predictions table, when the table exists: the
+    table was created with the source key's type, and runs copy their rows into it in binary form."""
+    key = spec.source.key
+    found = None if source.columns is None else source.columns.get(key)
+    table = spec.predictions.table
+    if found is None or not table_exists(conn, table):
+        return []
+    stored = column_type(conn, table, key)
+    if stored is None:
+        return [SpecProblem(where, "source.key", key, f"is not a column of predictions table {table} (it was "
+                            "created for another key)", "rename or drop that table, or point "
+                            "predictions.table at a new one")]
+    if stored == found.type_name:
+        return []
+    return [SpecProblem(where, "source.key", key,
+                        f"is {found.type_name} in {source.label}, but predictions table {table} stores it as "
+                        f"{stored}: the source key changed type from {stored} to {found.type_name}",
+                        _cast_fix(source, key, stored, f"rename or drop {table} to start it again with "
+                                                       f"{found.type_name} keys"))]
 
 
 def _null_problems(conn: sa.Connection, spec: Spec, source: _Relation, where: str) -> list[SpecProblem]:

@@ -25,8 +25,9 @@ nothing about the latest one. A clean check of the latest day itself, or of a la
 3. `resolve` needs the open row to know what cleared: with the database down it sends nothing (a notice
    about an alert nobody can see would be noise) and returns None; the next clean day resolves it.
 
-A channel that fails is logged with the URL's host only (a webhook URL is a secret) and never fails the run,
-nor stops the other channels.
+A channel that fails, with any exception (an HTTP error, a refused connection, a URL that `http.client`
+refuses, a bug), is logged with the URL's host and the error's type only (a webhook URL's path and query are
+its secret) and never fails the run, nor stops the other channels.
 
 **What to do.** Every alert names its day and cause, and links to its kind's section of the README's
 "What to do about an alert" (`runbook`: `README.md#alert-<kind>`, or under the URL of a published README set
@@ -192,6 +193,8 @@ class WebhookChannel:
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise DeliveryError(f"{type(reason).__name__}: {reason}") from None
+        except ValueError as exc:  # http.client.InvalidURL (a space, a control character): its text is the URL
+            raise DeliveryError(f"{type(exc).__name__} (the URL is not shown: it holds the secret)") from None
         if not 200 <= status < 300:
             raise DeliveryError(f"HTTP {status}")
 
@@ -229,6 +232,12 @@ def deliver(alert: Alert) -> list[str]:
         except DeliveryError as exc:
             logger.error("alert %s for %s not delivered by %s: %s", alert.kind, alert.model_name or "-",
                          channel.describe(), exc)
+            continue
+        except Exception as exc:  # noqa: BLE001 - any channel's failure is logged, never raised (module doc)
+            # Only the type: an unexpected error's text (and traceback) may quote the URL and its token.
+            logger.error("alert %s for %s not delivered by %s: %s (its message is not shown: it may hold the "
+                         "channel's secret)", alert.kind, alert.model_name or "-", channel.describe(),
+                         type(exc).__name__)
             continue
         delivered.append(channel.describe())
     return delivered

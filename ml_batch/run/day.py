@@ -2,7 +2,9 @@
 
 The same steps the daily DAG runs as separate tasks, without Airflow. The run's lease is held from before the
 plan to the end and the run is marked `single_process`: once nobody holds its lock its process is gone, and
-the next run of the model cleans up what it left (`ml_batch.run.lifecycle`).
+the next run of the model cleans up what it left (`ml_batch.run.lifecycle`). A failure of the day's data at
+any step (plan, GX, extract, score, publish) drops the run's staging table and snapshot as the lease ends; a
+transient one keeps them for the retry.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ def score_day(engine: sa.Engine, spec: Spec | PinnedSpec, day: dt.date, *, run_i
               results_dir: Path | None = None, **options: Unpack[PlanOptions]) -> RunSummary:
     """Plan day `day` (with `plan_run`'s options), score its shards one after another, publish it; the run's
     summary. `results_dir` keeps the shards' GX results as files too."""
-    name = spec.spec.name if isinstance(spec, PinnedSpec) else spec.name
-    with lifecycle.RunLease(engine, name, run_id) as lease:
+    model = spec.spec if isinstance(spec, PinnedSpec) else spec
+    # With the spec, a failure of the day's data at any step drops the run's objects when the lease ends.
+    with lifecycle.RunLease(engine, model.name, run_id, spec=model) as lease:
         plan = plan_run(engine, spec, day, run_id=run_id, **options)
         lease.touch(single_process=True)
         for shard in range(plan.shards):  # one after another here: no thread cap

@@ -27,6 +27,15 @@ failure handler, so liveness is read from the database instead:
   objects, nor a published partition (a run whose rows are the published day is left as it is).
 
 A later step of a run that was cleaned up fails with RunAbandoned instead of working on missing tables.
+
+**A failure of the day's data ends the run at once.** A step that fails in a way no retry of the same plan
+can fix (`ml_batch.errors.is_deterministic`: a batch that fails GX, a source that cannot be read, a day
+outside its row bounds) drops the run's staging table, day snapshot and GX views as soon as its lease is
+released (`RunLease` given the spec, `discard_failed_run`), in the CLI and in Airflow alike, instead of
+leaving a full copy of the day for the staleness window. The run's row and quarantine rows stay: its error
+names the failure and points at them. When a parallel step of the run still holds its lock, the objects are
+left to the last failing step, else to the cleanup of dead runs. A transient failure (a refused connection,
+a lock not granted) keeps everything: the retry of the step needs it.
 """
 
 from __future__ import annotations
@@ -45,7 +54,7 @@ from ml_batch.db import locks
 from ml_batch.db.catalog import table_exists
 from ml_batch.db.sqlfiles import render
 from ml_batch.db.tables import run_shards, runs
-from ml_batch.errors import RunAbandoned
+from ml_batch.errors import RunAbandoned, first_line, is_deterministic
 from ml_batch.run import quarantine
 from ml_batch.run.names import RunObject, run_objects
 from ml_batch.run.predictions import published_run
@@ -82,14 +91,19 @@ class RunLease:
     """Hold run `run_id` of `model` alive for the `with` block: its shared advisory lock, on a session of
     its own, plus `heartbeat_at`/`holder` written when the block starts and ends.
 
-    Entering raises RunAbandoned when the cleanup already removed the run. Leaving never raises on its
-    own account: it must not hide the error that ends the block (the database may be gone).
+    Entering raises RunAbandoned when the cleanup already removed the run. With `spec`, a block ended by a
+    deterministic failure drops the run's objects once the lock is released (`discard_failed_run`): no retry
+    of this plan can publish. Leaving never raises on its own account: it must not hide the error that ends
+    the block (the database may be gone).
     """
 
-    def __init__(self, engine: sa.Engine, model: str, run_id: str) -> None:
+    def __init__(self, engine: sa.Engine, model: str, run_id: str, *, spec: Spec | None = None) -> None:
+        if spec is not None and spec.name != model:
+            raise ValueError(f"RunLease of model {model!r} got the spec of model {spec.name!r}")
         self._engine = engine
         self.model = model
         self.run_id = run_id
+        self._spec = spec
         self._conn: sa.Connection | None = None
 
     def __enter__(self) -> RunLease:
@@ -123,6 +137,8 @@ class RunLease:
             logger.debug("could not record the end of a step of run %s: %s", self.run_id, error)
         finally:
             self._release()
+        if self._spec is not None and exc is not None and is_deterministic(exc):
+            _discard_quietly(self._engine, self._spec, self.run_id, exc)
 
     def _release(self) -> None:
         conn, self._conn = self._conn, None
@@ -160,6 +176,38 @@ def cleanup_dead_runs(engine: sa.Engine, spec: Spec, *, stale_after: dt.timedelt
                            result.quarantine_rows)
             cleaned.append(result)
     return cleaned
+
+
+def discard_failed_run(engine: sa.Engine, spec: Spec, run_id: str) -> list[str] | None:
+    """Drop now what run `run_id` of `spec`'s model left (GX views, staging table, day snapshot) after a
+    failure no retry of its plan can fix (see the module docstring).
+
+    Takes the run's lock exclusively by `ml_batch.db.locks.when_free` (never waits). The run's row and its
+    quarantine rows are left as they are; a finished run (`success`, `dry_run`) is never touched.
+
+    Returns:
+        The names dropped (empty when the run has none, or was never planned); None when a step of the run
+        still holds its lock (it is alive: the last step to fail, or the cleanup of dead runs, drops them).
+    """
+    return locks.when_free(engine, run_lock_id(engine, spec.name, run_id),
+                           lambda conn: _discard_locked(conn, spec, run_id),
+                           what=f"discard of failed run {run_id} of {spec.name}")
+
+
+def _discard_quietly(engine: sa.Engine, spec: Spec, run_id: str, cause: BaseException) -> None:
+    """`discard_failed_run` from a lease's exit: logged, never raised (it must not hide `cause`)."""
+    try:
+        dropped = discard_failed_run(engine, spec, run_id)
+    except sa.exc.SQLAlchemyError as exc:
+        logger.warning("run %s of %s failed on its data but its objects could not be dropped (%s): the cleanup "
+                       "of dead runs drops them", run_id, spec.name, first_line(exc))
+        return
+    if dropped is None:
+        logger.info("run %s of %s failed on its data; another step of it holds its lock: its objects are left "
+                    "to that step or to the cleanup of dead runs", run_id, spec.name)
+    elif dropped:
+        logger.info("run %s of %s failed on its data (%s): no retry of its plan can publish; dropped %s", run_id,
+                    spec.name, first_line(cause), ", ".join(dropped))
 
 
 # -- internals ---------------------------------------------------------------------------------------------
@@ -225,6 +273,14 @@ def _clean_locked(conn: sa.Connection, spec: Spec, run_id: str, stale_after: dt.
         values |= {"status": FAILED, "finished_at": sa.func.now(), "error": f"{ABANDONED}: {reason}"}
     conn.execute(runs.update().where(runs.c.model_name == spec.name, runs.c.run_id == run_id).values(**values))
     return CleanedRun(spec.name, run_id, day, str(row["status"]), reason, dropped, removed)
+
+
+def _discard_locked(conn: sa.Connection, spec: Spec, run_id: str) -> list[str]:
+    shards = conn.execute(
+        sa.select(runs.c.shards)
+        .where(runs.c.model_name == spec.name, runs.c.run_id == run_id, runs.c.status.not_in(FINISHED))
+    ).scalar_one_or_none()
+    return [] if shards is None else drop_objects(conn, run_objects(spec, run_id, int(shards)))
 
 
 def _why_dead(row: Any, stale_after: dt.timedelta) -> str | None:

@@ -11,6 +11,14 @@ Then it judges the day as a whole (`ml_batch.run.completeness`: volume against h
 shares) and records what it read of the source (`ml_batch.run.digest`) for reconcile; a refused day rolls
 the whole plan back.
 
+A plan refuses, before anything else, what no run can mean (`check_run_conf`, `check_day`): a run parameter
+its DAG does not declare (`dry-run` for `dry_run` would otherwise be ignored and the day published), and a
+day outside FIRST_DAY .. today + MAX_DAYS_AHEAD (`9999-12-31` would otherwise overflow on the day's upper bound,
+an `OverflowError` retried for minutes). Airflow's Params check each declared key's value at trigger time but
+accept any other key (`SerializedParamsDict.deep_merge` adds it with no schema), and a JSON schema cannot
+say "before next year" without the DAG changing every day: so these two rules live here, deterministic
+(`ConfigError`, not retried), and the CLI's `--date` options apply the same day range.
+
 The plan is a `RunPlan` (`ml_batch.steps.StepResult`): the daily DAG's plan task returns `to_xcom()`, the
 shard and publish tasks read it back with `from_xcom()`; the no-op DAG builds its plan with `RunPlan.noop`,
 so a new field is a constructor argument both must give.
@@ -19,9 +27,11 @@ so a new field is a constructor argument both must give.
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import logging
 import math
 import time
+from collections.abc import Collection, Mapping
 from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
@@ -30,7 +40,7 @@ from typing import TypedDict
 import sqlalchemy as sa
 
 from ml_batch.db.spec_check import require_spec_db
-from ml_batch.errors import DayIncomplete
+from ml_batch.errors import ConfigError, DayIncomplete
 from ml_batch.model import reference, registry
 from ml_batch.model.schema import check_feature_schema
 from ml_batch.run import completeness, digest, lifecycle, quarantine, runs, snapshot
@@ -43,6 +53,48 @@ from ml_batch.steps import StepResult
 logger = logging.getLogger(__name__)
 
 VERSION_POLICIES = ("champion", "champion_on_day")
+#: The earliest day a run, a training or a monitoring command may name.
+FIRST_DAY = dt.date(1900, 1, 1)
+#: How far after today (UTC) a day may be: a year, for sources that publish planned days ahead.
+MAX_DAYS_AHEAD = 366
+
+
+def check_day(day: dt.date, what: str, *, today: dt.date | None = None) -> dt.date:
+    """`day` when it lies in FIRST_DAY .. today (UTC) + MAX_DAYS_AHEAD, else a one-line refusal.
+
+    Args:
+        day: The day asked for.
+        what: How the error names where it came from (e.g. `--date`, `param date`).
+        today: Today (default: the UTC date now).
+
+    Raises:
+        ConfigError: The day is out of range, naming it and the range.
+    """
+    last = (today or dt.datetime.now(dt.UTC).date()) + dt.timedelta(days=MAX_DAYS_AHEAD)
+    if FIRST_DAY <= day <= last:
+        return day
+    raise ConfigError(f"{what} {day.isoformat()} is out of range: expected a day from {FIRST_DAY.isoformat()} "
+                      f"to {last.isoformat()} (today + {MAX_DAYS_AHEAD} days)")
+
+
+def check_run_conf(conf: Mapping[str, object], known: Collection[str], *, dag_id: str) -> None:
+    """Refuse a run conf holding a key its DAG does not declare, naming it, the closest known key and all of
+    them (a misspelt `dry-run` must not publish a day meant as a dry run).
+
+    Raises:
+        ConfigError: One line naming every unknown key.
+    """
+    names = sorted(known)
+    unknown = sorted(str(key) for key in conf if key not in known)
+    if not unknown:
+        return
+    said = []
+    for key in unknown:
+        close = difflib.get_close_matches(key.replace("-", "_").lower(), names, n=1, cutoff=0.6)
+        said.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    keys = "key" if len(unknown) == 1 else "keys"
+    raise ConfigError(f"run conf of {dag_id}: unknown {keys} {', '.join(said)}: expected only "
+                      f"{', '.join(names)}; nothing was run")
 
 
 class RunPlan(StepResult):
@@ -122,11 +174,13 @@ def plan_run(
     is measured against it.
 
     Raises:
+        ConfigError: `day` is out of range (`check_day`).
         SpecError: the spec does not fit the source (`ml_batch.db.spec_check`: a missing column, a text column
             for a numeric feature, ...), every problem one line, before anything is touched.
         DayIncomplete: the day's volume, readiness or null shares refuse it (nothing is left behind: the
             plan's transaction rolls back); `allow_partial` waives the volume and readiness.
     """
+    check_day(day, "day")
     pinned = PinnedSpec.of(spec)
     model = pinned.spec
     # The source only: a scoring day reads no labels, and a labels mistake must not hold back its predictions

@@ -7,10 +7,11 @@ run marked `success`. A dry run performs every check and then drops what it stag
 predictions or quarantine tables.
 
 Failures: any failure marks the run failed (its first error kept) and publishes nothing. A failure of the
-day's data (row bounds, quarantine share, audit) drops the staging table and the snapshot: no retry of this
-plan can publish. Any other failure (a lock not granted, a lost connection) keeps them, so publishing the same
-plan again is the retry. A retry of a day this run already published returns the recorded summary and changes
-nothing.
+day's data (row bounds, quarantine share, audit: deterministic, `ml_batch.errors.is_deterministic`) drops the
+staging table and the snapshot as the step's lease ends (`ml_batch.run.lifecycle.RunLease`, the one rule for
+every step of a run): no retry of this plan can publish. Any other failure (a lock not granted, a lost
+connection) keeps them, so publishing the same plan again is the retry. A retry of a day this run already
+published returns the recorded summary and changes nothing.
 """
 
 from __future__ import annotations
@@ -24,12 +25,12 @@ import sqlalchemy as sa
 
 from ml_batch.db.catalog import drop_views, table_exists
 from ml_batch.db.locks import DEFAULT_LOCKING, SwapLocking
-from ml_batch.errors import PublishBlocked, PublishError, ValidationFailed, first_line, summary
+from ml_batch.errors import PublishError, ValidationFailed, first_line, summary
 from ml_batch.run import lifecycle, quarantine, runs, snapshot
 from ml_batch.run.names import shard_view
 from ml_batch.run.plan import RunPlan
 from ml_batch.run.predictions import record_publication, swap_in
-from ml_batch.run.staging import audit_staging, discard_staging, drop_staging, index_and_analyze_staging, stamp_staging
+from ml_batch.run.staging import audit_staging, drop_staging, index_and_analyze_staging, stamp_staging
 from ml_batch.spec import Spec
 from ml_batch.steps import StepResult
 
@@ -55,7 +56,8 @@ class RunSummary(StepResult):
 def publish_run(engine: sa.Engine, plan: RunPlan, *, locking: SwapLocking = DEFAULT_LOCKING) -> RunSummary:
     """Check the whole day, then publish it atomically (see the module docstring)."""
     spec = plan.spec
-    with lifecycle.RunLease(engine, plan.model, plan.run_id):  # the run is alive while it publishes
+    # The run is alive while it publishes; a failure of its data drops its objects as the lease ends.
+    with lifecycle.RunLease(engine, plan.model, plan.run_id, spec=spec):
         try:
             return _publish_run(engine, spec, plan, locking)
         except Exception as exc:  # record it on the run (never hiding it), then re-raise
@@ -73,15 +75,9 @@ def _publish_run(engine: sa.Engine, spec: Spec, plan: RunPlan, locking: SwapLock
         totals = runs.shard_totals(conn, plan.model, plan.run_id)
     if not staged:
         return _already_done(engine, spec, plan, recorded)
-    try:
-        _check_day(spec, plan, totals)
-        with engine.begin() as conn:
-            result = _commit_day(conn, spec, plan, totals, locking, started)
-    except (ValidationFailed, PublishError) as exc:
-        if not isinstance(exc, PublishBlocked):  # the day's data broke a rule: no retry of this plan can publish
-            discard_staging(engine, plan.staging_table)
-            _discard_snapshot(engine, spec, plan)
-        raise
+    _check_day(spec, plan, totals)
+    with engine.begin() as conn:
+        result = _commit_day(conn, spec, plan, totals, locking, started)
     logger.info("%s day %s %s: %d rows, %d scored, %d quarantined, version %d", spec.name, plan.day,
                 "checked (dry run, nothing published)" if plan.dry_run else "published", result.extracted,
                 result.scored, result.quarantined, plan.version)

@@ -3,8 +3,9 @@
 Invariant kept by CHECK constraints in the database: rows_extracted = rows_scored + rows_quarantined,
 for every shard and for every finished run.
 
-A run's `error` keeps its first failure (later ones are appended after it), also when a retry then
-succeeds: the cause of a retried failure is never lost. A new plan of the run starts it afresh.
+A run's `error` keeps its first failure (later ones are appended after it), each as one line (the first line
+of its cause: the traceback goes to the log), also when a retry then succeeds: the cause of a retried failure
+is never lost. A new plan of the run starts it afresh.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from sqlalchemy.dialects.postgresql import distinct_on, insert
 
 from ml_batch.db import tables
 from ml_batch.db.tables import run_shards, runs
-from ml_batch.errors import first_line
+from ml_batch.errors import first_line, first_line_of
 
 if TYPE_CHECKING:
     from ml_batch.run.completeness import DayCheck
@@ -140,13 +141,14 @@ def finish(conn: sa.Connection, *, model: str, run_id: str, status: str, extract
 
 
 def fail(engine: sa.Engine, *, model: str, run_id: str, error: str) -> bool:
-    """Mark a run failed with its one-line reason (in its own transaction: the failed one rolled back).
+    """Mark a run failed with its one-line reason (in its own transaction: the failed one rolled back). Only the
+    first line of `error` is kept (`errors.summary` makes one): a traceback belongs in the log.
 
     The first error stays first; a later one is appended. A run already finished (`success`, `dry_run`)
     keeps its status. Never raises: when the database cannot record the failure (it is gone, which is
     often the failure itself), that is logged and False returned, so the caller's error is the one reported.
     """
-    first = sa.bindparam("error", error[:ERROR_CHARS], type_=sa.Text)
+    first = sa.bindparam("error", (first_line_of(error) or error)[:ERROR_CHARS], type_=sa.Text)
     try:
         with engine.begin() as conn:
             conn.execute(

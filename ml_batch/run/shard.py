@@ -13,6 +13,14 @@
 
 Each step returns its values; nothing is tallied behind the caller's back. Importing this module is light:
 scikit-learn, GX, pandas and pyarrow are imported when a shard runs.
+
+**Connections.** A shard holds a bounded number of connections: one of the engine's pool for the run's lease
+for its whole life, one more of the pool at a time for its short transactions; while it validates, GX's own
+engine (one connection at a time); while it scores, one ADBC connection extracting and one COPYing, plus up to
+one of the pool per scoring thread quarantining rows (`MAX_SCORING_THREADS`): at most 3 + 8 at once, within
+the pool's 5 + 10. Each connection that the server refuses for want of a free slot is waited for with back-off
+(`ml_batch.db.faults.connect_patiently`); a database fault anywhere in the shard (GX's evaluation included) is
+transient and retried, never a validation failure.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -31,9 +39,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import sqlalchemy as sa
 
 from ml_batch.db.catalog import drop_views, table_exists
+from ml_batch.db.faults import connect_patiently, fault_in
 from ml_batch.db.sources import shard_of, source_error
 from ml_batch.db.sqlfiles import render
-from ml_batch.errors import RegistryError, RunAbandoned, ValidationFailed, summary
+from ml_batch.errors import RegistryError, RunAbandoned, TransientDatabaseError, ValidationFailed, summary
 from ml_batch.run import lifecycle, quarantine, runs, snapshot
 from ml_batch.run.keys import key_text, key_texts
 from ml_batch.run.names import shard_view
@@ -84,7 +93,8 @@ def score_shard(
     after another). Any failure is recorded on the run (`runs.error`) and re-raised.
     """
     limit = threads_per_shard(plan.shards) if threads == "auto" else threads
-    with lifecycle.RunLease(engine, plan.model, plan.run_id):  # the run is alive while a shard works on it
+    # The run is alive while a shard works on it; a failure of the day's data drops the run's objects at once.
+    with lifecycle.RunLease(engine, plan.model, plan.run_id, spec=plan.spec):
         try:
             return _score_shard(engine, plan, shard, results_dir, batch_bytes, limit)
         except Exception as exc:
@@ -102,6 +112,7 @@ def _score_shard(engine: sa.Engine, plan: RunPlan, shard: int, results_dir: Path
     loaded = registry.load(engine, spec, plan.version)
     if loaded.info.artifact_sha256 != plan.artifact_sha256:
         raise RegistryError(f"model {spec.name!r} version {plan.version} changed since the run was planned")
+    _require_snapshot(engine, spec, plan, shard)  # before resetting its staging, which went with the snapshot
     _reset_shard(engine, spec, plan, shard)
     started = time.perf_counter()
     reasons = _validate_piece(engine, spec, plan, shard, results_dir)
@@ -149,12 +160,13 @@ def _validate_piece(engine: sa.Engine, spec: Spec, plan: RunPlan, shard: int, re
     view = _create_view(engine, spec, plan, shard)
     try:
         outcome = _run_gx(engine, spec, plan, view)
+    except TransientDatabaseError:
+        _check_database(engine)  # GX kept only the text of a lost connection: raise the connection's own error
+        raise
     finally:
         drop_views(engine, [view])
     if results_dir is not None:
         save_result(outcome, results_dir, spec.name, plan.day, f"{plan.run_id}-s{shard}")
-    if not outcome.passed_batch:
-        _check_database(engine)  # GX reports a lost connection as a failed expectation: name the real cause
     store_result(engine, outcome, spec.name, plan.day, plan.run_id, shard)
     if not outcome.passed_batch:
         raise ValidationFailed(
@@ -163,16 +175,21 @@ def _validate_piece(engine: sa.Engine, spec: Spec, plan: RunPlan, shard: int, re
     return {key_text(key): reasons for key, reasons in outcome.row_reasons.items()}
 
 
-def _create_view(engine: sa.Engine, spec: Spec, plan: RunPlan, shard: int) -> str:
+def _require_snapshot(engine: sa.Engine, spec: Spec, plan: RunPlan, shard: int) -> None:
+    """Raise RunAbandoned when the shard's piece of the run's snapshot is gone (and its staging with it)."""
     piece = snapshot.snapshot_piece(spec, plan.run_id, shard)
-    view = shard_view(spec, plan.run_id, shard)
-    with engine.begin() as conn:
+    with engine.connect() as conn:
         if not table_exists(conn, piece):
             raise RunAbandoned(
                 f"run {plan.run_id!r} of model {spec.name!r} day {plan.day}: its snapshot of the day ({piece}) "
                 "is gone (the run was published, failed on its data or was cleaned up, or it was planned by an "
                 "older ml-batch): plan the run again"
             )
+
+
+def _create_view(engine: sa.Engine, spec: Spec, plan: RunPlan, shard: int) -> str:
+    view = shard_view(spec, plan.run_id, shard)
+    with engine.begin() as conn:
         conn.execute(render("drop_view", view=view))
         create = render("create_view", view=view).text + "\n" + snapshot.piece_sql(spec, plan.run_id, shard)
         conn.exec_driver_sql(create)
@@ -284,9 +301,8 @@ def _collect(pending: tuple[Future[tuple[_Chunk, pa.Table | None]], float], sink
 def _chunks_of(url: str, spec: Spec, plan: RunPlan, shard: int, batch_bytes: int
                ) -> Iterator[Iterator[tuple[pa.RecordBatch, float]]]:
     """The shard's piece in Arrow batches, each with the seconds spent waiting for it, fetched one ahead."""
-    from ml_batch.db import arrow
-
-    with arrow.connect(url) as reader, Prefetch(_timed(_stream(reader, spec, plan, shard, batch_bytes))) as batches:
+    with _adbc(url, f"extracting shard {shard} of {plan.run_id}") as reader, \
+            Prefetch(_timed(_stream(reader, spec, plan, shard, batch_bytes))) as batches:
         yield batches
 
 
@@ -295,13 +311,22 @@ def _staging_writer(url: str, staging: str) -> Iterator[BackgroundWriter[pa.Tabl
     """A background writer COPYing tables into the run's staging table, each committed."""
     from ml_batch.db import arrow
 
-    with arrow.connect(url) as writer:
+    with _adbc(url, f"staging into {staging}") as writer:
         def write(table: pa.Table) -> None:
             arrow.append(writer, staging, table)
             writer.commit()
 
         with BackgroundWriter(write) as sink:
             yield sink
+
+
+@contextmanager
+def _adbc(url: str, what: str) -> Iterator[Any]:
+    """An ADBC connection (`ml_batch.db.arrow.connect`), waited for while the server has no free slot."""
+    from ml_batch.db import arrow
+
+    with ExitStack() as stack:
+        yield connect_patiently(lambda: stack.enter_context(arrow.connect(url)), what=what)
 
 
 @contextmanager
@@ -370,7 +395,8 @@ def _stream(conn: Any, spec: Spec, plan: RunPlan, shard: int, batch_bytes: int) 
         yield from arrow.stream(conn, sql, batch_bytes)
     except Exception as exc:
         # ADBC raises driver-specific errors (undefined table/column...): name the source and re-raise ours.
-        if type(exc).__module__.startswith(("adbc_driver", "pyarrow")):
+        # A database fault (a lost connection, a timeout) is not the source's: it is raised as it is.
+        if type(exc).__module__.startswith(("adbc_driver", "pyarrow")) and fault_in(exc) is None:
             raise source_error(spec, str(exc)) from exc
         raise
 

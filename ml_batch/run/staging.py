@@ -52,16 +52,6 @@ def drop_staging(conn: sa.Connection, staging: str) -> None:
     conn.execute(render("drop_table", table=staging))
 
 
-def discard_staging(engine: sa.Engine, staging: str) -> None:
-    """Drop a staging table no retry can publish (it failed a deterministic check); a failure to drop it is
-    logged, never raised: it must not hide the error being reported (a later plan of the run replaces it)."""
-    try:
-        with engine.begin() as conn:
-            drop_staging(conn, staging)
-    except sa.exc.SQLAlchemyError as exc:
-        logger.warning("could not drop staging table %s: %s", staging, first_line(exc))
-
-
 @dataclass(frozen=True)
 class StagingAudit:
     row_count: int

@@ -1,4 +1,9 @@
-"""What the pages show, read with SQLAlchemy Core from ml-batch's tables (read-only, bounded)."""
+"""What the pages show, read with SQLAlchemy Core from ml-batch's tables (read-only, bounded).
+
+Every query reads only what the analyst role may (`ml_batch.ops.grants`), so the pages work through a
+role granted by `ml-batch db grant-ui`; the one exception is `row_data`, selected only when the caller
+asks for raw rows (a user with edit access to the model's DAG).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from ml_batch.db.tables import (
     model_events,
     model_versions,
     performance,
+    published_days,
     quarantine,
     runs,
 )
@@ -30,10 +36,6 @@ EXAMPLES_PER_REASON = 3
 DRIFT_DAYS = 60
 PERFORMANCE_DAYS = 120
 ALERT_LIMIT = 100
-
-# The quarantine readers see: rows of the runs whose predictions a day holds (migration 0005's view).
-quarantine_published = sa.Table("quarantine_published", sa.MetaData(schema=quarantine.schema),
-                                 *(sa.Column(c.name, c.type) for c in quarantine.columns))
 
 
 def _rows(engine: sa.Engine, query: sa.Select[Any]) -> list[Row]:
@@ -85,17 +87,26 @@ def recent_runs(engine: sa.Engine, model: str, limit: int = RUN_LIMIT) -> list[R
     ).where(runs.c.model_name == model).order_by(runs.c.started_at.desc()).limit(limit))
 
 
-def quarantine_reasons(engine: sa.Engine, model: str, days: int = QUARANTINE_DAYS) -> list[Row]:
-    """Per day and reason (without the row's own value): the number of rows and a few example rows."""
-    q = quarantine_published.alias("q")
+def quarantine_reasons(engine: sa.Engine, model: str, days: int = QUARANTINE_DAYS, *, raw: bool) -> list[Row]:
+    """Per day and reason (without the row's own value): the number of rows and a few example rows.
+
+    The rows of each day's published run (`quarantine` joined to `published_days`, what the view
+    `quarantine_published` holds, readable by the analyst role). An example is its key and, when `raw`, its
+    full reason (with the row's value) and `row_data`; otherwise both are None.
+    """
+    q, p = quarantine.alias("q"), published_days.alias("p")
+    published = q.join(p, sa.and_(p.c.model_name == q.c.model_name, p.c.partition_date == q.c.partition_date,
+                                  p.c.run_id == q.c.run_id))
     reason = sa.func.jsonb_array_elements_text(q.c.reasons).table_valued("value").render_derived("r")
     kind = sa.func.split_part(reason.c.value, GOT, 1).label("reason")
-    first = sa.select(sa.func.max(q.c.partition_date)).where(q.c.model_name == model).scalar_subquery()
+    first = (sa.select(sa.func.max(q.c.partition_date)).select_from(published).where(q.c.model_name == model)
+             .scalar_subquery())
+    raw_values = (reason.c.value, q.c.row_data) if raw else (sa.null(), sa.null())
     ranked = sa.select(
-        q.c.partition_date, kind, q.c.entity_key, reason.c.value.label("full_reason"), q.c.row_data,
+        q.c.partition_date, kind, q.c.entity_key, raw_values[0].label("full_reason"), raw_values[1].label("row_data"),
         sa.func.count().over(partition_by=[q.c.partition_date, kind]).label("rows"),
         sa.func.row_number().over(partition_by=[q.c.partition_date, kind], order_by=q.c.id).label("n"),
-    ).select_from(q.join(reason, sa.true())).where(
+    ).select_from(published.join(reason, sa.true())).where(
         q.c.model_name == model, q.c.partition_date > first - days).subquery("ranked")
     found = _rows(engine, sa.select(ranked).where(ranked.c.n <= EXAMPLES_PER_REASON)
                   .order_by(ranked.c.partition_date.desc(), ranked.c.rows.desc(), ranked.c.reason, ranked.c.n))

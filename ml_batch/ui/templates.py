@@ -95,12 +95,15 @@ _RUNS = """{% extends "base" %}{% block body %}
 
 _QUARANTINE = """{% extends "base" %}{% block body %}
 <p class="note">Rows of the published run of each day (the last {{ days }} days with quarantine), per reason
-without the row's own value, with up to {{ examples }} example rows.</p>
+without the row's own value, with up to {{ examples }} example rows.
+{%- if not raw %} Raw rows and their values are shown only to users who may edit the model's DAG: you see
+the example rows' keys.{% endif %}</p>
 {% if not reasons %}<p>No quarantined rows.</p>{% else %}
 <table id="quarantine"><tr><th>Day</th><th>Reason</th><th>Rows</th><th>Examples</th></tr>
 {% for q in reasons %}<tr><td>{{ q.partition_date }}</td><td>{{ q.reason }}</td><td class="num">{{ q.rows }}</td>
-<td>{% for e in q.examples %}<div>key <code>{{ e.entity_key }}</code>: {{ e.reason }}
-<pre>{{ e.row_data|tojson_ }}</pre></div>{% endfor %}</td></tr>{% endfor %}</table>{% endif %}
+<td>{% for e in q.examples %}<div>key <code>{{ e.entity_key }}</code>
+{%- if raw %}: {{ e.reason }}<pre>{{ e.row_data|tojson_ }}</pre>{% endif %}</div>{% endfor %}</td></tr>
+{%- endfor %}</table>{% endif %}
 {% endblock %}"""
 
 _DRIFT = """{% extends "base" %}{% block body %}

@@ -4,7 +4,8 @@ Failures come in two kinds:
 
 * **batch failures** (too few rows, a missing column, a column of the wrong type, a null key, an
   expectation GX could not evaluate, more failing rows than `validation.max_quarantine_share`) fail the
-  whole batch; the caller decides to raise;
+  whole batch; the caller decides to raise. An expectation GX could not evaluate because of a database
+  fault never gets here: `ml_batch.validation.session.run_expectations` raises it as transient;
 * **row failures** (a value out of range, null or unknown, a repeated key, NaN or +-Infinity) quarantine the
   rows, each mapped back to its entity key with every reason it failed; the rest of the batch is scored.
   A caller whose rows repeat a key (training's window of many days) names a row identity column instead
@@ -35,6 +36,7 @@ from ml_batch.validation.reasons import (
     row_reason,
     value_text,
 )
+from ml_batch.validation.session import exception_messages
 
 if TYPE_CHECKING:
     from great_expectations.core.expectation_validation_result import (
@@ -291,19 +293,6 @@ def columns_of(kwargs: dict[str, Any]) -> list[str]:
     if "column_A" in kwargs and "column_B" in kwargs:
         return [kwargs["column_A"], kwargs["column_B"]]
     return list(kwargs.get("column_list") or [])
-
-
-def exception_messages(res: ExpectationValidationResult) -> list[str]:
-    """GX 1.24 puts one dict per failed metric in `exception_info` (or a flat dict when none failed)."""
-    info = res.exception_info or {}
-    entries: Iterable[Any] = [info] if "raised_exception" in info else info.values()
-    messages = []
-    for entry in entries:
-        if isinstance(entry, dict) and entry.get("raised_exception"):
-            message = str(entry.get("exception_message") or "unknown error")
-            if message not in messages:
-                messages.append(message)
-    return messages
 
 
 def is_row_level(expectation: Expectation) -> bool:

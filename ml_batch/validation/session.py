@@ -11,6 +11,13 @@ ephemeral context with in-memory stores sends nothing anywhere; as belt and brac
 `GX_ANALYTICS_ENABLED` is set to false before GX is first imported and the context is created with
 `analytics_enabled=False`. GX's "Calculating Metrics" tqdm progress bars are switched off in the
 context config, and its logger is set to WARNING (it logs hundreds of INFO lines on import).
+
+GX catches the errors of the metrics it computes and reports the expectation as one that "could not be
+evaluated", keeping only the error's text. A database fault among them (a refused or lost connection, a
+timeout: `ml_batch.db.faults`) is raised by `run_expectations` as a transient `TransientDatabaseError`, never
+left to read as a failed check of the data. GX opens one connection at a time (its connection test, then its
+execution engine's own for the metrics); a GX call whose connection the server refused for want of a free
+slot is made again with back-off (`faults.connect_patiently`: GX only reads, so a call made twice is the same).
 """
 
 from __future__ import annotations
@@ -18,7 +25,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
+
+from ml_batch.errors import first_line_of
 
 if TYPE_CHECKING:
     from great_expectations.core.expectation_validation_result import (
@@ -61,14 +71,17 @@ def sql_batch(url: str, relation: str) -> tuple[Batch, Any]:
     query asset's whole query once just to learn its columns.
     """
     from ml_batch.db.engine import with_session_options
+    from ml_batch.db.faults import connect_patiently
 
-    context = _offline_context()
     schema, _, name = relation.rpartition(".")
     # GX 1.x wants the schema in the connection, not on the asset (schema_name is deprecated); the session
     # is in UTC like every other ml-batch session, so the view's day bounds mean the same rows here.
     search_path = (f'-c search_path="{schema}"',) if schema else ()
     url = with_session_options(url, *search_path).render_as_string(hide_password=False)
-    datasource = context.data_sources.add_postgres(name="ml_batch", connection_string=url)
+    # Adding the datasource tests its connection: a fresh context per attempt (a datasource name is added once).
+    datasource = connect_patiently(
+        lambda: _offline_context().data_sources.add_postgres(name="ml_batch", connection_string=url),
+        what=f"GX connecting to validate {relation}")
     engine = datasource.get_engine()
     try:
         asset = datasource.add_table_asset(name="rows", table_name=name)
@@ -101,10 +114,21 @@ def run_expectations(
     """Validate `expectations` on the batch; their results in the same order (GX orders them its own way).
 
     Raises:
+        TransientDatabaseError: GX could not evaluate an expectation because of a database fault (module doc).
         RuntimeError: GX returned no result for one of the expectations.
     """
+    from ml_batch.db.faults import connect_patiently, raise_database_fault
+
     suite = import_gx().ExpectationSuite(name="ml_batch.pass", expectations=expectations)
-    result = batch.validate(suite, result_format=result_format)
+
+    def validate() -> Any:
+        result = batch.validate(suite, result_format=result_format)
+        for res in result.results:
+            kind = getattr(res.expectation_config, "type", None) or "an expectation"
+            raise_database_fault(exception_messages(res), what=f"GX evaluating {kind}")
+        return result
+
+    result = connect_patiently(validate, what="GX validating")
     by_identity: dict[str, list[ExpectationValidationResult]] = {}
     for res in result.results:
         by_identity.setdefault(_identity(res.expectation_config), []).append(res)
@@ -116,6 +140,21 @@ def run_expectations(
                                f"{dict(expectation.configuration.kwargs)}: cannot match its results to the suite")
         ordered.append(found.pop(0))
     return ordered
+
+
+def exception_messages(res: ExpectationValidationResult) -> list[str]:
+    """The first line of each error GX caught evaluating `res` (a database error's later lines are its SQL and
+    bind parameters: they go to no message). GX 1.24 puts one dict per failed metric in `exception_info` (or
+    a flat dict when none failed)."""
+    info = res.exception_info or {}
+    entries: Iterable[Any] = [info] if "raised_exception" in info else info.values()
+    messages = []
+    for entry in entries:
+        if isinstance(entry, dict) and entry.get("raised_exception"):
+            message = first_line_of(str(entry.get("exception_message") or "")) or "unknown error"
+            if message not in messages:
+                messages.append(message)
+    return messages
 
 
 def _identity(config: Any) -> str:

@@ -367,3 +367,40 @@ def test_daily_drift_task_emits_the_asset_retraining_listens_to(predict_dag: DAG
     model = predict_dag.dag_id.removeprefix(DAG_PREFIX)
     names = {outlet.name for outlet in predict_dag.get_task("signal_drift").outlets if isinstance(outlet, Asset)}
     assert names == {f"ml_batch.drift.{model}"}
+
+
+@pytest.mark.parametrize("day", ["9999-12-31", "1899-12-31", "2100-01-01"])
+def test_a_day_outside_1900_to_2099_is_refused_at_trigger_time(predict_dag: DAG, retrain_dag: DAG, day: str) -> None:
+    # The serialized DAG's create_dagrun validates this: `9999-12-31` never reaches a task (an OverflowError there
+    # was retried for minutes).
+    with pytest.raises(ParamValidationError, match="param date"):
+        serialized(predict_dag.dag_id).params.deep_merge({"date": day}).validate()
+    with pytest.raises(ParamValidationError, match="param as_of"):
+        serialized(retrain_dag.dag_id).params.deep_merge({"as_of": day}).validate()
+
+
+def _first_task_with_conf(dag: DAG, task_id: str, conf: dict[str, Any]) -> Any:
+    """Run the first task's body with a run conf, as the task runner would, up to its conf check."""
+    from types import SimpleNamespace
+
+    task: Any = dag.get_task(task_id)  # a @task's operator: its python_callable is the body
+    return task.python_callable(dag_run=SimpleNamespace(conf=conf), params=dict(conf))
+
+
+def test_a_misspelt_conf_key_fails_the_plan_at_once_naming_it(predict_dag: DAG) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    with pytest.raises(AirflowFailException) as refused:
+        _first_task_with_conf(predict_dag, "plan", {"date": "2013-02-07", "dry-run": True})
+    assert str(refused.value).startswith(
+        f"run conf of {predict_dag.dag_id}: unknown key 'dry-run' (did you mean 'dry_run'?): expected only "
+        "allow_partial, date, dry_run, shards, version, version_policy; nothing was run")
+    assert len(str(refused.value).splitlines()) == 1
+
+
+def test_a_misspelt_conf_key_fails_retraining_at_once(retrain_dag: DAG) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    with pytest.raises(AirflowFailException, match=r"unknown key 'as-of' \(did you mean 'as_of'\?\)"):
+        _first_task_with_conf(retrain_dag, "mode", {"as-of": "2026-01-01"})
+    assert _first_task_with_conf(retrain_dag, "mode", {"rollback": True}) == "rollback"  # a known key runs

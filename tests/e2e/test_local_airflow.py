@@ -80,3 +80,18 @@ def test_make_airflow_listens_on_localhost_only_and_sigterm_stops_every_componen
                     os.killpg(os.getpgid(process.pid), signal.SIGKILL)
             except (ProcessLookupError, psutil.NoSuchProcess):
                 pass
+
+
+@pytest.mark.parametrize(("day", "said"), [
+    ("2025-12-31", "error: model 'credit_default': day 2025-12-31 is before the spec's start_date 2026-01-01: "
+                   "Airflow runs no task for it; run it with `ml-batch run`, or move start_date back"),
+    ("9999-12-31", "error: --day 9999-12-31 is out of range: expected a day from 1900-01-01 to "),
+])
+def test_airflow_run_refuses_a_day_it_would_report_as_a_success_with_nothing_run(
+        tmp_path: Path, day: str, said: str) -> None:
+    # Before: Airflow created no task instance for a day before the DAG's start, and the command said success.
+    env = {**os.environ, "ML_BATCH_HOME": str(tmp_path), "ML_BATCH_SPECS_DIR": str(REPO / "include" / "models")}
+    result = subprocess.run([sys.executable, "-m", "ml_batch.cli", "airflow", "run", "-m", "credit_default",
+                             f"--day={day}"], env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 1
+    assert result.stderr.startswith(said) and len(result.stderr.strip().splitlines()) == 1, result.stderr

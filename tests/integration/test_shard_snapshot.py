@@ -12,11 +12,21 @@ import pytest
 import sqlalchemy as sa
 
 from ml_batch.config import Settings
+from ml_batch.db import arrow
 from ml_batch.db.locks import SwapLocking
-from ml_batch.errors import PublishBlocked, ValidationFailed
-from ml_batch.run import lifecycle
+from ml_batch.errors import (
+    FeatureSchemaMismatch,
+    PublishBlocked,
+    RunAbandoned,
+    SourceError,
+    SpecError,
+    ValidationFailed,
+)
+from ml_batch.model import training
+from ml_batch.run import lifecycle, runs
 from ml_batch.run import plan as planning
 from ml_batch.run.day import score_day
+from ml_batch.run.names import run_objects
 from ml_batch.run.plan import plan_run
 from ml_batch.run.publish import publish_run
 from ml_batch.run.shard import score_shard
@@ -201,3 +211,120 @@ def test_a_day_split_by_its_row_count_is_still_read_once(engine: sa.Engine, day_
     assert publish_run(engine, plan).scored == DAY_ROWS
     read = rows_read(engine, day_only.source.table) - before
     assert read <= 1.1 * DAY_ROWS, f"read {read} source rows for a day of {DAY_ROWS}"
+
+
+# -- issue 23 item 6: nothing of a run that failed on its day's data stays behind ---------------------------
+def _run_objects_left(engine: sa.Engine, spec: Spec, run_id: str) -> list[str]:
+    """The run's staging table, snapshot tables and GX views that exist."""
+    with engine.connect() as conn:
+        return [item.name for item in run_objects(spec, run_id, 4)
+                if conn.execute(sa.select(sa.func.to_regclass(item.name))).scalar_one() is not None]
+
+
+def _fail_gx(engine: sa.Engine, spec: Spec, monkeypatch: pytest.MonkeyPatch) -> Spec:
+    """10 of the day's 80 rows fail the suite: above the 5% share, the batch fails GX in its shard."""
+    start = dt.datetime.combine(DAY, dt.time(), tzinfo=dt.UTC)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"UPDATE {spec.source.table} SET color = 'green' WHERE id IN (SELECT id FROM "
+                             f"{spec.source.table} WHERE event_time >= :s AND event_time < :e ORDER BY id LIMIT 10)"),
+                     {"s": start, "e": start + dt.timedelta(days=1)})
+    return spec
+
+
+def _fail_extract(engine: sa.Engine, spec: Spec, monkeypatch: pytest.MonkeyPatch) -> Spec:
+    """The extract of the shard's piece fails as an unreadable source does (`SourceError`)."""
+    def unreadable(*args: Any, **kwargs: Any) -> Any:
+        raise SourceError(f"source {spec.source.table}: column \"x1\" has an unexpected type")
+        yield  # a generator, like the real stream
+
+    monkeypatch.setattr(arrow, "stream", unreadable)
+    return spec
+
+
+def _fail_score(engine: sa.Engine, spec: Spec, monkeypatch: pytest.MonkeyPatch) -> Spec:
+    """Scoring the shard's rows fails deterministically (the version refuses the day's features)."""
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise FeatureSchemaMismatch("model 'toy' version 1 expects x1 numeric, the day has text")
+
+    monkeypatch.setattr(training, "predict_scores", refused)
+    return spec
+
+
+def _fail_publish(engine: sa.Engine, spec: Spec, monkeypatch: pytest.MonkeyPatch) -> Spec:
+    """The day as a whole is outside its row bounds: publish refuses it."""
+    return spec.model_copy(update={"validation": spec.validation.model_copy(update={"min_rows": 1000})})
+
+
+FAILURES = {"gx": (_fail_gx, ValidationFailed, "batch failed validation"),
+            "extract": (_fail_extract, SourceError, "unexpected type"),
+            "score": (_fail_score, FeatureSchemaMismatch, "expects x1 numeric"),
+            "publish": (_fail_publish, ValidationFailed, "80 rows extracted, expected between 1000")}
+
+
+@pytest.mark.parametrize("point", list(FAILURES))
+def test_nothing_of_a_cli_run_stays_after_a_failure_of_its_data(engine: sa.Engine, toy: Spec, point: str,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    make_fail, error, message = FAILURES[point]
+    spec = make_fail(engine, toy, monkeypatch)
+    with pytest.raises(error, match=message):
+        score_day(engine, spec, DAY, run_id=f"bad-{point}", shards=2)
+    assert _run_objects_left(engine, spec, f"bad-{point}") == []
+    assert _snapshot_tables(engine, spec) == set()
+    with engine.connect() as conn:
+        run = runs.get(conn, spec.name, f"bad-{point}")
+    assert run is not None and run["status"] == "failed", "the run's row stays, failed"
+    assert message in str(run["error"]), "its error names the failure"
+
+
+@pytest.mark.parametrize("point", ["gx", "extract", "score"])
+def test_nothing_of_a_run_stays_after_its_shard_failed_on_the_days_data(engine: sa.Engine, toy: Spec, point: str,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Airflow path: each step holds its own lease; the failing shard drops the run's objects itself."""
+    make_fail, error, message = FAILURES[point]
+    spec = make_fail(engine, toy, monkeypatch)
+    plan = plan_run(engine, spec, DAY, run_id=f"shard-{point}", shards=2)
+    assert _run_objects_left(engine, spec, plan.run_id), "planned: staging and snapshot exist"
+    with pytest.raises(error, match=message):
+        score_shard(engine, plan, 0)
+    assert _run_objects_left(engine, spec, plan.run_id) == []
+    with pytest.raises(RunAbandoned, match="is gone"):  # a later shard of the failed run is refused, named
+        score_shard(engine, plan, 1)
+
+
+def test_a_replan_refused_by_the_spec_drops_what_the_earlier_plan_left(engine: sa.Engine, toy: Spec,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plan as failure point: a plan's own tables roll back with it; a replan of the run that fails on the
+    spec drops what its earlier plan (kept for a retry after a transient failure) had left."""
+    def reset(*args: Any, **kwargs: Any) -> Any:
+        raise ConnectionResetError("connection reset by peer")
+        yield
+
+    with monkeypatch.context() as patched:
+        patched.setattr(arrow, "stream", reset)
+        with pytest.raises(ConnectionResetError):
+            score_day(engine, toy, DAY, run_id="replan", shards=2)
+    assert _run_objects_left(engine, toy, "replan"), "a transient failure keeps the run for its retry"
+    missing = toy.model_copy(update={"features": [*toy.features,
+                                                  toy.features[0].model_copy(update={"name": "x9"})]})
+    with pytest.raises(SpecError, match="x9"):
+        score_day(engine, missing, DAY, run_id="replan", shards=2)
+    assert _run_objects_left(engine, toy, "replan") == []
+
+
+def test_a_transient_shard_failure_keeps_the_run_for_its_retry(engine: sa.Engine, toy: Spec,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    plan = plan_run(engine, toy, DAY, run_id="transient", shards=2)
+
+    def reset(*args: Any, **kwargs: Any) -> Any:
+        raise ConnectionResetError("connection reset by peer")
+        yield
+
+    with monkeypatch.context() as patched:
+        patched.setattr(arrow, "stream", reset)
+        with pytest.raises(ConnectionResetError):
+            score_shard(engine, plan, 0)
+    left = _run_objects_left(engine, toy, "transient")
+    assert plan.staging_table in left and len(_snapshot_tables(engine, toy)) == 3, "staging and snapshot stay"
+    for shard in range(plan.shards):
+        score_shard(engine, plan, shard)
+    assert publish_run(engine, plan).scored == DAY_ROWS

@@ -2,7 +2,9 @@
 
 The toy model is trained, two days are scored (the first with quarantined rows and shifted features), drift
 is checked and realized performance recorded; the pages must show exactly those numbers. Airflow's
-authorization dependencies are overridden, except in the test that proves they are in force.
+authorization dependencies are overridden (as an editor who may read every model), except in the tests that
+prove they are in force: with Airflow's SimpleAuthManager and tokens of its viewer and user roles, a viewer
+sees reasons and counts, an editor the raw rows, and the index lists only the models a user may read.
 """
 
 from __future__ import annotations
@@ -16,12 +18,15 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager
+from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from ml_batch.airflow import ui_auth
 from ml_batch.airflow.ui_plugin import URL_PREFIX
 from ml_batch.config import Settings
+from ml_batch.db.tables import runs
 from ml_batch.monitoring.daily import check_day_drift
 from ml_batch.monitoring.performance import realized_performance
 from ml_batch.ops import reports
@@ -29,6 +34,7 @@ from ml_batch.promotion.retrain import train_and_register
 from ml_batch.run.day import score_day
 from ml_batch.run.publish import RunSummary
 from ml_batch.spec import Spec
+from ml_batch.ui.app import PAGES
 from ml_batch.validation.results import ValidationOutcome, store_result
 from tests.integration.helpers import load_toy_data, shift_toy_day, toy_spec
 from tests.support.toy import AS_OF, FIRST
@@ -99,6 +105,8 @@ def _mounted(engine: sa.Engine) -> FastAPI:
     app = ui_auth.build_app(lambda: engine)
     app.dependency_overrides[ui_auth.view_access] = lambda: None
     app.dependency_overrides[ui_auth.model_access] = lambda: None
+    app.dependency_overrides[ui_auth.readable_models] = lambda: set
+    app.dependency_overrides[ui_auth.raw_access] = lambda: True
     parent = FastAPI()
     parent.mount(URL_PREFIX, app)
     return parent
@@ -322,3 +330,95 @@ def test_drift_shows_out_of_support_and_an_unreliable_estimate_and_alerts_show_t
     assert opened[7] == "README.md#alert-out_of_support"
     recent = table_rows(page, "alerts")
     assert [r[:3] for r in recent[1:]] == [["open", "out_of_support", "x1"], ["event", "gate_promote", ""]]
+
+
+# -- authorization and headers, with Airflow's own auth manager --------------------------------------------
+class OneDagAuthManager(SimpleAuthManager):
+    """SimpleAuthManager whose user `toy_only` may read `batch_predict_toy` and no other DAG (what an auth
+    manager with per-DAG permissions, e.g. FAB's, grants); every other user as SimpleAuthManager decides."""
+
+    def is_authorized_dag(self, *, method: Any, user: Any, access_entity: Any = None, details: Any = None) -> bool:
+        if user.username == "toy_only":
+            return method == "GET" and details is not None and details.id == "batch_predict_toy"
+        return bool(super().is_authorized_dag(method=method, user=user, access_entity=access_entity,
+                                              details=details))
+
+
+@pytest.fixture()
+def tokens(monkeypatch: pytest.MonkeyPatch, airflow_db: None) -> dict[str, str]:
+    """Bearer tokens of Airflow's auth manager (`OneDagAuthManager`, made as the api-server makes it) for a
+    viewer, an editor (SimpleAuthManager's `user` role: edits DAGs) and `toy_only` (a viewer of one DAG)."""
+    from airflow.api_fastapi import app as airflow_app
+
+    monkeypatch.setenv("AIRFLOW__CORE__AUTH_MANAGER", f"{__name__}.OneDagAuthManager")
+    monkeypatch.setenv("AIRFLOW__API_AUTH__JWT_SECRET", "ui-test-secret-" + "x" * 64)
+    monkeypatch.setattr(airflow_app._AuthManagerState, "instance", None)
+    manager = airflow_app.create_auth_manager()
+    assert isinstance(manager, OneDagAuthManager)
+    return {name: manager.generate_jwt(SimpleAuthManagerUser(username=name, role=role))
+            for name, role in (("viewer", "viewer"), ("editor", "user"), ("toy_only", "viewer"))}
+
+
+def _as(engine: sa.Engine, token: str) -> TestClient:
+    """A client of the pages with Airflow's authorization in force, authenticated by `token`."""
+    parent = FastAPI()
+    parent.mount(URL_PREFIX, ui_auth.build_app(lambda: engine))
+    return TestClient(parent, headers={"Authorization": f"Bearer {token}"})
+
+
+def test_a_viewer_sees_reasons_and_counts_and_an_editor_the_raw_rows(scored: Scored, tokens: dict[str, str]) -> None:
+    pages = {}
+    for user in ("viewer", "editor"):
+        response = _as(scored.engine, tokens[user]).get(f"{URL_PREFIX}/models/toy/quarantine")
+        assert response.status_code == 200, f"{user}: {response.status_code} {response.text[:2000]}"
+        pages[user] = response.text
+    viewer, editor = (table_rows(pages[u], "quarantine") for u in ("viewer", "editor"))
+    assert [r[:3] for r in viewer] == [r[:3] for r in editor] and len(viewer) == 2  # the same reasons and counts
+    assert viewer[1][2] == str(GREEN) and viewer[1][1].startswith("color: expect_column_values_to_be_in_set")
+    assert viewer[1][3].count("key ") == 3 and "green" not in viewer[1][3] and "x1" not in pages["viewer"]
+    assert "shown only to users who may edit the model's DAG" in pages["viewer"]
+    assert editor[1][3].count("got 'green'") == 3 and editor[1][3].count('"color": "green"') == 3
+    assert "shown only to users who may edit" not in pages["editor"]
+
+
+def test_a_viewer_gets_the_gx_result_without_its_failing_values(scored: Scored, tokens: dict[str, str]) -> None:
+    path = f"{URL_PREFIX}/models/toy/validation/{DAY1}/ui-1/s0.json"
+    editor = _as(scored.engine, tokens["editor"]).get(path).json()
+    viewer = _as(scored.engine, tokens["viewer"]).get(path).json()
+    [failed] = [e for e in editor["results"] if not e["success"]]
+    assert "green" in json.dumps(failed["result"])  # the stored result names the failing value
+    [seen] = [e for e in viewer["results"] if not e["success"]]
+    assert seen["result"]["unexpected_count"] == GREEN and "green" not in json.dumps(viewer["results"])
+    assert set(seen["result"]) <= {"element_count", "missing_count", "missing_percent", "unexpected_count",
+                                   "unexpected_percent", "unexpected_percent_total", "unexpected_percent_nonmissing"}
+    assert viewer["statistics"] == editor["statistics"] and len(viewer["results"]) == len(editor["results"])
+
+
+def test_the_index_lists_only_the_models_the_user_may_read(scored: Scored, tokens: dict[str, str]) -> None:
+    with scored.engine.begin() as conn:  # a second model, with a run (a copy of toy's), that `toy_only` may not read
+        copied = dict(conn.execute(sa.select(runs).where(runs.c.run_id == "ui-1")).mappings().one())
+        conn.execute(sa.insert(runs).values({**copied, "model_name": "other", "run_id": "other-1"}))
+    everyone = table_rows(_as(scored.engine, tokens["viewer"]).get(f"{URL_PREFIX}/").text, "models")
+    assert [r[0] for r in everyone[1:]] == ["other", "toy"]
+    one = _as(scored.engine, tokens["toy_only"])
+    assert [r[0] for r in table_rows(one.get(f"{URL_PREFIX}/").text, "models")[1:]] == ["toy"]
+    refused = one.get(f"{URL_PREFIX}/models/other/runs")
+    assert refused.status_code == 403 and "other-1" not in refused.text
+
+
+def test_every_page_and_refusal_carries_the_security_headers(scored: Scored, tokens: dict[str, str]) -> None:
+    expected = {"content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+                                           "frame-ancestors 'self'",
+                "x-content-type-options": "nosniff", "cache-control": "no-store"}
+    paths = ["/", *(f"/models/toy/{page}" for page, _ in PAGES), f"/models/toy/drift/{DAY1}/report",
+             f"/models/toy/validation/{DAY1}/ui-1/s0.json", "/models/nope/runs"]
+    responses = [scored.client.get(f"{URL_PREFIX}{path}") for path in paths]
+    responses.append(TestClient(scored.client.app).get(f"{URL_PREFIX}/models/toy/runs",
+                                                       headers={"Authorization": "Bearer forged"}))
+    anonymous = FastAPI()
+    anonymous.mount(URL_PREFIX, ui_auth.build_app(lambda: scored.engine))
+    responses.append(TestClient(anonymous).get(f"{URL_PREFIX}/"))
+    assert [r.status_code for r in responses] == [200] * (len(paths) - 1) + [404, 200, 401]
+    for path, response in zip([*paths, "overridden auth, forged token", "anonymous"], responses, strict=True):
+        assert {k: response.headers.get(k) for k in expected} == expected, path
+    del tokens  # the auth manager the anonymous app refuses with

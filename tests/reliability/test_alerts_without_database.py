@@ -126,3 +126,58 @@ def test_webhook_url_is_checked_without_echoing_it() -> None:
     with pytest.raises(ValueError, match=r"scheme 'ftp'.*expected http\(s\)://host") as info:
         WebhookChannel(f"ftp://example.org/{SECRET}")
     assert SECRET not in str(info.value)
+
+
+# -- issue 23 item 7: secrets in URLs stay secret --------------------------------------------------------------
+class _Exploding:
+    """A channel whose failure is not a DeliveryError (a bug, a library's own exception)."""
+
+    name = "test"
+
+    def describe(self) -> str:
+        return "exploding channel"
+
+    def send(self, alert: Alert) -> None:
+        raise RuntimeError(f"boom at http://127.0.0.1/hook?token={SECRET}")
+
+
+def test_any_channel_failure_is_logged_without_the_url_and_the_other_channels_still_deliver(
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    with WebhookReceiver() as receiver, caplog.at_level(logging.INFO, logger="ml_batch.ops.alerts"):
+        alerts.register_channel(_Exploding())
+        # a URL with a space: urllib accepts it, http.client refuses it with InvalidURL (a ValueError) at send
+        monkeypatch.setenv(alerts.WEBHOOK_URL_ENV, f"http://127.0.0.1:{_closed_port()}/hook x?token={SECRET}")
+        alerts.register_channel(WebhookChannel(receiver.url, name="webhook"))
+        delivered = alerts.deliver(_alert())
+    assert delivered == ["webhook to 127.0.0.1"], "the failures did not stop the working channel"
+    assert len(receiver.received) == 1
+    assert "not delivered by exploding channel: RuntimeError" in caplog.text
+    assert SECRET not in caplog.text and "token" not in caplog.text
+
+
+def test_a_webhook_url_with_a_space_fails_its_delivery_not_the_command(caplog: pytest.LogCaptureFixture) -> None:
+    channel = WebhookChannel(f"http://127.0.0.1:{_closed_port()}/hook x?token={SECRET}", name="test")
+    alerts.register_channel(channel)
+    with caplog.at_level(logging.INFO, logger="ml_batch.ops.alerts"):
+        assert alerts.deliver(_alert()) == []
+    assert "not delivered by webhook to 127.0.0.1: InvalidURL" in caplog.text
+    assert SECRET not in caplog.text and "token" not in caplog.text
+
+
+def test_a_webhook_connection_keeps_the_query_of_its_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ml_batch.airflow.notifiers import register_channels
+
+    with WebhookReceiver() as receiver:
+        monkeypatch.setenv("AIRFLOW_CONN_ML_BATCH_ALERTS_WEBHOOK", f"{receiver.url}?token=abc%20def&team=ml")
+        assert register_channels() == ["webhook"]
+        assert alerts.deliver(_alert()) == ["webhook to 127.0.0.1"]
+    assert receiver.paths == [f"/services/{SECRET}?token=abc+def&team=ml"], "the token arrived with the alert"
+
+
+def test_the_alert_email_escapes_its_message() -> None:
+    from ml_batch.airflow.notifiers import email_body
+
+    body = email_body(Alert(kind="run_failure", severity="critical", model_name="m",
+                            message='<script>alert(1)</script> & "quoted"'))
+    assert "<script>" not in body
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;quoted&quot;" in body

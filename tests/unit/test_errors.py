@@ -21,6 +21,12 @@ class _FailingEngine:
     def begin(self) -> Any:
         raise self.error
 
+    def connect(self) -> Any:
+        raise self.error
+
+    def get_execution_options(self) -> dict[str, Any]:
+        return {}
+
 
 def test_first_line_is_the_drivers_first_non_empty_line_or_the_type() -> None:
     wrapped = sa.exc.OperationalError("SELECT 1", {}, Exception("\n  server closed the connection\nDETAIL: x"))
@@ -43,13 +49,15 @@ def test_recording_a_run_failure_never_raises_on_an_error_that_says_nothing(
     assert "could not record the failure of run r of toy (shard 0: boom)" in caplog.text
 
 
-def test_dropping_a_failed_staging_table_never_raises_on_an_error_that_says_nothing(
+def test_dropping_a_failed_runs_objects_never_raises_on_an_error_that_says_nothing(
         caplog: pytest.LogCaptureFixture) -> None:
-    from ml_batch.run.staging import discard_staging
+    from ml_batch.run.lifecycle import _discard_quietly
+    from tests.integration.helpers import toy_spec
 
-    with caplog.at_level(logging.WARNING, logger="ml_batch.run.staging"):
-        discard_staging(_FailingEngine(sa.exc.SQLAlchemyError("")), "public.toy__s_0123456789")  # type: ignore[arg-type]
-    assert "could not drop staging table public.toy__s_0123456789: SQLAlchemyError" in caplog.text
+    with caplog.at_level(logging.WARNING, logger="ml_batch.run.lifecycle"):
+        _discard_quietly(_FailingEngine(sa.exc.SQLAlchemyError("")), toy_spec("public"), "r",  # type: ignore[arg-type]
+                         ValidationFailed("boom"))
+    assert "run r of toy failed on its data but its objects could not be dropped (SQLAlchemyError)" in caplog.text
 
 
 def test_storing_an_alert_never_raises_on_an_error_that_says_nothing(caplog: pytest.LogCaptureFixture) -> None:
