@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
-import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -30,11 +29,11 @@ import pytest
 import sqlalchemy as sa
 
 from ml_batch.config import Settings
-from ml_batch.db.embedded import EmbeddedPostgres
 from ml_batch.db.engine import make_engine
 from ml_batch.db.migrate import upgrade
 from ml_batch.ops import alerts
 from ml_batch.spec import Spec, load_spec
+from tests.support.servers import throwaway_server
 from tests.support.webhook import WebhookReceiver
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,7 +41,6 @@ DEMO_SPECS = REPO / "include" / "models"
 CREDIT_DEFAULT = DEMO_SPECS / "credit_default.yaml"
 
 # Durability is not what the tests check: these settings make the throwaway server several times faster.
-_FAST_CONF = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
 
 
 @pytest.fixture(scope="session")
@@ -52,14 +50,8 @@ def pg_url() -> Iterator[str]:
     if external:
         yield external
         return
-    root = Path(tempfile.mkdtemp(prefix="ml_batch_test_pg_"))
-    server = EmbeddedPostgres(root / "postgres", extra_conf=_FAST_CONF)
-    info = server.ensure_running()
-    try:
-        yield info.url
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
+    with throwaway_server("ml_batch_test_pg_") as server:
+        yield server.ensure_running().url
 
 
 @pytest.fixture(scope="session")

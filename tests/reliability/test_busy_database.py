@@ -12,8 +12,6 @@ The server is a throwaway embedded PostgreSQL of this module's own with 20 conne
 from __future__ import annotations
 
 import secrets
-import shutil
-import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -30,6 +28,7 @@ from ml_batch.db.engine import make_engine
 from ml_batch.db.faults import is_deterministic_failure, is_transient_fault
 from ml_batch.db.migrate import upgrade
 from ml_batch.run.day import score_day
+from tests.support.servers import throwaway_server
 from tests.support.toy import DAY, trained_toy
 
 pytestmark = pytest.mark.integration
@@ -39,15 +38,8 @@ MAX_CONNECTIONS = 20
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[EmbeddedPostgres]:
-    root = Path(tempfile.mkdtemp(prefix="ml_batch_test_busy_"))
-    pg = EmbeddedPostgres(root / "postgres", extra_conf={"fsync": "off", "synchronous_commit": "off",
-                                                         "max_connections": str(MAX_CONNECTIONS)})
-    pg.ensure_running()
-    try:
+    with throwaway_server("ml_batch_test_busy_", max_connections=str(MAX_CONNECTIONS)) as pg:
         yield pg
-    finally:
-        pg.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture()

@@ -11,8 +11,6 @@ The server is a throwaway embedded PostgreSQL of this module's own, never the sh
 from __future__ import annotations
 
 import secrets
-import shutil
-import tempfile
 import traceback
 import uuid
 from collections.abc import Iterator
@@ -37,6 +35,7 @@ from tests.reliability.dead_run_helpers import (
     validation_views,
     wait_for,
 )
+from tests.support.servers import throwaway_server
 from tests.support.toy import AS_OF, DAY, FIRST
 
 pytestmark = pytest.mark.integration
@@ -44,14 +43,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[EmbeddedPostgres]:
-    root = Path(tempfile.mkdtemp(prefix="ml_batch_test_gone_"))
-    pg = EmbeddedPostgres(root / "postgres", extra_conf={"fsync": "off", "synchronous_commit": "off"})
-    pg.ensure_running()
-    try:
+    with throwaway_server("ml_batch_test_gone_") as pg:
         yield pg
-    finally:
-        pg.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture()
