@@ -208,5 +208,6 @@ def _wait_for_a_lock_wait(engine: sa.Engine, timeout_s: float = 10.0) -> None:
                 "AND datname = current_database()")).scalar_one()
             if waiting:
                 return
+            conn.rollback()  # pg_stat_activity is a snapshot per transaction: look again in a new one
             time.sleep(0.05)
     raise AssertionError("the racing record never waited on the unique index")

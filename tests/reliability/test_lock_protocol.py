@@ -28,6 +28,7 @@ def _waiting_on(engine: sa.Engine, holder_pid: int, timeout: float = 4.0) -> int
                                {"h": holder_pid}).scalar_one_or_none()
             if pid is not None:
                 return int(pid)
+            conn.rollback()  # pg_stat_activity is a snapshot per transaction: look again in a new one
             time.sleep(0.05)
     raise AssertionError("nothing waited for the test's lock")
 
