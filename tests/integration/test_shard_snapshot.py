@@ -291,16 +291,18 @@ def test_nothing_of_a_run_stays_after_its_shard_failed_on_the_days_data(engine: 
         score_shard(engine, plan, 1)
 
 
+def _reset_stream(*args: Any, **kwargs: Any) -> Any:
+    """An extract whose connection is reset (a transient failure), in place of `arrow.stream`."""
+    raise ConnectionResetError("connection reset by peer")
+    yield  # a generator, like the real stream
+
+
 def test_a_replan_refused_by_the_spec_drops_what_the_earlier_plan_left(engine: sa.Engine, toy: Spec,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """The plan as failure point: a plan's own tables roll back with it; a replan of the run that fails on the
     spec drops what its earlier plan (kept for a retry after a transient failure) had left."""
-    def reset(*args: Any, **kwargs: Any) -> Any:
-        raise ConnectionResetError("connection reset by peer")
-        yield
-
     with monkeypatch.context() as patched:
-        patched.setattr(arrow, "stream", reset)
+        patched.setattr(arrow, "stream", _reset_stream)
         with pytest.raises(ConnectionResetError):
             score_day(engine, toy, DAY, run_id="replan", shards=2)
     assert _run_objects_left(engine, toy, "replan"), "a transient failure keeps the run for its retry"
@@ -315,12 +317,8 @@ def test_a_transient_shard_failure_keeps_the_run_for_its_retry(engine: sa.Engine
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     plan = plan_run(engine, toy, DAY, run_id="transient", shards=2)
 
-    def reset(*args: Any, **kwargs: Any) -> Any:
-        raise ConnectionResetError("connection reset by peer")
-        yield
-
     with monkeypatch.context() as patched:
-        patched.setattr(arrow, "stream", reset)
+        patched.setattr(arrow, "stream", _reset_stream)
         with pytest.raises(ConnectionResetError):
             score_shard(engine, plan, 0)
     left = _run_objects_left(engine, toy, "transient")
