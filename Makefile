@@ -5,6 +5,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-k registry -x"`.
 PYTEST_ARGS ?=
+# `make airflow PORT=8081`: the port of the local Airflow's UI and API (empty: AIRFLOW__API__PORT, else 8080).
+PORT ?=
 
 .PHONY: setup test unit e2e lint deploy-check demo airflow up down bench db-up db-down clean lock
 
@@ -45,10 +47,11 @@ demo: setup
 	$(BIN)/ml-batch demo run
 
 ## airflow: a local Airflow (UI/API on http://127.0.0.1:8080) with the DAGs and the ml_batch_db connection;
-## Ctrl-C stops every component. AIRFLOW__API__HOST / AIRFLOW__API__PORT override the address.
+## `make airflow PORT=8081` if 8080 is taken (a busy port is refused). Executor slots: one per core. Ctrl-C,
+## SIGTERM or the command's end stops every component. AIRFLOW__API__HOST / AIRFLOW__API__PORT also work.
 airflow: setup
 	$(BIN)/ml-batch db up
-	$(BIN)/python -m ml_batch.airflow.local standalone
+	$(if $(PORT),AIRFLOW__API__PORT=$(PORT) )$(BIN)/python -m ml_batch.airflow.local standalone
 
 ## up: the CeleryExecutor stack of docker-compose.yaml (needs Docker and a .env made from .env.example)
 up:

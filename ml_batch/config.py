@@ -9,6 +9,7 @@
 | ML_BATCH_USER          | $USER / login name       | who is recorded in registry events                   |
 | ML_BATCH_ARTIFACT_KEY  | ~/.config/ml-batch/artifact.key | secret that signs model artifacts (HMAC)      |
 | ML_BATCH_CONNECT_WAIT_S | 120                     | how long a step waits for a free connection slot (`db.faults`) |
+| ML_BATCH_UI_DATABASE_URL | (the owner's)        | the pages' role (`db grant-ui`), without connection `ml_batch_ui` |
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 ARTIFACT_KEY_ENV = "ML_BATCH_ARTIFACT_KEY"
 SPECS_DIR_ENV = "ML_BATCH_SPECS_DIR"
+UI_DATABASE_URL_ENV = "ML_BATCH_UI_DATABASE_URL"
 MIN_ARTIFACT_KEY_BYTES = 32
 
 _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -44,6 +46,7 @@ class Settings:
     schema: str = "ml_batch"
     database_url: str | None = None
     user: str = field(default_factory=lambda: _login_name())
+    ui_database_url: str | None = None  # the role `ml-batch db grant-ui` granted, for the pages
 
     def __post_init__(self) -> None:
         if not _SCHEMA_RE.match(self.schema):
@@ -63,6 +66,7 @@ class Settings:
             schema=env.get("ML_BATCH_SCHEMA") or "ml_batch",
             database_url=env.get("ML_BATCH_DATABASE_URL") or None,
             user=env.get("ML_BATCH_USER") or _login_name(),
+            ui_database_url=env.get(UI_DATABASE_URL_ENV) or None,
         )
 
 

@@ -78,9 +78,17 @@ class TrainingError(MlBatchError):
 
 
 class ValidationFailed(MlBatchError):
-    """A batch failed validation as a whole (row count, columns, types) or quarantined too many rows."""
+    """A batch failed validation as a whole (row count, columns, types) or quarantined too many rows.
+
+    Its message may quote failing values of the source; `without_values` is the same message without them,
+    what is stored where readers who may not see the source's values read it (`without_values()`).
+    """
 
     deterministic = True
+
+    def __init__(self, message: str, *, without_values: str | None = None) -> None:
+        super().__init__(message)
+        self.without_values = message if without_values is None else without_values
 
 
 class DayIncomplete(ValidationFailed):
@@ -152,10 +160,24 @@ def first_line_of(text: str) -> str:
     return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
+def without_values(exc: BaseException) -> str:
+    """The first line of `exc` as readers who may not see the source's values get it (the analyst role, the
+    UI's viewers: `runs.error`, a stored alert): a batch failure, also as the cause of another error (Airflow's
+    fail-without-retry exception), without its failing values (`ValidationFailed.without_values`); anything
+    else as `first_line`. The task log keeps the values."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ValidationFailed):
+            return first_line_of(seen.without_values) or first_line(seen)
+        seen = seen.__cause__
+    return first_line(exc)
+
+
 def summary(exc: BaseException) -> str:
-    """An error as one entry of a run's `error`, on one line: an ml-batch error's first line (its message is
-    written to be read), anything else as `Type: first line` (e.g. `OperationalError: server closed the
-    connection ...`). The traceback belongs in the log, never in the run's row."""
+    """An error as one entry of a run's `error`, on one line: an ml-batch error's first line without the
+    source's values (`without_values`: its message is written to be read), anything else as `Type: first
+    line` (e.g. `OperationalError: server closed the connection ...`). The traceback belongs in the log,
+    never in the run's row."""
     if isinstance(exc, MlBatchError):
-        return first_line(exc)
+        return without_values(exc)
     return f"{type(exc).__name__}: {first_line(exc)}"

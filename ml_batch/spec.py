@@ -117,6 +117,23 @@ def _asset_uri(value: str) -> str:
 
 Duration = Annotated[str, AfterValidator(_duration)]
 
+_CLOCK_RE = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
+
+
+def _clock_time(value: str) -> str:
+    if not _CLOCK_RE.match(value):
+        raise ValueError(f"{value!r} is not a time of day: expected HH:MM (24-hour, UTC), like '08:00'")
+    return value
+
+
+def clock_time(value: str) -> dt.time:
+    """The `dt.time` of a spec time of day (`'08:00'`, as `ClockTime` fields hold them), in UTC."""
+    hours, minutes = _CLOCK_RE.match(value).groups()  # type: ignore[union-attr]  # validated on load
+    return dt.time(int(hours), int(minutes), tzinfo=dt.UTC)
+
+
+ClockTime = Annotated[str, AfterValidator(_clock_time)]
+
 
 class SourceSpec(_TableOrQuery):
     """Where feature rows come from; a run for day D reads rows with D <= date_column < D+1 (UTC).
@@ -219,6 +236,11 @@ class TrainingSpec(_Strict):
     # the champion's on the same rows), and demoted once this many shadow days pass without that evidence.
     shadow_min_labelled_days: int = Field(default=3, ge=1, le=90)
     shadow_max_days: int = Field(default=90, ge=1, le=365)
+    # "required": a candidate that passed the gate waits for a person's approval (the retraining DAG's
+    # `approval` task, Airflow's Human-in-the-loop) before its alias moves; no answer within approval_timeout
+    # is a rejection (never an approval).
+    approval: Literal["none", "required"] = "none"
+    approval_timeout: Duration = "3d"
 
     @model_validator(mode="after")
     def _holdout_inside_window(self) -> TrainingSpec:
@@ -230,6 +252,16 @@ class TrainingSpec(_Strict):
             raise ValueError(
                 f"training.shadow_max_days ({self.shadow_max_days}) must be at least training.shadow_days "
                 f"({self.shadow_days}): a challenger is demoted after shadow_max_days shadow days"
+            )
+        if duration_seconds(self.approval_timeout) < 60:
+            raise ValueError(f"training.approval_timeout {self.approval_timeout!r}: expected at least 1m")
+        if self.approval == "required" and self.shadow_days > 0:
+            # Only the gate's move asks; a challenger's promotion after its shadow days would not: refused rather
+            # than a champion nobody approved.
+            raise ValueError(
+                f"training.approval 'required' with training.shadow_days {self.shadow_days}: a challenger promoted "
+                "after its shadow days would become champion without an approval; set shadow_days to 0 (the "
+                "approval then decides the champion) or approval to 'none'"
             )
         return self
 
@@ -394,6 +426,9 @@ class Spec(_Strict):
     description: str = ""
     owner: str = "ml-batch"
     schedule: str = "0 6 * * *"
+    # The time of day (UTC) by which the day a scheduled run scores must be published (`ml_batch.monitoring.late`);
+    # None: no deadline.
+    publish_by: ClockTime | None = None
     start_date: dt.date = dt.date(2026, 1, 1)
     max_active_runs: int = Field(default=4, ge=1, le=64)
     source: SourceSpec

@@ -31,7 +31,7 @@ from ml_batch import config
 from ml_batch.airflow import tasks
 from ml_batch.airflow.notifiers import MlBatchAlertNotifier
 from ml_batch.errors import SpecError
-from ml_batch.spec import Spec
+from ml_batch.spec import Spec, duration_seconds
 from ml_batch.spec_folder import scan_specs
 
 DAG_DOC = """
@@ -76,7 +76,23 @@ challenger is promoted only on `training.shadow_min_labelled_days` labelled shad
 worse than the champion, and demoted after `training.shadow_max_days` without them. The decisions and their
 evidence are audited in the registry and alerted; a rejection is a result, not a failure. A retry of `train`
 reuses the version this run registered and its recorded decision. Set the `rollback` param to move the
-champion back to the previous one instead.
+champion back to the previous one instead.{approval}
+"""
+
+APPROVAL_DOC = """
+With `training.approval: required` (this model) a candidate that passes waits for a person: **ask** opens the
+request (an `approval_requested` alert) and **approval** shows the evidence (both scores, holdout rows and
+days, shadow days) under Required Actions; Approve moves the alias (audited with the approver), Reject, or no
+answer within `training.approval_timeout` ({timeout}), records the rejection and moves nothing (**decide**)."""
+
+DEADLINE_DOC = """
+### Publish-by deadline: `{model}`
+
+Every hour from `{publish_by}` UTC on, checks that the day `batch_predict_{model}` should have published by
+`publish_by` (the day its latest scheduled run that fired by then scores, `ml_batch.monitoring.late`) is published. If
+it is not, a `late` alert opens (once: a later check of the same day sends nothing); the day's publish, or the
+next check that finds it published, resolves it. It looks at the predictions, not at Airflow's runs, so a day
+whose run never started is late too.
 """
 
 _CRON_PRESETS = {"@hourly": "0 * * * *", "@daily": "0 0 * * *", "@weekly": "0 0 * * 0",
@@ -285,7 +301,9 @@ def build_retrain_dag(spec: Spec, *, specs_dir: Path | None = None) -> DAG:
     known = sorted(params)
     with DAG(
         dag_id=dag_id,
-        doc_md=RETRAIN_DOC.format(model=model, schedule=spec.training.schedule),
+        doc_md=RETRAIN_DOC.format(model=model, schedule=spec.training.schedule, approval=(
+            APPROVAL_DOC.format(timeout=spec.training.approval_timeout) if spec.training.approval == "required"
+            else "")),
         schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable(cron, timezone="UTC"),
                                      assets=drift_asset(spec)),
         start_date=_start(spec),
@@ -309,5 +327,67 @@ def build_retrain_dag(spec: Spec, *, specs_dir: Path | None = None) -> DAG:
         def train(**context: Any) -> dict[str, Any]:
             return tasks.train_and_gate(model, context, dag_id, folder)
 
-        mode() >> [rollback(), train()]
+        trained = train()
+        mode() >> [rollback(), trained]
+        if spec.training.approval == "required":
+            _approval_tasks(spec, folder, trained)
+    return dag
+
+
+def _approval_tasks(spec: Spec, folder: Path, trained: Any) -> None:
+    """`ask` (skips the rest unless the candidate awaits approval; opens the request) >> `approval` (Airflow's
+    Human-in-the-loop: Approve or Reject, Reject when nobody answers in `training.approval_timeout`) >>
+    `decide` (records the answer and who gave it; moves the alias on Approve only)."""
+    # HITL operators need Airflow 3.1+ (the pinned 3.3 parks the task as `awaiting_input`, holding no slot;
+    # the scheduler applies the default on timeout). Imported only for a spec that asks for approval.
+    from airflow.providers.standard.operators.hitl import HITLOperator
+
+    from ml_batch.promotion.approval import OPTIONS, TIMEOUT_DEFAULT
+
+    model = spec.name
+
+    @task.short_circuit(task_id="ask")
+    def ask(train_result: dict[str, Any], **context: Any) -> dict[str, Any] | None:
+        return tasks.open_approval(model, train_result, context, folder)
+
+    @task(task_id="decide")
+    def decide(request: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
+        return tasks.decide_approval(model, request, response, folder)
+
+    asked = ask(trained)
+    approval = HITLOperator(
+        task_id="approval", options=list(OPTIONS), defaults=[TIMEOUT_DEFAULT],
+        subject="{{ ti.xcom_pull(task_ids='ask')['subject'] }}", body="{{ ti.xcom_pull(task_ids='ask')['body'] }}",
+        response_timeout=dt.timedelta(seconds=duration_seconds(spec.training.approval_timeout)),
+    )
+    asked >> approval
+    decide(asked, approval.output)
+
+
+def build_deadline_dag(spec: Spec, *, specs_dir: Path | None = None) -> DAG | None:
+    """The `publish_deadline_<model>` DAG of a spec with `publish_by` (None without one): hourly, from the
+    deadline's minute, a check of the day due by then (`tasks.check_publish_deadline`)."""
+    if spec.publish_by is None:
+        return None
+    model = spec.name
+    folder = specs_dir or config.specs_dir()
+    minute = int(spec.publish_by.split(":")[1])
+    with DAG(
+        dag_id=f"publish_deadline_{model}",
+        doc_md=DEADLINE_DOC.format(model=model, publish_by=spec.publish_by),
+        # Hourly at the deadline's minute: the first check is at publish_by, the next ones resolve a day published
+        # late even if its publish task could not (a check that finds it published resolves the alert).
+        schedule=CronTriggerTimetable(f"{minute} * * * *", timezone="UTC"),
+        start_date=_start(spec),
+        catchup=False,
+        max_active_runs=1,
+        default_args=_default_args(spec),
+        tags=["ml-batch", "publish-deadline", model],
+    ) as dag:
+
+        @task(task_id="check")
+        def check(**context: Any) -> dict[str, Any]:
+            return tasks.check_publish_deadline(model, context, folder)
+
+        check()
     return dag

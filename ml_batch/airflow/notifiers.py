@@ -21,7 +21,8 @@ body ends with the link to what to do (`ml_batch.ops.alerts.runbook`).
 `MlBatchAlertNotifier` turns a failure into a `run_failure` alert (`failure_alert`) that names the day being
 scored (`ml_batch.run.partition.resolve_day` of the run's `date` param, data interval and `run_after`, the
 inputs the task bodies give it; also the alert's `partition_date`), the failing task and the first line of
-the cause (`ml_batch.errors.first_line`). Airflow hands a task-level failure callback the exception; a DAG-level
+the cause, without a batch failure's failing values (`ml_batch.errors.without_values`: alerts are stored
+where the analyst role reads). Airflow hands a task-level failure callback the exception; a DAG-level
 one (Airflow 3's DAG processor, `dag.test()`) gets none, only a `reason` such as "task_failure", and the alert
 says so and names the task whose log holds the cause.
 """
@@ -39,7 +40,7 @@ from typing import Any
 
 from airflow.sdk import BaseNotifier
 
-from ml_batch.errors import ConfigError, DayIncomplete, first_line
+from ml_batch.errors import ConfigError, DayIncomplete, without_values
 from ml_batch.ops.alerts import Alert, DeliveryError, WebhookChannel, register_channel, runbook
 
 logger = logging.getLogger(__name__)
@@ -167,7 +168,7 @@ def failure_alert(model: str, kind: str, context: Mapping[str, Any]) -> Alert:
     day = _failed_day(context)
     reason = context.get("reason")
     if isinstance(exception, BaseException):
-        cause = first_line(exception)
+        cause = without_values(exception)  # stored in `alerts`, which the analyst role reads
     else:
         where = f"the log of task {task_id}" if task_id else "the task logs"
         cause = f"{reason or 'task failure'} (the DAG's failure callback gets no exception: see {where})"

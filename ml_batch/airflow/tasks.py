@@ -168,7 +168,8 @@ def score(model: str, run_plan: dict[str, Any], shard: int) -> dict[str, Any]:
 @fail_fast
 def publish(model: str, run_plan: dict[str, Any], context: dict[str, Any], asset: Any) -> dict[str, Any]:
     """Audit and publish the day atomically; record an Asset event describing what was published. A day
-    published whole resolves an open `incomplete_day` alert (a partial one leaves it open)."""
+    published whole resolves an open `incomplete_day` alert (a partial one leaves it open); a day published
+    at all resolves an open `late` alert of that day (`ml_batch.monitoring.late`)."""
     from ml_batch.ops import alerts
     from ml_batch.run.publish import publish_run
 
@@ -177,10 +178,14 @@ def publish(model: str, run_plan: dict[str, Any], context: dict[str, Any], asset
     published = publish_run(engine, plan_)
     summary = published.to_xcom()
     stats.publish_metrics(summary)
+    dag_id = getattr(context.get("dag"), "dag_id", None)
     if published.status == "success" and not published.partial:
         alerts.resolve(engine, model=model, kind="incomplete_day", day=plan_.day, run_id=plan_.run_id,
-                       dag_id=getattr(context.get("dag"), "dag_id", None),
-                       message=f"{plan_.day} was published complete ({published.scored} rows)")
+                       dag_id=dag_id, message=f"{plan_.day} was published complete ({published.scored} rows)")
+    if published.status == "success":  # also when the spec no longer sets publish_by: nothing stays open
+        from ml_batch.monitoring.late import day_published
+
+        day_published(engine, model, plan_.day, dag_id=dag_id, run_id=plan_.run_id)
     outlet_events = context.get("outlet_events")
     if outlet_events is not None and summary["status"] == "success":
         outlet_events[asset].extra = {k: summary[k] for k in ("model", "day", "version", "scored", "quarantined")}
@@ -323,6 +328,52 @@ def train_and_gate(model: str, context: dict[str, Any], dag_id: str, specs_dir: 
         logger.info("gate for %s version %d: %s (candidate %s %.4f, champion %s)", model, outcome.version.version,
                     outcome.action, decision.metric, decision.candidate_score, decision.champion_score)
     return result
+
+
+@fail_fast
+def open_approval(model: str, train_result: dict[str, Any], context: dict[str, Any],
+                  specs_dir: Path) -> dict[str, Any] | None:
+    """The approval request of a candidate awaiting approval (its `approval_requested` event and alert
+    recorded), with the subject and body the approver reads; None (the approval tasks are skipped) otherwise."""
+    from ml_batch.promotion.approval import open_request, request_of
+    from ml_batch.spec_folder import read_spec
+
+    request = request_of(model, train_result)
+    if request is None:
+        return None
+    _, engine = _settings_and_engine()
+    open_request(engine, read_spec(specs_dir, model).spec, request, actor=f"airflow:{context['run_id']}")
+    return {**request.as_dict(), "subject": request.subject(), "body": request.body()}
+
+
+@fail_fast
+def decide_approval(model: str, request: dict[str, Any], response: dict[str, Any], specs_dir: Path) -> dict[str, Any]:
+    """Apply the approver's answer (or the timeout's Reject) to the candidate of `request`."""
+    from ml_batch.promotion.approval import ApprovalRequest, ApprovalResponse, decide
+    from ml_batch.spec_folder import read_spec
+
+    _, engine = _settings_and_engine()
+    decision = decide(engine, read_spec(specs_dir, model).spec, ApprovalRequest.from_dict(request),
+                      ApprovalResponse.of_hitl(response))
+    return decision.as_dict()
+
+
+@fail_fast
+def check_publish_deadline(model: str, context: dict[str, Any], specs_dir: Path) -> dict[str, Any]:
+    """Raise, keep or resolve the model's `late` alert: is the day due by `publish_by` published now?"""
+    import datetime as dt
+
+    from ml_batch.monitoring.late import check_late
+    from ml_batch.spec_folder import read_spec
+
+    _, engine = _settings_and_engine()
+    spec = read_spec(specs_dir, model).spec
+    dag = context.get("dag")
+    found = check_late(engine, spec, dt.datetime.now(dt.UTC), dag_id=getattr(dag, "dag_id", None),
+                       run_id=str(context["run_id"]))
+    return {"model": model, "state": found.state, "alert_id": found.alert_id,
+            "day": found.due.day.isoformat() if found.due else None,
+            "deadline": found.due.deadline.isoformat() if found.due else None}
 
 
 # --- the daily DAG's bodies, real and no-op ----------------------------------------------------------------

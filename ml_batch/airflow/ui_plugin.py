@@ -13,7 +13,8 @@ from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
 
-URL_PREFIX = "/ml-batch"
+from ml_batch.ui import URL_PREFIX  # the package only: no web app at plugin load
+
 URL_ROUTE = "ml-batch"
 
 _Scope = MutableMapping[str, Any]

@@ -12,7 +12,7 @@ from ml_batch.cli.common import app, main
 # The command modules, in the order `ml-batch --help` lists their commands (importing one registers them).
 # isort: off
 from ml_batch.cli import models, scoring, monitoring, db, demo, local_airflow  # noqa: F401
-from ml_batch.cli import reconcile  # noqa: F401
+from ml_batch.cli import reconcile, status  # noqa: F401
 # isort: on
 
 __all__ = ["app", "main"]

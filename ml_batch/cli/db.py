@@ -1,8 +1,8 @@
-"""`ml-batch db ...`: start, migrate, show and stop the database; grant the analyst role."""
+"""`ml-batch db ...`: start, migrate, show and stop the database; grant the analyst and UI roles."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -16,6 +16,9 @@ from ml_batch.cli.common import (
     print_json,
     step,
 )
+
+if TYPE_CHECKING:
+    from ml_batch.ops.grants import AnalystGrants
 
 
 # -- db ----------------------------------------------------------------------------------------------------
@@ -86,12 +89,38 @@ def db_grant_analyst(
     engine = open_engine(settings)
     with step(f"granting {role} read access", as_json):
         granted = grant_analyst(engine, settings.schema, load_specs(settings.specs_dir).values(), role)
+    _print_grants(granted, "grant-analyst", "", as_json)
+
+
+@db_app.command("grant-ui")
+def db_grant_ui(
+    role: Annotated[str, typer.Argument(help="An existing PostgreSQL role (create it with LOGIN first).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Grant ROLE what ml-batch's pages read: the analyst's grants plus the stored reports (drift, GX results).
+
+    The pages read through ROLE when the Airflow connection `ml_batch_ui` (or ML_BATCH_UI_DATABASE_URL) names
+    it; an editor's raw quarantined rows are read as the owner. Idempotent; run it again after adding a model.
+    See docs/operations.md.
+    """
+    from ml_batch.ops.grants import grant_ui
+    from ml_batch.spec_folder import load_specs
+
+    settings = load_settings()
+    engine = open_engine(settings)
+    with step(f"granting {role} the pages' read access", as_json):
+        granted = grant_ui(engine, settings.schema, load_specs(settings.specs_dir).values(), role)
+    _print_grants(granted, "grant-ui", " and stored reports", as_json)
+
+
+def _print_grants(granted: AnalystGrants, command: str, extra: str, as_json: bool) -> None:
+    """What a grant command granted: its JSON, or one line and one per predictions table not created yet."""
     if as_json:
         print_json(granted.as_dict())
         return
-    out.print(f"{role}: USAGE on {', '.join(granted.schemas)}; SELECT on {len(granted.tables)} tables and views; "
-              f"column by column {', '.join(granted.columns)} (no artifact bytes, no quarantined row_data)",
-              soft_wrap=True, highlight=False)
+    out.print(f"{granted.role}: USAGE on {', '.join(granted.schemas)}; SELECT on {len(granted.tables)} tables and "
+              f"views{extra}; column by column {', '.join(granted.columns)} (no artifact bytes, no quarantined "
+              "row_data)", soft_wrap=True, highlight=False)
     for table in granted.skipped:
-        out.print(f"{table} does not exist yet (the model never published): run grant-analyst again later",
+        out.print(f"{table} does not exist yet (the model never published): run {command} again later",
                   soft_wrap=True, highlight=False)

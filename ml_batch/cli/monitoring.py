@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ml_batch.cli.common import (
@@ -58,21 +59,22 @@ def drift_cmd(
         out.print(f"{model} {day}: drift not checked: {check.reason}")
         return
     table = Table("feature", "test", "value", "threshold", "p-value", "drifted", "note")
+    table.columns[-1].overflow = "fold"  # a note whole: wrapped at spaces, a long word folded, never cut
     for r in rows:
         table.add_row(r["feature"], r["test"], fmt_num(r["value"]), fmt_num(r["threshold"]), fmt_num(r["p_value"]),
-                      "[red]yes[/]" if r["drifted"] else "no", stored_row_note(r["test"], r["detail"]))
+                      "[red]yes[/]" if r["drifted"] else "no", escape(stored_row_note(r["test"], r["detail"])))
     out.print(table)
     verdict = "[red]DATASET DRIFT[/]" if check.dataset_drift else "[green]no dataset drift[/]"
     multivariate = {True: "; [red]multivariate drift[/]", False: "", None: ""}[check.multivariate_drift]
     out.print(f"{model} {day} version {check.version}: {verdict}; {len(check.drifted_features or [])} "
               f"features drifted ({check.share or 0:.0%}){multivariate}; report {check.report}")
     for entry in check.out_of_support:
-        out.print(f"[red]out of support[/]: {out_of_support_text(entry)}")
+        out.print(f"[red]out of support[/]: {escape(out_of_support_text(entry))}")
     if check.estimate_reliable is not None:
         estimates = ", ".join(f"{name.removeprefix('estimated_')} {fmt_num(value)}"
                               for name, value in check.estimated.items())
         trust = ("reliable" if check.estimate_reliable
-                 else "[red]not reliable[/]: " + "; ".join(check.estimate_reasons))
+                 else "[red]not reliable[/]: " + escape("; ".join(check.estimate_reasons)))
         out.print(f"estimated without labels: {estimates} ({trust})")
     for note in check.notes:
         out.print(f"not checked: {note}")
@@ -96,6 +98,7 @@ def performance_cmd(model: ModelOpt, as_json: JsonOpt = False) -> None:
         return
     metric = spec.training.metric
     table = Table("day", "version", "kind", metric, "log_loss", "calibration err.", "rows", "reliable")
+    table.columns[-1].overflow = "fold"  # the reasons whole: wrapped at spaces, a long word folded, never cut
     by_key: dict[tuple[Any, Any, Any], dict[str, Any]] = {}
     for r in rows:
         by_key.setdefault((r["partition_date"], r["model_version"], r["detail"].get("kind")), {})[r["metric"]] = r
@@ -105,7 +108,7 @@ def performance_cmd(model: ModelOpt, as_json: JsonOpt = False) -> None:
         value = metrics.get(metric) or metrics.get(f"{ESTIMATED_PREFIX}{metric}") or {}
         detail = value.get("detail") or {}
         reliable = "" if kind != "estimated" or "reliable" not in detail else (
-            "yes" if detail["reliable"] else "[red]no[/]: " + "; ".join(detail.get("unreliable_reasons") or []))
+            "yes" if detail["reliable"] else "[red]no[/]: " + escape("; ".join(detail.get("unreliable_reasons") or [])))
         table.add_row(str(day), str(version), str(kind), fmt_num(value.get("value")),
                       fmt_num(metrics.get("log_loss", {}).get("value")),
                       fmt_num(metrics.get("calibration_error", {}).get("value")), str(n), reliable)
@@ -125,15 +128,19 @@ def alerts_cmd(
     state: a condition is `open` until a clean day resolves it; events are sent every time."""
     from ml_batch.ops.alerts import open_alerts, recent
 
-    engine = open_engine()
+    settings = load_settings()
+    if model is not None:
+        find_spec(settings, model)  # an unknown model is an error naming the known ones, not "no alerts"
+    engine = open_engine(settings)
     rows = open_alerts(engine, model)[:limit] if only_open else recent(engine, model, limit)
     if as_json:
         print_json(rows)
         return
     table = Table("updated", "model", "kind", "subject", "severity", "state", "seen", "first day", "day",
                   "message")
+    table.columns[-1].overflow = "fold"  # the message whole: wrapped at spaces, a long word folded, never cut
     for r in rows:
         table.add_row(f"{r['updated_at']:%Y-%m-%d %H:%M}", r["model_name"] or "-", r["kind"], r["subject"] or "-",
                       r["severity"], r["state"], str(r["occurrences"]), str(r["first_day"] or "-"),
-                      str(r["partition_date"] or "-"), f"{r['message']} (what to do: {r['runbook']})")
+                      str(r["partition_date"] or "-"), escape(f"{r['message']} (what to do: {r['runbook']})"))
     out.print(table if rows else ("no open alerts" if only_open else "no alerts"))

@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ml_batch.cli.common import (
@@ -82,20 +83,24 @@ def runs_cmd(
         return
     if model is None:
         raise typer.BadParameter("missing option '--model' / '-m' (or a subcommand: cleanup)")
-    rows = list_runs(open_engine(), model, limit)
+    settings = load_settings()
+    find_spec(settings, model)  # an unknown model is an error naming the known ones, not "no runs"
+    rows = list_runs(open_engine(settings), model, limit)
     if as_json:
         print_json(rows)
         return
     table = Table("day", "status", "type", "version", "rows", "scored", "quar.", "mean score", "seconds", "run id")
+    # The error is shown whole (runs.fail keeps one line of it): wrapped at spaces, a long word folded, never cut.
+    table.columns[1].overflow = "fold"
     for r in rows:
         seconds = sum(float(v) for v in (r["stage_seconds"] or {}).values())
         mean = f"{r['score_mean']:.4f}" if r["score_mean"] is not None else "-"
-        status = r["status"] if not r["error"] else f"{r['status']}: {r['error'][:60]}"
+        status = r["status"] if not r["error"] else f"{r['status']}: {r['error']}"
         if r.get("partial"):
             status = f"{status} (partial: {_volume_note(r)})"
         if r["status"] == "running" and r.get("holder"):
             status = f"running ({r['holder']})"
-        table.add_row(str(r["partition_date"]), status, r["run_type"], str(r["model_version"]),
+        table.add_row(str(r["partition_date"]), escape(status), r["run_type"], str(r["model_version"]),
                       str(r["rows_extracted"] or "-"), str(r["rows_scored"] or "-"),
                       str(r["rows_quarantined"] if r["rows_quarantined"] is not None else "-"), mean,
                       f"{seconds:.1f}", r["run_id"])

@@ -16,6 +16,16 @@ What is checked, reading no data rows (a `LIMIT 0` of the source and of the labe
   driver's `insufficient data left in message`, taken for a lost connection and retried);
 - a categorical feature's declared `categories` are values of its column's type (categories `red`, `blue` on
   a column turned integer would otherwise fail validation with GX's SQL and bind parameters);
+- the source still has the column types the version to score was trained on (`model_versions.source_types`,
+  recorded by `source_column_types` when a version is trained or registered): a categorical feature without
+  declared categories whose column turned from text to integer would otherwise be scored as unseen
+  categories ('1', '2'), silently. A change that reads the same values passes (`_Column.reads_as`): any
+  number to any number (`integer` -> `bigint`, `real` -> `double precision`, `numeric`: numeric features
+  read them as the same floats, and categories are canonical, `3`, `3.0` and `Decimal('3')` all `'3'`), any
+  string or enum to any string or enum (`character varying` -> `text`); anything else only to the same base
+  type (a `date` turned `timestamp` moves its category text and its day bounds). A column another check
+  already names is not named twice. A version without recorded types (before migration 0014): nothing is
+  compared;
 - the labels table or query exists and returns the key, of the source key's type family (numbers join
   numbers, text joins text, any other type only itself: `text = bigint` has no operator), the label
   column (a number or boolean) and `date_column`/`known_at_column` (dates or timestamps).
@@ -24,11 +34,15 @@ What is checked, reading no data rows (a `LIMIT 0` of the source and of the labe
 its column holds any non-NULL value: one `EXISTS`, which stops at the first such row but reads the whole
 source when there is none, which is why runs do not ask it. `require_spec_db` is what `train` and a scoring
 run's plan call first: the structural checks only (a few milliseconds), raising one `SpecError`.
+`check_spec_db` compares the source with the types the champion was trained on (when there is one);
+`require_spec_db` compares nothing, since training on a changed source is the fix, and a scoring plan calls
+`require_source_types` with the version it resolved.
 """
 
 from __future__ import annotations
 
 import difflib
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -39,9 +53,11 @@ from ml_batch.db.catalog import column_type, table_exists
 from ml_batch.db.disconnects import is_disconnect
 from ml_batch.db.sources import query_text, selectable
 from ml_batch.db.sqlfiles import render
+from ml_batch.db.tables import model_aliases, model_versions
 from ml_batch.errors import SpecError, first_line
 from ml_batch.spec import LabelsSpec, SourceSpec, Spec
 
+CHAMPION = "champion"  # the alias `specs check --db` compares against (`ml_batch.model.registry.CHAMPION`)
 _DATE_TYPES = ("date", "timestamp", "timestamptz")
 # pg_type.typcategory: N numeric, B boolean, S string, E enum (see the PostgreSQL manual, "pg_type").
 _NUMERIC = ("N", "B")
@@ -85,6 +101,12 @@ class _Column:
         """What the column compares with: numbers with numbers, strings with strings, else its own type."""
         return {"N": "number", "S": "text"}.get(self.category, self.base)
 
+    @property
+    def reads_as(self) -> str:
+        """What a model reads from the column: numbers, strings (an enum's labels too) or booleans as such,
+        any other type as itself: a change of type within one of these reads the same values."""
+        return {"N": "number", "S": "text", "E": "text", "B": "boolean"}.get(self.category, self.base)
+
 
 @dataclass(frozen=True)
 class _Relation:
@@ -97,7 +119,7 @@ class _Relation:
 
 
 def check_spec_db(engine: sa.Engine, spec: Spec, *, origin: Path | str | None, labels: bool = True,
-                  scan_nulls: bool = True) -> list[SpecProblem]:
+                  scan_nulls: bool = True, against: str | None = CHAMPION) -> list[SpecProblem]:
     """Every problem of `spec` against the database, in the spec's field order (none: it fits).
 
     Args:
@@ -106,11 +128,17 @@ def check_spec_db(engine: sa.Engine, spec: Spec, *, origin: Path | str | None, l
         origin: the spec's file, named by every line (None: `model 'name'`).
         labels: check the labels too (a scoring run reads only the source).
         scan_nulls: also look for feature columns holding only NULLs (may read the whole source).
+        against: the alias of the version whose recorded source types the source must still have (nothing
+            is compared when the alias is not set, or for None).
     """
-    where = str(origin) if origin is not None else f"model {spec.name!r}"
+    where = _where(spec, origin)
+    trained = None if against is None else _aliased_types(engine, spec.name, against)
     with engine.connect() as conn:
         source = _describe(conn, spec.source, "source", where)
         problems = [*_source_problems(spec, source, where), *_stored_key_problems(conn, spec, source, where)]
+        if trained is not None:
+            named = {problem.column for problem in problems if problem.column is not None}
+            problems += _changed_types(conn, spec, source, *trained, where, named=named)
     if labels:
         with engine.connect() as conn:
             found = _describe(conn, spec.labels, "labels", where)
@@ -128,7 +156,48 @@ def require_spec_db(engine: sa.Engine, spec: Spec, *, origin: Path | str | None 
     Raises:
         SpecError: every problem, one per line, in the spec's field order.
     """
-    problems = check_spec_db(engine, spec, origin=origin, labels=labels, scan_nulls=False)
+    problems = check_spec_db(engine, spec, origin=origin, labels=labels, scan_nulls=False, against=None)
+    _raise(problems)
+
+
+def require_source_types(engine: sa.Engine, spec: Spec, version: int, recorded: Mapping[str, str] | None, *,
+                         origin: Path | str | None = None) -> None:
+    """Raise when a source column changed type since `version` was trained (its `recorded` types), in a way
+    that reads other values (see the module doc); what a scoring plan calls with the version it will score,
+    before any COPY. A version without recorded types (None: before migration 0014) passes.
+
+    Raises:
+        SpecError: one line per changed column: the column, its role, the type then and now, and the fix.
+    """
+    if not recorded:
+        return
+    where = _where(spec, origin)
+    with engine.connect() as conn:
+        source = _describe(conn, spec.source, "source", where)
+        _raise(_changed_types(conn, spec, source, version, recorded, where, named=()))
+
+
+def source_column_types(engine: sa.Engine, spec: Spec) -> dict[str, str]:
+    """`{column: type}` of the source columns a version of `spec` reads (key, date column, features), with
+    PostgreSQL's type names (e.g. `bigint`, `timestamp with time zone`): what a version records when it is
+    trained or registered (`model_versions.source_types`), to be compared by `require_source_types`.
+
+    Raises:
+        SpecError: the source cannot be read (`require_spec_db` names that first).
+    """
+    with engine.connect() as conn:
+        source = _describe(conn, spec.source, "source", _where(spec, None))
+    if source.columns is None:
+        raise SpecError(str(source.problem))
+    return {column: source.columns[column].type_name for _, column, _ in _read_columns(spec)
+            if column in source.columns}
+
+
+def _where(spec: Spec, origin: Path | str | None) -> str:
+    return str(origin) if origin is not None else f"model {spec.name!r}"
+
+
+def _raise(problems: list[SpecProblem]) -> None:
     if problems:
         raise SpecError("\n".join(str(problem) for problem in problems))
 
@@ -154,9 +223,14 @@ def _describe(conn: sa.Connection, part: SourceSpec | LabelsSpec, role: str, whe
     # psycopg2's description: each column's name and type oid (`type_code`)
     described = [(str(item[0]), cast(int, item[1])) for item in cursor.cursor.description]
     cursor.close()
-    types = {int(oid): _Column(str(name), str(base), str(category)) for oid, name, base, category in
-             conn.execute(render("select_type_names"), {"oids": sorted({oid for _, oid in described})})}
+    types = _types(conn, {oid for _, oid in described})
     return _Relation(role, label, {name: types[oid] for name, oid in described})
+
+
+def _types(conn: sa.Connection, oids: Iterable[int]) -> dict[int, _Column]:
+    """Each type oid's name, base type and category (`select_type_names`)."""
+    return {int(oid): _Column(str(name), str(base), str(category)) for oid, name, base, category in
+            conn.execute(render("select_type_names"), {"oids": sorted(set(oids))})}
 
 
 def _missing_table(conn: sa.Connection, table: str, role: str, where: str) -> SpecProblem:
@@ -180,10 +254,11 @@ def _absent(relation: _Relation, field: str, column: str, where: str) -> SpecPro
     return SpecProblem(where, field, column, f"{found} (it has: {shown})", fix)
 
 
-def _cast_fix(relation: _Relation, column: str, sql_type: str, alternative: str | None = None) -> str:
+def _cast_fix(relation: _Relation, column: str, sql_type: str, alternative: str | None = None, *,
+              back: bool = False) -> str:
     place = f"{relation.role}.query" if relation.label.endswith(".query") else \
         f"{relation.role}.query (in place of {relation.role}.table)"
-    return f"cast it in {place}, e.g. `SELECT ..., {column}::{sql_type} AS {column}`" + (
+    return f"cast it {'back ' if back else ''}in {place}, e.g. `SELECT ..., {column}::{sql_type} AS {column}`" + (
         f", or {alternative}" if alternative else "")
 
 
@@ -279,6 +354,65 @@ def _stored_key_problems(conn: sa.Connection, spec: Spec, source: _Relation, whe
                         f"{stored}: the source key changed type from {stored} to {found.type_name}",
                         _cast_fix(source, key, stored, f"rename or drop {table} to start it again with "
                                                        f"{found.type_name} keys"))]
+
+
+def _read_columns(spec: Spec) -> list[tuple[str, str, str]]:
+    """(field, column, role) of each source column a version reads: the key, the date column, the features."""
+    found = {spec.source.key: ("source.key", "key")}
+    if spec.source.date_column is not None:
+        found.setdefault(spec.source.date_column, ("source.date_column", "date"))
+    for index, feature in enumerate(spec.features):
+        found.setdefault(feature.name, (f"features[{index}].name", "feature"))
+    return [(field, column, role) for column, (field, role) in found.items()]
+
+
+def _aliased_types(engine: sa.Engine, model: str, alias: str) -> tuple[int, Mapping[str, str]] | None:
+    """The version `alias` points at and its recorded source types; None when the alias is not set or the
+    version recorded none."""
+    # Read here, not through ml_batch.model.registry: this module is of the db layer, below the registry.
+    query = (sa.select(model_versions.c.version, model_versions.c.source_types)
+             .join(model_aliases, sa.and_(model_aliases.c.model_name == model_versions.c.model_name,
+                                          model_aliases.c.version == model_versions.c.version))
+             .where(model_aliases.c.model_name == model, model_aliases.c.alias == alias))
+    with engine.connect() as conn:
+        row = conn.execute(query).one_or_none()
+    if row is None or not row.source_types:
+        return None
+    return int(row.version), row.source_types
+
+
+def _changed_types(conn: sa.Connection, spec: Spec, source: _Relation, version: int, recorded: Mapping[str, str],
+                   where: str, *, named: Collection[str]) -> list[SpecProblem]:
+    """The columns `version` reads whose type changed since it recorded `recorded`, to one that reads other
+    values (`_Column.reads_as`); a column in `named` (another problem names it already) is left out."""
+    if source.columns is None:
+        return []
+    columns = source.columns
+    changed = [(field, column, role, recorded[column], columns[column]) for field, column, role in _read_columns(spec)
+               if column in recorded and column in columns and column not in named
+               and recorded[column] != columns[column].type_name]
+    if not changed:
+        return []
+    then = _named_types(conn, [old for _, _, _, old, _ in changed])
+    problems = []
+    for field, column, role, old, now in changed:
+        was = then.get(old)
+        if was is not None and was.reads_as == now.reads_as:
+            continue
+        problems.append(SpecProblem(
+            where, field, column,
+            f"(a {role}) is {now.type_name} in {source.label}, but {spec.name!r} version {version} was trained on "
+            f"it as {old}: the column changed type from {old} to {now.type_name}",
+            _cast_fix(source, column, old, "retrain on the new type", back=True)))
+    return problems
+
+
+def _named_types(conn: sa.Connection, names: list[str]) -> dict[str, _Column]:
+    """Type names as `format_type` wrote them, read again as types (a name that is no type now is left out)."""
+    oids = {str(name): int(oid) for name, oid in conn.execute(render("select_type_oids"), {"names": sorted(set(names))})
+            if oid is not None}
+    types = _types(conn, oids.values())
+    return {name: types[oid] for name, oid in oids.items()}
 
 
 def _null_problems(conn: sa.Connection, spec: Spec, source: _Relation, where: str) -> list[SpecProblem]:

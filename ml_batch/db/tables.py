@@ -29,13 +29,14 @@ RUN_STATUSES = ("running", "success", "failed", "dry_run")
 # Registry values (revisions 0001, 0003): how a version came to be, what it predicts, what the audit records.
 MODEL_SOURCES = ("trained", "registered")
 MODEL_TASKS = ("binary", "regression")
-MODEL_EVENTS = ("registered", "promoted", "rollback", "alias_removed", "gate_decision", "verified", "verify_failed")
-# Alerts (revisions 0003, 0007, 0011, 0012), in the order the constraint lists them. An alert's state
+MODEL_EVENTS = ("registered", "promoted", "rollback", "alias_removed", "gate_decision", "verified", "verify_failed",
+                "approval_requested", "approved", "approval_rejected")
+# Alerts (revisions 0003, 0007, 0011, 0012, 0014), in the order the constraint lists them. An alert's state
 # (revision 0012): a condition (`ml_batch.ops.alerts.CONDITION_KINDS`) is "open" until it clears, then
 # "resolved"; every other kind is an "event", delivered each time it happens.
 ALERT_SEVERITIES = ("info", "warning", "critical")
 ALERT_KINDS = ("run_failure", "dataset_drift", "performance_floor", "gate_reject", "gate_promote", "rollback",
-               "performance_estimate", "late_rows", "incomplete_day", "out_of_support")
+               "performance_estimate", "late_rows", "incomplete_day", "out_of_support", "late", "approval_requested")
 ALERT_STATES = ("open", "resolved", "event")
 # Stored reports (revision 0009).
 REPORT_KINDS = ("drift_report", "validation_result")
@@ -87,6 +88,9 @@ model_versions = sa.Table(
     sa.Column("environment", JSONB),
     sa.Column("verified_environments", JSONB, nullable=False, server_default=sa.text("'[]'::jsonb")),
     sa.Column("holdout_sample", JSONB),
+    # The PostgreSQL type of each source column it reads (key, event date, features) when it was trained or
+    # registered, `{column: type}`; scoring names a column that changed type (0014).
+    sa.Column("source_types", JSONB),
     sa.CheckConstraint("version > 0", name="model_versions_version_positive"),
     sa.CheckConstraint("artifact_sha256 ~ '^[0-9a-f]{64}$'", name="model_versions_sha256_hex"),
     _one_of("source", MODEL_SOURCES, "model_versions_source_known"),
@@ -156,6 +160,8 @@ runs = sa.Table(
     sa.Column("day_check", JSONB, nullable=False, server_default=_JSON_EMPTY),
     sa.Column("key_digest", sa.Text),
     sa.Column("source_updated_at", sa.DateTime(timezone=True)),
+    # a step failed on its data: the last step to end drops the run's objects (0014, ml_batch.run.lifecycle)
+    sa.Column("data_failed_at", sa.DateTime(timezone=True)),
     _one_of("run_type", RUN_TYPES, "runs_run_type_known"),
     _one_of("status", RUN_STATUSES, "runs_status_known"),
     sa.CheckConstraint("rows_extracted IS NULL OR rows_extracted = rows_scored + rows_quarantined",

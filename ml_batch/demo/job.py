@@ -130,7 +130,9 @@ def run(settings: Settings, console: Console, *, end_date: dt.date | None = None
         _ensure_champion(console, engine, settings, spec, last_day)
         failed += _run_daily(console, engine, settings, spec, last_day)
         with console.status(f"running retrain_{spec.name} in Airflow (labels known on {last_day})"):
-            _retrain_in_airflow(settings, spec.name, last_day)
+            retrained = _retrain_in_airflow(settings, spec.name, last_day)
+        if retrained["state"] != "success":
+            failed.append(f"retrain_{spec.name} {last_day} ({retrained['state']})")
         _print_gate(console, engine, spec)
 
     console.rule("what an analyst runs next")
@@ -150,7 +152,8 @@ def run(settings: Settings, console: Console, *, end_date: dt.date | None = None
     console.print(f"airflow       {settings.home / 'airflow'}  (make airflow: UI on http://127.0.0.1:8080)")
     console.print("next          ml-batch runs -m store_demand  |  ml-batch models list  |  make airflow")
     if failed:
-        raise MlBatchError(f"{len(failed)} daily DAG run(s) failed: {failed} (see ml-batch runs -m MODEL)")
+        raise MlBatchError(f"{len(failed)} DAG run(s) did not succeed: {failed} (see ml-batch runs -m MODEL and "
+                           "the task logs under the airflow folder)")
 
 
 def _ensure_champion(console: Console, engine: sa.Engine, settings: Settings, spec: Spec, last_day: dt.date) -> None:

@@ -18,6 +18,8 @@
   (`signing.verify_artifact`), and the feature schema against the spec (`schema.check_feature_schema`)
   before returning. Versions without
   an HMAC (registered before migration 0004) are refused: nothing can vouch for their bytes.
+- Each version records the PostgreSQL type of each source column it reads (`model_versions.source_types`,
+  from `ml_batch.db.spec_check.source_column_types`): a scoring plan names a column that changed type since.
 - Each version records the Python and library versions it was fitted with (`model_versions.environment`,
   `ml_batch.model.environment.current`). Loading it under another scikit-learn minor, or another major of
   python/numpy/scipy/pandas/joblib, is refused (`EnvironmentMismatch`, naming each library and both versions)
@@ -102,6 +104,9 @@ class ModelVersion:
     exclusions: dict[str, Any] | None = None
     environment: dict[str, str] | None = None
     verified_environments: list[dict[str, Any]] = field(default_factory=list)
+    # The source column types it was trained or registered on (`ml_batch.db.spec_check.source_column_types`);
+    # None for a version registered before migration 0014.
+    source_types: dict[str, str] | None = None
     aliases: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -144,6 +149,8 @@ class NewVersion:
     exclusions: dict[str, Any] | None = None
     # A few holdout rows' features and their scores at training, which `models verify` re-scores.
     holdout_sample: dict[str, Any] | None = None
+    # Source column types at training or registration (`spec_check`), compared by every scoring plan.
+    source_types: dict[str, str] | None = None
 
 
 def serialize(pipeline: Pipeline) -> bytes:
@@ -203,7 +210,7 @@ def _described(spec: Spec, new: NewVersion) -> dict[str, Any]:
         "n_train": new.n_train, "n_holdout": new.n_holdout, "metrics": json_safe(new.metrics),
         "code_version": code_version(), "spec_sha256": spec.sha256(), "source": new.source, "tags": new.tags,
         "reference_profile": new.profile, "n_excluded": new.n_excluded, "exclusions": new.exclusions,
-        "holdout_sample": new.holdout_sample,
+        "holdout_sample": new.holdout_sample, "source_types": new.source_types,
         # the stored bytes are joblib whatever the source; skops' version is recorded for registered files
         "environment": environment.current(skops=new.source == "registered"),
     }

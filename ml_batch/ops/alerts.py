@@ -1,14 +1,14 @@
 """Alerts: what happened to a model, delivered to the channels (webhook, email) and kept in the `alerts` table.
 
 **Conditions and events.** A *condition* (`CONDITION_KINDS`: dataset_drift, out_of_support, performance_floor,
-performance_estimate, incomplete_day) holds for a while: there is at most **one open alert per model, kind
+performance_estimate, incomplete_day, late) holds for a while: there is at most **one open alert per model, kind
 and subject** (`Alert.subject`: the feature of `out_of_support`, the metric of the performance kinds, None
 for kinds about the model as a whole). `record` opens it and delivers it once; a later day with the same
 condition updates the open row (the latest day, message and details, `occurrences`, `updated_at`) and sends
 nothing, unless the severity rose (warning to critical), which is delivered again. `resolve` closes it when
 the condition clears and delivers one "resolved" notice. A condition that comes back opens a new alert.
-An *event* (`EVENT_KINDS`: run_failure, gate_reject, gate_promote, rollback, late_rows) is delivered and
-stored every time it happens.
+An *event* (`EVENT_KINDS`: run_failure, gate_reject, gate_promote, rollback, late_rows, approval_requested) is
+delivered and stored every time it happens.
 
 **Days out of order** (a backfill). A condition found on a day before the open alert's latest day counts
 (its `occurrences`, its `first_day` moves back) but the latest day's message stays; a check of the latest
@@ -63,7 +63,8 @@ logger = logging.getLogger(__name__)
 KINDS = ALERT_KINDS
 SEVERITIES = ALERT_SEVERITIES
 STATES = ALERT_STATES
-CONDITION_KINDS = ("dataset_drift", "out_of_support", "performance_floor", "performance_estimate", "incomplete_day")
+CONDITION_KINDS = ("dataset_drift", "out_of_support", "performance_floor", "performance_estimate", "incomplete_day",
+                   "late")
 """Kinds that hold for a while: one open alert per model, kind and subject, resolved when they clear."""
 EVENT_KINDS = tuple(kind for kind in KINDS if kind not in CONDITION_KINDS)
 """Kinds delivered every time they happen."""

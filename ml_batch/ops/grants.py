@@ -1,4 +1,4 @@
-"""The read-only analyst role: `ml-batch db grant-analyst ROLE`.
+"""The read-only roles: the analyst's (`ml-batch db grant-analyst ROLE`) and the UI's (`ml-batch db grant-ui ROLE`).
 
 An analyst reads predictions and monitoring, never model artifacts nor raw source rows:
 
@@ -15,6 +15,13 @@ An analyst reads predictions and monitoring, never model artifacts nor raw sourc
 Granting is idempotent: the two column-granted tables have their table-level privileges revoked first, so
 running it again (or after someone granted more by hand) leaves exactly the set above. A model added later
 needs the command run again. The role must exist: creating roles and their passwords is the DBA's job.
+
+The UI role (`grant_ui`), the one ml-batch's pages read through (the Airflow connection `ml_batch_ui`),
+gets exactly the analyst's grants plus SELECT on `reports`: the pages serve the stored drift reports and GX
+validation results. So it can read everything an analyst can, and the stored GX results with their failing
+values (the app strips them for viewers, `ml_batch.ui.app.without_failing_values`); it cannot read
+`model_versions.artifact*` nor `holdout_sample`, nor `quarantine.row_data`: an editor's raw quarantined
+rows are read through the owner's engine (`ml_batch.ui.app.create_app`'s `raw_engine_factory`).
 """
 
 from __future__ import annotations
@@ -39,6 +46,8 @@ _ROLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 READABLE_TABLES = (tables.runs, tables.run_shards, tables.published_days, tables.drift_results, tables.drift_days,
                    tables.performance, tables.shadow_predictions, tables.shadow_comparisons, tables.alerts,
                    tables.model_aliases, tables.model_events)
+# what the UI role reads besides (`grant_ui`): the stored drift reports and GX results the pages serve
+UI_TABLES = (tables.reports,)
 # table -> the columns an analyst must never read
 HIDDEN_COLUMNS = {
     tables.model_versions.name: ("artifact", "artifact_hmac", "artifact_key_id", "holdout_sample"),
@@ -47,7 +56,7 @@ HIDDEN_COLUMNS = {
 
 
 class GrantError(MlBatchError):
-    """The analyst role cannot be granted (it does not exist, or its name is not an identifier)."""
+    """The analyst or UI role cannot be granted (it does not exist, or its name is not an identifier)."""
 
     deterministic = True
 
@@ -69,6 +78,17 @@ class AnalystGrants:
 
 def grant_analyst(engine: sa.Engine, schema: str, specs: Iterable[Spec], role: str) -> AnalystGrants:
     """Grant `role` read access to predictions and monitoring in `schema` (see the module docstring)."""
+    return _grant(engine, schema, specs, role, READABLE_TABLES, "grant-analyst")
+
+
+def grant_ui(engine: sa.Engine, schema: str, specs: Iterable[Spec], role: str) -> AnalystGrants:
+    """Grant `role` what ml-batch's pages read: the analyst's grants and SELECT on `reports` (module docstring)."""
+    return _grant(engine, schema, specs, role, READABLE_TABLES + UI_TABLES, "grant-ui")
+
+
+def _grant(engine: sa.Engine, schema: str, specs: Iterable[Spec], role: str, readable: tuple[sa.Table, ...],
+           command: str) -> AnalystGrants:
+    """The analyst's grants with `readable` as the tables granted whole, in one transaction."""
     result = AnalystGrants(role)
     with engine.begin() as conn:
         if not _ROLE_RE.match(role):
@@ -76,9 +96,9 @@ def grant_analyst(engine: sa.Engine, schema: str, specs: Iterable[Spec], role: s
                              "63 characters")
         if not conn.execute(render("select_role_exists"), {"role": role}).scalar_one():
             raise GrantError(f"role {role!r} does not exist: create it first (e.g. CREATE ROLE {role} LOGIN "
-                             "PASSWORD '...'), then run grant-analyst again")
+                             f"PASSWORD '...'), then run {command} again")
         _usage(conn, result, schema)
-        for table in READABLE_TABLES:
+        for table in readable:
             _select(conn, result, f"{schema}.{table.name}")
         for name, hidden in HIDDEN_COLUMNS.items():
             _select_columns(conn, result, f"{schema}.{name}", hidden)

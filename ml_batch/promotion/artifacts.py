@@ -17,7 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ml_batch.db.spec_check import require_spec_db
+from ml_batch.db.spec_check import require_spec_db, source_column_types
 from ml_batch.errors import RegistryError, TrainingError
 from ml_batch.features import build_pipeline
 from ml_batch.model import registry, verify
@@ -87,6 +87,7 @@ def register_artifact(
         profile=reference_profile(spec, pipeline, reference, holdout, scores),
         n_excluded=data.exclusions.total, exclusions=data.exclusions.as_dict(),
         holdout_sample=verify.holdout_sample(spec, holdout, scores),
+        source_types=source_column_types(engine, spec),
     )
     return registry.register(engine, spec, pipeline, new, actor=actor)
 

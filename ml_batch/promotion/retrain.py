@@ -6,8 +6,12 @@
 2. `_gate_record`: the gate decision this run recorded already, or a new one: the current champion scored on
    the candidate's holdout rows (the same rows, not just the same days), `gate.decide`, the action, all
    written to the audit trail before anything is applied;
-3. `_apply`: the alias move the action calls for (idempotent, so a retry finishes what a first try began);
+3. `apply_action`: the alias move the action calls for (idempotent, so a retry finishes what a first try began);
 4. `_alert`: one `gate_promote` / `gate_reject` alert per run and version.
+
+With `training.approval: required` a candidate that passes is `awaiting_approval` instead: the decision records
+the move it waits for (`on_approval`: promoted or challenger) and the champion it was gated against, nothing
+moves and no gate alert is raised; `ml_batch.promotion.approval` asks a person and applies the answer.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import Any, Literal
 import pandas as pd
 import sqlalchemy as sa
 
-from ml_batch.db.spec_check import require_spec_db
+from ml_batch.db.spec_check import require_spec_db, source_column_types
 from ml_batch.db.tables import alerts as alert_rows
 from ml_batch.model import registry, verify
 from ml_batch.model.metrics import evaluate
@@ -45,7 +49,8 @@ from ml_batch.validation.suite import suite_of
 logger = logging.getLogger(__name__)
 
 # "passed": the gate passed, but a challenger is still in shadow, so the candidate stays registered only.
-TrainAction = Literal["registered", "promoted", "challenger", "passed", "rejected"]
+# "awaiting_approval": the gate passed and `training.approval` is required: a person decides the move.
+TrainAction = Literal["registered", "promoted", "challenger", "passed", "rejected", "awaiting_approval"]
 
 
 @dataclass(frozen=True)
@@ -56,11 +61,15 @@ class TrainOutcome:
     decision: GateDecision | None
     promoted: bool
     action: TrainAction
+    evidence: dict[str, Any] | None = None  # the gate decision's audit details (None without the gate)
 
     def as_dict(self) -> dict[str, Any]:
-        """The outcome as JSON (what the retraining DAG's task returns)."""
+        """The outcome as JSON (what the retraining DAG's task returns); a candidate awaiting approval adds the
+        gate's `evidence` (what `ml_batch.promotion.approval.request_of` reads)."""
+        waits = self.action == "awaiting_approval"
         return {"version": self.version.as_dict(), "promoted": self.promoted, "action": self.action,
-                "gate": self.decision.as_dict() if self.decision else None}
+                "gate": self.decision.as_dict() if self.decision else None,
+                **({"evidence": self.evidence} if waits else {})}
 
 
 @dataclass(frozen=True)
@@ -113,11 +122,12 @@ def train_and_register(
     record = _recorded_gate(engine, spec, version, run_tags) if result is None else None
     if record is None:
         record = _gate_record(engine, spec, as_of, version, result, actor, run_tags, suite_file)
-    _apply(engine, spec, version.version, record, actor)
-    if not (run_id is not None and _gate_alerted(engine, spec.name, run_id, version.version)):
+    apply_action(engine, spec, version.version, record.action, record.decision.reason, actor)
+    if record.action != "awaiting_approval" and not (
+            run_id is not None and _gate_alerted(engine, spec.name, run_id, version.version)):
         _alert(engine, spec, version.version, record, as_of, dag_id, run_id)
     return TrainOutcome(registry.get_version(engine, spec.name, version.version), record.decision,
-                        record.action == "promoted", record.action)
+                        record.action == "promoted", record.action, record.details)
 
 
 def _run_tags(dag_id: str | None, run_id: str | None) -> dict[str, Any]:
@@ -147,6 +157,7 @@ def _register_trained(engine: sa.Engine, spec: Spec, result: TrainResult, as_of:
         profile=reference_profile(spec, result.pipeline, result.train, result.holdout, result.holdout_scores),
         n_excluded=result.n_excluded, exclusions=result.exclusions,
         holdout_sample=verify.holdout_sample(spec, result.holdout, result.holdout_scores),
+        source_types=source_column_types(engine, spec),
     )
     return registry.register(engine, spec, result.pipeline, new, actor=actor)
 
@@ -169,10 +180,15 @@ def _gate_record(engine: sa.Engine, spec: Spec, as_of: dt.date, version: ModelVe
     holdout, window = ((result.holdout, result.window) if result is not None
                        else _holdout(engine, spec, as_of, suite_file))
     decision = _gate(engine, spec, holdout, _metric(version.metrics, spec.training.metric))
-    challenger = registry.aliases(engine, spec.name).get(registry.CHALLENGER)
+    current = registry.aliases(engine, spec.name)
+    challenger = current.get(registry.CHALLENGER)
     action = _action(spec, decision, challenger)
+    waits = spec.training.approval == "required" and action in ("promoted", "challenger")
     details = {"stage": "gate", **decision.as_dict(), **window.as_dict(), "n_holdout": len(holdout), **run_tags,
-               "action": action, "challenger": challenger}
+               "action": "awaiting_approval" if waits else action, "challenger": challenger,
+               **({"on_approval": action, "champion": current.get(registry.CHAMPION),
+                   "shadow_days": spec.training.shadow_days} if waits else {})}
+    action = details["action"]
     registry.record_event(engine, spec.name, "gate_decision", actor=actor, to_version=version.version,
                           reason=f"{action}: {decision.reason}", details=details)
     return GateRecord(decision, action, challenger, details)
@@ -212,12 +228,12 @@ def _action(spec: Spec, decision: GateDecision, challenger: int | None) -> Train
     return "challenger" if challenger is None else "passed"
 
 
-def _apply(engine: sa.Engine, spec: Spec, version: int, record: GateRecord, actor: str) -> None:
-    """Move the alias the action calls for. Applied after the decision is recorded, and idempotent: a retry
-    finishes what the first try began."""
-    if record.action == "promoted":
-        registry.promote(engine, spec.name, version, actor=actor, reason=f"gate: {record.decision.reason}")
-    elif record.action == "challenger":
+def apply_action(engine: sa.Engine, spec: Spec, version: int, action: str, reason: str, actor: str) -> None:
+    """Move the alias `action` calls for (`promoted`: champion, `challenger`: challenger; any other: none).
+    Applied after the decision is recorded, and idempotent: a retry finishes what the first try began."""
+    if action == "promoted":
+        registry.promote(engine, spec.name, version, actor=actor, reason=f"gate: {reason}")
+    elif action == "challenger":
         registry.promote(engine, spec.name, version, alias=registry.CHALLENGER, actor=actor,
                          reason=f"gate passed; shadow for {spec.training.shadow_days} days before promotion")
 

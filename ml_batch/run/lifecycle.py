@@ -12,11 +12,15 @@ failure handler, so liveness is read from the database instead:
   The lease also records `heartbeat_at` (when a step started and ended) and `holder` (host:pid).
 - **The rule.** A `running` or `failed` run that was not yet cleaned up is **dead** when nobody holds its
   lock *and* either it ran in one process (`single_process`, set by `score_day`: the lock was held from
-  before the plan until the end, so a free lock means the process is gone), or its last activity
-  (the latest of `started_at`, `heartbeat_at` and its shards' `finished_at`) is older than the staleness
-  window (`stale_after`, default DEFAULT_STALE_AFTER). The window only matters for multi-process runs:
-  between two tasks nobody holds the lock, and the next task (or Airflow's retry of a killed one) may
-  still come. It must exceed the longest gap expected between two tasks of one run, retries included.
+  before the plan until the end, so a free lock means the process is gone), or a step of it failed on its
+  data (`data_failed_at`, below: no later task of this plan can publish, so there is nothing to wait for),
+  or its last activity (the latest of `started_at`, `heartbeat_at` and its shards' `finished_at`) is older
+  than the staleness window (`stale_after`, default DEFAULT_STALE_AFTER). The window only matters for
+  multi-process runs: between two tasks nobody holds the lock, and the next task (or Airflow's retry of a
+  killed one) may still come. It must exceed the longest gap expected between two tasks of one run, retries
+  included. A task of a run failed on its data that still comes (a queued shard, a cleared task) is refused
+  with RunAbandoned naming what to do, as it would be once the failing step dropped the objects itself;
+  only a new plan of the run (a retried or cleared plan task) can publish the day.
 - **The cleanup** (`cleanup_dead_runs`, called first by every plan of the model and by
   `ml-batch runs cleanup`) takes the run's lock *exclusively* by the try-lock protocol of
   `ml_batch.db.locks.when_free` (it never waits, and a lease taken meanwhile waits for the cleanup to finish,
@@ -30,12 +34,17 @@ A later step of a run that was cleaned up fails with RunAbandoned instead of wor
 
 **A failure of the day's data ends the run at once.** A step that fails in a way no retry of the same plan
 can fix (`ml_batch.errors.is_deterministic`: a batch that fails GX, a source that cannot be read, a day
-outside its row bounds) drops the run's staging table, day snapshot and GX views as soon as its lease is
-released (`RunLease` given the spec, `discard_failed_run`), in the CLI and in Airflow alike, instead of
-leaving a full copy of the day for the staleness window. The run's row and quarantine rows stay: its error
-names the failure and points at them. When a parallel step of the run still holds its lock, the objects are
-left to the last failing step, else to the cleanup of dead runs. A transient failure (a refused connection,
-a lock not granted) keeps everything: the retry of the step needs it.
+outside its row bounds) records `runs.data_failed_at` while it still holds its lease, and drops the run's
+staging table, day snapshot and GX views as soon as the lease is released (`RunLease` given the spec,
+`discard_failed_run`), in the CLI and in Airflow alike, instead of leaving a full copy of the day for the
+staleness window. When a parallel step of the run still holds its lock, the discard finds it taken and
+leaves the objects to that step: every lease of a run whose `data_failed_at` is set, whether its own block
+failed, succeeded or failed transiently, tries the discard once it released its lock (it reads the column
+after releasing, so the last step to release sees a sibling's failure), and the last one drops them. A
+lease of a run without `data_failed_at` costs one indexed read more, nothing else. The run's row and
+quarantine rows stay: its error names the failure and points at them. Planning the run again clears
+`data_failed_at` (`ml_batch.run.runs.start`). A transient failure (a refused connection, a lock not granted)
+of a run with no data failure keeps everything: the retry of the step needs it.
 """
 
 from __future__ import annotations
@@ -91,8 +100,9 @@ class RunLease:
     """Hold run `run_id` of `model` alive for the `with` block: its shared advisory lock, on a session of
     its own, plus `heartbeat_at`/`holder` written when the block starts and ends.
 
-    Entering raises RunAbandoned when the cleanup already removed the run. With `spec`, a block ended by a
-    deterministic failure drops the run's objects once the lock is released (`discard_failed_run`): no retry
+    Entering raises RunAbandoned when the cleanup already removed the run. A block ended by a deterministic
+    failure records `data_failed_at` on the run. With `spec`, leaving drops the run's objects once the lock is
+    released (`discard_failed_run`) when this block or another step of the run failed on its data: no retry
     of this plan can publish. Leaving never raises on its own account: it must not hide the error that ends
     the block (the database may be gone).
     """
@@ -121,34 +131,41 @@ class RunLease:
 
     def touch(self, *, single_process: bool | None = None) -> None:
         """Record that this process works on the run now (and, once planned, whether it runs alone)."""
-        if self._conn is None:
-            raise RuntimeError("RunLease.touch outside its `with` block")
-        values: dict[str, Any] = {"heartbeat_at": sa.func.now(), "holder": _holder()}
-        if single_process is not None:
-            values["single_process"] = single_process
-        self._conn.execute(runs.update().where(runs.c.model_name == self.model, runs.c.run_id == self.run_id)
-                           .values(**values))
+        self._record({} if single_process is None else {"single_process": single_process})
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
+        failed_on_data = exc is not None and is_deterministic(exc)
         try:
-            self.touch()
+            # Recorded before the lock is released: the step that releases it last then reads it (below).
+            self._record({"data_failed_at": _data_failed_now()} if failed_on_data else {})
         except sa.exc.SQLAlchemyError as error:
             logger.debug("could not record the end of a step of run %s: %s", self.run_id, error)
         finally:
-            self._release()
-        if self._spec is not None and exc is not None and is_deterministic(exc):
-            _discard_quietly(self._engine, self._spec, self.run_id, exc)
+            sibling_failed = self._release(read_data_failure=self._spec is not None and not failed_on_data)
+        if self._spec is not None and (failed_on_data or sibling_failed):
+            _discard_quietly(self._engine, self._spec, self.run_id, exc if failed_on_data else None)
 
-    def _release(self) -> None:
+    def _record(self, values: dict[str, Any]) -> None:
+        if self._conn is None:
+            raise RuntimeError("RunLease.touch outside its `with` block")
+        self._conn.execute(runs.update().where(runs.c.model_name == self.model, runs.c.run_id == self.run_id)
+                           .values(heartbeat_at=sa.func.now(), holder=_holder(), **values))
+
+    def _release(self, *, read_data_failure: bool = False) -> bool:
+        """Release the lock; with `read_data_failure`, then whether a step of the run failed on its data
+        (read after releasing: a sibling that failed recorded it before releasing its own hold, so the last
+        step to release sees it). False when that cannot be read."""
         conn, self._conn = self._conn, None
         if conn is None:
-            return
+            return False
         try:
             conn.execute(sa.select(sa.func.pg_advisory_unlock_shared(run_lock_id(self._engine, self.model,
                                                                                self.run_id))))
+            return read_data_failure and _failed_on_data(conn, self.model, self.run_id)
         except sa.exc.SQLAlchemyError:
             conn.invalidate()  # closing the session releases the lock too
+            return False
         finally:
             conn.close()
 
@@ -194,8 +211,9 @@ def discard_failed_run(engine: sa.Engine, spec: Spec, run_id: str) -> list[str] 
                            what=f"discard of failed run {run_id} of {spec.name}")
 
 
-def _discard_quietly(engine: sa.Engine, spec: Spec, run_id: str, cause: BaseException) -> None:
-    """`discard_failed_run` from a lease's exit: logged, never raised (it must not hide `cause`)."""
+def _discard_quietly(engine: sa.Engine, spec: Spec, run_id: str, cause: BaseException | None) -> None:
+    """`discard_failed_run` from a lease's exit: logged, never raised (it must not hide `cause`, the failure
+    of this step's data; None when another step of the run failed on its data)."""
     try:
         dropped = discard_failed_run(engine, spec, run_id)
     except sa.exc.SQLAlchemyError as exc:
@@ -207,7 +225,7 @@ def _discard_quietly(engine: sa.Engine, spec: Spec, run_id: str, cause: BaseExce
                     "to that step or to the cleanup of dead runs", run_id, spec.name)
     elif dropped:
         logger.info("run %s of %s failed on its data (%s): no retry of its plan can publish; dropped %s", run_id,
-                    spec.name, first_line(cause), ", ".join(dropped))
+                    spec.name, "in another step" if cause is None else first_line(cause), ", ".join(dropped))
 
 
 # -- internals ---------------------------------------------------------------------------------------------
@@ -220,6 +238,21 @@ def _unfinished() -> list[sa.ColumnElement[bool]]:
 def run_lock_id(engine: sa.Engine, model: str, run_id: str) -> sa.ColumnElement[int]:
     """The run's advisory lock key: its rows are ml-batch's own, so the key names ml-batch's schema."""
     return locks.key("run", model, run_id, schema=locks.schema_of(engine))
+
+
+def _data_failed_now() -> sa.ColumnElement[Any]:
+    """`runs.data_failed_at` once a step failed on its data: the first such failure's time; a finished run's is
+    left as it is (a step refused after the run was published failed on nothing of its data)."""
+    return sa.case((runs.c.status.in_(FINISHED), runs.c.data_failed_at),
+                   else_=sa.func.coalesce(runs.c.data_failed_at, sa.func.now()))
+
+
+def _failed_on_data(conn: sa.Connection, model: str, run_id: str) -> bool:
+    """Whether a step of the run failed on its data since it was planned (one indexed read)."""
+    return conn.execute(
+        sa.select(runs.c.data_failed_at.is_not(None))
+        .where(runs.c.model_name == model, runs.c.run_id == run_id, runs.c.status.not_in(FINISHED))
+    ).scalar_one_or_none() is True
 
 
 def _holder() -> str:
@@ -251,6 +284,7 @@ def _clean_locked(conn: sa.Connection, spec: Spec, run_id: str, stale_after: dt.
                   .scalar_subquery())
     row = conn.execute(
         sa.select(runs.c.status, runs.c.partition_date, runs.c.shards, runs.c.single_process, runs.c.holder,
+                  runs.c.data_failed_at,
                   sa.func.greatest(runs.c.started_at, runs.c.heartbeat_at, last_shard).label("last_seen"),
                   sa.func.now().label("now"))
         .where(runs.c.model_name == spec.name, runs.c.run_id == run_id, *_unfinished())
@@ -289,6 +323,9 @@ def _why_dead(row: Any, stale_after: dt.timedelta) -> str | None:
     gone = "the process running it died" if row["status"] == RUNNING else "it failed and its process ended"
     if row["single_process"]:
         return f"{gone}{holder} (it ran in one process and no process holds its lock any more)"
+    if row["data_failed_at"] is not None:  # no later step of this plan can publish: nothing to wait for
+        return (f"a step failed on its data at {row['data_failed_at']:%Y-%m-%d %H:%M:%S %Z} and no process holds "
+                "its lock (no retry of its plan can publish)")
     idle = row["now"] - row["last_seen"]
     if idle < stale_after:
         return None

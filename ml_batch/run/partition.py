@@ -13,11 +13,15 @@ A run for day D scores the source rows with D <= date_column < D+1 (UTC). D is, 
 
 `logical_date`/`ds` are deliberately not used: for manual runs Airflow infers the interval that *ends*
 at the logical date, so the same field would mean D for one kind of run and D+1 for another.
+
+`scheduled_days` is rule 3 seen from the calendar, without Airflow: which day the latest scheduled run that
+fired scored (the day that should be published by now) and which day the next one will score, and when.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 from ml_batch.errors import ConfigError
 
@@ -35,6 +39,48 @@ def resolve_day(param_date: str | dt.date | None, interval_start: dt.datetime | 
     if run_after is not None:
         return _utc(run_after).date() - dt.timedelta(days=1)
     raise ConfigError("cannot tell which day to score: no 'date' param, no data interval and no run_after")
+
+
+@dataclass(frozen=True)
+class ScheduledDays:
+    """What a daily schedule says at a moment (`scheduled_days`).
+
+    Attributes:
+        due_day: The day the latest scheduled run that fired by then scored (None: none has fired since the
+            spec's `start_date`): the day that should be published.
+        next_day: The day the next scheduled run will score.
+        next_run_at: When that run fires (UTC): the end of its data interval.
+    """
+
+    due_day: dt.date | None
+    next_day: dt.date
+    next_run_at: dt.datetime
+
+
+def scheduled_days(schedule: str, now: dt.datetime, start: dt.date) -> ScheduledDays:
+    """The days a spec's `schedule` (a cron, in UTC) scores around `now` (aware), as the daily DAG's
+    `CronDataIntervalTimetable` does: consecutive ticks T < T' make the interval [T, T'), whose run fires at T'
+    and scores T's UTC date (rule 3 of the module docstring). Intervals start at the first tick on or after
+    `start` (the spec's `start_date`).
+
+    Raises:
+        ConfigError: `schedule` is not a cron expression (croniter's presets such as `@daily` included), or
+            `now` has no time zone.
+    """
+    from croniter import croniter  # Airflow's own cron library (a dependency of apache-airflow-core)
+
+    moment = _utc(now)
+    if not croniter.is_valid(schedule):
+        raise ConfigError(f"schedule {schedule!r} is not a cron expression: expected e.g. '0 6 * * *' or '@daily'")
+    first = croniter(schedule, dt.datetime.combine(start, dt.time(), tzinfo=dt.UTC) - dt.timedelta(microseconds=1))
+    first_start: dt.datetime = first.get_next(dt.datetime)
+    ticks = croniter(schedule, moment)
+    current: dt.datetime = ticks.get_prev(dt.datetime)  # the interval in progress starts here
+    previous: dt.datetime = ticks.get_prev(dt.datetime)  # the last interval that ended (its run has fired)
+    next_start = max(current, first_start)
+    next_run_at: dt.datetime = croniter(schedule, next_start).get_next(dt.datetime)
+    return ScheduledDays(due_day=previous.date() if previous >= first_start else None,
+                         next_day=next_start.date(), next_run_at=next_run_at)
 
 
 def _date(value: object, what: str) -> dt.date:

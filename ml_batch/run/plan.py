@@ -5,8 +5,11 @@ naming the file, the field and the column, not PostgreSQL's `UndefinedColumn` ha
 resolves, once for the whole run, everything the later steps need: the day, the model version (an
 explicit one, the champion now, or the champion at the end of the day), the spec (its text travels in the
 plan, so later steps never re-read the specs folder, and its sha256 is recorded on the run), the number of
-shards, and where the run stages its rows. It reads the day from the source into the run's snapshot, split
-by shard (`ml_batch.run.snapshot`): the run is the day as of plan time. Planning again replaces the snapshot.
+shards, and where the run stages its rows. Before it reads anything, it checks that the source's columns
+still have the types that version was trained on (`spec_check.require_source_types`: a categorical column
+turned integer would otherwise be scored as unseen categories). It reads the day from the source into the
+run's snapshot, split by shard (`ml_batch.run.snapshot`): the run is the day as of plan time. Planning again
+replaces the snapshot.
 Then it judges the day as a whole (`ml_batch.run.completeness`: volume against history, readiness, null
 shares) and records what it read of the source (`ml_batch.run.digest`) for reconcile; a refused day rolls
 the whole plan back.
@@ -39,7 +42,7 @@ from typing import TypedDict
 
 import sqlalchemy as sa
 
-from ml_batch.db.spec_check import require_spec_db
+from ml_batch.db.spec_check import require_source_types, require_spec_db
 from ml_batch.errors import ConfigError, DayIncomplete
 from ml_batch.model import reference, registry
 from ml_batch.model.schema import check_feature_schema
@@ -176,7 +179,8 @@ def plan_run(
     Raises:
         ConfigError: `day` is out of range (`check_day`).
         SpecError: the spec does not fit the source (`ml_batch.db.spec_check`: a missing column, a text column
-            for a numeric feature, ...), every problem one line, before anything is touched.
+            for a numeric feature, a column whose type changed since the version was trained, ...), every
+            problem one line, before anything is touched.
         DayIncomplete: the day's volume, readiness or null shares refuse it (nothing is left behind: the
             plan's transaction rolls back); `allow_partial` waives the volume and readiness.
     """
@@ -192,6 +196,9 @@ def plan_run(
     if shards is not None and shards < 1:
         raise ValueError(f"shards={shards}: expected at least 1")
     info = _pinned_version(engine, model, day, version, version_policy)
+    # Before any COPY: a column that changed type since the version was trained (a categorical turned integer
+    # would otherwise be scored as unseen categories, silently).
+    require_source_types(engine, model, info.version, info.source_types, origin=pinned.path)
     training = reference.training_null_shares(engine, model.name, info.version)
     started = time.perf_counter()
     with engine.begin() as conn:

@@ -82,7 +82,7 @@ def start(conn: sa.Connection, *, model: str, run_id: str, day: dt.date, run_typ
         "key_digest": state.key_digest if state is not None else None,
         "source_updated_at": state.source_updated_at if state is not None else None,
         "rows_extracted": None, "rows_scored": None, "rows_quarantined": None, "score_mean": None,
-        "stage_seconds": {}, "error": None, "finished_at": None,
+        "stage_seconds": {}, "error": None, "finished_at": None, "data_failed_at": None,
     }
     stmt = insert(runs).values(**values)
     conn.execute(stmt.on_conflict_do_update(
@@ -142,7 +142,9 @@ def finish(conn: sa.Connection, *, model: str, run_id: str, status: str, extract
 
 def fail(engine: sa.Engine, *, model: str, run_id: str, error: str) -> bool:
     """Mark a run failed with its one-line reason (in its own transaction: the failed one rolled back). Only the
-    first line of `error` is kept (`errors.summary` makes one): a traceback belongs in the log.
+    first line of `error` is kept (`errors.summary` makes one, without a batch failure's failing values: the
+    analyst role and the UI's viewers read `runs.error` and may not see the source's values; the log keeps
+    them): a traceback belongs in the log.
 
     The first error stays first; a later one is appended. A run already finished (`success`, `dry_run`)
     keeps its status. Never raises: when the database cannot record the failure (it is gone, which is

@@ -155,6 +155,7 @@ def _validate_piece(engine: sa.Engine, spec: Spec, plan: RunPlan, shard: int, re
     The view lives only while GX runs. The result is stored in the database (the UI reads it there, never a
     worker's files) and, with `results_dir`, saved as a file. Batch failures raise ValidationFailed.
     """
+    from ml_batch.validation.reasons import without_examples
     from ml_batch.validation.results import save_result, store_result
 
     view = _create_view(engine, spec, plan, shard)
@@ -169,9 +170,9 @@ def _validate_piece(engine: sa.Engine, spec: Spec, plan: RunPlan, shard: int, re
         save_result(outcome, results_dir, spec.name, plan.day, f"{plan.run_id}-s{shard}")
     store_result(engine, outcome, spec.name, plan.day, plan.run_id, shard)
     if not outcome.passed_batch:
-        raise ValidationFailed(
-            f"model {spec.name!r} day {plan.day}: batch failed validation: " + "; ".join(outcome.batch_failures)
-        )
+        said = f"model {spec.name!r} day {plan.day}: batch failed validation: "
+        raise ValidationFailed(said + "; ".join(outcome.batch_failures),
+                               without_values=said + "; ".join(map(without_examples, outcome.batch_failures)))
     return {key_text(key): reasons for key, reasons in outcome.row_reasons.items()}
 
 

@@ -1,15 +1,31 @@
 """The read-only pages as a FastAPI app: an index of models and six pages per model.
 
-The caller supplies the engine (a function, called on the first request, never at import) and the
+The caller supplies the engines (functions, each called on its first use, never at import) and the
 authorization: `view_access` guards every page, `model_access` every page of one model (it receives the
 path parameter `model`), `readable_models` returns which models the user may read (the index lists only
 those), and `raw_access` says whether the user may see one model's raw values. The app has no
 authentication of its own; the Airflow plugin passes Airflow's.
 
-Raw values are what the analyst role (`ml-batch db grant-analyst`) may not read: a quarantined row's
-`row_data`, the value after a row reason's `got`, and the failing values of a stored GX result
-(`unexpected_*` lists, `partial_unexpected_*`, `details`). Users without raw access (Airflow viewers: no
-edit access to the model's DAG) see reasons and counts; the GX JSON is served without the failing values.
+Raw values are the source rows' values: a quarantined row's `row_data`, the value after a row reason's
+`got`, the failing values of a stored GX result (`unexpected_*` lists, `partial_unexpected_*`, `details`) and
+the examples a batch-failure line ends with. Users without raw access (Airflow viewers: no edit access to the
+model's DAG) see reasons and counts: the GX JSON is served without the failing values, a validation's
+batch-failure lines without their examples (`validation.reasons.without_examples`).
+
+Two engines, for least privilege: the reader (`engine_factory`: in a deployment, a role granted by
+`ml-batch db grant-ui`) serves every page; the owner (`raw_engine_factory`) is used only for a user with raw
+access, and only for what the reader may not read: a quarantined row's `row_data` and full reasons
+(`queries.with_raw_rows`). The stored GX results (failing values included) are read by the reader, which
+`grant-ui` grants `reports`: the pages serve them, and the app strips the failing values for viewers. So a
+viewer's request never touches the owner's engine. Without a separate owner, both are the reader.
+
+The index says per model whether it needs attention (`ml_batch.monitoring.status.model_status`, over the specs the
+caller's `specs_factory` reads, per request, so a changed spec counts at once); a model whose spec cannot be
+read, or that has none, says so in its row, and a broken spec file matching no listed model is listed below
+the table. The performance page draws one chart per metric, the gate metric (`training.metric`) first, the
+realized and estimated series together with the spec's floor; the drift page one small trend chart per
+feature and statistic, the table behind a toggle (`<details>`: no script). A run links to its Airflow run
+(`run_link`, in the top window: the pages are shown in Airflow's iframe).
 
 Every response carries `SECURITY_HEADERS`: the pages hold raw rows, so no script, no external resource,
 no framing by another origin, no MIME sniffing and no cache.
@@ -20,17 +36,25 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 
+from ml_batch.errors import SpecError
+from ml_batch.model.metrics import floor_name
+from ml_batch.monitoring.estimate import ESTIMATED_PREFIX
+from ml_batch.monitoring.status import model_status
 from ml_batch.ops import alerts, reports
+from ml_batch.run.runs import FAILED, FINISHED, RUNNING
+from ml_batch.spec import Spec
+from ml_batch.spec_folder import SpecScan
 from ml_batch.ui import queries
-from ml_batch.ui.plot import line_chart
+from ml_batch.ui.plot import Reference, line_chart, trend_chart
 from ml_batch.ui.templates import environment
+from ml_batch.validation.reasons import without_examples
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'",
@@ -41,6 +65,9 @@ SECURITY_HEADERS = {
 _COUNT_KEYS = frozenset({"element_count", "missing_count", "missing_percent", "unexpected_count",
                          "unexpected_percent", "unexpected_percent_total", "unexpected_percent_nonmissing"})
 ModelFilter = Callable[[Sequence[str]], set[str]]
+Row = queries.Row
+#: (the pages' base path, the model, a `queries.recent_runs` row) -> the URL of the run in Airflow's UI, or None.
+RunLink = Callable[[str, str, Mapping[str, Any]], str | None]
 
 PAGES = (("registry", "Registry"), ("runs", "Recent runs"), ("quarantine", "Quarantine"), ("drift", "Drift"),
          ("performance", "Performance"), ("alerts", "Alerts"))
@@ -63,24 +90,35 @@ class _LazyEngine:
 
 def create_app(engine_factory: Callable[[], sa.Engine], *, view_access: Callable[..., Any],
                model_access: Callable[..., Any], readable_models: Callable[..., ModelFilter],
-               raw_access: Callable[..., bool], title: str = "ml-batch") -> FastAPI:
+               raw_access: Callable[..., bool], raw_engine_factory: Callable[[], sa.Engine] | None = None,
+               specs_factory: Callable[[], SpecScan] | None = None, run_link: RunLink | None = None,
+               title: str = "ml-batch") -> FastAPI:
     """The pages' app.
 
     Args:
-        engine_factory: Makes the engine of ml-batch's database; called once, on the first request.
+        engine_factory: Makes the engine every page reads through (the UI role's); called once, on the first
+            request.
         view_access: A FastAPI dependency every request must pass (raises 401/403 otherwise).
         model_access: A FastAPI dependency for the pages of one model (path parameter `model`).
         readable_models: A FastAPI dependency returning a function that keeps, of some model names, those
             the user may read (the index lists only those).
         raw_access: A FastAPI dependency (path parameter `model`) returning whether the user may see the
             model's raw values (quarantined rows, GX failing values).
+        raw_engine_factory: Makes the engine of the raw reads (the owner's), called once, on the first raw
+            read of a user with raw access; None: the raw reads go through `engine_factory`'s engine.
+        specs_factory: Reads the specs folder (`ml_batch.spec_folder.scan_specs`), called on each index and
+            performance page (it may raise SpecError: the pages say so); None: no health, no floor line.
+        run_link: A run's URL in Airflow's UI (None for a run Airflow did not start); None: no links.
         title: Title of the index page.
     """
     app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None,
                   dependencies=[Depends(view_access)])
     app.state.engine = _LazyEngine(engine_factory)
+    app.state.raw_engine = app.state.engine if raw_engine_factory is None else _LazyEngine(raw_engine_factory)
     app.state.templates = environment()
     app.state.title = title
+    app.state.specs = specs_factory
+    app.state.run_link = run_link
     app.middleware("http")(_security_headers)
     app.include_router(_index, dependencies=[Depends(_kept("readable", readable_models))])
     app.include_router(_per_model, dependencies=[Depends(model_access), Depends(_kept("raw", raw_access))])
@@ -123,11 +161,47 @@ def _known(request: Request, model: str) -> sa.Engine:
     return engine
 
 
+def _scan(request: Request) -> tuple[SpecScan | None, str | None]:
+    """The specs folder as `specs_factory` reads it, or None and why not."""
+    factory: Callable[[], SpecScan] | None = request.app.state.specs
+    if factory is None:
+        return None, "no specs folder given to the pages"
+    try:
+        return factory(), None
+    except SpecError as exc:
+        return None, f"the specs folder cannot be read: {exc}"
+
+
+def _health(engine: sa.Engine, names: Sequence[str], scan: SpecScan | None, why: str | None) -> dict[str, Row]:
+    """Per model name: `state` (`ok`, `attention` or `unknown`) and the lines that say why."""
+    if scan is None:
+        return {name: {"state": "unknown", "lines": [f"not checked: {why}"]} for name in names}
+    broken = {error.path.stem: error.message for error in scan.errors}
+    statuses = {s.model: s for s in model_status(engine, [scan.specs[n] for n in names if n in scan.specs])}
+    health: dict[str, Row] = {}
+    for name in names:
+        if name in statuses:
+            reasons = list(statuses[name].needs_attention)
+            health[name] = {"state": "attention" if reasons else "ok", "lines": reasons}
+        elif name in broken:
+            health[name] = {"state": "unknown", "lines": [f"not checked: its spec cannot be read: {broken[name]}"]}
+        else:
+            health[name] = {"state": "unknown", "lines": ["not checked: no spec of this model in the specs folder"]}
+    return health
+
+
 @_index.get("/", response_class=HTMLResponse)
 def _index_page(request: Request) -> HTMLResponse:
-    found = queries.models(request.app.state.engine())
-    readable = request.state.readable([m["model_name"] for m in found])
-    return _page(request, "index", request.app.state.title, models=[m for m in found if m["model_name"] in readable])
+    engine: sa.Engine = request.app.state.engine()
+    found = queries.models(engine)
+    scan, why = _scan(request)
+    stems = [e.path.stem for e in scan.errors] if scan is not None else []
+    readable = request.state.readable([*(m["model_name"] for m in found), *stems])
+    shown = [m for m in found if m["model_name"] in readable]
+    listed = {m["model_name"] for m in shown}
+    unmatched = [e for e in (scan.errors if scan is not None else []) if e.path.stem in readable - listed]
+    return _page(request, "index", request.app.state.title, models=shown, why=why, broken=unmatched,
+                 health=_health(engine, [m["model_name"] for m in shown], scan, why))
 
 
 @_per_model.get("/registry", response_class=HTMLResponse)
@@ -139,22 +213,28 @@ def _registry_page(request: Request, model: str) -> HTMLResponse:
 
 @_per_model.get("/runs", response_class=HTMLResponse)
 def _runs_page(request: Request, model: str) -> HTMLResponse:
+    link: RunLink | None = request.app.state.run_link
+    base = request.scope.get("root_path", "").rstrip("/")
+    found = queries.recent_runs(_known(request, model), model)
     return _page(request, "runs", f"{model}: recent runs", model,
-                 runs=queries.recent_runs(_known(request, model), model))
+                 runs=[{**r, "link": link(base, model, r) if link is not None else None} for r in found])
 
 
 @_per_model.get("/quarantine", response_class=HTMLResponse)
 def _quarantine_page(request: Request, model: str) -> HTMLResponse:
     raw: bool = request.state.raw
-    return _page(request, "quarantine", f"{model}: quarantine", model,
-                 reasons=queries.quarantine_reasons(_known(request, model), model, raw=raw),
+    reasons = queries.quarantine_reasons(_known(request, model), model)
+    if raw:  # only now, and only for this: the owner's engine
+        reasons = queries.with_raw_rows(request.app.state.raw_engine(), reasons)
+    return _page(request, "quarantine", f"{model}: quarantine", model, reasons=reasons,
                  days=queries.QUARANTINE_DAYS, examples=queries.EXAMPLES_PER_REASON, raw=raw)
 
 
 @_per_model.get("/drift", response_class=HTMLResponse)
 def _drift_page(request: Request, model: str) -> HTMLResponse:
     days, features = queries.drift_history(_known(request, model), model)
-    return _page(request, "drift", f"{model}: drift", model, days=days, features=features)
+    return _page(request, "drift", f"{model}: drift", model, days=days, features=features,
+                 trends=_trends(features))
 
 
 @_per_model.get("/alerts", response_class=HTMLResponse)
@@ -178,8 +258,14 @@ def _performance_page(request: Request, model: str, run_id: str | None = None) -
     chosen = run_id if run_id is not None else (run_ids[0] if run_ids else None)
     if chosen is not None and chosen not in run_ids:
         raise HTTPException(status_code=404, detail=f"no validation result of run {chosen!r} for {model!r}")
-    shown = [_validation_summary(r, _stored_json(db, model, r)) for r in results if r["run_id"] == chosen]
-    return _page(request, "performance", f"{model}: performance", model, charts=_charts(rows),
+    raw: bool = request.state.raw
+    shown = [_validation_summary(r, _stored_json(db, model, r), raw=raw) for r in results if r["run_id"] == chosen]
+    scan, why = _scan(request)
+    spec = scan.specs.get(model) if scan is not None else None
+    if scan is not None and spec is None:
+        why = "no readable spec of this model in the specs folder"
+    return _page(request, "performance", f"{model}: performance", model, charts=_charts(rows, spec),
+                 floor_missing=None if spec is not None else why,
                  rows=list(reversed(rows)), results=results, runs=run_ids, run_id=chosen,
                  shown=sorted(shown, key=lambda v: v["part"]))
 
@@ -222,9 +308,13 @@ def without_failing_values(result: dict[str, Any]) -> dict[str, Any]:
     return {**result, "results": entries} if "results" in result else dict(result)
 
 
-def _validation_summary(row: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
-    """What the page shows of one stored GX result."""
+def _validation_summary(row: dict[str, Any], result: dict[str, Any], *, raw: bool) -> dict[str, Any]:
+    """What the page shows of one stored GX result (its batch-failure lines without examples unless `raw`), with
+    its `verdict` (`_verdict`)."""
     ours = result.get("meta", {}).get("ml_batch", {})
+    failures: list[str] = ours.get("batch_failures", [])
+    quarantined = row["shard_quarantined"] if row.get("shard_quarantined") is not None else ours.get(
+        "quarantined_keys", 0)
     expectations = []
     for entry in result.get("results", []):
         config = entry.get("expectation_config", {})
@@ -233,16 +323,70 @@ def _validation_summary(row: dict[str, Any], result: dict[str, Any]) -> dict[str
         expectations.append({"type": config.get("type", ""), "column": column, "success": bool(entry.get("success")),
                              "unexpected": entry.get("result", {}).get("unexpected_count")})
     return {**row, "success": bool(result.get("success")), "statistics": result.get("statistics", {}),
-            "rows": ours.get("rows"), "batch_failures": ours.get("batch_failures", []),
-            "quarantined_keys": ours.get("quarantined_keys", 0), "expectations": expectations}
+            "rows": ours.get("rows"), "batch_failures": [line if raw else without_examples(line) for line in failures],
+            "quarantined_keys": ours.get("quarantined_keys", 0), "expectations": expectations,
+            "verdict": _verdict(bool(result.get("success")), failures, quarantined, row.get("run_status"))}
 
 
-def _charts(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
-    """One chart per metric: a line per version (and kind: published, shadow or estimated)."""
+def _verdict(success: bool, batch_failures: Sequence[str], quarantined: int, run_status: str | None) -> Row:
+    """What a shard's validation came to, in words: `failed` when it failed the batch; else `passed`, or
+    `passed with N rows quarantined` when rows failed (they were set aside, the rest was scored: GX's own
+    `success` is false then, yet the run succeeded); with what became of the run when it did not finish."""
+    if batch_failures:
+        return {"text": "failed", "ok": False}
+    rows = f"{quarantined} row{'' if quarantined == 1 else 's'}"
+    text = "passed" if success and not quarantined else f"passed with {rows} quarantined"
+    if run_status == FAILED:
+        return {"text": f"{text}; the run failed afterwards (see Recent runs)", "ok": False}
+    if run_status == RUNNING:
+        return {"text": f"{text}; the run is still going", "ok": True}
+    return {"text": text, "ok": run_status is None or run_status in FINISHED}
+
+
+def _charts(rows: Sequence[dict[str, Any]], spec: Spec | None) -> list[tuple[str, str]]:
+    """One chart per metric, the gate metric (`training.metric`) first: a line per version and kind (published,
+    shadow; the label-free estimate of the metric, `estimated_<metric>`, dashed on the same chart), and the
+    spec's floor (`training.min_score`) on the gate metric's."""
     series: dict[str, dict[str, list[tuple[dt.date, float]]]] = {}
+    estimated: set[str] = set()
     for row in rows:
         if row["value"] is None:
             continue
-        label = f"v{row['model_version']} {row['detail'].get('kind', '')}".strip()
-        series.setdefault(row["metric"], {}).setdefault(label, []).append((row["partition_date"], row["value"]))
-    return [(metric, line_chart(metric, lines)) for metric, lines in sorted(series.items())]
+        kind = (row["detail"] or {}).get("kind", "")
+        label = f"v{row['model_version']} {kind}".strip()
+        if kind == "estimated":
+            estimated.add(label)
+        metric = row["metric"].removeprefix(ESTIMATED_PREFIX)
+        series.setdefault(metric, {}).setdefault(label, []).append((row["partition_date"], row["value"]))
+    gate = spec.training.metric if spec is not None else None
+    floor = spec.training.min_score if spec is not None else None
+
+    def chart(metric: str, lines: dict[str, list[tuple[dt.date, float]]]) -> str:
+        reference = (Reference(f"{floor_name(metric)} {floor}", floor)
+                     if metric == gate and floor is not None else None)
+        ordered = dict(sorted(lines.items(), key=lambda item: (item[0] in estimated, item[0])))
+        return line_chart(metric, ordered, reference=reference, dashed=estimated)
+
+    ordered = sorted(series.items(), key=lambda item: (item[0] != gate, item[0]))
+    return [(metric, chart(metric, lines)) for metric, lines in ordered]
+
+
+def _trends(features: Sequence[Row]) -> list[tuple[str, list[Row]]]:
+    """Per feature (in name order), one small chart per statistic of its drift over the checked days, the
+    threshold dashed and a drifted day's dot red."""
+    grouped: dict[str, dict[str, list[Row]]] = {}
+    for row in features:
+        grouped.setdefault(row["feature"], {}).setdefault(row["test"], []).append(row)
+    trends = []
+    for feature, tests in sorted(grouped.items()):
+        charts = []
+        for test, found in sorted(tests.items()):
+            points = [(r["partition_date"], float(r["value"]), bool(r["drifted"])) for r in found
+                      if r["value"] is not None]
+            latest = max(found, key=lambda r: r["partition_date"])
+            threshold = latest["threshold"]
+            reference = Reference(f"threshold {threshold:g}", float(threshold)) if threshold is not None else None
+            charts.append({"test": test, "svg": trend_chart(f"{feature} {test}", points, reference=reference),
+                           "drifted": bool(latest["drifted"])})
+        trends.append((feature, charts))
+    return trends

@@ -1,8 +1,9 @@
 """What the pages show, read with SQLAlchemy Core from ml-batch's tables (read-only, bounded).
 
-Every query reads only what the analyst role may (`ml_batch.ops.grants`), so the pages work through a
-role granted by `ml-batch db grant-ui`; the one exception is `row_data`, selected only when the caller
-asks for raw rows (a user with edit access to the model's DAG).
+Every query but `with_raw_rows` reads only what the UI role may (`ml_batch.ops.grants.grant_ui`: the
+analyst's grants plus `reports`), so the pages work through a role granted by `ml-batch db grant-ui`.
+`with_raw_rows` reads quarantined rows' `row_data` and full reasons, which that role may not: the app calls it
+only for a user with edit access to the model's DAG, with the owner's engine.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from ml_batch.db.tables import (
     performance,
     published_days,
     quarantine,
+    run_shards,
     runs,
 )
 from ml_batch.db.tables import reports as reports_table
 from ml_batch.ops import reports
+from ml_batch.ops.grants import HIDDEN_COLUMNS
 from ml_batch.validation.reasons import GOT
 
 Row = dict[str, Any]
@@ -61,9 +64,12 @@ def known_model(engine: sa.Engine, model: str) -> bool:
     return any(m["model_name"] == model for m in models(engine))
 
 
+# What the registry page leaves out of `model_versions`: what the UI role may not read, and big JSON it never shows.
+_VERSIONS_NOT_SHOWN = frozenset({*HIDDEN_COLUMNS[model_versions.name], "reference_profile", "feature_schema"})
+
+
 def versions(engine: sa.Engine, model: str) -> list[Row]:
-    hidden = {"artifact", "reference_profile", "feature_schema", "holdout_sample"}
-    cols = [c for c in model_versions.c if c.name not in hidden]
+    cols = [c for c in model_versions.c if c.name not in _VERSIONS_NOT_SHOWN]
     return _rows(engine, sa.select(*cols).where(model_versions.c.model_name == model)
                  .order_by(model_versions.c.version.desc()))
 
@@ -79,31 +85,33 @@ def events(engine: sa.Engine, model: str, limit: int = EVENT_LIMIT) -> list[Row]
 
 
 def recent_runs(engine: sa.Engine, model: str, limit: int = RUN_LIMIT) -> list[Row]:
+    """The model's latest runs by day (newest day first, then the latest started): the `limit` newest days'."""
     return _rows(engine, sa.select(
         runs.c.partition_date, runs.c.run_id, runs.c.run_type, runs.c.status, runs.c.model_version, runs.c.shards,
         runs.c.rows_extracted, runs.c.rows_scored, runs.c.rows_quarantined, runs.c.score_mean,
         runs.c.stage_seconds, runs.c.started_at, runs.c.finished_at, runs.c.error, runs.c.dry_run, runs.c.partial,
         runs.c.day_check,
-    ).where(runs.c.model_name == model).order_by(runs.c.started_at.desc()).limit(limit))
+    ).where(runs.c.model_name == model).order_by(runs.c.partition_date.desc(), runs.c.started_at.desc())
+                 .limit(limit))
 
 
-def quarantine_reasons(engine: sa.Engine, model: str, days: int = QUARANTINE_DAYS, *, raw: bool) -> list[Row]:
+def quarantine_reasons(engine: sa.Engine, model: str, days: int = QUARANTINE_DAYS) -> list[Row]:
     """Per day and reason (without the row's own value): the number of rows and a few example rows.
 
     The rows of each day's published run (`quarantine` joined to `published_days`, what the view
-    `quarantine_published` holds, readable by the analyst role). An example is its key and, when `raw`, its
-    full reason (with the row's value) and `row_data`; otherwise both are None.
+    `quarantine_published` holds, readable by the UI role). An example is its key, and its `reason` and
+    `row_data` are None: `with_raw_rows` fills them in for a user who may see them.
     """
     q, p = quarantine.alias("q"), published_days.alias("p")
     published = q.join(p, sa.and_(p.c.model_name == q.c.model_name, p.c.partition_date == q.c.partition_date,
                                   p.c.run_id == q.c.run_id))
-    reason = sa.func.jsonb_array_elements_text(q.c.reasons).table_valued("value").render_derived("r")
+    reason = (sa.func.jsonb_array_elements_text(q.c.reasons).table_valued("value", with_ordinality="position")
+              .render_derived("r"))
     kind = sa.func.split_part(reason.c.value, GOT, 1).label("reason")
     first = (sa.select(sa.func.max(q.c.partition_date)).select_from(published).where(q.c.model_name == model)
              .scalar_subquery())
-    raw_values = (reason.c.value, q.c.row_data) if raw else (sa.null(), sa.null())
     ranked = sa.select(
-        q.c.partition_date, kind, q.c.entity_key, raw_values[0].label("full_reason"), raw_values[1].label("row_data"),
+        q.c.partition_date, kind, q.c.entity_key, q.c.id, reason.c.position,
         sa.func.count().over(partition_by=[q.c.partition_date, kind]).label("rows"),
         sa.func.row_number().over(partition_by=[q.c.partition_date, kind], order_by=q.c.id).label("n"),
     ).select_from(published.join(reason, sa.true())).where(
@@ -114,9 +122,26 @@ def quarantine_reasons(engine: sa.Engine, model: str, days: int = QUARANTINE_DAY
     for row in found:
         entry = grouped.setdefault((row["partition_date"], row["reason"]), {
             "partition_date": row["partition_date"], "reason": row["reason"], "rows": row["rows"], "examples": []})
-        entry["examples"].append({"entity_key": row["entity_key"], "reason": row["full_reason"],
-                                  "row_data": row["row_data"]})
+        entry["examples"].append({"entity_key": row["entity_key"], "id": row["id"], "position": row["position"],
+                                  "reason": None, "row_data": None})
     return list(grouped.values())
+
+
+def with_raw_rows(engine: sa.Engine, reasons: list[Row]) -> list[Row]:
+    """`quarantine_reasons`' rows with each example's full reason (with the row's value) and `row_data`, read
+    through `engine`: the owner's, since the UI role may not read `row_data`. An example whose row is gone
+    since (retention) keeps None."""
+    ids = sorted({e["id"] for entry in reasons for e in entry["examples"]})
+    found = {r["id"]: r for r in _rows(engine, sa.select(quarantine.c.id, quarantine.c.reasons, quarantine.c.row_data)
+                                       .where(quarantine.c.id.in_(ids)))} if ids else {}
+
+    def raw(example: Row) -> Row:
+        row = found.get(example["id"])
+        if row is None:
+            return example
+        return {**example, "reason": row["reasons"][example["position"] - 1], "row_data": row["row_data"]}
+
+    return [{**entry, "examples": [raw(e) for e in entry["examples"]]} for entry in reasons]
 
 
 def drift_history(engine: sa.Engine, model: str, days: int = DRIFT_DAYS) -> tuple[list[Row], list[Row]]:
@@ -146,8 +171,15 @@ def performance_history(engine: sa.Engine, model: str, days: int = PERFORMANCE_D
 
 
 def validation_results(engine: sa.Engine, model: str, limit: int = RUN_LIMIT) -> list[Row]:
-    """The stored GX results (one per run and shard), newest first, without their content."""
+    """The stored GX results (one per run and shard), newest first, without their content; each with its run's
+    `run_status` and its shard's `shard_quarantined` rows (None: no such run, or the shard did not finish)."""
     r = reports_table
-    return _rows(engine, sa.select(r.c.partition_date, r.c.run_id, r.c.part, r.c.created_at)
-                 .where(r.c.model_name == model, r.c.kind == reports.VALIDATION_RESULT)
+    shard = sa.literal("s").concat(sa.cast(run_shards.c.shard, sa.Text))
+    joined = r.outerjoin(runs, sa.and_(runs.c.model_name == r.c.model_name, runs.c.run_id == r.c.run_id)).outerjoin(
+        run_shards, sa.and_(run_shards.c.model_name == r.c.model_name, run_shards.c.run_id == r.c.run_id,
+                            shard == r.c.part))
+    return _rows(engine, sa.select(r.c.partition_date, r.c.run_id, r.c.part, r.c.created_at,
+                                   runs.c.status.label("run_status"),
+                                   run_shards.c.rows_quarantined.label("shard_quarantined"))
+                 .select_from(joined).where(r.c.model_name == model, r.c.kind == reports.VALIDATION_RESULT)
                  .order_by(r.c.created_at.desc(), r.c.part).limit(limit))

@@ -22,7 +22,9 @@ table{border-collapse:collapse;font-size:.85rem;margin:.4rem 0 1rem}
 th,td{padding:.25rem .5rem;border-bottom:1px solid #e4e7eb;text-align:left;vertical-align:top}
 td.num{text-align:right;font-variant-numeric:tabular-nums}.bad{color:#9b1c1c;font-weight:600}
 .ok{color:#0e6027}.note{color:#52606d;font-size:.85rem}pre{font-size:.75rem;white-space:pre-wrap;margin:0}
-svg text{font-size:11px;fill:#1f2933}
+svg text{font-size:11px;fill:#1f2933}ul.reasons{margin:0;padding-left:1.1rem}
+.trends{display:flex;flex-wrap:wrap;gap:.3rem 1rem;margin:.2rem 0 .8rem}.trends figure{margin:0}
+details summary{cursor:pointer;color:#1a56db;margin:.6rem 0}
 """
 
 _BASE = """<!doctype html>
@@ -38,10 +40,19 @@ _BASE = """<!doctype html>
 
 _INDEX = """{% extends "base" %}{% block body %}
 {% if not models %}<p>No model has versions or runs yet.</p>{% else %}
-<table id="models"><tr><th>Model</th><th>Champion</th><th>Versions</th><th>Latest run day</th></tr>
-{% for m in models %}<tr><td><a href="{{ base }}/models/{{ m.model_name|urlencode }}/runs">{{ m.model_name }}</a></td>
+<table id="models"><tr><th>Model</th><th>Health</th><th>Champion</th><th>Versions</th><th>Latest run day</th></tr>
+{% for m in models %}{% set h = health[m.model_name] %}
+<tr><td><a href="{{ base }}/models/{{ m.model_name|urlencode }}/runs">{{ m.model_name }}</a></td>
+<td class="health {{ {'ok': 'ok', 'attention': 'bad'}.get(h.state, '') }}">
+{{- {"ok": "ok", "attention": "needs attention", "unknown": "unknown"}[h.state] }}
+{%- if h.lines %} <ul class="reasons">{% for line in h.lines %}<li>{{ line }}</li>{% endfor %}</ul>{% endif %}</td>
 <td class="num">{{ m.champion if m.champion is not none else "-" }}</td><td class="num">{{ m.versions }}</td>
 <td>{{ m.latest_day or "-" }}</td></tr>{% endfor %}</table>{% endif %}
+<p class="note">Health: whether the model needs attention now (`ml-batch status`): no champion, a failed last run,
+a due day not published, an open alert of warning or above, dataset drift, the realized gate metric past its
+floor.{% if why %} <span class="bad">Health is not checked: {{ why }}.</span>{% endif %}</p>
+{% if broken %}<h2>Spec files that cannot be read</h2><ul id="broken-specs">
+{% for e in broken %}<li class="bad">{{ e.message }}</li>{% endfor %}</ul>{% endif %}
 {% endblock %}"""
 
 _REGISTRY = """{% extends "base" %}{% block body %}
@@ -76,6 +87,7 @@ _REGISTRY = """{% extends "base" %}{% block body %}
 
 _RUNS = """{% extends "base" %}{% block body %}
 {% if not runs %}<p>No runs yet.</p>{% else %}
+<p class="note">Newest day first (a day's latest run first); a run Airflow started links to it in Airflow.</p>
 <table id="runs"><tr><th>Day</th><th>Status</th><th>Version</th><th>Type</th><th>Rows in</th><th>Scored</th>
 <th>Quarantined</th><th>Score mean</th><th>Stage seconds</th><th>Run id</th><th>Finished</th>
 <th>Expected rows</th></tr>
@@ -87,7 +99,8 @@ _RUNS = """{% extends "base" %}{% block body %}
 <td class="num">{{ r.score_mean|f4 }}</td>
 <td>{% for stage, seconds in r.stage_seconds|dictsort %}
 {{ stage }} {{ seconds|secs }}{% if not loop.last %}, {% endif %}{% endfor %}</td>
-<td><code>{{ r.run_id }}</code></td><td>{{ r.finished_at|when }}</td>
+<td>{% if r.link %}<a href="{{ r.link }}" target="_top" title="this run in Airflow"><code>{{ r.run_id }}</code></a>
+{%- else %}<code>{{ r.run_id }}</code>{% endif %}</td><td>{{ r.finished_at|when }}</td>
 <td>{{ r.day_check|expected }}</td></tr>
 {% if r.error %}<tr><td></td><td colspan="11" class="bad">{{ r.error }}</td></tr>{% endif %}
 {% endfor %}</table>{% endif %}
@@ -132,12 +145,17 @@ are flagged when they rose by more than {{ null_share_rise }} over the reference
 Out of support: the share of the day's values outside what the version was trained on. Estimate: whether the
 day's label-free estimate can be trusted, and why not.</p>
 <h2>Per feature</h2>
+<p class="note">Each statistic over the checked days: the dashed line is its threshold, a red dot a day it
+drifted.</p>
+{% for feature, charts in trends %}<h3>{{ feature }}</h3><div class="trends" id="trend-{{ feature }}">
+{% for c in charts %}<figure data-test="{{ c.test }}">{{ c.svg|safe }}</figure>{% endfor %}</div>{% endfor %}
+<details><summary>Every statistic as a table</summary>
 <table id="drift-features"><tr><th>Day</th><th>Feature</th><th>Test</th><th>Value</th><th>Threshold</th><th>p-value</th>
 <th>Drifted</th><th>Note</th></tr>
 {% for f in features %}<tr><td>{{ f.partition_date }}</td><td>{{ f.feature }}</td><td>{{ f.test }}</td>
 <td class="num">{{ f.value|f4 }}</td><td class="num">{{ f.threshold|f4 }}</td><td class="num">{{ f.p_value|f4 }}</td>
 <td class="{{ 'bad' if f.drifted else 'ok' }}">{{ "yes" if f.drifted else "no" }}</td><td>{{ f|drift_note }}</td></tr>
-{% endfor %}</table>
+{% endfor %}</table></details>
 {% endif %}
 {% endblock %}"""
 
@@ -166,6 +184,8 @@ day resolves it; later days update it without sending again. Events are one row 
 
 _PERFORMANCE = """{% extends "base" %}{% block body %}
 {% if not charts %}<p>No performance recorded yet (labels arrive after the label delay).</p>{% endif %}
+{% if charts %}<p class="note">Solid lines: the realized metric (labels arrived); dashed: the label-free estimate.
+{%- if floor_missing %} No floor line: {{ floor_missing }}.{% endif %}</p>{% endif %}
 {% for metric, svg in charts %}<h2>{{ metric }}</h2>{{ svg|safe }}{% endfor %}
 {% if rows %}<table id="performance"><tr><th>Day</th><th>Version</th><th>Metric</th><th>Value</th><th>Rows</th>
 <th>Kind</th><th>Reliable</th></tr>
@@ -178,7 +198,7 @@ _PERFORMANCE = """{% extends "base" %}{% block body %}
 <form method="get"><label>Run <select name="run_id">{% for r in runs %}<option value="{{ r }}"
 {%- if r == run_id %} selected{% endif %}>{{ r }}</option>{% endfor %}</select></label> <button>Show</button></form>
 {% for v in shown %}<h3>{{ v.partition_date }} run <code>{{ v.run_id }}</code> shard {{ v.part }}:
-<span class="{{ 'ok' if v.success else 'bad' }}">{{ "passed" if v.success else "failed" }}</span></h3>
+<span class="{{ 'ok' if v.verdict.ok else 'bad' }}">{{ v.verdict.text }}</span></h3>
 <p>{{ v.statistics.get("successful_expectations") }} of {{ v.statistics.get("evaluated_expectations") }}
 expectations passed; {{ v.quarantined_keys }} keys quarantined; rows {{ v.rows if v.rows is not none else "-" }}.
 <a href="{{ base }}/models/{{ model|urlencode }}/validation/

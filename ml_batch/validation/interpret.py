@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from ml_batch.spec import Spec
 from ml_batch.validation.reasons import (
+    EXAMPLES,
     RowReason,
     between_text,
     detail,
@@ -235,7 +236,8 @@ def _share_exceeded(item: Failed, reading: Reading) -> Contribution:
     cap = reading.spec.validation.max_quarantine_share
     return Contribution(failures=(
         f"{label(item.columns)}{item.kind}{detail(item.kind, item.kwargs, reading.key)}: {count} of {basis} rows "
-        f"failed ({count / basis:.1%}), above validation.max_quarantine_share {cap:.1%}; e.g. {examples(item.result)}",
+        f"failed ({count / basis:.1%}), above validation.max_quarantine_share {cap:.1%}"
+        f"{EXAMPLES}{examples(item.result)}",
     ))
 
 

@@ -29,6 +29,10 @@ MAX_LISTED = 10
 # same for every row that failed the same way (what the UI's quarantine page counts rows by).
 GOT = ", got "
 
+# A batch-failure line ends with EXAMPLES and a few failing values: the part before it says what failed and
+# how often, for readers who may not see the source's values (the analyst role, the UI's viewers, runs.error).
+EXAMPLES = "; e.g. "
+
 # kwargs that say where or how an expectation runs, not what it expects: never shown in a reason.
 _NOT_PARAMETERS = frozenset(
     {"column", "column_A", "column_B", "column_list", "batch_id", "result_format", "catch_exceptions"}
@@ -133,6 +137,12 @@ def detail(kind: str, kwargs: dict[str, Any], key: str) -> str:
         if name not in _NOT_PARAMETERS and value is not None
     ]
     return f" ({', '.join(shown)})" if shown else ""
+
+
+def without_examples(line: str) -> str:
+    """A batch-failure line without its failing values (what follows `EXAMPLES`), for readers who may not see
+    the source's values; the counts and the share stay."""
+    return line.split(EXAMPLES, 1)[0]
 
 
 def examples(result: dict[str, Any]) -> str:

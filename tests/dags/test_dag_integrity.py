@@ -404,3 +404,34 @@ def test_a_misspelt_conf_key_fails_retraining_at_once(retrain_dag: DAG) -> None:
     with pytest.raises(AirflowFailException, match=r"unknown key 'as-of' \(did you mean 'as_of'\?\)"):
         _first_task_with_conf(retrain_dag, "mode", {"as-of": "2026-01-01"})
     assert _first_task_with_conf(retrain_dag, "mode", {"rollback": True}) == "rollback"  # a known key runs
+
+
+# --- approval and publish-by (spec fields that add tasks and a DAG) -----------------------------------------
+
+
+def test_a_spec_asking_for_approval_gets_ask_approval_and_decide_after_train(tmp_path: Path) -> None:
+    raw = yaml.safe_load(DEMO_SPEC_FILE.read_text())
+    _write_spec(tmp_path, "churn_risk", training={**raw.get("training", {}), "approval": "required",
+                                                  "approval_timeout": "2h"})
+    shutil.copy(DEMO_SPEC_FILE, tmp_path)
+    bag = parse_dags_folder(tmp_path)
+    assert bag.import_errors == {}
+    asked = DagSerialization.from_dict(DagSerialization.to_dict(bag.dags["retrain_churn_risk"]))
+    assert set(asked.task_ids) == RETRAIN_TASK_IDS | {"ask", "approval", "decide"}
+    assert asked.get_task("ask").upstream_task_ids == {"train"}
+    assert asked.get_task("approval").upstream_task_ids == {"ask"}
+    assert asked.get_task("decide").upstream_task_ids == {"ask", "approval"}
+    assert asked.get_task("approval").task_type == "HITLOperator"
+    plain = bag.dags["retrain_credit_default"]  # the default, `approval: none`: the DAG as before
+    assert set(plain.task_ids) == RETRAIN_TASK_IDS
+
+
+def test_a_spec_with_publish_by_gets_an_hourly_deadline_dag_at_its_minute(tmp_path: Path) -> None:
+    _write_spec(tmp_path, "churn_risk", publish_by="08:30")
+    shutil.copy(DEMO_SPEC_FILE, tmp_path)
+    bag = parse_dags_folder(tmp_path)
+    assert bag.import_errors == {}
+    assert set(bag.dag_ids) == _both_dags("credit_default", "churn_risk") | {"publish_deadline_churn_risk"}
+    deadline = bag.dags["publish_deadline_churn_risk"]
+    assert deadline.task_ids == ["check"]
+    assert (deadline.timetable.expression, str(deadline.timetable.timezone)) == ("30 * * * *", "UTC")

@@ -4,7 +4,9 @@ The stack seeds the demo source and a champion; this module scores one demo day 
 database the api-server's `ml_batch_db` connection points at), checks its drift and realized performance, then
 asks the api-server: without credentials the pages are refused, with a bearer token from `/auth/token` they
 show that day's numbers, the plugin is listed by the REST API, and a headless Chromium with the UI's `_token`
-cookie renders every page with the same numbers (skipped where Debian's `chromium` is not installed).
+cookie renders every page with the same numbers (skipped where Debian's `chromium` is not installed), and
+saves one screenshot per page to a temporary folder it prints and logs (`index.png`, `registry.png`,
+`runs.png`, `quarantine.png`, `drift.png`, `performance.png`, `alerts.png`, `airflow_ui_iframe.png`).
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import logging
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,6 +38,7 @@ from tests.e2e.conftest import LAST_DAY, MODEL, Stack, api_json, free_port
 from tests.integration.test_ui import row_for, table_rows
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+logger = logging.getLogger(__name__)
 
 # Days whose outcomes (30 days' delay) are known by the last day; the one scored has demo entry errors.
 CANDIDATES = (LAST_DAY - dt.timedelta(days=60), LAST_DAY - dt.timedelta(days=31))
@@ -113,7 +118,9 @@ def test_pages_show_the_demo_days_numbers_with_a_bearer_token(stack: Stack, demo
     with stack.client() as client:
         index = client.get(f"{URL_PREFIX}/")
         assert index.status_code == 200, index.text[:2000]
-        assert row_for(table_rows(index.text, "models"), MODEL)[1] == str(stack.champion)
+        model = row_for(table_rows(index.text, "models"), MODEL)
+        # The health column read the api-server's specs folder: "ok" or "needs attention", never "unknown".
+        assert model[1].startswith(("ok", "needs attention")) and model[2] == str(stack.champion), model
         for page, (table, cells) in _expected_cells(stack, demo_day).items():
             response = client.get(f"{URL_PREFIX}/models/{MODEL}/{page}")
             assert response.status_code == 200, f"{page}: {response.text[:2000]}"
@@ -237,13 +244,26 @@ def _wait_for_tables(chromium: _Chromium, document: str, timeout: float = 60) ->
         time.sleep(1)
 
 
+@pytest.fixture(scope="module")
+def screenshots() -> Path:
+    """The folder the browser test saves its screenshots to (kept after the run: printed and logged)."""
+    folder = Path(tempfile.mkdtemp(prefix="ml-batch-ui-screenshots-"))
+    print(f"ml-batch UI screenshots: {folder}")  # where to look, with `pytest -s`
+    logger.warning("ml-batch UI screenshots: %s", folder)
+    return folder
+
+
 def test_headless_chromium_renders_each_page_with_the_demo_numbers(
-    stack: Stack, demo_day: DemoDay, browser: _Chromium, tmp_path: Path
+    stack: Stack, demo_day: DemoDay, browser: _Chromium, screenshots: Path
 ) -> None:
     expected = _expected_cells(stack, demo_day)
+    browser.load(f"{stack.api}{URL_PREFIX}/")
+    browser.screenshot(screenshots / "index.png")
+    index = _wait_for_tables(browser, "document")
+    assert row_for(index.get("models", []), MODEL)[1].startswith(("ok", "needs attention")), index
     for page in PAGES:
         browser.load(f"{stack.api}{URL_PREFIX}/models/{MODEL}/{page}")
-        browser.screenshot(tmp_path / f"{page}.png")
+        browser.screenshot(screenshots / f"{page}.png")
         title = browser.evaluate("document.querySelector('h1') && document.querySelector('h1').innerText")
         assert title == f"{MODEL}: {'recent runs' if page == 'runs' else page}", (page, title)
         tables = _wait_for_tables(browser, "document")
@@ -257,13 +277,27 @@ def test_headless_chromium_renders_each_page_with_the_demo_numbers(
         else:  # quarantine: the per-reason counts of the database
             rows = {(r[1], r[2]) for r in tables.get("quarantine", [])[1:] if r[0] == demo_day.day.isoformat()}
             assert rows == {(reason, str(n)) for reason, n in _quarantine_counts(stack, demo_day.day).items()}, rows
-        assert (tmp_path / f"{page}.png").stat().st_size > 1000
-    # The performance chart is drawn: one point per realized metric value, inline SVG.
-    browser.load(f"{stack.api}{URL_PREFIX}/models/{MODEL}/performance")
-    assert browser.evaluate("document.querySelectorAll('svg circle').length") >= 1
+        if page == "runs":  # newest day first
+            days = [r[0] for r in tables["runs"][1:] if r[0]]
+            assert days == sorted(days, reverse=True), days
+        assert (screenshots / f"{page}.png").stat().st_size > 1000
+    # The performance chart of the gate metric: realized (and estimated) lines, the floor, a labelled y-axis.
+    browser.load(f"{stack.api}{URL_PREFIX}/models/{MODEL}/performance?run_id={RUN_ID}")
+    first = browser.evaluate("document.querySelector('h2').innerText")
+    assert first == stack.spec.training.metric, first
+    assert browser.evaluate("document.querySelectorAll('svg path.series').length") >= 1
+    assert browser.evaluate("document.querySelectorAll('svg text.y-tick').length") >= 3
+    if stack.spec.training.min_score is not None:
+        assert browser.evaluate("document.querySelectorAll('svg line.reference').length") == 1
+    # The run succeeded with quarantined rows: each shard's validation "passed", none "failed".
+    verdicts = browser.evaluate("[...document.querySelectorAll('h3 span')].map(s => s.innerText)")
+    assert verdicts and all(v.startswith("passed") for v in verdicts), verdicts
+    assert any(v.startswith("passed with ") and v.endswith(" quarantined") for v in verdicts), verdicts
     # The nav entry: Airflow's UI shows the pages in an iframe, authenticated by the same cookie.
     browser.load(f"{stack.api}/plugin/ml-batch")
     frame_tables = _wait_for_tables(
         browser, "document.querySelector('iframe').contentDocument", timeout=90)
-    browser.screenshot(tmp_path / "airflow_ui_iframe.png")
-    assert row_for(frame_tables.get("models", []), MODEL)[1] == str(stack.champion), frame_tables
+    browser.screenshot(screenshots / "airflow_ui_iframe.png")
+    assert row_for(frame_tables.get("models", []), MODEL)[2] == str(stack.champion), frame_tables
+    saved = sorted(p.name for p in screenshots.glob("*.png"))
+    assert saved == sorted(["index.png", *(f"{page}.png" for page in PAGES), "airflow_ui_iframe.png"]), saved

@@ -17,19 +17,24 @@ import pytest
 import sqlalchemy as sa
 
 from ml_batch.config import Settings
-from ml_batch.ops.grants import GrantError, grant_analyst
+from ml_batch.ops.grants import READABLE_TABLES, GrantError, grant_analyst, grant_ui
+from ml_batch.run.day import score_day
+from ml_batch.spec import Spec
 from tests.integration import analyst_helpers
 from tests.integration.helpers import write_spec
+from tests.support.toy import DAY
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _grant_cli(settings: Settings, specs_dir: Path, role: str) -> subprocess.CompletedProcess[str]:
+def _grant_cli(settings: Settings, specs_dir: Path, role: str, command: str = "grant-analyst",
+               as_json: bool = True) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "ML_BATCH_DATABASE_URL": settings.database_url or "", "ML_BATCH_SCHEMA": settings.schema,
            "ML_BATCH_HOME": str(settings.home), "ML_BATCH_SPECS_DIR": str(specs_dir), "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "ml_batch.cli", "db", "grant-analyst", role, "--json"], env=env,
+    return subprocess.run([sys.executable, "-m", "ml_batch.cli", "db", command, role, *(["--json"] if as_json else [])],
+                          env=env,
                           capture_output=True, text=True, timeout=300, cwd=REPO, check=False)
 
 
@@ -96,3 +101,37 @@ def test_grant_to_a_missing_role_names_it(settings: Settings, engine: sa.Engine)
         grant_analyst(engine, settings.schema, [], "no_such_analyst")
     with pytest.raises(GrantError, match=r"role 'bad-name;' is not a valid role name"):
         grant_analyst(engine, settings.schema, [], "bad-name;")
+
+
+def test_grant_ui_is_the_analyst_grants_plus_the_stored_reports(
+        settings: Settings, engine: sa.Engine, pg_url: str, toy: Spec, tmp_path: Path) -> None:
+    score_day(engine, toy, DAY, run_id="grant-ui")  # a predictions table and a stored GX result to read
+    specs_dir = write_spec(toy, tmp_path / "specs")
+    schema = settings.schema
+    with analyst_helpers.login_role(engine, pg_url) as (role, ui):
+        assert "permission denied" in _denied(ui, f"SELECT content FROM {schema}.reports")
+        first = _grant_cli(settings, specs_dir, role, "grant-ui")
+        assert first.returncode == 0, first.stderr
+        again = _grant_cli(settings, specs_dir, role, "grant-ui")  # idempotent
+        assert again.returncode == 0, again.stderr
+        granted = json.loads(again.stdout)
+        analyst = grant_analyst(engine, schema, [toy], role).as_dict()  # the same, without reports
+        whole = len(READABLE_TABLES)
+        assert granted == {**analyst, "tables": [*analyst["tables"][:whole], f"{schema}.reports",
+                                                 *analyst["tables"][whole:]]}
+        assert grant_ui(engine, schema, [toy], role).as_dict() == granted
+        text = _grant_cli(settings, specs_dir, role, "grant-ui", as_json=False)
+        assert text.returncode == 0, text.stderr
+        assert f"{role}: USAGE on {schema}; SELECT on {len(granted['tables'])} tables and views and stored " \
+               f"reports; column by column {schema}.model_versions, {schema}.quarantine" in text.stdout
+
+        with ui.connect() as conn:
+            stored = conn.execute(sa.text(f"SELECT count(*) FROM {schema}.reports WHERE run_id = 'grant-ui'"))
+            assert stored.scalar_one() == 1
+            conn.execute(sa.text(f"SELECT count(*) FROM {toy.predictions.table}")).scalar_one()
+        assert "permission denied" in _denied(ui, f"SELECT row_data FROM {schema}.quarantine")
+        assert "permission denied" in _denied(ui, f"SELECT artifact_hmac FROM {schema}.model_versions")
+        assert "permission denied" in _denied(ui, f"SELECT holdout_sample FROM {schema}.model_versions")
+        assert "permission denied" in _denied(ui, f"DELETE FROM {schema}.reports")
+    with pytest.raises(GrantError, match=r"role 'no_such_ui' does not exist: .* then run grant-ui again"):
+        grant_ui(engine, schema, [], "no_such_ui")

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 
@@ -211,3 +212,25 @@ def test_a_model_lock_in_one_schema_does_not_block_the_same_model_in_another(
         assert registry.aliases(engine_b, "toy") == {"champion": 1}
     finally:
         impatient_b.dispose()
+
+
+TOY_SOURCE_TYPES = {"id": "bigint", "event_time": "timestamp with time zone", "x1": "double precision",
+                    "x2": "double precision", "color": "text"}
+
+
+def test_a_trained_and_a_registered_version_record_their_source_column_types(engine: sa.Engine, toy,
+                                                                             tmp_path: Path) -> None:
+    import skops.io as sio
+
+    from ml_batch.features import build_pipeline
+    from ml_batch.promotion.artifacts import register_artifact
+
+    trained = train_and_register(engine, toy, AS_OF, actor="alice").version
+    assert trained.source_types == TOY_SOURCE_TYPES  # key, date column, features: what scoring compares
+    with engine.connect() as conn:
+        rows = pd.read_sql(sa.text(f"SELECT * FROM {toy.source.table} LIMIT 200"), conn)
+    path = tmp_path / "notebook.skops"
+    sio.dump(build_pipeline(toy).fit(rows[toy.feature_names], rows["x1"] > 0), path)
+    registered = register_artifact(engine, toy, path, AS_OF, actor="nb")
+    assert (registered.source, registered.source_types) == ("registered", TOY_SOURCE_TYPES)
+    assert registry.get_version(engine, "toy", trained.version).source_types == TOY_SOURCE_TYPES

@@ -146,3 +146,26 @@ def test_a_source_in_a_missing_schema_is_a_missing_table(engine: sa.Engine, base
         "specs/toy.yaml: source.table: table 'no_such_schema.toy_rows' does not exist; create it, or point "
         "source.table at an existing table"
     ]
+
+
+def test_check_names_a_column_changed_since_the_champion_was_trained_once(engine: sa.Engine, toy: Spec,
+                                                                          settings: Settings) -> None:
+    # x2 turned boolean still fits a numeric feature, but the champion learnt it as numbers; what
+    # `ml-batch specs check --db` runs names it, training's check does not (retraining is the fix).
+    table = f'"{settings.schema}".toy_rows'
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"ALTER TABLE {table} ALTER COLUMN x2 TYPE boolean USING (x2 > 0)"))
+    changed = (f"specs/toy.yaml: features[1].name: column 'x2' (a feature) is boolean in source "
+               f"{settings.schema}.toy_rows, but 'toy' version 1 was trained on it as double precision: the column "
+               "changed type from double precision to boolean; cast it back in source.query (in place of "
+               "source.table), e.g. `SELECT ..., x2::double precision AS x2`, or retrain on the new type")
+    assert [str(p) for p in check_spec_db(engine, toy, origin=ORIGIN)] == [changed]
+    require_spec_db(engine, toy, origin=ORIGIN)
+    assert check_spec_db(engine, toy, origin=ORIGIN, against=None) == []
+
+    # a column another check names already (x1 turned text: not a number) is not named a second time
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"ALTER TABLE {table} ALTER COLUMN x1 TYPE text"))
+    lines = [str(p) for p in check_spec_db(engine, toy, origin=ORIGIN)]
+    assert [line.split(": ")[1] for line in lines] == ["features[0].type", "features[1].name"]
+    assert lines[1] == changed

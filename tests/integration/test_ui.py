@@ -10,8 +10,11 @@ sees reasons and counts, an editor the raw rows, and the index lists only the mo
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
-from dataclasses import dataclass
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -26,16 +29,23 @@ from fastapi.testclient import TestClient
 from ml_batch.airflow import ui_auth
 from ml_batch.airflow.ui_plugin import URL_PREFIX
 from ml_batch.config import Settings
-from ml_batch.db.tables import runs
+from ml_batch.db.engine import make_engine
+from ml_batch.db.tables import performance, runs
+from ml_batch.errors import ValidationFailed
 from ml_batch.monitoring.daily import check_day_drift
 from ml_batch.monitoring.performance import realized_performance
+from ml_batch.monitoring.status import model_status
 from ml_batch.ops import reports
+from ml_batch.ops.grants import grant_ui
 from ml_batch.promotion.retrain import train_and_register
 from ml_batch.run.day import score_day
 from ml_batch.run.publish import RunSummary
 from ml_batch.spec import Spec
+from ml_batch.spec_folder import SpecFileError, SpecScan
 from ml_batch.ui.app import PAGES
+from ml_batch.validation.reasons import EXAMPLES
 from ml_batch.validation.results import ValidationOutcome, store_result
+from tests.integration import analyst_helpers
 from tests.integration.helpers import load_toy_data, shift_toy_day, toy_spec
 from tests.support.toy import AS_OF, FIRST
 
@@ -100,9 +110,18 @@ class Scored:
     engine: sa.Engine
 
 
-def _mounted(engine: sa.Engine) -> FastAPI:
-    """The plugin's app mounted under its prefix, as the api-server mounts it; authorization overridden."""
-    app = ui_auth.build_app(lambda: engine)
+def _scan(*specs: Spec, errors: tuple[SpecFileError, ...] = ()) -> Callable[[], SpecScan]:
+    """A specs folder's scan holding `specs` (and `errors`): what `ui_auth.server_specs` reads in the api-server."""
+    return lambda: SpecScan({s.name: s for s in specs}, {}, list(errors))
+
+
+NO_SPECS = _scan()
+
+
+def _mounted(engine: sa.Engine, specs: Callable[[], SpecScan] = NO_SPECS) -> FastAPI:
+    """The plugin's app mounted under its prefix, as the api-server mounts it (reading as the owner, `engine`,
+    the specs of `specs`); authorization overridden."""
+    app = ui_auth.build_app(lambda: engine, lambda: engine, specs)
     app.dependency_overrides[ui_auth.view_access] = lambda: None
     app.dependency_overrides[ui_auth.model_access] = lambda: None
     app.dependency_overrides[ui_auth.readable_models] = lambda: set
@@ -141,7 +160,7 @@ def scored(settings: Settings, engine: sa.Engine, tmp_path: Path) -> Scored:
                      "toy", day, run_id, 0)
     performance = [r for as_of in (DAY1, DAY2)
                    for r in realized_performance(engine, spec, as_of + dt.timedelta(days=spec.labels.delay_days))]
-    return Scored(spec, runs, drift, performance, TestClient(_mounted(engine)), engine)
+    return Scored(spec, runs, drift, performance, TestClient(_mounted(engine, _scan(spec))), engine)
 
 
 def _page(scored: Scored, path: str) -> str:
@@ -152,7 +171,8 @@ def _page(scored: Scored, path: str) -> str:
 
 def test_index_and_runs_show_each_run_with_its_row_counts(scored: Scored) -> None:
     index = table_rows(_page(scored, "/"), "models")
-    assert row_for(index, "toy") == ["toy", "1", "1", DAY2.isoformat()]
+    toy = row_for(index, "toy")
+    assert toy[0] == "toy" and toy[2:] == ["1", "1", DAY2.isoformat()]
     rows = table_rows(_page(scored, "/models/toy/runs"), "runs")
     first, second = scored.runs
     assert (first.extracted, first.scored, first.quarantined) == (300, 300 - GREEN, GREEN)
@@ -162,6 +182,41 @@ def test_index_and_runs_show_each_run_with_its_row_counts(scored: Scored) -> Non
                            str(run.quarantined)]
         assert row[7] == f"{run.score_mean:.4f}"
         assert f"score {run.stage_seconds['score']:.2f}s" in row[8] and row[9] == run.run_id
+
+
+def test_the_index_says_whether_each_model_needs_attention_and_why(scored: Scored) -> None:
+    [status] = model_status(scored.engine, [scored.spec])
+    assert status.needs_attention  # the toy's days are long past: its due day is not published
+    health = row_for(table_rows(_page(scored, "/"), "models"), "toy")[1]
+    assert health.startswith("needs attention") and all(reason in health for reason in status.needs_attention)
+    assert re.search(r'<td class="health bad">needs attention <ul class="reasons"><li>', _page(scored, "/"))
+
+
+def test_the_index_says_when_a_models_spec_cannot_be_read_or_is_missing(scored: Scored) -> None:
+    broken = (SpecFileError(Path("/specs/toy.yaml"), "/specs/toy.yaml: training.metric: 'auc' is not a metric"),
+              SpecFileError(Path("/specs/gone.yaml"), "/specs/gone.yaml: not valid YAML"))
+    html = TestClient(_mounted(scored.engine, _scan(errors=broken))).get(f"{URL_PREFIX}/").text
+    assert row_for(table_rows(html, "models"), "toy")[1] == (
+        "unknown not checked: its spec cannot be read: /specs/toy.yaml: training.metric: 'auc' is not a metric")
+    assert '<li class="bad">/specs/gone.yaml: not valid YAML</li>' in html  # a model no row lists: below the table
+    missing = TestClient(_mounted(scored.engine)).get(f"{URL_PREFIX}/").text
+    assert row_for(table_rows(missing, "models"), "toy")[1] == (
+        "unknown not checked: no spec of this model in the specs folder")
+
+
+def test_runs_are_sorted_by_day_and_a_run_airflow_started_links_to_it(scored: Scored) -> None:
+    late = "scheduled__2026-05-20T00:00:00+00:00"
+    with scored.engine.begin() as conn:  # started last, for the day before DAY1, by Airflow's scheduler
+        copied = dict(conn.execute(sa.select(runs).where(runs.c.run_id == "ui-1")).mappings().one())
+        conn.execute(sa.insert(runs).values({**copied, "run_id": late, "run_type": "scheduled",
+                                             "partition_date": DAY1 - dt.timedelta(days=1),
+                                             "started_at": dt.datetime.now(dt.UTC)}))
+    html = _page(scored, "/models/toy/runs")
+    days = [r[0] for r in table_rows(html, "runs")[1:] if r[0]]
+    assert days == [DAY2.isoformat(), DAY1.isoformat(), (DAY1 - dt.timedelta(days=1)).isoformat()]
+    links = re.findall(r'<a href="([^"]*)" target="_top"[^>]*><code>([^<]*)</code></a>', html)
+    assert links == [("/dags/batch_predict_toy/runs/scheduled__2026-05-20T00%3A00%3A00%2B00%3A00", late)]
+    assert "<code>ui-1</code>" in html  # a CLI run: no Airflow run to link to
 
 
 def test_registry_shows_versions_aliases_holdout_metrics_and_the_audit_trail(scored: Scored) -> None:
@@ -203,18 +258,61 @@ def test_drift_shows_each_day_and_feature_and_links_the_stored_report(scored: Sc
         assert row[9] == ("yes" if summary["multivariate_drift"] else "no")
     assert scored.drift[DAY1]["dataset_drift"] and {"x1", "x2"} <= set(scored.drift[DAY1]["drifted_features"])
     features = table_rows(html, "drift-features")
+    assert html.index("<details>") < html.index('<table id="drift-features">') < html.index("</details>")
     with scored.engine.connect() as conn:
         value, threshold = conn.execute(sa.text(
             f'SELECT value, threshold FROM "{scored.spec.predictions.schema_name}".drift_results '
             "WHERE model_name = 'toy' AND partition_date = :d AND feature = 'x1' AND test = 'psi'"), {"d": DAY1}).one()
     assert row_for(features, DAY1.isoformat(), "x1", "psi")[3:] == [f"{value:.4f}", f"{threshold:.4f}", "-", "yes",
                                                                      ""]
+    # A small trend chart per feature and statistic: a dot per checked day, red where it drifted.
+    x1_psi = html.split('id="trend-x1"', 1)[1].split('<figure data-test="psi">', 1)[1].split("</svg>", 1)[0]
+    assert f"<title>{DAY1}: {value:.4f} (drifted)</title>" in x1_psi and x1_psi.count("<circle") == 2
+    assert f"<title>threshold {threshold:g}</title>" in x1_psi
     # The report is served from the database: the same page the monitoring step wrote to its folder.
     report = scored.client.get(f"{URL_PREFIX}/models/toy/drift/{DAY1}/report")
     assert report.status_code == 200 and report.headers["content-type"].startswith("text/html")
     assert report.text == Path(scored.drift[DAY1]["report"]).read_text(encoding="utf-8")
     missing = scored.client.get(f"{URL_PREFIX}/models/toy/drift/{AS_OF}/report")
     assert missing.status_code == 404 and f"no drift_report stored for model 'toy' day {AS_OF}" in missing.text
+
+
+def _chart(html: str, metric: str) -> str:
+    """The SVG of the performance page's chart of `metric`."""
+    return html.split(f"<h2>{metric}</h2>", 1)[1].split("</svg>", 1)[0]
+
+
+def test_performance_draws_realized_and_estimated_on_one_chart_with_the_floor_and_a_labelled_range(
+        scored: Scored) -> None:
+    html = _page(scored, "/models/toy/performance")
+    charts = re.findall(r"<h2>([^<]*)</h2><svg", html)
+    assert charts[0] == scored.spec.training.metric == "roc_auc" and "estimated_roc_auc" not in charts
+    chart = _chart(html, "roc_auc")
+    assert 'data-series="v1 published"' in chart and 'data-series="v1 estimated"' in chart
+    with scored.engine.connect() as conn:
+        values = dict(conn.execute(sa.select(performance.c.partition_date, performance.c.value).where(
+            performance.c.model_name == "toy", performance.c.metric == "estimated_roc_auc")).all())
+    assert set(values) == {DAY1, DAY2}
+    assert all(f"v1 estimated {day}: {value:.4f}" in chart for day, value in values.items())
+    floor = scored.spec.training.min_score
+    assert floor is not None and '<line class="reference"' in chart and f"<title>floor {floor}</title>" in chart
+    ticks = [float(t) for t in re.findall(r'<text class="y-tick"[^>]*>([^<]*)</text>', chart)]
+    shown = [*values.values(), *(r["value"] for r in scored.performance if r["metric"] == "roc_auc"), floor]
+    assert ticks[0] <= min(shown) and ticks[-1] >= max(shown) and ticks[-1] - ticks[0] >= 0.1, ticks
+    assert len({round(b - a, 9) for a, b in itertools.pairwise(ticks)}) == 1, ticks  # evenly spaced
+
+
+def test_performance_leaves_a_gap_between_days_without_a_value(scored: Scored) -> None:
+    later = DAY2 + dt.timedelta(days=24)
+    with scored.engine.begin() as conn:  # a realized value 24 days after the last: 23 days without one
+        copied = dict(conn.execute(sa.select(performance).where(
+            performance.c.model_name == "toy", performance.c.partition_date == DAY2,
+            performance.c.metric == "roc_auc")).mappings().one())
+        conn.execute(sa.insert(performance).values({**copied, "partition_date": later}))
+    chart = _chart(_page(scored, "/models/toy/performance"), "roc_auc")
+    [path] = re.findall(r'<path class="series" data-series="v1 published"[^>]* d="([^"]*)"', chart)
+    assert path.count("M") == 2 and path.split("M")[1].count(",") == 2, path  # DAY1-DAY2 joined, then a break
+    assert f"v1 published {later}: " in chart
 
 
 def test_performance_plots_realized_metrics_and_shows_a_runs_validation(scored: Scored) -> None:
@@ -225,13 +323,15 @@ def test_performance_plots_realized_metrics_and_shows_a_runs_validation(scored: 
     for record in realized:
         row = row_for(rows, record["partition_date"].isoformat(), "1", "roc_auc")
         assert row[3:] == [f"{record['value']:.4f}", str(record["n"]), "published", ""]
-    chart = html.split("<h2>roc_auc</h2>", 1)[1].split("</svg>", 1)[0]
-    assert chart.count("<circle") == 2 and "<polyline" in chart
-    assert all(f"{r['partition_date'].isoformat()}: {r['value']:.4f}" in chart for r in realized)
+    chart = _chart(html, "roc_auc")
+    assert chart.count("v1 published ") == 2 and '<path class="series"' in chart
+    assert all(f"v1 published {r['partition_date'].isoformat()}: {r['value']:.4f}" in chart for r in realized)
     # The newest run's validation result (from the database), and another run's on request.
-    assert "run <code>ui-2</code> shard s0" in html and "passed" in html
+    assert re.search(r'run <code>ui-2</code> shard s0:\s*<span class="ok">passed</span>', html)
     other = _page(scored, "/models/toy/performance?run_id=ui-1")
-    assert "run <code>ui-1</code> shard s0" in other and "failed" in other and "5 keys quarantined" in other
+    # The run succeeded: the 5 rows failing an expectation were quarantined, GX's own `success` is false.
+    assert re.search(rf'run <code>ui-1</code> shard s0:\s*<span class="ok">passed with {GREEN} rows quarantined'
+                     "</span>", other) and "failed" not in other and "5 keys quarantined" in other
     checks = table_rows(other, "validation")
     assert ["expect_column_values_to_be_in_set", "color", "no", str(GREEN)] in checks
     stored = scored.client.get(f"{URL_PREFIX}/models/toy/validation/{DAY1}/ui-1/s0.json")
@@ -359,10 +459,12 @@ def tokens(monkeypatch: pytest.MonkeyPatch, airflow_db: None) -> dict[str, str]:
             for name, role in (("viewer", "viewer"), ("editor", "user"), ("toy_only", "viewer"))}
 
 
-def _as(engine: sa.Engine, token: str) -> TestClient:
-    """A client of the pages with Airflow's authorization in force, authenticated by `token`."""
+def _as(engine: sa.Engine, token: str, reader: sa.Engine | None = None,
+        owner: Callable[[], sa.Engine] | None = None, specs: Callable[[], SpecScan] = NO_SPECS) -> TestClient:
+    """A client of the pages with Airflow's authorization in force, authenticated by `token`: reading through
+    `reader` (default: `engine`), raw rows through `owner` (default: `engine`), the specs of `specs`."""
     parent = FastAPI()
-    parent.mount(URL_PREFIX, ui_auth.build_app(lambda: engine))
+    parent.mount(URL_PREFIX, ui_auth.build_app(owner or (lambda: engine), lambda: reader or engine, specs))
     return TestClient(parent, headers={"Authorization": f"Bearer {token}"})
 
 
@@ -422,3 +524,62 @@ def test_every_page_and_refusal_carries_the_security_headers(scored: Scored, tok
     for path, response in zip([*paths, "overridden auth, forged token", "anonymous"], responses, strict=True):
         assert {k: response.headers.get(k) for k in expected} == expected, path
     del tokens  # the auth manager the anonymous app refuses with
+
+
+# -- least privilege: the pages read through a role granted by `ml-batch db grant-ui` ---------------------
+@pytest.fixture()
+def ui_reader(scored: Scored, settings: Settings, pg_url: str) -> Iterator[sa.Engine]:
+    """An engine (as the pages make it) logged in as a fresh LOGIN role granted by `grant_ui`: what the Airflow
+    connection `ml_batch_ui` names in a deployment."""
+    with analyst_helpers.login_role(scored.engine, pg_url) as (role, login):
+        grant_ui(scored.engine, settings.schema, [scored.spec], role)
+        reader = make_engine(replace(settings, database_url=login.url.render_as_string(hide_password=False)),
+                             start=False)
+        try:
+            yield reader
+        finally:
+            reader.dispose()
+
+
+def _owner_refused() -> sa.Engine:
+    raise AssertionError("a viewer's request touched the owner's engine")
+
+
+def test_every_page_reads_through_the_ui_role_and_only_an_editors_raw_rows_as_the_owner(
+        scored: Scored, tokens: dict[str, str], ui_reader: sa.Engine) -> None:
+    paths = ["/", *(f"/models/toy/{page}" for page, _ in PAGES), "/models/toy/performance?run_id=ui-1",
+             f"/models/toy/drift/{DAY1}/report", f"/models/toy/validation/{DAY1}/ui-1/s0.json"]
+    owners = {"viewer": _owner_refused, "editor": lambda: scored.engine}
+    pages: dict[tuple[str, str], str] = {}
+    for user, owner in owners.items():
+        client = _as(scored.engine, tokens[user], reader=ui_reader, owner=owner, specs=_scan(scored.spec))
+        for path in paths:
+            response = client.get(f"{URL_PREFIX}{path}")
+            assert response.status_code == 200, f"{user} {path}: {response.status_code} {response.text[:2000]}"
+            pages[user, path] = response.text
+    assert row_for(table_rows(pages["viewer", "/"], "models"), "toy")[1].startswith("needs attention")
+    quarantine = pages["viewer", "/models/toy/quarantine"]
+    viewer = table_rows(quarantine, "quarantine")
+    assert viewer[1][2] == str(GREEN) and "green" not in viewer[1][3] and "x1" not in quarantine
+    assert "green" not in json.dumps(json.loads(pages["viewer", paths[-1]])["results"])
+    editor = table_rows(pages["editor", "/models/toy/quarantine"], "quarantine")
+    assert editor[1][3].count("got 'green'") == 3 and editor[1][3].count('"color": "green"') == 3
+    assert "green" in json.dumps(json.loads(pages["editor", paths[-1]])["results"])
+    schema = scored.spec.predictions.schema_name
+    for denied in (f"SELECT row_data FROM {schema}.quarantine", f"SELECT artifact_hmac FROM {schema}.model_versions"):
+        with pytest.raises(sa.exc.ProgrammingError, match="permission denied"), ui_reader.connect() as conn:
+            conn.execute(sa.text(denied))
+
+
+def test_a_viewer_sees_a_validations_batch_failures_without_their_failing_values(
+        scored: Scored, tokens: dict[str, str]) -> None:
+    strict = scored.spec.model_copy(update={"validation": scored.spec.validation.model_copy(
+        update={"max_quarantine_share": 0.01})})  # DAY1's 5 green rows of 300 fail the whole batch
+    with pytest.raises(ValidationFailed, match=r"above validation\.max_quarantine_share"):
+        score_day(scored.engine, strict, DAY1, run_id="ui-strict")
+    path = f"{URL_PREFIX}/models/toy/performance?run_id=ui-strict"
+    editor, viewer = (_as(scored.engine, tokens[user]).get(path).text for user in ("editor", "viewer"))
+    [line] = [p for p in editor.split("\n") if "max_quarantine_share" in p]
+    assert f"{EXAMPLES}&#39;green&#39;" in line and f"{GREEN} of 300 rows failed" in line
+    [seen] = [p for p in viewer.split("\n") if "max_quarantine_share" in p]
+    assert seen == line.split(EXAMPLES)[0] + "</p>" and "green" not in viewer

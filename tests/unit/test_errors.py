@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from ml_batch.errors import ValidationFailed, first_line, summary
+from ml_batch.errors import ValidationFailed, first_line, summary, without_values
 
 
 class _FailingEngine:
@@ -67,3 +67,15 @@ def test_storing_an_alert_never_raises_on_an_error_that_says_nothing(caplog: pyt
     with caplog.at_level(logging.ERROR, logger="ml_batch.ops.alerts"):
         assert store(lambda: _FailingEngine(sa.exc.SQLAlchemyError("")), alert) is None  # type: ignore[arg-type,return-value]
     assert "was delivered but not recorded in the alerts table: SQLAlchemyError" in caplog.text
+
+
+def test_a_batch_failure_is_summarised_without_its_values_also_when_wrapped() -> None:
+    refusal = ValidationFailed("day 2026-05-21: batch failed validation: a: 4 rows; e.g. 'x; y'; b: 2 rows; e.g. 7",
+                               without_values="day 2026-05-21: batch failed validation: a: 4 rows; b: 2 rows")
+    wrapped = RuntimeError(str(refusal))
+    wrapped.__cause__ = refusal
+    quiet = "day 2026-05-21: batch failed validation: a: 4 rows; b: 2 rows"
+    assert summary(refusal) == without_values(wrapped) == quiet
+    assert str(refusal).endswith("e.g. 7")  # the raised error (and the task log) keeps the values
+    assert without_values(ValueError("plain\nsecond")) == "plain"
+    assert without_values(ValidationFailed("no values given")) == "no values given"

@@ -214,3 +214,17 @@ def test_a_ready_asset_is_a_uri_and_reference_share_stays_below_the_maximum(spec
         Spec.model_validate(_spec_with(spec, "source", ready_asset="loads of events"))
     with pytest.raises(ValidationError, match=r"reference_null_share \(0.6\) must be at most max_null_share"):
         Spec.model_validate(_spec_with(spec, "validation", reference_null_share=0.6))
+
+
+def test_approval_is_refused_with_shadow_days_and_publish_by_is_a_time_of_day(spec: Spec) -> None:
+    # A challenger promoted after its shadow days would become champion with nobody's approval.
+    ok = Spec.model_validate(_spec_with(spec, "training", approval="required", approval_timeout="2h"))
+    assert (ok.training.approval, ok.training.approval_timeout) == ("required", "2h")
+    with pytest.raises(ValidationError, match=r"training.approval 'required' with training.shadow_days 5: a "
+                                              r"challenger promoted after its shadow days would become champion"):
+        Spec.model_validate(_spec_with(spec, "training", approval="required", shadow_days=5))
+    with pytest.raises(ValidationError, match="expected at least 1m"):
+        Spec.model_validate(_spec_with(spec, "training", approval="required", approval_timeout="30s"))
+    assert Spec.model_validate({**spec.model_dump(mode="json"), "publish_by": "08:00"}).publish_by == "08:00"
+    with pytest.raises(ValidationError, match=r"'8am' is not a time of day: expected HH:MM"):
+        Spec.model_validate({**spec.model_dump(mode="json"), "publish_by": "8am"})

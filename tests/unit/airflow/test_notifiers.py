@@ -11,6 +11,7 @@ import psycopg2
 import sqlalchemy as sa
 
 from ml_batch.airflow.notifiers import failure_alert
+from ml_batch.errors import ValidationFailed
 
 DAG_ID = "batch_predict_toy"
 RUN_AFTER = dt.datetime(2026, 5, 22, 1, 5, tzinfo=dt.UTC)
@@ -96,6 +97,20 @@ def test_a_day_refused_as_incomplete_alerts_as_incomplete_day_with_its_cause() -
     alert = failure_alert("toy", "run_failure", _context(exception=failed))
     assert alert.kind == "incomplete_day"
     assert failure_alert("toy", "run_failure", _context(exception=ValueError("x"))).kind == "run_failure"
+
+
+def test_a_batch_failure_alert_quotes_no_failing_value_of_the_source() -> None:
+    # Before: the stored alert's message and details["cause"] ended with "; e.g. 'green'" (the analyst role
+    # reads the alerts table).
+    said = "model 'toy' day 2026-05-21: batch failed validation: "
+    lines = ["color: expect_column_values_to_be_in_set: 4 of 80 rows failed (5.0%), above "
+             "validation.max_quarantine_share 1.0%; e.g. 'green'"]
+    refusal = ValidationFailed(said + lines[0], without_values=said + lines[0].split("; e.g. ")[0])
+    failed = RuntimeError(f"{refusal} (ValidationFailed: deterministic, not retried)")
+    failed.__cause__ = refusal  # as fail_fast raises AirflowFailException from it
+    alert = failure_alert("toy", "run_failure", _context(exception=failed))
+    assert "green" not in alert.message and "green" not in str(alert.details)
+    assert "4 of 80 rows failed (5.0%)" in alert.message
 
 
 def test_a_mail_names_the_day_and_state_links_to_what_to_do_and_escapes_the_message() -> None:

@@ -1,0 +1,126 @@
+"""Publish-by deadlines: a `late` alert when the day a spec's schedule should have published is not published by
+the spec's `publish_by` (a time of day, UTC).
+
+**The rule** (`due_by`, pure). At each day's `publish_by` the day the schedule should have published by then
+(the day the latest scheduled run that fired by then scored: `ml_batch.run.partition.scheduled_days`) must
+be published. A day's deadline is the first `publish_by` at which it is that day: with the default schedule
+`0 6 * * *` and `publish_by: "08:00"`, day D (scored by the run that fires on D+1 at 06:00) is due on D+1 at
+08:00; with `publish_by: "05:00"` on D+2 at 05:00 (the first 05:00 after its run fired).
+
+**The check** (`check_late`) looks at the latest day whose deadline has passed and whether it is published
+(`ml_batch.run.predictions.published_run`: the day holds a run's predictions). It does not look at Airflow:
+a day whose run never started (the scheduler was down, the DAG paused, the run never created) is late all the
+same, which Airflow's Deadline Alerts cannot see (their deadlines belong to a DAG run that exists; see
+docs/daily-dag.md). `late` is a *condition* (`ml_batch.ops.alerts.CONDITION_KINDS`): a second check of the
+same late day updates the open alert and sends nothing; a later day still late moves the open alert to it;
+publishing the day (the daily DAG's publish task, or the next check finding it published) resolves it with
+one notice. It is about the latest due day: publishing an earlier day does not resolve it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+import sqlalchemy as sa
+
+from ml_batch.errors import ConfigError
+from ml_batch.ops import alerts
+from ml_batch.ops.alerts import Alert
+from ml_batch.run.partition import scheduled_days
+from ml_batch.run.predictions import published_run
+from ml_batch.spec import Spec, clock_time
+
+logger = logging.getLogger(__name__)
+
+KIND = "late"
+# How far back a day's first deadline is looked for: a schedule that fires at least once a year.
+_MAX_LOOKBACK_DAYS = 366
+
+LateState = Literal["late", "published", "none_due"]
+
+
+@dataclass(frozen=True)
+class DueDay:
+    """The latest day whose publish-by deadline has passed, and that deadline (UTC)."""
+
+    day: dt.date
+    deadline: dt.datetime
+
+
+@dataclass(frozen=True)
+class LateCheck:
+    """What a check found: `late` (an alert raised or kept open), `published` or `none_due`."""
+
+    model: str
+    state: LateState
+    due: DueDay | None
+    alert_id: int | None
+
+
+def due_by(spec: Spec, now: dt.datetime) -> DueDay | None:
+    """The latest day of `spec` whose deadline (module docstring) has passed at `now` (aware); None without
+    `publish_by`, or when no scheduled day is due yet (before the spec's `start_date`).
+
+    Raises:
+        ConfigError: the spec's `schedule` is not a cron expression, or `now` has no time zone.
+    """
+    if spec.publish_by is None:
+        return None
+    last = _last_publish_by(clock_time(spec.publish_by), now)
+    day = _due_day(spec, last)
+    if day is None:
+        return None
+    deadline = last
+    for _ in range(_MAX_LOOKBACK_DAYS):
+        earlier = deadline - dt.timedelta(days=1)
+        if _due_day(spec, earlier) != day:
+            break
+        deadline = earlier
+    return DueDay(day, deadline)
+
+
+def check_late(engine: sa.Engine, spec: Spec, now: dt.datetime, *, dag_id: str | None = None,
+               run_id: str | None = None) -> LateCheck:
+    """Raise (or keep open) the `late` alert of `spec` when its due day is not published at `now`; resolve
+    it when that day is published. See the module docstring."""
+    due = due_by(spec, now)
+    if due is None:
+        return LateCheck(spec.name, "none_due", None, None)
+    with engine.connect() as conn:
+        published = published_run(conn, spec.name, due.day) is not None
+    if published:
+        resolved = day_published(engine, spec.name, due.day, dag_id=dag_id, run_id=run_id)
+        return LateCheck(spec.name, "published", due, resolved)
+    alert_id = alerts.record(engine, Alert(
+        kind=KIND, severity="warning", model_name=spec.name, partition_date=due.day, dag_id=dag_id,
+        run_id=run_id,
+        message=f"{due.day} is not published: it was due by {due.deadline:%Y-%m-%d %H:%M} UTC "
+                f"(publish_by {spec.publish_by}, schedule {spec.schedule!r})",
+        details={"deadline": due.deadline.isoformat(), "publish_by": spec.publish_by, "schedule": spec.schedule,
+                 "checked_at": now.astimezone(dt.UTC).isoformat()},
+    ))
+    return LateCheck(spec.name, "late", due, alert_id)
+
+
+def day_published(engine: sa.Engine, model: str, day: dt.date, *, dag_id: str | None = None,
+                  run_id: str | None = None) -> int | None:
+    """Resolve the open `late` alert of `model` now that `day` is published (nothing when none is open, or it
+    is about a later day); the resolved alert's id."""
+    return alerts.resolve(engine, model=model, kind=KIND, day=day, run_id=run_id, dag_id=dag_id,
+                          message=f"{day} is published")
+
+
+def _last_publish_by(at: dt.time, now: dt.datetime) -> dt.datetime:
+    """The latest `publish_by` moment at or before `now`."""
+    if now.tzinfo is None:
+        raise ConfigError(f"now={now.isoformat()} has no time zone: expected an aware datetime")
+    moment = now.astimezone(dt.UTC)
+    last = dt.datetime.combine(moment.date(), at)
+    return last - dt.timedelta(days=1) if last > moment else last
+
+
+def _due_day(spec: Spec, moment: dt.datetime) -> dt.date | None:
+    return scheduled_days(spec.schedule, moment, spec.start_date).due_day
