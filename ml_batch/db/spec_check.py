@@ -53,11 +53,10 @@ from ml_batch.db.catalog import column_type, table_exists
 from ml_batch.db.disconnects import is_disconnect
 from ml_batch.db.sources import query_text, selectable
 from ml_batch.db.sqlfiles import render
-from ml_batch.db.tables import model_aliases, model_versions
+from ml_batch.db.tables import CHAMPION, model_aliases, model_versions
 from ml_batch.errors import SpecError, first_line
 from ml_batch.spec import LabelsSpec, SourceSpec, Spec
 
-CHAMPION = "champion"  # the alias `specs check --db` compares against (`ml_batch.model.registry.CHAMPION`)
 _DATE_TYPES = ("date", "timestamp", "timestamptz")
 # pg_type.typcategory: N numeric, B boolean, S string, E enum (see the PostgreSQL manual, "pg_type").
 _NUMERIC = ("N", "B")

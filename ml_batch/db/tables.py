@@ -28,6 +28,9 @@ RUN_TYPES = ("scheduled", "manual", "backfill", "asset_triggered", "cli", "test"
 RUN_STATUSES = ("running", "success", "failed", "dry_run")
 # Registry values (revisions 0001, 0003): how a version came to be, what it predicts, what the audit records.
 MODEL_SOURCES = ("trained", "registered")
+# The aliases the pipeline reads (`model_aliases.alias`): what the daily DAG scores and what is in shadow.
+CHAMPION = "champion"
+CHALLENGER = "challenger"
 MODEL_TASKS = ("binary", "regression")
 MODEL_EVENTS = ("registered", "promoted", "rollback", "alias_removed", "gate_decision", "verified", "verify_failed",
                 "approval_requested", "approved", "approval_rejected")

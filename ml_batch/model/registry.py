@@ -46,7 +46,8 @@ import sqlalchemy as sa
 
 from ml_batch.config import artifact_key
 from ml_batch.db import locks
-from ml_batch.db.tables import model_aliases, model_events, model_versions
+from ml_batch.db.tables import CHALLENGER as CHALLENGER  # the aliases live with the table; named here too
+from ml_batch.db.tables import CHAMPION, model_aliases, model_events, model_versions
 from ml_batch.errors import RegistryError
 from ml_batch.jsonvalues import json_safe
 from ml_batch.model import environment
@@ -61,8 +62,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-CHAMPION = "champion"
-CHALLENGER = "challenger"
 
 # The audit events that move an alias.
 _ALIAS_MOVES = ("promoted", "rollback", "alias_removed")
