@@ -33,6 +33,7 @@ from pydantic import (
 )
 
 from ml_batch.errors import SpecError
+from ml_batch.tasks import Metric, task_problem, with_task_default_metric
 
 _IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _MODEL_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
@@ -210,7 +211,7 @@ class LabelsSpec(_TableOrQuery):
 class ModelSpec(_Strict):
     """The estimator: a dotted scikit-learn class path and its parameters."""
 
-    task: Literal["binary", "regression"] = "binary"
+    task: Literal["binary", "regression", "multiclass"] = "binary"
     estimator: str
     params: dict[str, Any] = Field(default_factory=dict)
 
@@ -227,7 +228,7 @@ class TrainingSpec(_Strict):
 
     window_days: int = Field(default=90, ge=2, le=3650)
     holdout_days: int = Field(default=14, ge=1, le=365)
-    metric: Literal["roc_auc", "average_precision", "log_loss", "accuracy", "rmse", "mae", "r2"] = "roc_auc"
+    metric: Metric = "roc_auc"  # log_loss for multiclass (`ml_batch.tasks`)
     min_score: float | None = None
     min_improvement: float = Field(default=0.0, ge=0)
     schedule: str = "@weekly"
@@ -236,11 +237,12 @@ class TrainingSpec(_Strict):
     # the champion's on the same rows), and demoted once this many shadow days pass without that evidence.
     shadow_min_labelled_days: int = Field(default=3, ge=1, le=90)
     shadow_max_days: int = Field(default=90, ge=1, le=365)
-    # "required": a candidate that passed the gate waits for a person's approval (the retraining DAG's
-    # `approval` task, Airflow's Human-in-the-loop) before its alias moves; no answer within approval_timeout
-    # is a rejection (never an approval).
+    # "required": the champion moves only on a person's approval (the retraining DAG's `approval` task,
+    # Airflow's Human-in-the-loop): a candidate that passed the gate (shadow_days 0), or a challenger that earned
+    # its promotion in shadow; no answer within approval_timeout is a rejection (never an approval).
     approval: Literal["none", "required"] = "none"
     approval_timeout: Duration = "3d"
+    min_class_rows: int = Field(default=1, ge=1)  # a multiclass class with fewer training rows fails training
 
     @model_validator(mode="after")
     def _holdout_inside_window(self) -> TrainingSpec:
@@ -255,14 +257,6 @@ class TrainingSpec(_Strict):
             )
         if duration_seconds(self.approval_timeout) < 60:
             raise ValueError(f"training.approval_timeout {self.approval_timeout!r}: expected at least 1m")
-        if self.approval == "required" and self.shadow_days > 0:
-            # Only the gate's move asks; a challenger's promotion after its shadow days would not: refused rather
-            # than a champion nobody approved.
-            raise ValueError(
-                f"training.approval 'required' with training.shadow_days {self.shadow_days}: a challenger promoted "
-                "after its shadow days would become champion without an approval; set shadow_days to 0 (the "
-                "approval then decides the champion) or approval to 'none'"
-            )
         return self
 
 
@@ -461,6 +455,18 @@ class Spec(_Strict):
         clash = sorted(reserved.intersection(names))
         if clash:
             raise ValueError(f"features {clash} are the source's key or date column, not inputs")
+        return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _multiclass_metric(cls, data: Any) -> Any:
+        return with_task_default_metric(data)
+
+    @model_validator(mode="after")
+    def _training_fits_task(self) -> Spec:
+        problem = task_problem(self.model.task, self.training.metric, self.training.shadow_days)
+        if problem is not None:
+            raise ValueError(problem)
         return self
 
     @model_validator(mode="after")

@@ -80,10 +80,13 @@ champion back to the previous one instead.{approval}
 """
 
 APPROVAL_DOC = """
-With `training.approval: required` (this model) a candidate that passes waits for a person: **ask** opens the
-request (an `approval_requested` alert) and **approval** shows the evidence (both scores, holdout rows and
-days, shadow days) under Required Actions; Approve moves the alias (audited with the approver), Reject, or no
-answer within `training.approval_timeout` ({timeout}), records the rejection and moves nothing (**decide**)."""
+With `training.approval: required` (this model) the champion moves only when a person approves: a candidate
+that passes the gate without shadow days, or a challenger that earned its promotion in shadow (entering shadow
+does not ask). **ask** opens the request (an `approval_requested` alert) and **approval** shows the evidence
+(both scores on the same rows: holdout rows, or the labelled rows of the shadow days) under Required Actions;
+Approve moves the champion (audited with the approver); Reject, or no answer within
+`training.approval_timeout` ({timeout}), records the rejection and keeps the champion; a rejected challenger
+loses its alias (**decide**)."""
 
 DEADLINE_DOC = """
 ### Publish-by deadline: `{model}`

@@ -23,6 +23,7 @@ from ml_batch.cli.common import (
     specs_app,
     step,
 )
+from ml_batch.tasks import MULTICLASS_DEFAULT_METRIC
 
 if TYPE_CHECKING:
     from ml_batch.config import Settings
@@ -117,6 +118,9 @@ def train_cmd(
     out.print(f"registered {model} version {v.version}: {spec.training.metric} "
               f"{v.metrics.get(spec.training.metric)} on holdout {v.holdout_start}..{v.holdout_end} "
               f"({v.n_train} train / {v.n_holdout} holdout rows)")
+    if v.classes is not None:
+        out.print(f"classes: {classes_text(v.classes, v.class_counts)}", soft_wrap=True, highlight=False,
+                  markup=False)
     if outcome.decision is not None:
         verdict = "promoted to champion" if outcome.promoted else "not promoted"
         out.print(f"gate: {verdict}: {outcome.decision.reason}")
@@ -139,14 +143,30 @@ def models_list(
     table = Table("model", "version", "aliases", "metric", "holdout", "excluded", "scikit-learn", "source",
                   "created", "by")
     for v in versions:
-        metric = next(iter(k for k in ("roc_auc", "rmse") if k in v.metrics), None)
+        metric = (MULTICLASS_DEFAULT_METRIC if v.classes is not None
+                  else next(iter(k for k in ("roc_auc", "rmse") if k in v.metrics), None))
         score = f"{metric} {v.metrics[metric]:.4f}" if metric and v.metrics[metric] is not None else "-"
         table.add_row(v.model_name, str(v.version), ",".join(v.aliases) or "-", score,
                       f"{v.holdout_start}..{v.holdout_end}", excluded_text(v.n_excluded, v.exclusions),
                       (v.environment or {}).get("scikit-learn", "not recorded"), v.source,
                       f"{v.created_at:%Y-%m-%d %H:%M}", v.created_by)
     out.print(table if versions else "no registered versions")
+    for v in versions:
+        if v.classes is not None:
+            out.print(f"{v.model_name} version {v.version} classes: {classes_text(v.classes, v.class_counts)}",
+                      soft_wrap=True, highlight=False, markup=False)
 
+
+def classes_text(classes: list[str], counts: dict[str, dict[str, int]] | None) -> str:
+    """A multiclass version's classes in its order, each with its rows in each recorded part of its window:
+    `billing (train 812, holdout 270), other (...)` (a registered version records its holdout's only)."""
+    counts = counts or {}
+
+    def one(name: str) -> str:
+        parts = [f"{part} {counts[part][name]}" for part in ("train", "holdout") if name in (counts.get(part) or {})]
+        return f"{name} ({', '.join(parts)})" if parts else name
+
+    return ", ".join(one(name) for name in classes)
 
 
 @models_app.command("show")
@@ -166,6 +186,11 @@ def models_show(
         return
     table = Table("field", "value", show_header=False)
     for key, value in info.as_dict().items():
+        if key in ("classes", "class_counts") and info.classes is None:
+            continue  # binary and regression versions have none
+        if key == "classes":
+            table.add_row(key, classes_text(info.classes or [], info.class_counts))
+            continue
         table.add_row(key, json.dumps(value, default=str) if isinstance(value, dict | list) else str(value))
     out.print(table)
     events = Table("when", "event", "alias", "from", "to", "by", "why", title="audit trail (newest first)")
@@ -232,6 +257,9 @@ def models_register(
     out.print(f"registered {model} version {version.version} from {artifact}: "
               f"{spec.training.metric} {version.metrics.get(spec.training.metric)} on holdout "
               f"{version.holdout_start}..{version.holdout_end}")
+    if version.classes is not None:
+        out.print(f"classes: {classes_text(version.classes, version.class_counts)}", soft_wrap=True,
+                  highlight=False, markup=False)
 
 
 @models_app.command("verify")

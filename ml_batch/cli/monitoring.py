@@ -76,6 +76,11 @@ def drift_cmd(
         trust = ("reliable" if check.estimate_reliable
                  else "[red]not reliable[/]: " + escape("; ".join(check.estimate_reasons)))
         out.print(f"estimated without labels: {estimates} ({trust})")
+    if check.class_drift is not None:
+        mix = "[red]drifted[/]" if check.class_drift else "[green]no drift[/]"
+        unseen = (f"; [red]unseen classes[/]: {escape(', '.join(check.unseen_classes))}"
+                  if check.unseen_classes else "")
+        out.print(f"predicted classes (mix and each class's probability): {mix}{unseen}")
     for note in check.notes:
         out.print(f"not checked: {note}")
     said = {"stored": "the stored result of the day's check (--recheck to check it again)",
@@ -96,6 +101,10 @@ def performance_cmd(model: ModelOpt, as_json: JsonOpt = False) -> None:
     if as_json:
         print_json(rows)
         return
+    if spec.model.task == "multiclass":
+        out.print(_multiclass_table(rows, spec.training.metric) if rows else f"no realized metrics for {model} yet "
+                  f"(labels arrive {spec.labels.delay_days} days late)")
+        return
     metric = spec.training.metric
     table = Table("day", "version", "kind", metric, "log_loss", "calibration err.", "rows", "reliable")
     table.columns[-1].overflow = "fold"  # the reasons whole: wrapped at spaces, a long word folded, never cut
@@ -114,6 +123,31 @@ def performance_cmd(model: ModelOpt, as_json: JsonOpt = False) -> None:
                       fmt_num(metrics.get("calibration_error", {}).get("value")), str(n), reliable)
     out.print(table if rows else f"no realized metrics for {model} yet "
               f"(labels arrive {spec.labels.delay_days} days late)")
+
+
+def _multiclass_table(rows: list[dict[str, Any]], gate: str) -> Table:
+    """A multiclass model's metrics per day, version and kind: one column per multiclass metric
+    (`ml_batch.tasks.TASK_METRICS`), the gate metric first; the labelled rows of unseen classes (left out of
+    the metrics); an estimate's reliability (unavailable for multiclass, and why)."""
+    from ml_batch.monitoring.estimate import ESTIMATED_PREFIX
+    from ml_batch.tasks import TASK_METRICS
+
+    metrics = [gate, *(m for m in TASK_METRICS["multiclass"] if m != gate)]
+    table = Table("day", "version", "kind", *metrics, "rows", "unseen", "reliable")
+    table.columns[-1].overflow = "fold"
+    by_key: dict[tuple[Any, Any, Any], dict[str, Any]] = {}
+    for r in rows:
+        by_key.setdefault((r["partition_date"], r["model_version"], r["detail"].get("kind")), {})[
+            r["metric"].removeprefix(ESTIMATED_PREFIX)] = r
+    for (day, version, kind), found in by_key.items():
+        first = next(iter(found.values()))
+        detail = first.get("detail") or {}
+        unseen = detail.get("n_unseen")
+        reliable = "" if kind != "estimated" or "reliable" not in detail else (
+            "yes" if detail["reliable"] else "[red]no[/]: " + escape("; ".join(detail.get("unreliable_reasons") or [])))
+        table.add_row(str(day), str(version), str(kind), *(fmt_num((found.get(m) or {}).get("value")) for m in metrics),
+                      str(first["n"]), "-" if unseen is None else str(unseen), reliable)
+    return table
 
 
 @app.command("alerts")

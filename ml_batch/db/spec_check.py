@@ -60,6 +60,7 @@ from ml_batch.spec import LabelsSpec, SourceSpec, Spec
 _DATE_TYPES = ("date", "timestamp", "timestamptz")
 # pg_type.typcategory: N numeric, B boolean, S string, E enum (see the PostgreSQL manual, "pg_type").
 _NUMERIC = ("N", "B")
+_INTEGERS = ("int2", "int4", "int8")  # pg_type.typname: what a multiclass label may be besides text
 _CATEGORICAL = ("S", "N", "B", "E")
 _SHOWN_COLUMNS = 12
 # What PostgreSQL reads as a boolean (the manual, "Boolean Type"), for categories declared on a boolean column.
@@ -436,6 +437,22 @@ def _null_problems(conn: sa.Connection, spec: Spec, source: _Relation, where: st
 
 
 # -- the labels ---------------------------------------------------------------------------------------------
+def _label_type_problems(spec: Spec, labels: _Relation, label: _Column, where: str) -> list[SpecProblem]:
+    """A binary label is a number or boolean, a regression label a number, a multiclass label (a class name)
+    text or an integer: a float class would be a class per rounding."""
+    column = spec.labels.column
+    if spec.model.task == "multiclass":
+        if label.category == "S" or label.base in _INTEGERS:
+            return []
+        return [SpecProblem(where, "labels.column", column, f"is {label.type_name}: expected text or an integer "
+                            "(a multiclass label names a class)", _cast_fix(labels, column, "text"))]
+    wanted = "a number or boolean" if spec.model.task == "binary" else "a number"
+    if label.category in (_NUMERIC if spec.model.task == "binary" else ("N",)):
+        return []
+    return [SpecProblem(where, "labels.column", column, f"is {label.type_name}: expected {wanted}",
+                        _cast_fix(labels, column, "double precision"))]
+
+
 def _labels_problems(spec: Spec, labels: _Relation, source: _Relation, where: str) -> list[SpecProblem]:
     if labels.columns is None:
         assert labels.problem is not None
@@ -452,12 +469,10 @@ def _labels_problems(spec: Spec, labels: _Relation, source: _Relation, where: st
             f"is {key.type_name} but source key {spec.source.key!r} is {source_key.type_name}: they cannot be "
             "compared", _cast_fix(labels, part.key, source_key.type_name, "cast the source key in source.query")))
     label = columns.get(part.column)
-    wanted = "a number or boolean" if spec.model.task == "binary" else "a number"
     if label is None:
         problems.append(_absent(labels, "labels.column", part.column, where))
-    elif label.category not in (_NUMERIC if spec.model.task == "binary" else ("N",)):
-        problems.append(SpecProblem(where, "labels.column", part.column, f"is {label.type_name}: expected {wanted}",
-                                    _cast_fix(labels, part.column, "double precision")))
+    else:
+        problems += _label_type_problems(spec, labels, label, where)
     for field in ("date_column", "known_at_column"):
         column = getattr(part, field)
         problem = None if column is None else _date_problem(labels, f"labels.{field}", column, where)

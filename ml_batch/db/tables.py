@@ -26,20 +26,23 @@ SCHEMA_PLACEHOLDER = "ml_batch"
 # stands (`runs.status`, CHECK `runs_status_known`, revision 0002).
 RUN_TYPES = ("scheduled", "manual", "backfill", "asset_triggered", "cli", "test", "reconcile")
 RUN_STATUSES = ("running", "success", "failed", "dry_run")
+# The path that scored a run (`runs.scoring_path`, revision 0016): the version's compiled library or scikit-learn.
+SCORING_PATHS = ("sklearn", "compiled")
 # Registry values (revisions 0001, 0003): how a version came to be, what it predicts, what the audit records.
 MODEL_SOURCES = ("trained", "registered")
 # The aliases the pipeline reads (`model_aliases.alias`): what the daily DAG scores and what is in shadow.
 CHAMPION = "champion"
 CHALLENGER = "challenger"
-MODEL_TASKS = ("binary", "regression")
+MODEL_TASKS = ("binary", "regression", "multiclass")  # multiclass: revision 0015
 MODEL_EVENTS = ("registered", "promoted", "rollback", "alias_removed", "gate_decision", "verified", "verify_failed",
                 "approval_requested", "approved", "approval_rejected")
-# Alerts (revisions 0003, 0007, 0011, 0012, 0014), in the order the constraint lists them. An alert's state
+# Alerts (revisions 0003, 0007, 0011, 0012, 0014, 0015), in the order the constraint lists them. An alert's state
 # (revision 0012): a condition (`ml_batch.ops.alerts.CONDITION_KINDS`) is "open" until it clears, then
 # "resolved"; every other kind is an "event", delivered each time it happens.
 ALERT_SEVERITIES = ("info", "warning", "critical")
 ALERT_KINDS = ("run_failure", "dataset_drift", "performance_floor", "gate_reject", "gate_promote", "rollback",
-               "performance_estimate", "late_rows", "incomplete_day", "out_of_support", "late", "approval_requested")
+               "performance_estimate", "late_rows", "incomplete_day", "out_of_support", "late", "approval_requested",
+               "unseen_class")
 ALERT_STATES = ("open", "resolved", "event")
 # Stored reports (revision 0009).
 REPORT_KINDS = ("drift_report", "validation_result")
@@ -94,11 +97,21 @@ model_versions = sa.Table(
     # The PostgreSQL type of each source column it reads (key, event date, features) when it was trained or
     # registered, `{column: type}`; scoring names a column that changed type (0014).
     sa.Column("source_types", JSONB),
+    # A multiclass version's class names in the order of its probabilities, and its labelled rows per class
+    # (`{"train": {class: n}, "holdout": {class: n}}`); NULL for binary and regression versions (0015).
+    sa.Column("classes", JSONB),
+    sa.Column("class_counts", JSONB),
+    # The estimator compiled to a shared library, signed like the artifact (same key), and what compiling found,
+    # also when nothing was compiled (0016, `ml_batch.model.compiled`).
+    sa.Column("compiled_library", BYTEA),
+    sa.Column("compiled_hmac", sa.CHAR(64)),
+    sa.Column("compiled", JSONB),
     sa.CheckConstraint("version > 0", name="model_versions_version_positive"),
     sa.CheckConstraint("artifact_sha256 ~ '^[0-9a-f]{64}$'", name="model_versions_sha256_hex"),
     _one_of("source", MODEL_SOURCES, "model_versions_source_known"),
     _one_of("task", MODEL_TASKS, "model_versions_task_known"),
     sa.CheckConstraint("(artifact_hmac IS NULL) = (artifact_key_id IS NULL)", name="model_versions_signed_with_key"),
+    sa.CheckConstraint("(compiled_library IS NULL) = (compiled_hmac IS NULL)", name="model_versions_compiled_signed"),
 )
 
 model_aliases = sa.Table(
@@ -165,10 +178,14 @@ runs = sa.Table(
     sa.Column("source_updated_at", sa.DateTime(timezone=True)),
     # a step failed on its data: the last step to end drops the run's objects (0014, ml_batch.run.lifecycle)
     sa.Column("data_failed_at", sa.DateTime(timezone=True)),
+    # Which path scored the run: the version's compiled library or scikit-learn (0016, `SCORING_PATHS`).
+    sa.Column("scoring_path", sa.Text),
     _one_of("run_type", RUN_TYPES, "runs_run_type_known"),
     _one_of("status", RUN_STATUSES, "runs_status_known"),
     sa.CheckConstraint("rows_extracted IS NULL OR rows_extracted = rows_scored + rows_quarantined",
                        name="runs_rows_add_up"),
+    sa.CheckConstraint("scoring_path IS NULL OR scoring_path IN (" + ", ".join(f"'{p}'" for p in SCORING_PATHS) + ")",
+                       name="runs_scoring_path_known"),
     sa.Index("runs_model_day", "model_name", "partition_date"),
     # The cleanup looks for unfinished runs of one model; finished runs are the vast majority (migration 0006).
     sa.Index("runs_unfinished", "model_name",

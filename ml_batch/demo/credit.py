@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from ml_batch.demo.source import SCHEMA, DemoDays, check_int, replace_tables
+from ml_batch.demo.source import SCHEMA, DemoDays, check_int, draw, replace_tables
 
 logger = logging.getLogger(__name__)
 
@@ -257,7 +257,7 @@ def _features(rng: np.random.Generator, shifted: np.ndarray) -> dict[str, np.nda
     home_logits = np.column_stack(
         [1.0 - 0.04 * years, -1.2 + 0.035 * years, 0.2 + 0.02 * years, np.full(n, -1.8)]
     )
-    home_ownership = _draw(rng, HOME_OWNERSHIP, _softmax(home_logits))
+    home_ownership = draw(rng, HOME_OWNERSHIP, _softmax(home_logits))
 
     debt_ratio = np.exp(np.log(0.28) - 0.15 * np.log(income / 38_000) + rng.normal(0, 0.55, size=n))
     debt_ratio = np.clip(debt_ratio, 0, 10).round(3)
@@ -272,7 +272,7 @@ def _features(rng: np.random.Generator, shifted: np.ndarray) -> dict[str, np.nda
     late_payments_90d = np.clip(rng.negative_binomial(0.35, 0.6, size=n), 0, 50).astype(np.int64)
 
     purpose_p = np.where(shifted[:, None], np.array(_PURPOSE_P_SHIFT), np.array(_PURPOSE_P_REF))
-    purpose = _draw(rng, PURPOSES, purpose_p)
+    purpose = draw(rng, PURPOSES, purpose_p)
     log_loan = (
         np.log(9_000)
         + 0.45 * np.log(income / 38_000)
@@ -282,7 +282,7 @@ def _features(rng: np.random.Generator, shifted: np.ndarray) -> dict[str, np.nda
     loan_amount = np.clip(np.round(np.exp(log_loan) / 50) * 50, 100, 200_000)
 
     channel_p = np.where(shifted[:, None], np.array(_CHANNEL_P_SHIFT), np.array(_CHANNEL_P_REF))
-    channel = _draw(rng, (*CHANNELS, SHIFTED_CHANNEL), channel_p)
+    channel = draw(rng, (*CHANNELS, SHIFTED_CHANNEL), channel_p)
     return {
         "income": income,
         "age": age,
@@ -343,13 +343,6 @@ def _add_entry_errors(rng: np.random.Generator, features: dict[str, np.ndarray])
 def _softmax(logits: np.ndarray) -> np.ndarray:
     weights = np.exp(logits - logits.max(axis=1, keepdims=True))
     return weights / weights.sum(axis=1, keepdims=True)
-
-
-def _draw(rng: np.random.Generator, categories: tuple[str, ...], probabilities: np.ndarray) -> np.ndarray:
-    """One category per row of `probabilities` (n x k, rows summing to 1), as an object array."""
-    cumulative = probabilities.cumsum(axis=1)
-    index = (cumulative < rng.random(len(probabilities))[:, None]).sum(axis=1)
-    return np.asarray(categories, dtype=object)[np.minimum(index, len(categories) - 1)]
 
 
 def _lookup(values: np.ndarray, table: dict[str, float]) -> np.ndarray:

@@ -10,6 +10,7 @@ import datetime
 import io
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.sql.compiler import IdentifierPreparer
@@ -94,3 +95,10 @@ def _copy(cursor: Any, preparer: IdentifierPreparer, table: sa.Table, frame: pd.
         )
         buffer.seek(0)
         cursor.copy_expert(statement, buffer)
+
+
+def draw(rng: np.random.Generator, categories: tuple[str, ...], probabilities: np.ndarray) -> np.ndarray:
+    """One category per row of `probabilities` (n x k, rows summing to 1), as an object array."""
+    cumulative = probabilities.cumsum(axis=1)
+    index = (cumulative < rng.random(len(probabilities))[:, None]).sum(axis=1)
+    return np.asarray(categories, dtype=object)[np.minimum(index, len(categories) - 1)]

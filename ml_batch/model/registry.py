@@ -52,6 +52,7 @@ from ml_batch.errors import RegistryError
 from ml_batch.jsonvalues import json_safe
 from ml_batch.model import environment
 from ml_batch.model.environment import VerifiedEnvironment
+from ml_batch.model.history import champion_stack as champion_stack  # a pure replay, named here too
 from ml_batch.model.provenance import code_version
 from ml_batch.model.schema import check_feature_schema, check_pipeline_schema
 from ml_batch.model.signing import key_id, sign, verify_artifact
@@ -106,6 +107,9 @@ class ModelVersion:
     # The source column types it was trained or registered on (`ml_batch.db.spec_check.source_column_types`);
     # None for a version registered before migration 0014.
     source_types: dict[str, str] | None = None
+    # A multiclass version's class names in probability order, and its rows per class ({"train"|"holdout": ...}).
+    classes: list[str] | None = None
+    class_counts: dict[str, dict[str, int]] | None = None
     aliases: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -150,6 +154,8 @@ class NewVersion:
     holdout_sample: dict[str, Any] | None = None
     # Source column types at training or registration (`spec_check`), compared by every scoring plan.
     source_types: dict[str, str] | None = None
+    classes: list[str] | None = None  # multiclass only: `training.class_names` and the rows per class
+    class_counts: dict[str, dict[str, int]] | None = None
 
 
 def serialize(pipeline: Pipeline) -> bytes:
@@ -209,7 +215,8 @@ def _described(spec: Spec, new: NewVersion) -> dict[str, Any]:
         "n_train": new.n_train, "n_holdout": new.n_holdout, "metrics": json_safe(new.metrics),
         "code_version": code_version(), "spec_sha256": spec.sha256(), "source": new.source, "tags": new.tags,
         "reference_profile": new.profile, "n_excluded": new.n_excluded, "exclusions": new.exclusions,
-        "holdout_sample": new.holdout_sample, "source_types": new.source_types,
+        "holdout_sample": new.holdout_sample, "source_types": new.source_types, "classes": new.classes,
+        "class_counts": new.class_counts,
         # the stored bytes are joblib whatever the source; skops' version is recorded for registered files
         "environment": environment.current(skops=new.source == "registered"),
     }
@@ -420,20 +427,6 @@ def rollback(engine: sa.Engine, model_name: str, *, actor: str, reason: str) -> 
         _audit(conn, model_name, "rollback", CHAMPION, current, target, actor, reason, {})
     logger.info("%s: champion rolled back from %d to %d by %s (%s)", model_name, current, target, actor, reason)
     return AliasMove(model_name, CHAMPION, current, target, changed=True)
-
-
-def champion_stack(history: list[tuple[str, int | None]]) -> list[int]:
-    """Replay champion moves: `promoted` pushes its version, `rollback` pops the top (pure)."""
-    stack: list[int] = []
-    for event, version in history:
-        if event == "promoted" and version is not None:
-            stack.append(version)
-        elif event == "rollback":
-            if stack:
-                stack.pop()
-            if version is not None and (not stack or stack[-1] != version):
-                stack.append(version)
-    return stack
 
 
 def load(engine: sa.Engine, spec: Spec, version: int | str = CHAMPION, *,

@@ -68,7 +68,7 @@ def check_pipeline_schema(spec: Spec, pipeline: Any, what: str = "artifact") -> 
 
 def _check_columns(spec: Spec, pipeline: Any, what: str) -> None:
     """It scores the spec's task and was fitted on a DataFrame of exactly the spec's columns, in order."""
-    needed = "predict_proba" if spec.model.task == "binary" else "predict"
+    needed = "predict" if spec.model.task == "regression" else "predict_proba"
     if not hasattr(pipeline, needed):
         raise FeatureSchemaMismatch(
             f"model {spec.name!r}: {what} is a {type(pipeline).__name__}, not a fitted sklearn Pipeline with "
@@ -85,3 +85,20 @@ def _check_columns(spec: Spec, pipeline: Any, what: str) -> None:
             f"model {spec.name!r}: {what} was fitted on columns {list(names)}, but the spec's features are "
             f"{spec.feature_names} (names and order must match)"
         )
+    if spec.model.task == "multiclass":
+        _check_classes(spec, pipeline, what)
+
+
+def _check_classes(spec: Spec, pipeline: Any, what: str) -> None:
+    """A multiclass pipeline knows two classes or more (`classes_`), whose names as text are distinct (they
+    key its probabilities: `ml_batch.model.training.class_names`)."""
+    from ml_batch.model.training import class_names  # the one class-name rule (training imports sklearn)
+
+    names = class_names(pipeline) if getattr(pipeline, "classes_", None) is not None else None
+    if names is None or len(names) < 2:
+        raise FeatureSchemaMismatch(
+            f"model {spec.name!r}: {what} " + ("has no classes_" if names is None else f"has classes {names}")
+            + "; a multiclass model is expected to be a classifier of at least two classes")
+    if len(set(names)) != len(names):
+        raise FeatureSchemaMismatch(
+            f"model {spec.name!r}: {what} has classes {names}, which repeat as text; expected distinct class names")

@@ -12,6 +12,12 @@ The window's rows are validated as a scoring day's are, and the rows scoring wou
 the training days, the holdout and so the drift reference (`ml_batch.model.validity`); `load_training_set` is
 the one loader that does both, for training, the gate's retry and a registered artifact alike. A feature
 NULL in every training row fails training: a model cannot learn from it.
+
+A multiclass model's labels are class names, text (`labels_of`: an integer label 3 is the class "3", by the
+category rule of `ml_batch.categories`), and its scores are the probabilities of its classes in the order
+`class_names` gives (the pipeline's sorted `classes_`). Its training set needs at least two classes and
+`training.min_class_rows` rows of each; a holdout class the training days never saw is allowed, and is
+counted (`n_unseen`) instead of being evaluated.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sklearn.pipeline import Pipeline
 
+from ml_batch.categories import MISSING_CATEGORY, category_series
 from ml_batch.db.sources import day_bounds, selectable, timestamptz_literal, utc_day
 from ml_batch.errors import TrainingError
 from ml_batch.features import build_pipeline, feature_frame
@@ -168,8 +175,16 @@ def split(frame: pd.DataFrame, window: TrainingWindow) -> tuple[pd.DataFrame, pd
 
 
 def labels_of(frame: pd.DataFrame, spec: Spec) -> np.ndarray:
-    """The label column as the task needs it; a binary label must be 0/1 (or booleans)."""
+    """The label column as the task needs it: a binary label must be 0/1 (or booleans); a multiclass label is
+    a class name (object array of str, by `ml_batch.categories.category_text`) and never NULL."""
     values = frame[LABEL]
+    if spec.model.task == "multiclass":
+        names = category_series(values).to_numpy(dtype=object)
+        missing = int((names == MISSING_CATEGORY).sum())
+        if missing:
+            raise TrainingError(f"model {spec.name!r}: label column {spec.labels.column!r} is NULL in {missing} of "
+                                f"{len(names)} labelled rows; a multiclass label must name a class")
+        return names
     if spec.model.task == "binary":
         numeric = pd.to_numeric(values.astype("object").map(_bool_to_int), errors="coerce")
         bad = sorted({str(v) for v, n in zip(values, numeric, strict=True) if n not in (0, 1)})
@@ -186,18 +201,42 @@ def _bool_to_int(value: object) -> object:
     return int(value) if isinstance(value, bool | np.bool_) else value
 
 
+def class_names(pipeline: Pipeline) -> list[str]:
+    """A multiclass pipeline's class names, as text, in the order of its probabilities: the one home of the
+    class order (a registered pipeline fitted on integer labels 1, 2 gives "1", "2")."""
+    return [str(c) for c in pipeline.classes_]
+
+
 def predict_scores(pipeline: Pipeline, frame: pd.DataFrame, spec: Spec) -> np.ndarray:
-    """P(class 1) for binary tasks, the predicted value for regression (empty in, empty out).
+    """P(class 1) for binary tasks, the predicted value for regression (empty in, empty out); for multiclass
+    the (n, k) probabilities of the k classes in `class_names` order (empty in: shape (0, k)).
 
     The one place that turns a pipeline and a frame into scores: training, the gate, daily scoring and
     shadow scoring all call it.
     """
+    if spec.model.task == "multiclass":
+        if frame.empty:
+            return np.empty((0, len(pipeline.classes_)), dtype=np.float64)
+        return np.asarray(pipeline.predict_proba(feature_frame(frame, spec)), dtype=np.float64)
     if frame.empty:
         return np.empty(0, dtype=np.float64)
     features = feature_frame(frame, spec)
     if spec.model.task == "binary":
         return np.asarray(pipeline.predict_proba(features)[:, 1], dtype=np.float64)
     return np.asarray(pipeline.predict(features), dtype=np.float64)
+
+
+def metrics_of(spec: Spec, pipeline: Pipeline, frame: pd.DataFrame, scores: np.ndarray) -> dict[str, float]:
+    """`evaluate` of `pipeline`'s `scores` of `frame`'s rows against their labels (a multiclass pipeline's on
+    its own classes): how training, a registered artifact and the gate judge a model on a holdout."""
+    classes = class_names(pipeline) if spec.model.task == "multiclass" else None
+    return evaluate(spec.model.task, labels_of(frame, spec), scores, classes=classes)
+
+
+def class_counts(frame: pd.DataFrame, spec: Spec) -> dict[str, int]:
+    """Labelled rows per class name (multiclass), classes in sorted order."""
+    names, counts = np.unique(labels_of(frame, spec).astype(str), return_counts=True)
+    return {str(name): int(n) for name, n in zip(names, counts, strict=True)}
 
 
 @dataclass
@@ -215,6 +254,9 @@ class TrainResult:
     holdout_scores: np.ndarray
     n_excluded: int = 0
     exclusions: dict[str, Any] | None = None  # `Exclusions.as_dict()`: what `model_versions.exclusions` holds
+    # A multiclass version's `model_versions.classes` and `class_counts` (None for binary and regression).
+    classes: list[str] | None = None
+    class_counts: dict[str, dict[str, int]] | None = None
 
 
 def fit_and_evaluate(spec: Spec, data: TrainingSet) -> TrainResult:
@@ -227,14 +269,20 @@ def fit_and_evaluate(spec: Spec, data: TrainingSet) -> TrainResult:
     pipeline.fit(feature_frame(train, spec), labels_of(train, spec))
     fit_seconds = time.perf_counter() - started
     holdout_scores = predict_scores(pipeline, holdout, spec)
-    metrics = evaluate(spec.model.task, labels_of(holdout, spec), holdout_scores)
+    metrics = metrics_of(spec, pipeline, holdout, holdout_scores)
+    multiclass = spec.model.task == "multiclass"
+    classes = class_names(pipeline) if multiclass else None
+    counts = {"train": class_counts(train, spec), "holdout": class_counts(holdout, spec)} if multiclass else None
+    if counts is not None and metrics["n_unseen"]:
+        logger.warning("%s: %d holdout rows carry classes the training days never saw (%s): left out of the holdout "
+                       "metrics", spec.name, metrics["n_unseen"], sorted(set(counts["holdout"]) - set(classes or [])))
     logger.info(
         "fitted %s on %d rows in %.1fs; holdout %s = %.4f on %d rows",
         spec.name, len(train), fit_seconds, spec.training.metric, metrics.get(spec.training.metric, np.nan),
         len(holdout),
     )
     return TrainResult(pipeline, window, len(train), len(holdout), metrics, fit_seconds, train, holdout,
-                       holdout_scores, data.exclusions.total, data.exclusions.as_dict())
+                       holdout_scores, data.exclusions.total, data.exclusions.as_dict(), classes, counts)
 
 
 _IMPORTANCE_MAX_ROWS = 20_000
@@ -256,8 +304,10 @@ def permutation_importance(pipeline: Pipeline, holdout: pd.DataFrame, spec: Spec
     sign = 1.0 if HIGHER_IS_BETTER[metric] else -1.0
     rows = holdout if len(holdout) <= _IMPORTANCE_MAX_ROWS else holdout.sample(_IMPORTANCE_MAX_ROWS, random_state=seed)
 
+    classes = class_names(pipeline) if spec.model.task == "multiclass" else None
+
     def score(estimator: Pipeline, features: pd.DataFrame, y: np.ndarray) -> float:
-        return sign * evaluate(spec.model.task, y, predict_scores(estimator, features, spec))[metric]
+        return sign * evaluate(spec.model.task, y, predict_scores(estimator, features, spec), classes=classes)[metric]
 
     started = time.perf_counter()
     result = sklearn_permutation_importance(pipeline, feature_frame(rows, spec), labels_of(rows, spec), scoring=score,
@@ -293,6 +343,26 @@ def _check_usable(spec: Spec, part: pd.DataFrame, name: str, start: dt.date, end
                 f"model {spec.name!r}: {name} set {start}..{end} has only label {classes.tolist()}; "
                 "a binary model needs both classes"
             )
+    if spec.model.task == "multiclass":
+        _check_classes(spec, part, name, start, end)
+
+
+def _check_classes(spec: Spec, part: pd.DataFrame, name: str, start: dt.date, end: dt.date) -> None:
+    """A multiclass training set has two classes or more, each with `training.min_class_rows` rows; a holdout
+    may hold any classes (one the training days lack is counted as unseen, not evaluated)."""
+    if name != "training":
+        return
+    counts = class_counts(part, spec)
+    if len(counts) < 2:
+        raise TrainingError(f"model {spec.name!r}: training set {start}..{end} has only class {sorted(counts)}; a "
+                            "multiclass model needs at least two classes")
+    minimum = spec.training.min_class_rows
+    rare = {label: n for label, n in counts.items() if n < minimum}
+    if rare:
+        raise TrainingError(
+            f"model {spec.name!r}: training set {start}..{end} has fewer than training.min_class_rows ({minimum}) "
+            f"rows of class(es) {', '.join(f'{label!r} ({n} rows)' for label, n in sorted(rare.items()))}; wait for "
+            "more labels of them, or lower training.min_class_rows")
 
 
 def _check_features_have_values(spec: Spec, part: pd.DataFrame, start: dt.date, end: dt.date) -> None:

@@ -18,7 +18,8 @@ values scored (the tolerance is far below what a lossy round trip would cost):
   (jsonb has no negative zero: -0.0 reads back as 0.0, which the imputer and scaler treat alike);
 * categorical features as their JSON value (text, a number, a bool) and a missing one as null, which turns
   into the same category (`ml_batch.categories`) as the value scored;
-* scores as JSON numbers.
+* scores as JSON numbers: one per row, or for a multiclass version one list per row of its class
+  probabilities (in `training.class_names` order), so the re-scored (n, k) matrix is compared cell by cell.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ class HoldoutSample:
     """Holdout rows' feature values (column by column, in the spec's order) and their scores at training."""
 
     features: dict[str, list[Any]]
-    scores: list[float]
+    scores: list[Any]  # a float per row, or a multiclass row's list of class probabilities
 
     @classmethod
     def of(cls, spec: Spec, holdout: pd.DataFrame, scores: np.ndarray) -> HoldoutSample:
@@ -66,7 +67,10 @@ class HoldoutSample:
         positions = [i * n // k for i in range(k)]  # distinct, first row included, spread over the holdout
         rows = holdout.iloc[positions]
         features = {f.name: [_encode(value, f.type) for value in rows[f.name].tolist()] for f in spec.features}
-        return cls(features, [_encode(float(s), "numeric") for s in np.asarray(scores)[positions]])
+        picked = np.asarray(scores, dtype=np.float64)[positions]
+        if picked.ndim == 2:
+            return cls(features, [[_encode(float(p), "numeric") for p in row] for row in picked])
+        return cls(features, [_encode(float(s), "numeric") for s in picked])
 
     def as_dict(self) -> dict[str, Any]:
         """As `model_versions.holdout_sample` stores it (JSON-safe)."""
@@ -80,15 +84,18 @@ class HoldoutSample:
         return cls({name: list(values) for name, values in data["features"].items()}, list(data["scores"]))
 
     def frame(self, spec: Spec) -> pd.DataFrame:
-        """The sample's rows as the frame `training.predict_scores` takes (the spec's feature columns)."""
-        if list(self.features) != spec.feature_names:
+        """The sample's rows as the frame `training.predict_scores` takes (the spec's feature columns, in its
+        order: jsonb keeps an object's keys in an order of its own, shortest first)."""
+        if sorted(self.features) != sorted(spec.feature_names):
             raise FeatureSchemaMismatch(
                 f"model {spec.name!r}: the holdout sample has features {list(self.features)}, the spec "
                 f"{spec.feature_names}")
         return pd.DataFrame({f.name: _decoded(self.features[f.name], f.type) for f in spec.features})
 
     def recorded_scores(self) -> np.ndarray:
-        """The scores recorded at training, as float64."""
+        """The scores recorded at training, as float64: (n,), or (n, k) for a multiclass version."""
+        if self.scores and isinstance(self.scores[0], list):
+            return np.array([_decoded(row, "numeric") for row in self.scores], dtype=np.float64)
         return np.asarray(_decoded(self.scores, "numeric"), dtype=np.float64)
 
 

@@ -37,10 +37,18 @@ from pydantic import Field, model_validator
 from ml_batch.db.tables import drift_days, drift_results
 from ml_batch.jsonvalues import json_safe
 from ml_batch.model import registry
+from ml_batch.monitoring.classes import ClassScores, frame_class_scores, profile_classes
 from ml_batch.monitoring.drift import DriftResult, check_drift
 from ml_batch.monitoring.multivariate import MULTIVARIATE
 from ml_batch.monitoring.performance import Record, estimate_performance
-from ml_batch.monitoring.published import SCORE_COLUMN, VERSION_COLUMN, day_sample, published_rows
+from ml_batch.monitoring.published import (
+    CLASS_SCORES_COLUMN,
+    PREDICTED_COLUMN,
+    SCORE_COLUMN,
+    VERSION_COLUMN,
+    day_sample,
+    published_rows,
+)
 from ml_batch.monitoring.report import render_html, write_report
 from ml_batch.monitoring.rows import DriftRow
 from ml_batch.monitoring.support import OutOfSupport, out_of_support_text
@@ -55,6 +63,8 @@ DRIFT_MAX_ROWS = 50_000
 """Most rows of a day the drift check reads (a deterministic hash sample above that)."""
 
 _SKIPPED_KEYS = ("status", "reason", "dataset_drift", "sustained_drift")
+# Fields a summary stored before they existed lacks (read back with their defaults).
+_ADDED_LATER = frozenset({"class_drift", "unseen_classes"})
 
 
 class DayDrift(StepResult):
@@ -94,6 +104,9 @@ class DayDrift(StepResult):
             estimate); when False, `estimate_reasons` says why (`ml_batch.monitoring.reliability`).
         estimate_reasons: Why the estimates are unreliable (empty when reliable).
         notes: The statistics not computed because the version's profile predates them, and why.
+        class_drift: Whether a multiclass model's predicted-class mix or a class's probability drifted (None:
+            not a multiclass model).
+        unseen_classes: The classes predicted on the day that the version's holdout never predicted.
         report: The HTML report's file, when a report folder was given.
         seconds: Time the check took.
     """
@@ -123,6 +136,8 @@ class DayDrift(StepResult):
     estimate_reliable: bool | None = None
     estimate_reasons: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    class_drift: bool | None = None
+    unseen_classes: tuple[str, ...] = ()
     report: str | None = None
     seconds: float | None = None
 
@@ -135,7 +150,7 @@ class DayDrift(StepResult):
                 raise ValueError(f"a skipped drift check holds a reason and only {list(_SKIPPED_KEYS)}; "
                                  f"got reason {self.reason!r} and {extra}")
             return self
-        missing = sorted(set(type(self).model_fields) - given - {"reason"})
+        missing = sorted(set(type(self).model_fields) - given - {"reason"} - _ADDED_LATER)
         if missing or self.reason is not None:
             raise ValueError(f"a checked drift check must give every field but 'reason': missing {missing}, "
                              f"reason {self.reason!r}")
@@ -276,7 +291,8 @@ def window_verdict(engine: sa.Engine, spec: Spec, day: dt.date, profile: dict[st
     days_with_rows = 1
     if n_days > 1:
         pooled, days_with_rows = _pooled_window(engine, spec, first, n_days, frame)
-        result = check_drift(spec, profile, pooled, pooled[SCORE_COLUMN].to_numpy(dtype=np.float64))
+        result = check_drift(spec, profile, pooled, pooled[SCORE_COLUMN].to_numpy(dtype=np.float64),
+                             classes=day_classes(profile, pooled, int(frame[VERSION_COLUMN].max())))
     return WindowVerdict(days=n_days, first_day=first, days_with_rows=days_with_rows, rows=result.n_rows,
                          share=result.share, weighted_share=result.weighted_share, share_basis=result.share_basis,
                          dataset_drift=result.dataset_drift, drifted_features=tuple(result.drifted_features))
@@ -287,6 +303,18 @@ def sustained_status(spec: Spec, day: dt.date, earlier_drifted: Sequence[dt.date
     rule = spec.drift.alert_after
     drifted = sorted(earlier_drifted) + ([day] if drifted_today else [])
     return Sustained(days=rule.days, of=rule.of, drifted_days=tuple(drifted))
+
+
+def day_classes(profile: dict[str, Any], frame: pd.DataFrame, version: int) -> ClassScores | None:
+    """The published classes and class probabilities of the rows read that `version` (the profiled multiclass
+    version) scored: another version (earlier days of a pooled window) may predict other classes. None: the
+    profile is not a multiclass model's."""
+    names = profile_classes(profile)
+    if names is None:
+        return None
+    own = frame[frame[VERSION_COLUMN] == version]
+    return frame_class_scores(own, names, predicted=PREDICTED_COLUMN, scores=CLASS_SCORES_COLUMN,
+                              what=f"the published rows of version {version}")
 
 
 def drift_table(engine: sa.Engine, model: str, day: dt.date) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
@@ -331,7 +359,8 @@ def drift_day_record(model: str, day: dt.date, check: DayCheck, summary: DayDrif
 def _check(engine: sa.Engine, spec: Spec, day: dt.date, version: int, profile: dict[str, Any],
            frame: pd.DataFrame) -> DayCheck:
     """The day's check, its window verdict and the sustained status."""
-    result = check_drift(spec, profile, frame, frame[SCORE_COLUMN].to_numpy(dtype=np.float64))
+    result = check_drift(spec, profile, frame, frame[SCORE_COLUMN].to_numpy(dtype=np.float64),
+                         classes=day_classes(profile, frame, version))
     window = window_verdict(engine, spec, day, profile, frame, result)
     earlier = _earlier_drifted_days(engine, spec, day)
     return DayCheck(version, len(frame), result, window, sustained_status(spec, day, earlier, window.dataset_drift))
@@ -398,6 +427,7 @@ def _summary(spec: Spec, day: dt.date, check: DayCheck, *, published: int, estim
         estimate_reliable=bool(own[0]["detail"].get("reliable", True)) if own else None,
         estimate_reasons=tuple(own[0]["detail"].get("unreliable_reasons", ())) if own else (),
         notes=tuple(result.notes),
+        class_drift=result.class_drift, unseen_classes=tuple(result.unseen_classes),
         report=str(report_path) if report_path else None, seconds=round(seconds, 3),
     )
 

@@ -48,6 +48,7 @@ import pandas as pd
 
 from ml_batch.categories import category_counts
 from ml_batch.jsonvalues import json_safe
+from ml_batch.monitoring.classes import ClassScores, class_rows
 from ml_batch.monitoring.inputs import (
     PROFILE_VERSION,
     SCORE,
@@ -101,6 +102,10 @@ class DriftResult:
             the bound crossed (spec order; each is also among the drifted features).
         multivariate_drift: Whether the `__multivariate__` row drifted (False without that row).
         notes: Statistics not computed because the profile predates them, and why.
+        class_drift: Whether a multiclass model's predicted-class mix or a class's probability drifted
+            (`ml_batch.monitoring.classes`; None for binary and regression models). Like score drift, its own
+            verdict: it does not count towards the share.
+        unseen_classes: The classes predicted on the day that the reference never predicted (most rows first).
     """
 
     rows: list[DriftRow]
@@ -118,6 +123,8 @@ class DriftResult:
     out_of_support: tuple[OutOfSupport, ...] = ()
     multivariate_drift: bool = False
     notes: list[str] = field(default_factory=list)
+    class_drift: bool | None = None
+    unseen_classes: list[str] = field(default_factory=list)
 
     def feature_rows(self, feature: str) -> list[DriftRow]:
         """The rows of one feature (or of `__score__`), in the order they were computed."""
@@ -137,6 +144,7 @@ def check_drift(
     *,
     ks_max_values: int | None = KS_MAX_VALUES,
     seed: int = 0,
+    classes: ClassScores | None = None,
 ) -> DriftResult:
     """Check a batch of feature rows and its scores against a version's reference profile.
 
@@ -156,6 +164,8 @@ def check_drift(
         ks_max_values: Most current values per feature that KS compares (a seeded random subset of
             them when there are more); None compares all of them.
         seed: Seed of that subset: the same inputs always give the same result.
+        classes: A multiclass model's predictions of the rows (required with a profile that has "classes"):
+            the predicted-class mix and each class's probability get their rows (`ml_batch.monitoring.classes`).
 
     Returns:
         The rows of statistics and the verdicts.
@@ -185,12 +195,18 @@ def check_drift(
     score_rows = _score_rows(spec, profile, scores, KsSubset(
         ks_max_values, np.random.default_rng([seed, len(spec.features)])))
     rows.extend(score_rows)
+    predicted, unseen_classes = _class_rows(spec, profile, classes, KsSubset(
+        ks_max_values, np.random.default_rng([seed, len(spec.features), 2])))
+    rows.extend(predicted)
     multivariate, multivariate_missing = _multivariate_rows(spec, profile, frame)
     rows.extend(multivariate)
     notes = _profile_notes(spec, profile, wasserstein_missing="wasserstein" in missing,
                            multivariate_missing=multivariate_missing)
     result = _result(spec, profile, rows, drifted, score_rows, sources, n_rows=len(frame), no_values=no_values,
                      multivariate=multivariate, notes=notes)
+    if "classes" in profile:
+        result = replace(result, class_drift=feature_drifted(predicted),
+                         unseen_classes=unseen_classes)
     logger.info(
         "drift check of model %s: %d rows, %d of %d features drifted (share %.2f, dataset drift %s), "
         "score drift %s, in %.2fs",
@@ -259,6 +275,17 @@ def _multivariate_rows(spec: Spec, profile: Mapping[str, Any], frame: pd.DataFra
                for name in entry["features"]}
     z = standardised(columns, entry["features"], entry["means"], entry["scales"])
     return [multivariate_row(entry, z, limits)], False
+
+
+def _class_rows(spec: Spec, profile: Mapping[str, Any], classes: ClassScores | None,
+                ks_subset: KsSubset) -> tuple[list[DriftRow], list[str]]:
+    """A multiclass profile's class rows and the unseen classes; none for a binary or regression profile."""
+    if "classes" not in profile:
+        return [], []
+    if classes is None:
+        raise DriftInputError("the profile is a multiclass model's: its drift check needs the day's predicted "
+                              "classes and class probabilities (`classes`)")
+    return class_rows(spec, profile, classes, ks_subset)
 
 
 def _check_arguments(profile: Mapping[str, Any], ks_max_values: int | None) -> None:

@@ -38,6 +38,10 @@ ASSUMPTION = "no concept drift: P(label | score) is as on the training holdout t
 ESTIMATED_PREFIX = "estimated_"
 """Prefix of the metric names of estimates in the `performance` table (e.g. `estimated_roc_auc`)."""
 ESTIMATED_METRICS = ("roc_auc", "accuracy")
+MULTICLASS_UNAVAILABLE = ("no label-free estimate for multiclass models: nothing fitted on the holdout transports "
+                          "their class probabilities to a day without labels yet (a one-vs-rest calibration would), "
+                          "so their performance is known once the labels arrive")
+"""Why a multiclass model's label-free estimate is unavailable (stored and shown, never a silent NaN)."""
 
 
 def fit_estimators(spec: Spec, holdout: pd.DataFrame, scores: np.ndarray, labels: np.ndarray, *,
@@ -54,7 +58,11 @@ def fit_estimators(spec: Spec, holdout: pd.DataFrame, scores: np.ndarray, labels
         scores: The model's scores (binary) or predictions (regression) on the holdout.
         labels: The holdout's labels.
         days: Each holdout row's event day (None: no per-day rates are stored).
+
+    A multiclass model gets nothing (`MULTICLASS_UNAVAILABLE` says why).
     """
+    if spec.model.task == "multiclass":
+        return {}
     if spec.model.task == "binary":
         calibration = fit_score_calibration(scores, labels)
         if days is not None:

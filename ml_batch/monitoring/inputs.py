@@ -37,6 +37,21 @@ OTHER = "__other__"
 """Category that pools the rarest reference categories when a feature has more than `max_categories`."""
 NULL_BIN = "null"
 """Label of a numeric feature's null bin."""
+PREDICTED_CLASS = "__predicted_class__"
+"""Feature name of the rows that describe a multiclass model's predicted-class mix."""
+CLASS_PREFIX = f"{SCORE}:"
+"""Prefix of the feature names of the rows that describe one class's probability (`__score__:billing`)."""
+
+
+def class_feature(name: str) -> str:
+    """The feature name of the rows of one class's probability."""
+    return f"{CLASS_PREFIX}{name}"
+
+
+def is_class_feature(feature: str) -> bool:
+    """Whether a row's feature is the predicted-class mix or a class's probability (calibrated on the holdout
+    days, as the scores are)."""
+    return feature == PREDICTED_CLASS or feature.startswith(CLASS_PREFIX)
 
 
 class DriftInputError(MlBatchError, ValueError):

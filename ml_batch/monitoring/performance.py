@@ -4,11 +4,15 @@
   published for E (and the challenger's shadow predictions) are joined with them and their metrics
   recorded in `performance`, per version and kind ("published", "shadow"); a shadow comparison of E gets
   both sides' metric. A realized `training.metric` on the wrong side of `training.min_score` raises a
-  `performance_floor` alert.
+  `performance_floor` alert. A multiclass version's metrics come from the published `class_scores` in its
+  class order (`ModelVersion.classes`); labelled rows of a class it was not trained on are left out of them,
+  counted in the detail (`n_unseen`, `unseen_classes`) and raise an `unseen_class` alert (an event).
 - **Estimated**: day D's published scores go through each version's estimator fitted on its holdout into
   label-free estimates, stored as metrics `estimated_<metric>`: for binary models the score calibration map
   (`ml_batch.monitoring.estimate`: `estimated_roc_auc`, `estimated_accuracy`), for regression models the loss
-  model (`ml_batch.monitoring.loss_estimate`: `estimated_mae`, `estimated_rmse`). Each carries `reliable` and
+  model (`ml_batch.monitoring.loss_estimate`: `estimated_mae`, `estimated_rmse`); a multiclass model's is
+  unavailable (`estimate.MULTICLASS_UNAVAILABLE`), stored as `estimated_<training.metric>` without a value,
+  unreliable, with the reason, so the report and `ml-batch status` say why there is none. Each carries `reliable` and
   `unreliable_reasons` (`ml_batch.monitoring.reliability`: features out of support, scores outside the
   fitted range, an expected positive rate far from the holdout's). A *reliable* estimate on the wrong side
   of the floor raises a `performance_estimate` alert, long before the labels can. An unreliable one raises
@@ -43,10 +47,12 @@ from ml_batch.model import registry
 from ml_batch.model.labels import check_one_label_per_row, join_labels
 from ml_batch.model.metrics import evaluate, floor_name, floor_phrase, meets_floor
 from ml_batch.model.training import labels_of
+from ml_batch.monitoring.classes import class_probabilities
 from ml_batch.monitoring.estimate import (
     ASSUMPTION,
     ESTIMATED_METRICS,
     ESTIMATED_PREFIX,
+    MULTICLASS_UNAVAILABLE,
     calibrate,
     estimate_binary,
     fitted_range,
@@ -66,6 +72,8 @@ FLOOR_ALERT = "performance_floor"
 """Alert kind of a realized metric on the wrong side of the floor."""
 ESTIMATED_LOSSES = ("mae", "rmse")
 """The metrics a regression model's label-free estimate gives."""
+UNSEEN_CLASS_ALERT = "unseen_class"
+"""Alert kind of a labelled day that carries a class the version was not trained on."""
 
 Record = dict[str, Any]
 """A row of the `performance` table (model_name, model_version, partition_date, metric, value, n, detail)."""
@@ -89,7 +97,8 @@ def realized_performance(engine: sa.Engine, spec: Spec, as_of: dt.date, *, run_i
     if data is None:
         logger.info("%s: no labelled predictions for %s yet", spec.name, day)
         return []
-    records = realized_records(spec, day, data)
+    classes = _version_classes(engine, spec, data)
+    records = realized_records(spec, day, data, classes)
     with engine.begin() as conn:
         conn.execute(performance.delete().where(performance.c.model_name == spec.name,
                                                 performance.c.partition_date == day,
@@ -98,28 +107,55 @@ def realized_performance(engine: sa.Engine, spec: Spec, as_of: dt.date, *, run_i
         conn.execute(performance.insert(), records)
         _update_shadow_metrics(conn, spec, day, records)
     _alert_on_floor(engine, spec, day, records, run_id=run_id, dag_id=dag_id)
+    _alert_on_unseen_classes(engine, spec, day, records, run_id=run_id, dag_id=dag_id)
     return records
 
 
-def realized_records(spec: Spec, day: dt.date, data: pd.DataFrame) -> list[Record]:
-    """The `performance` records of labelled predictions (columns model_version, kind, score and the label),
-    per version and kind (pure)."""
+def realized_records(spec: Spec, day: dt.date, data: pd.DataFrame,
+                     classes: Mapping[int, Sequence[str]] | None = None) -> list[Record]:
+    """The `performance` records of labelled predictions (columns model_version, kind, score and the label;
+    a multiclass model's also `class_scores`), per version and kind (pure).
+
+    A multiclass version's metrics are computed from its class probabilities (`classes`: each version's class
+    names, `ModelVersion.classes`). Labelled rows of a class it was not trained on are left out of them and
+    reported in the detail (`n_unseen`, `unseen_classes`: {class: rows}); `n` is the rows evaluated.
+    """
     records: list[Record] = []
     for (version, kind), group in data.groupby(["model_version", "kind"]):
         y = labels_of(group, spec)
+        detail: dict[str, Any] = {"kind": kind}
+        n = len(group)
+        if spec.model.task == "multiclass":
+            names = list((classes or {}).get(int(version)) or [])
+            if not names:
+                raise ValueError(f"version {version} of model {spec.name!r} has no class names: cannot compute its "
+                                 "realized multiclass metrics (expected `model_versions.classes`)")
+            probabilities = class_probabilities(group["class_scores"], names, f"realized performance of {day}")
+            metrics = evaluate("multiclass", y, probabilities, classes=names)
+            n = int(metrics["n"])
+            unseen = pd.Series([label for label in y if label not in set(names)], dtype=object).value_counts()
+            detail.update({"labelled": len(group), "n_unseen": int(metrics["n_unseen"]),
+                           "unseen_classes": {str(name): int(count) for name, count in unseen.items()}})
+            records += _metric_records(spec, day, int(version), metrics, n, detail, skip=("n", "n_unseen"))
+            continue
         scores = group["score"].to_numpy(dtype=np.float64)
         metrics = evaluate(spec.model.task, y, scores)
-        detail: dict[str, Any] = {"kind": kind}
         if spec.model.task == "binary":
             detail["calibration"] = calibration_by_decile(y, scores)
             metrics["calibration_error"] = float(np.average(
                 [abs(b["mean_score"] - b["positive_rate"]) for b in detail["calibration"]],
                 weights=[b["n"] for b in detail["calibration"]]))
-        stored = json_safe(detail)
-        records += [{"model_name": spec.name, "model_version": int(version), "partition_date": day,
-                     "metric": metric, "value": json_safe(value), "n": len(group), "detail": stored}
-                    for metric, value in metrics.items() if metric != "n"]
+        records += _metric_records(spec, day, int(version), metrics, n, detail, skip=("n",))
     return records
+
+
+def _metric_records(spec: Spec, day: dt.date, version: int, metrics: Mapping[str, float], n: int,
+                    detail: Mapping[str, Any], *, skip: Sequence[str]) -> list[Record]:
+    """One `performance` record per metric of a version and kind (the counts in `skip` are no metrics)."""
+    stored = json_safe(dict(detail))
+    return [{"model_name": spec.name, "model_version": version, "partition_date": day, "metric": metric,
+             "value": json_safe(value), "n": n, "detail": stored} for metric, value in metrics.items()
+            if metric not in skip]
 
 
 def estimate_performance(engine: sa.Engine, spec: Spec, day: dt.date, *, run_id: str | None = None,
@@ -178,8 +214,16 @@ def estimate_records(spec: Spec, day: dt.date, version: int, scores: np.ndarray,
         out_of_support: The features out of support on the day.
 
     Returns:
-        One record per estimated metric, or none when the profile holds no estimator for the task.
+        One record per estimated metric, or none when the profile holds no estimator for the task; for a
+        multiclass model one record of `training.metric` without a value, unreliable, whose detail says why
+        the estimate is unavailable (`MULTICLASS_UNAVAILABLE`).
     """
+    if spec.model.task == "multiclass":
+        unavailable = {"kind": "estimated", "available": False, "assumption": None, "notes": [MULTICLASS_UNAVAILABLE],
+                       "run_id": run_id, "reliable": False, "unreliable_reasons": [MULTICLASS_UNAVAILABLE]}
+        return [{"model_name": spec.name, "model_version": version, "partition_date": day,
+                 "metric": f"{ESTIMATED_PREFIX}{spec.training.metric}", "value": None, "n": int(np.size(scores)),
+                 "detail": json_safe(unavailable)}]
     if spec.model.task == "binary":
         calibration = profile.get("score_calibration")
         if calibration is None:
@@ -246,16 +290,20 @@ def _labelled_predictions(engine: sa.Engine, spec: Spec, day: dt.date, as_of: dt
         LabelJoinError: If the labels do not join the predictions one to one.
     """
     preds = predictions_table(spec)
+    multiclass = spec.model.task == "multiclass"
     published = sa.select(preds.c[spec.source.key].label("k"), preds.c.partition_date.label("day"), preds.c.score,
-                          preds.c.model_version, sa.literal("published").label("kind")).where(
+                          preds.c.model_version, sa.literal("published").label("kind"),
+                          *([preds.c.class_scores] if multiclass else [])).where(
         preds.c.partition_date == day)
     shadow = sa.select(shadow_predictions.c.entity_key.label("k"), shadow_predictions.c.partition_date.label("day"),
                        shadow_predictions.c.score, shadow_predictions.c.model_version,
                        sa.literal("shadow").label("kind")).where(
         shadow_predictions.c.model_name == spec.name, shadow_predictions.c.partition_date == day)
     frames = []
+    # A multiclass model has no shadow predictions (refused at spec load: shadow rows hold one score per key).
+    kinds = [(published.subquery("scored"), False)] + ([] if multiclass else [(shadow.subquery("scored"), True)])
     with engine.connect() as conn:
-        for scored, text_keys in ((published.subquery("scored"), False), (shadow.subquery("scored"), True)):
+        for scored, text_keys in kinds:
             what = f"realized performance of {day} ({'shadow' if text_keys else 'published'} predictions)"
             check_one_label_per_row(conn, spec, scored, key="k", day="day", as_of=as_of, what=what,
                                     text_keys=text_keys)
@@ -263,6 +311,35 @@ def _labelled_predictions(engine: sa.Engine, spec: Spec, day: dt.date, as_of: dt
                                                   text_keys=text_keys), conn))
     frames = [f for f in frames if not f.empty]
     return pd.concat(frames, ignore_index=True) if frames else None
+
+
+def _version_classes(engine: sa.Engine, spec: Spec, data: pd.DataFrame) -> dict[int, list[str]]:
+    """Each multiclass version's class names (`ModelVersion.classes`); empty for binary and regression models."""
+    if spec.model.task != "multiclass":
+        return {}
+    return {int(v): list(registry.get_version(engine, spec.name, int(v)).classes or [])
+            for v in sorted(data["model_version"].unique())}
+
+
+def _alert_on_unseen_classes(engine: sa.Engine, spec: Spec, day: dt.date, records: list[Record], *,
+                             run_id: str | None, dag_id: str | None) -> None:
+    """An `unseen_class` alert per version whose labelled rows of the day carry classes it was not trained on
+    (left out of its realized metrics, never mapped to another class)."""
+    seen: set[int] = set()
+    for r in records:
+        version, unseen = r["model_version"], r["detail"].get("unseen_classes") or {}
+        if not unseen or version in seen:
+            continue
+        seen.add(version)
+        names = ", ".join(f"{name!r} ({count} rows)" for name, count in unseen.items())
+        alerts.record(engine, Alert(
+            kind=UNSEEN_CLASS_ALERT, severity="warning", model_name=spec.name, partition_date=day,
+            subject=f"version {version}", dag_id=dag_id, run_id=run_id,
+            details={"model_version": version, "n_unseen": r["detail"]["n_unseen"], "unseen_classes": unseen,
+                     "labelled": r["detail"]["labelled"]},
+            message=(f"{r['detail']['n_unseen']} of the {r['detail']['labelled']} labelled rows of {day} carry classes "
+                     f"version {version} was not trained on: {names}; they are left out of its realized metrics "
+                     "(retrain to learn them)")))
 
 
 def _record_estimation_error(conn: sa.Connection, spec: Spec, day: dt.date, records: list[Record]) -> None:

@@ -14,6 +14,10 @@ jsonb rejects `Infinity`).
 values (or its categories) over the training window, the training rows and the holdout rows together
 (`support_frame`), so that no day of the window is out of support.
 
+**Multiclass.** A multiclass model's profile also holds "classes" (`ml_batch.monitoring.classes`): its class
+names, the holdout's predicted-class mix and each class's probability profile, calibrated per holdout day as
+the scores are; its "score" is the probability of each holdout row's predicted class (the published score).
+
 **Multivariate.** "multivariate" holds the standardisation and principal components of the numeric
 features (`ml_batch.monitoring.multivariate`), at most p x p numbers.
 
@@ -45,13 +49,16 @@ import pandas as pd
 from ml_batch.categories import category_counts
 from ml_batch.jsonvalues import json_safe
 from ml_batch.monitoring import multivariate
+from ml_batch.monitoring.classes import ClassScores
 from ml_batch.monitoring.estimate import fit_estimators
 from ml_batch.monitoring.inputs import (
     MISSING,
     OTHER,
+    PREDICTED_CLASS,
     PROFILE_VERSION,
     SCORE,
     DriftInputError,
+    class_feature,
     column,
     numeric_values,
     score_values,
@@ -79,13 +86,14 @@ def reference_profile(spec: Spec, pipeline: Pipeline, reference: pd.DataFrame, h
     the score calibration behind label-free performance estimates (`ml_batch.monitoring.estimate`)."""
     # Imported here: building a profile from a frame (`build_profile`) needs neither scikit-learn nor training.
     from ml_batch.features import feature_frame
-    from ml_batch.model.training import EVENT_DAY, labels_of, permutation_importance
+    from ml_batch.model.training import EVENT_DAY, class_names, labels_of, permutation_importance
 
     holdout_features = feature_frame(holdout, spec)
     profile = build_profile(spec, feature_frame(reference, spec), holdout_scores,
                             days=reference[EVENT_DAY].to_numpy(), score_days=holdout[EVENT_DAY].to_numpy(),
                             importance=permutation_importance(pipeline, holdout, spec),
-                            support_frame=holdout_features)
+                            support_frame=holdout_features,
+                            classes=class_names(pipeline) if spec.model.task == "multiclass" else None)
     profile.update(fit_estimators(spec, holdout_features, holdout_scores, labels_of(holdout, spec),
                                   days=holdout[EVENT_DAY].to_numpy()))
     return profile
@@ -125,6 +133,7 @@ def build_profile(
     ks_max_values: int | None = KS_MAX_VALUES,
     importance: Mapping[str, float] | None = None,
     support_frame: pd.DataFrame | None = None,
+    classes: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Profile a model version's training data, to check later batches against.
 
@@ -149,13 +158,19 @@ def build_profile(
             values count as 0), stored for the importance-weighted drift share.
         support_frame: More rows of the training window (the holdout) whose values count as seen: each
             feature's support is the `drift.support_quantiles` band (or the categories) of `frame` and these.
+        classes: A multiclass model's class names (`ml_batch.model.training.class_names`): `scores` are then
+            its (n, k) probabilities in that order, "score" profiles the probability of each row's predicted
+            class (what the predictions table's `score` holds) and "classes" the predicted-class mix and each
+            class's probability (`ml_batch.monitoring.classes`), calibrated on `score_days`.
 
     Returns:
         A JSON-serialisable dict (no NaN, no infinity) with "profile_version", "bins", "n_rows",
         "features" (one entry per feature, keyed by name, each with its "support"), "score",
         "multivariate" (None with fewer than two non-constant numeric features) and, with `days`,
         "calibration": {"days": [ISO day, ...], "values": {feature: {test: [value per day]}}, "score_days":
-        [...]}, and with `importance`, "importance": {feature: value >= 0}.
+        [...]}, and with `importance`, "importance": {feature: value >= 0}. With `classes`, "classes":
+        {"names": [...], "predicted": the mix as a categorical entry, "scores": {class: numeric entry}} and
+        the calibration's "classes": {row feature: {test: [value per score day]}}.
 
     Raises:
         DriftInputError: If the frame or scores are empty, a column is missing or of the wrong type, or a
@@ -173,6 +188,10 @@ def build_profile(
     multivariate_entry, multivariate_days = _multivariate(spec, frame, features, row_days)
     if multivariate_days is not None:
         by_feature[multivariate.MULTIVARIATE] = {multivariate.TEST: multivariate_days}
+    predictions = None if classes is None else ClassScores.from_probabilities(classes, scores)
+    if predictions is not None:
+        # The published score of a multiclass row is the probability of its predicted class.
+        scores = predictions.probabilities.max(axis=1) if len(predictions.predicted) else scores.ravel()
     scored = score_values(scores, "reference scores")
     score_rng = np.random.default_rng([seed, len(spec.features)])
     score_entry, score_positions = _numeric_profile(scored, SCORE, spec.drift.bins, sample_size, score_rng)
@@ -186,10 +205,17 @@ def build_profile(
     }
     if importance is not None:
         profile["importance"] = _importance(spec, importance)
+    class_positions: dict[str, np.ndarray] = {}
+    if predictions is not None:
+        profile["classes"], class_positions = _class_profile(spec, predictions, sampling)
     if row_days is not None:
         score_subset = KsSubset(ks_max_values, np.random.default_rng([seed, len(spec.features), 1]))
+        holdout_days = _days(score_days, scored.size, "score_days")
         profile["calibration"] = _calibration(by_feature, row_days, score_entry, scored, score_positions,
-                                              _days(score_days, scored.size, "score_days"), score_subset)
+                                              holdout_days, score_subset)
+        if predictions is not None and holdout_days is not None:
+            profile["calibration"]["classes"] = _class_calibration(spec, profile["classes"], predictions,
+                                                                   class_positions, holdout_days, sampling)
         profile = json_safe(profile)
     logger.info(
         "profiled %d rows x %d features for model %s in %.2fs",
@@ -398,3 +424,38 @@ def _categorical_calibration(
         by_day["psi"].append(rows[0].value)
         by_day["js"].append(rows[1].value)
     return by_day
+
+
+def _class_profile(spec: Spec, predictions: ClassScores, sampling: _Sampling
+                   ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """A multiclass model's "classes" entry (the predicted-class mix and each class's probability profile),
+    and the positions of each class's sampled values (for calibration)."""
+    if len(predictions.predicted) == 0:
+        raise DriftInputError("reference scores are empty: cannot profile the predicted classes")
+    entry: dict[str, Any] = {"names": list(predictions.classes),
+                             "predicted": _categorical_profile(pd.Series(predictions.predicted, dtype=object),
+                                                               sampling.max_categories),
+                             "scores": {}}
+    positions: dict[str, np.ndarray] = {}
+    for index, name in enumerate(predictions.classes):
+        rng = np.random.default_rng([sampling.seed, len(spec.features), 2, index])
+        values = np.where(np.isfinite(predictions.probabilities[:, index]), predictions.probabilities[:, index],
+                          np.nan)
+        entry["scores"][name], positions[name] = _numeric_profile(values, class_feature(name), spec.drift.bins,
+                                                                  sampling.sample_size, rng)
+    return entry, positions
+
+
+def _class_calibration(spec: Spec, entry: Mapping[str, Any], predictions: ClassScores,
+                       positions: Mapping[str, np.ndarray], days: _Days, sampling: _Sampling) -> dict[str, ByDay]:
+    """The predicted-class mix's PSI and JS and each class probability's PSI, KS and Wasserstein of each holdout
+    day against the rest of the holdout, in day order."""
+    by_feature = {PREDICTED_CLASS: _categorical_calibration(
+        PREDICTED_CLASS, entry["predicted"], pd.Series(predictions.predicted, dtype=object), days, spec)}
+    for index, name in enumerate(predictions.classes):
+        subset = KsSubset(sampling.ks_max_values, np.random.default_rng([sampling.seed, len(spec.features), 3, index]))
+        values = np.where(np.isfinite(predictions.probabilities[:, index]), predictions.probabilities[:, index],
+                          np.nan)
+        by_feature[class_feature(name)] = _numeric_calibration(entry["scores"][name], values, positions[name], days,
+                                                               subset)
+    return by_feature

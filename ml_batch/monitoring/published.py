@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -24,12 +25,19 @@ SCORE_COLUMN = "_score"
 """Column of `scored_day_sql` that holds the published score."""
 VERSION_COLUMN = "_model_version"
 """Column of `scored_day_sql` that holds the version the row was scored with."""
+PREDICTED_COLUMN = "_predicted_label"
+"""Column of `scored_day_sql` that holds a multiclass row's published class."""
+CLASS_SCORES_COLUMN = "_class_scores"
+"""Column of `scored_day_sql` that holds a multiclass row's published class probabilities (JSON text)."""
 
 
 def predictions_table(spec: Spec) -> sa.TableClause:
-    """The spec's predictions table, with the columns monitoring reads."""
+    """The spec's predictions table, with the columns monitoring reads (a multiclass model's also
+    `predicted_label` and `class_scores`)."""
+    multiclass: list[sa.ColumnClause[Any]] = (
+        [sa.column("predicted_label"), sa.column("class_scores")] if spec.model.task == "multiclass" else [])
     return sa.table(spec.predictions.table_name, sa.column(spec.source.key), sa.column("partition_date"),
-                    sa.column("score"), sa.column("model_version"), schema=spec.predictions.schema_name)
+                    sa.column("score"), sa.column("model_version"), *multiclass, schema=spec.predictions.schema_name)
 
 
 def published_rows(engine: sa.Engine, spec: Spec, day: dt.date) -> int:
@@ -42,12 +50,16 @@ def published_rows(engine: sa.Engine, spec: Spec, day: dt.date) -> int:
 
 
 def scored_day_sql(spec: Spec, day: dt.date, shard: int = 0, shards: int = 1) -> str:
-    """Features of the day's *scored* rows with their published score and version, as plain SQL."""
+    """Features of the day's *scored* rows with their published score and version (a multiclass model's also
+    with its class and class probabilities, as JSON text), as plain SQL."""
     src = select_day(spec, day, shard, shards).subquery("day")
     preds = predictions_table(spec).alias("p")
+    multiclass = [preds.c.predicted_label.label(PREDICTED_COLUMN),
+                  sa.cast(preds.c.class_scores, sa.Text).label(CLASS_SCORES_COLUMN)
+                  ] if spec.model.task == "multiclass" else []
     stmt = sa.select(
         *[src.c[name] for name in (spec.source.key, *spec.feature_names)],
-        preds.c.score.label(SCORE_COLUMN), preds.c.model_version.label(VERSION_COLUMN),
+        preds.c.score.label(SCORE_COLUMN), preds.c.model_version.label(VERSION_COLUMN), *multiclass,
     ).select_from(src.join(preds, sa.and_(
         preds.c[spec.source.key] == src.c[spec.source.key],
         preds.c.partition_date == sa.literal_column(f"DATE '{day.isoformat()}'"),

@@ -23,7 +23,7 @@ from typing import Any
 
 from ml_batch.files import write_atomic
 from ml_batch.monitoring.drift import DriftResult
-from ml_batch.monitoring.inputs import MISSING, OTHER, SCORE, UNSEEN
+from ml_batch.monitoring.inputs import CLASS_PREFIX, MISSING, OTHER, PREDICTED_CLASS, SCORE, UNSEEN, is_class_feature
 from ml_batch.monitoring.rows import REPORTED_ONLY, DriftRow, feature_drifted, vanished
 from ml_batch.monitoring.support import out_of_support_text
 
@@ -84,10 +84,13 @@ def render_html(
     Returns:
         The HTML page.
     """
-    features = [name for name in dict.fromkeys(row.feature for row in result.rows) if name != SCORE]
+    named = list(dict.fromkeys(row.feature for row in result.rows))
+    features = [name for name in named if name != SCORE and not is_class_feature(name)]
+    predictions = [name for name in named if is_class_feature(name)]
     types = {name: str(profile.get("features", {}).get(name, {}).get("type", "")) for name in features}
     types[SCORE] = "score"
-    anchors = {name: f"f{index}" for index, name in enumerate([*features, SCORE])}
+    types.update({name: "categorical" if name == PREDICTED_CLASS else "class probability" for name in predictions})
+    anchors = {name: f"f{index}" for index, name in enumerate([*features, SCORE, *predictions])}
     title = f"Drift report: {model} v{version}, {day:%Y-%m-%d}"
     parts = [
         "<!DOCTYPE html>",
@@ -104,6 +107,7 @@ def render_html(
         _table(result, types, anchors),
         "<section><h2>Score distribution</h2>",
         _feature_section(SCORE, "score", result.feature_rows(SCORE), anchors[SCORE]),
+        *(_feature_section(name, types[name], result.feature_rows(name), anchors[name]) for name in predictions),
         "</section><section><h2>Features</h2>",
         *(_feature_section(name, types[name], result.feature_rows(name), anchors[name]) for name in features),
         "</section></body></html>",
@@ -165,6 +169,13 @@ def _verdicts(result: DriftResult) -> str:
         score = '<div class="verdict drift">Score drift: YES. The prediction distribution changed.</div>'
     else:
         score = '<div class="verdict ok">No score drift.</div>'
+    if result.class_drift is not None:
+        what = "Class drift: YES. The predicted-class mix or a class's probabilities changed." if result.class_drift \
+            else "No class drift."
+        score += f'<div class="verdict {"drift" if result.class_drift else "ok"}">{_e(what)}</div>'
+    if result.unseen_classes:
+        score += (f'<p class="meta">Predicted on the day but never on the reference holdout: '
+                  f'{_e(", ".join(result.unseen_classes))}.</p>')
     return dataset + score
 
 
@@ -180,6 +191,9 @@ def _no_values_note(name: str, rows: Sequence[DriftRow]) -> str:
 def _estimates(estimates: Sequence[Mapping[str, Any]]) -> str:
     if not estimates:
         return ""
+    if all(r.get("detail", {}).get("available") is False for r in estimates):
+        why = "; ".join(dict.fromkeys(str(note) for r in estimates for note in r.get("detail", {}).get("notes") or []))
+        return f'<p class="facts">Estimated performance without labels: unavailable ({_e(why)}).</p>'
     cells = ", ".join(
         f"{str(r['metric']).removeprefix('estimated_')} {_number(r.get('value'), '.4f')} (v{int(r['model_version'])})"
         for r in estimates)
@@ -244,7 +258,8 @@ def _table(result: DriftResult, types: Mapping[str, str], anchors: Mapping[str, 
 def _feature_section(name: str, kind: str, rows: Sequence[DriftRow], anchor: str) -> str:
     drifted = feature_drifted(rows)
     badge = '<span class="badge drift">drifted</span>' if drifted else '<span class="badge ok">stable</span>'
-    heading = "Score (prediction)" if name == SCORE else name
+    heading = {SCORE: "Score (prediction)", PREDICTED_CLASS: "Predicted class"}.get(
+        name, f"P({name.removeprefix(CLASS_PREFIX)})" if is_class_feature(name) else name)
     parts = [f'<article id="{anchor}"><h3>{_e(heading)} {badge}</h3>']
     psi_row = next((row for row in rows if row.test == "psi"), None)
     if psi_row is None:

@@ -73,8 +73,13 @@ def shadow_score(engine: sa.Engine, spec: Spec, day: dt.date, *, run_id: str) ->
 
     Returns:
         The comparison stored in `shadow_comparisons` (its day as ISO text), or None when there is no
-        challenger or nothing was published for the day.
+        challenger, nothing was published for the day, or the model is multiclass (shadow rows hold one score
+        per key, not class probabilities; `training.shadow_days` is refused for it at spec load).
     """
+    if spec.model.task == "multiclass":
+        logger.warning("%s is a multiclass model: shadow scoring is not supported for it, %s not shadow-scored",
+                       spec.name, day)
+        return None
     challenger_version = registry.aliases(engine, spec.name).get(registry.CHALLENGER)
     if challenger_version is None:
         return None

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ml_batch.monitoring.inputs import SCORE
+from ml_batch.monitoring.inputs import SCORE, is_class_feature
 from ml_batch.monitoring.statistics import calibrated_threshold
 from ml_batch.spec import Spec
 
@@ -87,9 +87,14 @@ def feature_thresholds(spec: Spec, profile: Mapping[str, Any], feature: str) -> 
     calibration = profile.get("calibration")
     if not isinstance(calibration, Mapping):
         return fixed_thresholds(spec, "the profile has no calibration (built before it, or from one day)")
-    is_score = feature == SCORE
-    days = calibration.get("score_days" if is_score else "days") or []
-    observed = calibration.get("score") if is_score else (calibration.get("values") or {}).get(feature)
+    # The scores and a multiclass model's class rows (`ml_batch.monitoring.classes`) come from the holdout:
+    # they are calibrated on its days.
+    on_holdout = feature == SCORE or is_class_feature(feature)
+    days = calibration.get("score_days" if on_holdout else "days") or []
+    if feature == SCORE:
+        observed = calibration.get("score")
+    else:
+        observed = (calibration.get("classes" if on_holdout else "values") or {}).get(feature)
     if not isinstance(observed, Mapping) or len(days) < drift.calibration_min_days:
         return fixed_thresholds(
             spec, f"calibrated on {len(days)} days, fewer than calibration_min_days {drift.calibration_min_days}")

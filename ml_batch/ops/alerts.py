@@ -7,8 +7,8 @@ for kinds about the model as a whole). `record` opens it and delivers it once; a
 condition updates the open row (the latest day, message and details, `occurrences`, `updated_at`) and sends
 nothing, unless the severity rose (warning to critical), which is delivered again. `resolve` closes it when
 the condition clears and delivers one "resolved" notice. A condition that comes back opens a new alert.
-An *event* (`EVENT_KINDS`: run_failure, gate_reject, gate_promote, rollback, late_rows, approval_requested) is
-delivered and stored every time it happens.
+An *event* (`EVENT_KINDS`: run_failure, gate_reject, gate_promote, rollback, late_rows, approval_requested,
+unseen_class) is delivered and stored every time it happens.
 
 **Days out of order** (a backfill). A condition found on a day before the open alert's latest day counts
 (its `occurrences`, its `first_day` moves back) but the latest day's message stays; a check of the latest

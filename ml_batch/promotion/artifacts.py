@@ -21,10 +21,9 @@ from ml_batch.db.spec_check import require_spec_db, source_column_types
 from ml_batch.errors import RegistryError, TrainingError
 from ml_batch.features import build_pipeline
 from ml_batch.model import registry, verify
-from ml_batch.model.metrics import evaluate
 from ml_batch.model.registry import ModelVersion, NewVersion
 from ml_batch.model.schema import check_pipeline_schema
-from ml_batch.model.training import labels_of, load_training_set, predict_scores, window_for
+from ml_batch.model.training import class_counts, class_names, load_training_set, metrics_of, predict_scores, window_for
 from ml_batch.monitoring.profile import reference_profile
 from ml_batch.spec import Spec
 from ml_batch.validation.suite import suite_of
@@ -45,7 +44,9 @@ def register_artifact(
     `as_of`, so its recorded metrics are comparable with trained versions, and signed like any version. Its
     drift reference is profiled from the window's training days (the notebook's own data is not known). The
     holdout and the reference leave out the rows scoring would quarantine, as a trained version's do
-    (`ml_batch.model.training.load_training_set`).
+    (`ml_batch.model.training.load_training_set`). A multiclass pipeline records its own classes
+    (`class_names`) and the holdout's rows per class (`class_counts` holds "holdout" only: the rows it was
+    trained on are the notebook's, not known here).
 
     Args:
         engine: The ml-batch database.
@@ -78,8 +79,9 @@ def register_artifact(
         )
     scores = predict_scores(pipeline, holdout, spec)
     reference = train_part if not train_part.empty else holdout
+    multiclass = spec.model.task == "multiclass"
     new = NewVersion(
-        metrics=evaluate(spec.model.task, labels_of(holdout, spec), scores),
+        metrics=metrics_of(spec, pipeline, holdout, scores),
         source="registered",
         window={k: v for k, v in window.as_dict().items() if k.startswith("holdout")},
         n_holdout=len(holdout),
@@ -88,6 +90,8 @@ def register_artifact(
         n_excluded=data.exclusions.total, exclusions=data.exclusions.as_dict(),
         holdout_sample=verify.holdout_sample(spec, holdout, scores),
         source_types=source_column_types(engine, spec),
+        classes=class_names(pipeline) if multiclass else None,
+        class_counts={"holdout": class_counts(holdout, spec)} if multiclass else None,
     )
     return registry.register(engine, spec, pipeline, new, actor=actor)
 

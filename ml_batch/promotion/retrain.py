@@ -9,9 +9,11 @@
 3. `apply_action`: the alias move the action calls for (idempotent, so a retry finishes what a first try began);
 4. `_alert`: one `gate_promote` / `gate_reject` alert per run and version.
 
-With `training.approval: required` a candidate that passes is `awaiting_approval` instead: the decision records
-the move it waits for (`on_approval`: promoted or challenger) and the champion it was gated against, nothing
-moves and no gate alert is raised; `ml_batch.promotion.approval` asks a person and applies the answer.
+With `training.approval: required` a candidate that would become champion is `awaiting_approval` instead: the
+decision records the move it waits for (`on_approval`: promoted) and the champion it was gated against, nothing
+moves and no gate alert is raised; `ml_batch.promotion.approval` asks a person and applies the answer. With
+shadow days the candidate becomes challenger at once (shadow scoring publishes nothing); its promotion after the
+shadow days is what waits (`ml_batch.promotion.shadow`).
 """
 
 from __future__ import annotations
@@ -28,13 +30,14 @@ import sqlalchemy as sa
 from ml_batch.db.spec_check import require_spec_db, source_column_types
 from ml_batch.db.tables import alerts as alert_rows
 from ml_batch.model import registry, verify
-from ml_batch.model.metrics import evaluate
 from ml_batch.model.registry import ModelVersion, NewVersion
 from ml_batch.model.training import (
     TrainingWindow,
     TrainResult,
+    class_names,
     labels_of,
     load_training_set,
+    metrics_of,
     predict_scores,
     train,
     window_for,
@@ -42,7 +45,7 @@ from ml_batch.model.training import (
 from ml_batch.monitoring.profile import reference_profile
 from ml_batch.ops import alerts
 from ml_batch.ops.alerts import Alert
-from ml_batch.promotion.gate import GateDecision, decide
+from ml_batch.promotion.gate import GateDecision, decide, shared_class_scores
 from ml_batch.spec import Spec
 from ml_batch.validation.suite import suite_of
 
@@ -157,7 +160,7 @@ def _register_trained(engine: sa.Engine, spec: Spec, result: TrainResult, as_of:
         profile=reference_profile(spec, result.pipeline, result.train, result.holdout, result.holdout_scores),
         n_excluded=result.n_excluded, exclusions=result.exclusions,
         holdout_sample=verify.holdout_sample(spec, result.holdout, result.holdout_scores),
-        source_types=source_column_types(engine, spec),
+        source_types=source_column_types(engine, spec), classes=result.classes, class_counts=result.class_counts,
     )
     return registry.register(engine, spec, result.pipeline, new, actor=actor)
 
@@ -179,11 +182,13 @@ def _gate_record(engine: sa.Engine, spec: Spec, as_of: dt.date, version: ModelVe
     """Gate `version` against the champion on its holdout rows, and record the decision (before applying it)."""
     holdout, window = ((result.holdout, result.window) if result is not None
                        else _holdout(engine, spec, as_of, suite_file))
-    decision = _gate(engine, spec, holdout, _metric(version.metrics, spec.training.metric))
+    decision = _gate(engine, spec, holdout, version, result)
     current = registry.aliases(engine, spec.name)
     challenger = current.get(registry.CHALLENGER)
     action = _action(spec, decision, challenger)
-    waits = spec.training.approval == "required" and action in ("promoted", "challenger")
+    # Only a move of the champion waits for a person; a challenger goes into shadow at once, and its promotion
+    # after the shadow days is the one that asks (`ml_batch.promotion.shadow`).
+    waits = spec.training.approval == "required" and action == "promoted"
     details = {"stage": "gate", **decision.as_dict(), **window.as_dict(), "n_holdout": len(holdout), **run_tags,
                "action": "awaiting_approval" if waits else action, "challenger": challenger,
                **({"on_approval": action, "champion": current.get(registry.CHAMPION),
@@ -207,13 +212,23 @@ def _metric(metrics: dict[str, Any], metric: str) -> float:
     return float("nan") if value is None else float(value)
 
 
-def _gate(engine: sa.Engine, spec: Spec, holdout: pd.DataFrame, candidate_score: float) -> GateDecision:
+def _gate(engine: sa.Engine, spec: Spec, holdout: pd.DataFrame, version: ModelVersion,
+          result: TrainResult | None) -> GateDecision:
+    """The candidate's recorded holdout metric against the champion's on the same rows; multiclass models that
+    know different classes are both judged over the union of their classes (`gate.shared_class_scores`)."""
     metric = spec.training.metric
+    candidate_score = _metric(version.metrics, metric)
     champion_score: float | None = None
     if registry.CHAMPION in registry.aliases(engine, spec.name):
         champion = registry.load(engine, spec, registry.CHAMPION)
         scores = predict_scores(champion.pipeline, holdout, spec)
-        champion_score = evaluate(spec.model.task, labels_of(holdout, spec), scores).get(metric, float("nan"))
+        champion_score = metrics_of(spec, champion.pipeline, holdout, scores).get(metric, float("nan"))
+        champion_classes = class_names(champion.pipeline) if spec.model.task == "multiclass" else None
+        if champion_classes is not None and champion_classes != version.classes:
+            own = (result.holdout_scores if result is not None
+                   else predict_scores(registry.load(engine, spec, version.version).pipeline, holdout, spec))
+            candidate_score, champion_score = shared_class_scores(
+                metric, labels_of(holdout, spec), (own, version.classes or []), (scores, champion_classes))
     return decide(metric, candidate_score, champion_score,
                   floor=spec.training.min_score, min_improvement=spec.training.min_improvement)
 

@@ -13,6 +13,9 @@ Three steps, so the rule can be read (and unit-tested) apart from the database:
      labelled ones;
    - **waiting** otherwise (nothing changes);
    - no decision (None) while there are fewer than `training.shadow_days` shadow days;
+   - with `training.approval: required`, a promotion is **awaiting_approval** instead: nothing moves, and the
+     retraining DAG asks a person (`ml_batch.promotion.approval`), who approves (`promote_challenger`) or
+     rejects (`reject_challenger`: the challenger alias is removed; no answer in time is a rejection);
 3. applying it: the decision is an audit event (`gate_decision` with `stage: shadow`) with its evidence, the
    metric per shadow day, recorded before the aliases move (promoted: champion, then the challenger alias
    removed; demoted and cancelled: the challenger alias removed) and an alert is raised (not for waiting).
@@ -38,7 +41,7 @@ from ml_batch.spec import Spec, TrainingSpec
 
 logger = logging.getLogger(__name__)
 
-ShadowAction = Literal["promoted", "demoted", "cancelled", "waiting"]
+ShadowAction = Literal["promoted", "demoted", "cancelled", "waiting", "awaiting_approval"]
 
 
 @dataclass(frozen=True)
@@ -173,6 +176,9 @@ def promote_after_shadow(engine: sa.Engine, spec: Spec, *, actor: str, dag_id: s
         return None
     if run_id is not None:
         decision = dataclasses.replace(decision, dag_id=dag_id, run_id=run_id)
+    if decision.promoted and spec.training.approval == "required":
+        decision = dataclasses.replace(decision, action="awaiting_approval", reason=(
+            f"{decision.reason}; waits for a person's approval (training.approval: required)"))
     _apply(engine, spec.name, decision, actor)
     return decision
 
@@ -264,11 +270,10 @@ def _apply(engine: sa.Engine, model: str, decision: ShadowDecision, actor: str) 
     registry.record_event(engine, model, "gate_decision", actor=actor, from_version=decision.champion_now,
                           to_version=challenger, reason=f"{action}: {reason}", details=details)
     if action == "promoted":
-        registry.promote(engine, model, challenger, actor=actor, reason=reason)
-        registry.remove_alias(engine, model, registry.CHALLENGER, actor=actor, reason="promoted to champion")
+        promote_challenger(engine, model, challenger, actor=actor, reason=reason)
     elif action in ("demoted", "cancelled"):
-        registry.remove_alias(engine, model, registry.CHALLENGER, actor=actor, reason=reason)
-    if action != "waiting":
+        reject_challenger(engine, model, actor=actor, reason=reason)
+    if action not in ("waiting", "awaiting_approval"):  # the request's own alert says a person must answer
         alerts.record(engine, Alert(
             kind="gate_promote" if action == "promoted" else "gate_reject",
             severity="info" if action == "promoted" else "warning",
@@ -279,6 +284,21 @@ def _apply(engine: sa.Engine, model: str, decision: ShadowDecision, actor: str) 
             details={k: v for k, v in details.items() if k != "days"},
         ))
     logger.info("%s shadow decision on challenger %d: %s (%s)", model, challenger, action, reason)
+
+
+def promote_challenger(engine: sa.Engine, model: str, challenger: int, *, actor: str, reason: str) -> None:
+    """The challenger becomes champion and the challenger alias is removed (both audited; a retry that finds
+    them done changes nothing)."""
+    registry.promote(engine, model, challenger, actor=actor, reason=reason)
+    registry.remove_alias(engine, model, registry.CHALLENGER, actor=actor, reason="promoted to champion")
+
+
+def reject_challenger(engine: sa.Engine, model: str, *, actor: str, reason: str, version: int | None = None) -> None:
+    """The challenger alias is removed (audited; nothing when it is gone, or when `version` is given and the alias
+    points at another version by now); the champion stays."""
+    if version is not None and registry.aliases(engine, model).get(registry.CHALLENGER) != version:
+        return
+    registry.remove_alias(engine, model, registry.CHALLENGER, actor=actor, reason=reason)
 
 
 def _shadow_days(engine: sa.Engine, model: str, challenger: int) -> tuple[ShadowDay, ...]:

@@ -1,6 +1,7 @@
 """The published predictions table: created once per model, and one day of it replaced atomically.
 
-A model's predictions table is partitioned by day (`<table>_pYYYYMMDD`), with an index on (key, day) and a
+A model's predictions table (of a multiclass model: with a text `predicted_label` and every class's
+probability in `class_scores`) is partitioned by day (`<table>_pYYYYMMDD`), with an index on (key, day) and a
 `<table>_latest` view. Publishing a day, in the caller's transaction and under a per-(table, day) advisory
 lock, detaches and drops the day's old partition (if any) and renames and attaches the run's staging table
 as the new one. Readers see the old day or the new day, never a mix or a gap; re-running a day replaces it,
@@ -34,6 +35,10 @@ from ml_batch.spec import Spec
 
 logger = logging.getLogger(__name__)
 
+# The predictions table of a task whose rows differ from a binary or regression model's: a multiclass model's
+# predicted_label is a class name and its rows carry every class's probability (`class_scores`).
+_PREDICTIONS_DDL = {"multiclass": "create_multiclass_predictions_table"}
+
 
 def ensure_predictions_table(conn: sa.Connection, spec: Spec) -> None:
     """Create the model's partitioned predictions table, its index and `_latest` view if missing."""
@@ -46,8 +51,8 @@ def ensure_predictions_table(conn: sa.Connection, spec: Spec) -> None:
     if predictions.schema_name:
         conn.execute(sa.schema.CreateSchema(predictions.schema_name, if_not_exists=True))
     key = spec.source.key
-    conn.execute(render("create_predictions_table", table=predictions.table, key=key,
-                        key_type=source_key_type(conn, spec)))
+    conn.execute(render(_PREDICTIONS_DDL.get(spec.model.task, "create_predictions_table"), table=predictions.table,
+                        key=key, key_type=source_key_type(conn, spec)))
     conn.execute(render("create_predictions_key_index", table=predictions.table, key=key,
                         index=predictions.key_index.rpartition(".")[2]))
     conn.execute(render("create_predictions_latest_view", table=predictions.table, key=key,

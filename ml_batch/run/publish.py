@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from ml_batch.db.catalog import drop_views, table_exists
 from ml_batch.db.locks import DEFAULT_LOCKING, SwapLocking
 from ml_batch.errors import PublishError, ValidationFailed, first_line, summary
+from ml_batch.model import registry
 from ml_batch.run import lifecycle, quarantine, runs, snapshot
 from ml_batch.run.names import shard_view
 from ml_batch.run.plan import RunPlan
@@ -76,8 +77,10 @@ def _publish_run(engine: sa.Engine, spec: Spec, plan: RunPlan, locking: SwapLock
     if not staged:
         return _already_done(engine, spec, plan, recorded)
     _check_day(spec, plan, totals)
+    classes = registry.get_version(engine, spec.name, plan.version).classes if spec.model.task == "multiclass" \
+        else None
     with engine.begin() as conn:
-        result = _commit_day(conn, spec, plan, totals, locking, started)
+        result = _commit_day(conn, spec, plan, totals, locking, started, classes)
     logger.info("%s day %s %s: %d rows, %d scored, %d quarantined, version %d", spec.name, plan.day,
                 "checked (dry run, nothing published)" if plan.dry_run else "published", result.extracted,
                 result.scored, result.quarantined, plan.version)
@@ -126,13 +129,14 @@ def _check_day(spec: Spec, plan: RunPlan, totals: dict[str, Any]) -> None:
 
 
 def _commit_day(conn: sa.Connection, spec: Spec, plan: RunPlan, totals: dict[str, Any], locking: SwapLocking,
-                started: float) -> RunSummary:
-    """Stamp and audit the staged day, then publish it (or drop it, for a dry run) and record the run: in the
-    caller's transaction, so nothing is left to fail once the day is published."""
+                started: float, classes: list[str] | None) -> RunSummary:
+    """Stamp and audit the staged day (a multiclass day against the pinned version's `classes`), then publish it
+    (or drop it, for a dry run) and record the run: in the caller's transaction, so nothing is left to fail once
+    the day is published."""
     stamp_staging(conn, plan.staging_table, day=plan.day, model=spec.name, version=plan.version,
                   artifact_sha256=plan.artifact_sha256, run_id=plan.run_id)
     audit = audit_staging(conn, spec, plan.staging_table, day=plan.day, version=plan.version,
-                          expected_rows=totals["scored"])
+                          expected_rows=totals["scored"], classes=classes)
     snapshot.drop_snapshot(conn, spec, plan.run_id)  # with the day's fate, in the same transaction
     if plan.dry_run:
         drop_staging(conn, plan.staging_table)

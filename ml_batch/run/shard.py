@@ -6,7 +6,9 @@
 2. **Score** the same piece, streamed in Arrow chunks: each chunk's failing rows are quarantined
    (`ml_batch.run.quarantine`), the rest scored by the pinned version, and the predictions COPYed into the
    run's staging table. Fetching the next chunk and writing the previous one overlap with scoring
-   (`ml_batch.run.pipelining`); chunks are scored on several threads.
+   (`ml_batch.run.pipelining`); chunks are scored on several threads. A multiclass model stages, per row, the
+   class of maximal probability, its probability as the score, and every class's probability
+   (`class_scores`, in the pinned version's class order).
 3. **Check and record**: every failing row GX listed was seen by the extract, and the shard's counts go to
    `run_shards` (a retried shard replaces its earlier attempt: its staged and quarantined rows are cleared
    first).
@@ -117,7 +119,8 @@ def _score_shard(engine: sa.Engine, plan: RunPlan, shard: int, results_dir: Path
     started = time.perf_counter()
     reasons = _validate_piece(engine, spec, plan, shard, results_dir)
     validated = time.perf_counter() - started
-    totals = _score_piece(engine, spec, plan, shard, loaded.pipeline, reasons, batch_bytes,
+    classes = _pinned_classes(spec, plan, loaded)
+    totals = _score_piece(engine, spec, plan, shard, loaded.pipeline, classes, reasons, batch_bytes,
                           threads or min(available_cores(), MAX_SCORING_THREADS))
     _check_failing_rows_seen(spec, plan, shard, reasons, totals)
     seconds = {"validate": round(validated, 3), **totals.seconds()}
@@ -129,6 +132,20 @@ def _score_shard(engine: sa.Engine, plan: RunPlan, shard: int, results_dir: Path
                 totals.extracted, totals.scored, totals.quarantined, seconds)
     return ShardResult(shard=shard, extracted=totals.extracted, scored=totals.scored,
                        quarantined=totals.quarantined, stage_seconds=seconds)
+
+
+def _pinned_classes(spec: Spec, plan: RunPlan, loaded: Any) -> list[str] | None:
+    """A multiclass version's class names in the order of its probabilities (None for the other tasks); the
+    artifact's must be those its version records, which the publish audits the day's rows against."""
+    if spec.model.task != "multiclass":
+        return None
+    from ml_batch.model.training import class_names
+
+    classes = class_names(loaded.pipeline)
+    if loaded.info.classes is not None and list(loaded.info.classes) != classes:
+        raise RegistryError(f"model {spec.name!r} version {plan.version}: its artifact predicts the classes "
+                            f"{classes}, its record lists {list(loaded.info.classes)}")
+    return classes
 
 
 def threads_per_shard(shards: int) -> int | None:
@@ -268,8 +285,8 @@ class _Totals:
                 "score": round(sum(c.seconds for c in self.chunks), 3), "write": round(self.write_seconds, 3)}
 
 
-def _score_piece(engine: sa.Engine, spec: Spec, plan: RunPlan, shard: int, pipeline: Any, reasons: RowReasons,
-                 batch_bytes: int | None, workers: int) -> _Totals:
+def _score_piece(engine: sa.Engine, spec: Spec, plan: RunPlan, shard: int, pipeline: Any,
+                 classes: list[str] | None, reasons: RowReasons, batch_bytes: int | None, workers: int) -> _Totals:
     """Stream the shard's piece in chunks, score them on `workers` threads, write them behind; the totals."""
     from ml_batch.db import arrow
 
@@ -281,7 +298,8 @@ def _score_piece(engine: sa.Engine, spec: Spec, plan: RunPlan, shard: int, pipel
         pending: deque[tuple[Future[tuple[_Chunk, pa.Table | None]], float]] = deque()
         for batch, waited in batches:
             key_type = str(batch.schema.field(spec.source.key).type)
-            pending.append((pool.submit(_score_chunk, engine, spec, plan, shard, batch, pipeline, reasons), waited))
+            pending.append((pool.submit(_score_chunk, engine, spec, plan, shard, batch, pipeline, classes, reasons),
+                            waited))
             if len(pending) >= workers:
                 chunks.append(_collect(pending.popleft(), sink))
         while pending:
@@ -353,10 +371,11 @@ def _one_openmp_thread() -> None:
 
 
 def _score_chunk(engine: sa.Engine, spec: Spec, plan: RunPlan, shard: int, batch: pa.RecordBatch, pipeline: Any,
-                 reasons: RowReasons) -> tuple[_Chunk, pa.Table | None]:
+                 classes: list[str] | None, reasons: RowReasons) -> tuple[_Chunk, pa.Table | None]:
     """Quarantine the chunk's rows GX failed, score the rest (runs in a scoring thread)."""
     import numpy as np
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     from ml_batch.model.training import predict_scores
 
@@ -373,8 +392,9 @@ def _score_chunk(engine: sa.Engine, spec: Spec, plan: RunPlan, shard: int, batch
             good = frame.loc[~bad]
             keys = keys.filter(pa.array(~bad))
     scores = predict_scores(pipeline, good, spec)
-    table = _predictions(spec, keys, scores) if len(good) else None
-    chunk = _Chunk(len(frame), 0.0, len(good), len(frame) - len(good), float(scores.sum()),
+    table = _predictions(spec, keys, scores, classes) if len(good) else None
+    score_sum = float(scores.sum()) if table is None or scores.ndim == 1 else pc.sum(table["score"]).as_py()
+    chunk = _Chunk(len(frame), 0.0, len(good), len(frame) - len(good), score_sum,
                    time.perf_counter() - started, bad_keys)
     return chunk, table
 
@@ -428,16 +448,63 @@ def _to_pandas(batch: pa.RecordBatch, spec: Spec) -> pd.DataFrame:
     return pa.RecordBatch.from_arrays(columns, names=batch.schema.names).to_pandas()
 
 
-def _predictions(spec: Spec, keys: pa.Array, scores: np.ndarray) -> pa.Table:
+def _predictions(spec: Spec, keys: pa.Array, scores: np.ndarray, classes: list[str] | None) -> pa.Table:
     """What a shard stages per row; the run's shared columns are stamped once at publish."""
     import numpy as np
     import pyarrow as pa
 
+    if classes is not None:
+        return _class_predictions(spec, keys, scores, classes)
     if spec.model.task == "binary":
         labels = pa.array((scores >= spec.predictions.threshold).astype(np.int16))
     else:
         labels = pa.nulls(len(scores), pa.int16())
     return pa.table({spec.source.key: keys, "score": pa.array(scores, pa.float64()), "predicted_label": labels})
+
+
+def _class_predictions(spec: Spec, keys: pa.Array, scores: np.ndarray, classes: list[str]) -> pa.Table:
+    """A multiclass chunk's rows: the class of maximal probability (the first of equals), its probability, and
+    every class's probability as a JSON object, built column-wise by Arrow (no Python object per row)."""
+    import numpy as np
+    import pyarrow as pa
+
+    if scores.ndim != 2 or scores.shape[1] != len(classes):
+        raise RegistryError(f"model {spec.name!r}: the model scored {scores.shape[1:]} probabilities per row, "
+                            f"its version has {len(classes)} classes {classes}")
+    top = scores.argmax(axis=1)
+    return pa.table({
+        spec.source.key: keys,
+        "score": pa.array(scores[np.arange(len(scores)), top], pa.float64()),
+        "predicted_label": pa.array(classes, pa.string()).take(pa.array(top)),
+        "class_scores": class_scores_jsonb(scores, classes),
+    })
+
+
+def class_scores_jsonb(scores: np.ndarray, classes: Sequence[str]) -> pa.Array:
+    """Each row of `scores` (n x k, columns in `classes` order) as a jsonb object `{class: probability}`, in
+    PostgreSQL's binary COPY format for jsonb (a version byte, 1, then the JSON text).
+
+    A float prints as the shortest text that reads back as the same float64, so the published probability is
+    exactly the scored one; NaN and +-Infinity, which JSON numbers cannot hold, are written as the strings
+    "NaN", "Infinity", "-Infinity", for the staging audit to refuse.
+    """
+    import json
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    pieces: list[Any] = ["\x01{"]
+    for j, name in enumerate(classes):
+        column = np.ascontiguousarray(scores[:, j], dtype=np.float64)
+        text = pc.cast(pa.array(column), pa.string())
+        finite = np.isfinite(column)
+        if not finite.all():
+            odd = np.where(np.isnan(column), '"NaN"', np.where(column > 0, '"Infinity"', '"-Infinity"'))
+            text = pc.if_else(pa.array(finite), text, pa.array(odd.astype(object), pa.string()))
+        pieces += [("" if j == 0 else ", ") + json.dumps(str(name)) + ": ", text]
+    pieces.append("}")
+    return pc.binary_join_element_wise(*pieces, "").cast(pa.binary())
 
 
 # -- 3. check and record --------------------------------------------------------------------------------------

@@ -6,15 +6,22 @@
   run id, scored_at) as PostgreSQL fast defaults, which cost no write per row, and the primary key
   (partition_date, key): the table is then shaped like one partition.
 - **Audit**: the staging table must hold exactly the scored row count, no duplicate key, no null, NaN or
-  infinite score (nor, for a binary model, one outside [0, 1]), only day D and only the pinned version.
-  Then it gets every index of the predictions table and its planner statistics, before any lock on the
-  predictions table is asked for.
+  infinite score (nor, for a binary or multiclass model, one outside [0, 1]), only day D and only the pinned
+  version. A multiclass model's rows must each hold every class of the pinned version in `class_scores`, and
+  no other, each a probability in [0, 1], summing to 1 within `PROBABILITY_TOLERANCE`, with `predicted_label`
+  a class of maximal probability and `score` its probability. Then the table gets every index of the
+  predictions table and its planner statistics, before any lock on the predictions table is asked for.
+
+A multiclass model's staging (and predictions) table has a text `predicted_label` and a jsonb `class_scores`
+(`create_multiclass_*.sql`); the staging table is created with the columns of the model's task and must match
+the predictions table's (ATTACH PARTITION needs the same types), or the plan fails naming the difference.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -35,7 +42,31 @@ def create_staging(conn: sa.Connection, spec: Spec, staging: str) -> None:
     if key_type is None:
         raise PublishError(f"{spec.predictions.table} has no column {spec.source.key!r}: it was not created by "
                            "ml-batch for this spec (or the spec's key changed); rename or drop it")
-    conn.execute(render("create_staging_table", staging=staging, key=spec.source.key, key_type=key_type))
+    conn.execute(render(_STAGING_DDL.get(spec.model.task, "create_staging_table"), staging=staging,
+                        key=spec.source.key, key_type=key_type))
+    _require_same_columns(conn, spec, staging)
+
+
+# The tables of a task whose predictions differ from a binary or regression model's (`create_staging_table`).
+_STAGING_DDL = {"multiclass": "create_multiclass_staging_table"}
+# The staged columns whose type depends on the model's task.
+_TASK_COLUMNS = ("predicted_label", "class_scores")
+#: How far a multiclass row's probabilities may sum from 1 (float64 rounding over k classes is ~1e-15).
+PROBABILITY_TOLERANCE = 1e-6
+
+
+def _require_same_columns(conn: sa.Connection, spec: Spec, staging: str) -> None:
+    """PublishError unless the staging table's task columns have the predictions table's types."""
+    table = spec.predictions.table
+    for column in _TASK_COLUMNS:
+        staged, published = column_type(conn, staging, column), column_type(conn, table, column)
+        if staged != published:
+            raise PublishError(
+                f"model {spec.name!r} (task {spec.model.task}): {table} has column {column!r} "
+                f"{'of type ' + published if published else 'missing'}, a {spec.model.task} model stages it "
+                f"{'as ' + staged if staged else 'not at all'}: the table was created for a model of another "
+                "task; give this spec its own predictions.table, or rename or drop the old one"
+            )
 
 
 def stamp_staging(conn: sa.Connection, staging: str, *, day: dt.date, model: str, version: int,
@@ -64,9 +95,35 @@ class StagingAudit:
     score_mean: float | None
 
 
+@dataclass(frozen=True)
+class ClassAudit:
+    """What the multiclass part of the audit counted (each bad row once, for the first rule it breaks)."""
+
+    wrong_classes: int
+    bad_probabilities: int
+    bad_sums: int
+    not_argmax: int
+    wrong_score: int
+
+    def problems(self, classes: Sequence[str]) -> list[str]:
+        """The violations, each naming its count."""
+        found = [
+            (self.wrong_classes, f"rows whose class_scores are not exactly the {len(classes)} classes "
+                                 f"{list(classes)}"),
+            (self.bad_probabilities, "rows with a NaN, infinite or out-of-[0, 1] class probability"),
+            (self.bad_sums, f"rows whose class probabilities do not sum to 1 (within {PROBABILITY_TOLERANCE:g})"),
+            (self.not_argmax, "rows whose predicted_label is not a class of maximal probability"),
+            (self.wrong_score, "rows whose score is not the probability of their predicted_label"),
+        ]
+        return [f"{count} {what}" for count, what in found if count]
+
+
 def audit_staging(conn: sa.Connection, spec: Spec, staging: str, *, day: dt.date, version: int,
-                  expected_rows: int) -> StagingAudit:
-    """Check the staging table before publishing; any violation raises PublishError naming it."""
+                  expected_rows: int, classes: Sequence[str] | None = None) -> StagingAudit:
+    """Check the staging table before publishing; any violation raises PublishError naming it.
+
+    `classes` are the pinned version's class names (`model_versions.classes`), required for a multiclass model.
+    """
     try:
         with conn.begin_nested():
             conn.execute(render("add_staging_primary_key", staging=staging, key=spec.source.key))
@@ -89,8 +146,10 @@ def audit_staging(conn: sa.Connection, spec: Spec, staging: str, *, day: dt.date
     if audit.positive_infinite or audit.negative_infinite:
         problems.append(f"{audit.positive_infinite + audit.negative_infinite} infinite scores "
                         f"({audit.positive_infinite} +Infinity, {audit.negative_infinite} -Infinity)")
-    if spec.model.task == "binary" and audit.outside_unit:
-        problems.append(f"{audit.outside_unit} scores outside [0, 1] for a binary model")
+    if spec.model.task in ("binary", "multiclass") and audit.outside_unit:
+        problems.append(f"{audit.outside_unit} scores outside [0, 1] for a {spec.model.task} model")
+    if spec.model.task == "multiclass":
+        problems += _audit_classes(conn, spec, staging, classes).problems(classes or ())
     if audit.wrong_day:
         problems.append(f"{audit.wrong_day} rows of another day than {day}")
     if audit.wrong_version:
@@ -110,6 +169,16 @@ def index_and_analyze_staging(conn: sa.Connection, spec: Spec, staging: str) -> 
     """
     conn.execute(render("create_staging_key_index", staging=staging, key=spec.source.key))
     conn.execute(render("analyze_table", table=staging))
+
+
+def _audit_classes(conn: sa.Connection, spec: Spec, staging: str, classes: Sequence[str] | None) -> ClassAudit:
+    """The multiclass rules of the audit (`check_multiclass_staging.sql`), against the pinned version's classes."""
+    if not classes:
+        raise PublishError(f"model {spec.name!r}: the pinned version records no classes (model_versions.classes), "
+                           "so its multiclass predictions cannot be audited; nothing was published")
+    row = conn.execute(render("check_multiclass_staging", staging=staging),
+                       {"classes": list(classes), "tolerance": PROBABILITY_TOLERANCE}).mappings().one()
+    return ClassAudit(**{name: int(row[name]) for name in ClassAudit.__dataclass_fields__})
 
 
 def _detail(exc: sa.exc.IntegrityError) -> str:

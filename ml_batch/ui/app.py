@@ -24,7 +24,10 @@ caller's `specs_factory` reads, per request, so a changed spec counts at once); 
 read, or that has none, says so in its row, and a broken spec file matching no listed model is listed below
 the table. The performance page draws one chart per metric, the gate metric (`training.metric`) first, the
 realized and estimated series together with the spec's floor; the drift page one small trend chart per
-feature and statistic, the table behind a toggle (`<details>`: no script). A run links to its Airflow run
+feature and statistic, the table behind a toggle (`<details>`: no script). A multiclass model (one with a
+multiclass version) has a seventh page, its predicted class mix per day (a line per class and the numbers),
+read from its spec's predictions table; its registry page lists each version's classes with their training
+and holdout rows. A run links to its Airflow run
 (`run_link`, in the top window: the pages are shown in Airflow's iframe).
 
 Every response carries `SECURITY_HEADERS`: the pages hold raw rows, so no script, no external resource,
@@ -71,6 +74,8 @@ RunLink = Callable[[str, str, Mapping[str, Any]], str | None]
 
 PAGES = (("registry", "Registry"), ("runs", "Recent runs"), ("quarantine", "Quarantine"), ("drift", "Drift"),
          ("performance", "Performance"), ("alerts", "Alerts"))
+#: The page only a multiclass model's navigation lists.
+CLASS_MIX_PAGE = ("classes", "Class mix")
 
 
 class _LazyEngine:
@@ -147,8 +152,11 @@ _per_model = APIRouter(prefix="/models/{model}")
 
 
 def _page(request: Request, name: str, title: str, model: str | None = None, **values: Any) -> HTMLResponse:
+    pages: tuple[tuple[str, str], ...] = PAGES
+    if model is not None and queries.is_multiclass(request.app.state.engine(), model):
+        pages = (*PAGES, CLASS_MIX_PAGE)
     html = request.app.state.templates.get_template(name).render(
-        base=request.scope.get("root_path", "").rstrip("/"), title=title, model=model, pages=PAGES,
+        base=request.scope.get("root_path", "").rstrip("/"), title=title, model=model, pages=pages,
         current=name, **values)
     return HTMLResponse(html)
 
@@ -207,8 +215,55 @@ def _index_page(request: Request) -> HTMLResponse:
 @_per_model.get("/registry", response_class=HTMLResponse)
 def _registry_page(request: Request, model: str) -> HTMLResponse:
     db = _known(request, model)
-    return _page(request, "registry", f"{model}: registry", model, versions=queries.versions(db, model),
-                 aliases=queries.aliases(db, model), events=queries.events(db, model))
+    versions = queries.versions(db, model)
+    return _page(request, "registry", f"{model}: registry", model, versions=versions,
+                 aliases=queries.aliases(db, model), events=queries.events(db, model), classes=class_rows(versions))
+
+
+def class_rows(versions: Sequence[Row]) -> list[Row]:
+    """Per multiclass version (newest first) and class (in the version's order): its `train` and `holdout`
+    rows (`model_versions.class_counts`; None when not recorded). Binary and regression versions have none."""
+    rows = []
+    for v in versions:
+        counts = v.get("class_counts") or {}
+        for name in v.get("classes") or []:
+            rows.append({"version": v["version"], "class_name": name, "train": (counts.get("train") or {}).get(name),
+                         "holdout": (counts.get("holdout") or {}).get(name)})
+    return rows
+
+
+@_per_model.get("/classes", response_class=HTMLResponse)
+def _classes_page(request: Request, model: str) -> HTMLResponse:
+    db = _known(request, model)
+    scan, why = _scan(request)
+    spec = scan.specs.get(model) if scan is not None else None
+    if scan is not None and spec is None:
+        why = "no readable spec of this model in the specs folder"
+    mix = queries.class_mix(db, spec.predictions.table) if spec is not None else []
+    table = class_mix_table(mix)
+    return _page(request, "classes", f"{model}: class mix", model, mix=table, chart=_class_chart(table),
+                 missing=None if spec is not None else why, days=queries.CLASS_MIX_DAYS)
+
+
+def class_mix_table(mix: Sequence[Row]) -> dict[str, Any]:
+    """`queries.class_mix` rows as a table: `classes` (sorted), and per day (newest first) its `rows` and each
+    class's `counts` and `shares` (0 for a class not predicted that day)."""
+    classes = sorted({r["predicted_label"] for r in mix})
+    days: dict[dt.date, Row] = {}
+    for r in mix:
+        day = days.setdefault(r["partition_date"], {"day": r["partition_date"], "rows": 0, "counts": {}, "shares": {}})
+        day["rows"] += r["rows"]
+        day["counts"][r["predicted_label"]] = r["rows"]
+        day["shares"][r["predicted_label"]] = r["share"]
+    return {"classes": classes, "days": [{**d, "counts": {c: d["counts"].get(c, 0) for c in classes},
+                                          "shares": {c: d["shares"].get(c, 0.0) for c in classes}}
+                                         for _, d in sorted(days.items(), reverse=True)]}
+
+
+def _class_chart(table: Mapping[str, Any]) -> str:
+    """A line per predicted class: its share of each day's predictions (0 on a day it was not predicted)."""
+    return line_chart("predicted class share per day", {
+        name: [(d["day"], float(d["shares"][name])) for d in table["days"]] for name in table["classes"]})
 
 
 @_per_model.get("/runs", response_class=HTMLResponse)
@@ -234,7 +289,19 @@ def _quarantine_page(request: Request, model: str) -> HTMLResponse:
 def _drift_page(request: Request, model: str) -> HTMLResponse:
     days, features = queries.drift_history(_known(request, model), model)
     return _page(request, "drift", f"{model}: drift", model, days=days, features=features,
-                 trends=_trends(features))
+                 trends=_trends(features), classed=class_drift_days(days))
+
+
+def class_drift_days(days: Sequence[Row]) -> list[Row]:
+    """The days checked with a multiclass model's class drift (`DriftResult.class_drift` in the stored summary;
+    None for binary and regression days): `day`, `drift` and its `unseen` classes."""
+    found = []
+    for d in days:
+        summary = (d.get("detail") or {}).get("summary") or {}
+        if summary.get("class_drift") is not None:
+            found.append({"day": d["partition_date"], "drift": bool(summary["class_drift"]),
+                          "unseen": list(summary.get("unseen_classes") or [])})
+    return found
 
 
 @_per_model.get("/alerts", response_class=HTMLResponse)
@@ -266,7 +333,7 @@ def _performance_page(request: Request, model: str, run_id: str | None = None) -
         why = "no readable spec of this model in the specs folder"
     return _page(request, "performance", f"{model}: performance", model, charts=_charts(rows, spec),
                  floor_missing=None if spec is not None else why,
-                 rows=list(reversed(rows)), results=results, runs=run_ids, run_id=chosen,
+                 rows=list(reversed(rows)), results=results, runs=run_ids, run_id=chosen, unseen=unseen_rows(rows),
                  shown=sorted(shown, key=lambda v: v["part"]))
 
 
@@ -306,6 +373,19 @@ def without_failing_values(result: dict[str, Any]) -> dict[str, Any]:
     entries = [{**entry, "result": {k: v for k, v in (entry.get("result") or {}).items() if k in _COUNT_KEYS}}
                for entry in result.get("results", [])]
     return {**result, "results": entries} if "results" in result else dict(result)
+
+
+def unseen_rows(rows: Sequence[Row]) -> list[Row]:
+    """Per day, version and kind with labelled rows of classes the version was not trained on (a multiclass
+    model's realized metrics' detail `n_unseen`, `unseen_classes`): `day`, `version`, `rows` and `classes`."""
+    found: dict[tuple[Any, Any, Any], Row] = {}
+    for r in rows:
+        detail = r["detail"] or {}
+        if detail.get("n_unseen"):
+            found.setdefault((r["partition_date"], r["model_version"], detail.get("kind")), {
+                "day": r["partition_date"], "version": r["model_version"], "rows": detail["n_unseen"],
+                "classes": detail.get("unseen_classes") or {}})
+    return list(found.values())
 
 
 def _validation_summary(row: dict[str, Any], result: dict[str, Any], *, raw: bool) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from ml_batch.db.catalog import table_exists
 from ml_batch.db.tables import (
     drift_days,
     drift_results,
@@ -39,6 +40,8 @@ EXAMPLES_PER_REASON = 3
 DRIFT_DAYS = 60
 PERFORMANCE_DAYS = 120
 ALERT_LIMIT = 100
+CLASS_MIX_DAYS = 60
+MULTICLASS = "multiclass"  # `ml_batch.db.tables.MODEL_TASKS`' name of the task whose versions have classes
 
 
 def _rows(engine: sa.Engine, query: sa.Select[Any]) -> list[Row]:
@@ -183,3 +186,35 @@ def validation_results(engine: sa.Engine, model: str, limit: int = RUN_LIMIT) ->
                                    run_shards.c.rows_quarantined.label("shard_quarantined"))
                  .select_from(joined).where(r.c.model_name == model, r.c.kind == reports.VALIDATION_RESULT)
                  .order_by(r.c.created_at.desc(), r.c.part).limit(limit))
+
+
+def is_multiclass(engine: sa.Engine, model: str) -> bool:
+    """Whether `model` has a multiclass version (its pages then show the class mix)."""
+    with engine.connect() as conn:
+        # the key columns only: the UI role is granted `model_versions` column by column (`grant_ui`)
+        return bool(conn.execute(sa.select(sa.select(model_versions.c.version).where(
+            model_versions.c.model_name == model, model_versions.c.task == MULTICLASS).exists())).scalar())
+
+
+def class_mix(engine: sa.Engine, table: str, days: int = CLASS_MIX_DAYS) -> list[Row]:
+    """The published predictions of a multiclass model's `table` (the spec's `predictions.table`) per day and
+    predicted class over its last `days` scored days, oldest first: `partition_date`, `predicted_label`,
+    `rows` and `share` (of the day's rows).
+
+    The days are bounded on `partition_date`, the partition key, so only those days' partitions are read.
+    No rows (no day published yet) when the table does not exist.
+    """
+    with engine.connect() as conn:
+        if not table_exists(conn, table):
+            return []
+    schema, _, name = table.rpartition(".")
+    predictions = sa.table(name, sa.column("partition_date", sa.Date), sa.column("predicted_label", sa.Text),
+                           schema=schema or None)
+    last = sa.select(sa.func.max(predictions.c.partition_date)).scalar_subquery()
+    rows = sa.func.count()
+    share = sa.cast(rows, sa.Float) / sa.func.sum(rows).over(partition_by=predictions.c.partition_date)
+    return _rows(engine, sa.select(predictions.c.partition_date, predictions.c.predicted_label, rows.label("rows"),
+                                   share.label("share"))
+                 .where(predictions.c.partition_date > last - days)
+                 .group_by(predictions.c.partition_date, predictions.c.predicted_label)
+                 .order_by(predictions.c.partition_date, predictions.c.predicted_label))

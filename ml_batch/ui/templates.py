@@ -11,6 +11,7 @@ import jinja2
 from pydantic import TypeAdapter
 
 from ml_batch.model.validity import excluded_text
+from ml_batch.monitoring.inputs import PREDICTED_CLASS
 from ml_batch.monitoring.rows import NULL_SHARE_RISE, stored_row_note
 from ml_batch.monitoring.support import OutOfSupport, out_of_support_text
 
@@ -76,6 +77,13 @@ _REGISTRY = """{% extends "base" %}{% block body %}
 {%- endfor %}</td>
 <td><code>{{ v.artifact_sha256[:12] }}</code></td><td>{{ v.created_at|when }} by {{ v.created_by }}</td></tr>
 {% endfor %}</table>
+{% if classes %}<h2>Classes</h2>
+<p class="note">The classes each multiclass version predicts, in the order of its probabilities, with its
+labelled rows of each class in training and in the holdout.</p>
+<table id="classes"><tr><th>Version</th><th>Class</th><th>Train rows</th><th>Holdout rows</th></tr>
+{% for c in classes %}<tr><td class="num">{{ c.version }}</td><td>{{ c.class_name }}</td>
+<td class="num">{{ c.train|count_ }}</td><td class="num">{{ c.holdout|count_ }}</td></tr>{% endfor %}</table>
+{% endif %}
 <h2>Audit trail</h2>
 {% if events %}<table id="events"><tr><th>When</th><th>Event</th><th>Alias</th><th>From</th><th>To</th><th>Actor</th>
 <th>Reason</th></tr>
@@ -144,6 +152,15 @@ _DRIFT = """{% extends "base" %}{% block body %}
 are flagged when they rose by more than {{ null_share_rise }} over the reference's, and are reported only.
 Out of support: the share of the day's values outside what the version was trained on. Estimate: whether the
 day's label-free estimate can be trusted, and why not.</p>
+{% if classed %}<h2>Predicted classes</h2>
+<p class="note">A multiclass model's predicted-class mix and each class's probability against the holdout's
+(the rows of <code>{{ predicted_class }}</code> and of each class's probability below): their own verdict,
+like score drift, not counted in the drift share. Unseen: classes predicted on the day that the holdout
+never predicted.</p>
+<table id="class-drift"><tr><th>Day</th><th>Class drift</th><th>Unseen classes</th></tr>
+{% for d in classed %}<tr><td>{{ d.day }}</td>
+<td class="{{ 'bad' if d.drift else 'ok' }}">{{ d.drift|yes_no }}</td>
+<td class="{{ 'bad' if d.unseen else '' }}">{{ d.unseen|join(", ") }}</td></tr>{% endfor %}</table>{% endif %}
 <h2>Per feature</h2>
 <p class="note">Each statistic over the checked days: the dashed line is its threshold, a red dot a day it
 drifted.</p>
@@ -157,6 +174,18 @@ drifted.</p>
 <td class="{{ 'bad' if f.drifted else 'ok' }}">{{ "yes" if f.drifted else "no" }}</td><td>{{ f|drift_note }}</td></tr>
 {% endfor %}</table></details>
 {% endif %}
+{% endblock %}"""
+
+_CLASSES = """{% extends "base" %}{% block body %}
+{% if missing %}<p class="bad">No class mix: {{ missing }}.</p>
+{% elif not mix.days %}<p>No predictions published yet.</p>{% else %}
+<p class="note">The share of each day's published predictions per predicted class (the most probable class of
+each row), over the last {{ days }} scored days; the drift check compares it with the holdout's mix.</p>
+{{ chart|safe }}
+<table id="class-mix"><tr><th>Day</th><th>Rows</th>{% for c in mix.classes %}<th>{{ c }}</th>{% endfor %}</tr>
+{% for d in mix.days %}<tr><td>{{ d.day }}</td><td class="num">{{ d.rows }}</td>
+{%- for c in mix.classes %}<td class="num">{{ d.counts[c] }} ({{ d.shares[c]|pct }})</td>{% endfor %}</tr>
+{% endfor %}</table>{% endif %}
 {% endblock %}"""
 
 _ALERTS = """{% extends "base" %}{% block body %}
@@ -193,6 +222,11 @@ _PERFORMANCE = """{% extends "base" %}{% block body %}
 <td class="num">{{ p.value|f4 }}</td><td class="num">{{ p.n }}</td><td>{{ p.detail.get("kind", "") }}</td>
 <td class="{{ 'bad' if p.detail.get('reliable') == false else '' }}">{{ p.detail|estimate_reliability }}</td></tr>
 {% endfor %}</table>{% endif %}
+{% if unseen %}<p class="note" id="unseen-classes">Labelled rows of classes the version was not trained on, left out
+of its metrics (an <code>unseen_class</code> alert):
+{% for u in unseen %}{{ u.day }} v{{ u.version }}: {{ u.rows }} (
+{%- for name, n in u.classes|dictsort %}{{ name }} {{ n }}{% if not loop.last %}, {% endif %}{% endfor %})
+{%- if not loop.last %}; {% endif %}{% endfor %}.</p>{% endif %}
 <h2>Validation results</h2>
 {% if not results %}<p>No validation results stored.</p>{% else %}
 <form method="get"><label>Run <select name="run_id">{% for r in runs %}<option value="{{ r }}"
@@ -280,9 +314,10 @@ def environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.DictLoader({"base": _BASE, "index": _INDEX, "registry": _REGISTRY, "runs": _RUNS,
                                   "quarantine": _QUARANTINE, "drift": _DRIFT, "performance": _PERFORMANCE,
-                                  "alerts": _ALERTS}),
+                                  "alerts": _ALERTS, "classes": _CLASSES}),
         autoescape=True, undefined=jinja2.StrictUndefined,
     )
+    env.filters.update(pct=lambda v: f"{v:.1%}")
     env.filters.update(when=_when, f3=_fixed(3), f4=_fixed(4), count_=_count, secs=_secs, drift_note=_drift_note,
                        expected=_expected, yes_no=_yes_no, out_of_support=_out_of_support,
                        reliability=_reliability, estimate_reliability=_estimate_reliability,
@@ -290,4 +325,5 @@ def environment() -> jinja2.Environment:
                        tojson_=lambda v: json.dumps(v, sort_keys=True, default=str))
     env.globals["css"] = _CSS
     env.globals["null_share_rise"] = NULL_SHARE_RISE
+    env.globals["predicted_class"] = PREDICTED_CLASS
     return env

@@ -366,3 +366,33 @@ def test_a_relative_extra_suite_is_read_next_to_the_pinned_spec_file(engine: sa.
                                ).scalars().all()
     assert summary.quarantined > 0 and reasons, "the extra suite's range check quarantined the rows outside -1..1"
     assert all(reason.startswith("x1: expect_column_values_to_be_between (min -1, max 1)") for reason in reasons)
+
+
+def test_a_multiclass_day_stages_the_same_rows_in_any_chunks_threads_and_shards(settings: Settings,
+                                                                                engine: sa.Engine) -> None:
+    from tests.support.toy import trained_toy
+
+    # the toy's integer labels 0/1 are the classes "0" and "1" of a multiclass model (class names are text)
+    spec = trained_toy(engine, settings.schema, model={
+        "task": "multiclass", "estimator": "sklearn.linear_model.LogisticRegression", "params": {}},
+        training={"window_days": 10, "holdout_days": 3, "metric": "log_loss", "min_score": 2.0})
+    assert registry.get_version(engine, "toy", 1).classes == ["0", "1"]
+
+    def published() -> list[tuple]:
+        with engine.connect() as conn:
+            return conn.execute(sa.text(
+                f"SELECT id, score, predicted_label, class_scores FROM {spec.predictions.table} "
+                "WHERE partition_date = :d ORDER BY id"), {"d": DAY}).all()
+
+    whole = score_day(engine, spec, DAY, run_id="whole")
+    expected = published()
+    assert len(expected) == whole.scored == 80
+    assert all(set(r.class_scores) == {"0", "1"} and r.score == r.class_scores[r.predicted_label]
+               == max(r.class_scores.values()) for r in expected)
+    assert whole.score_mean == pytest.approx(sum(r.score for r in expected) / 80)
+    plan = plan_run(engine, spec, DAY, run_id="chunked", shards=2)
+    for shard in (0, 1):
+        score_shard(engine, plan, shard, batch_bytes=512, threads=3)  # ~10 rows per chunk
+    chunked = publish_run(engine, plan)
+    assert published() == expected
+    assert chunked.score_mean == pytest.approx(whole.score_mean)

@@ -169,3 +169,20 @@ def test_check_names_a_column_changed_since_the_champion_was_trained_once(engine
     lines = [str(p) for p in check_spec_db(engine, toy, origin=ORIGIN)]
     assert [line.split(": ")[1] for line in lines] == ["features[0].type", "features[1].name"]
     assert lines[1] == changed
+
+
+def test_a_multiclass_label_is_text_or_an_integer_never_a_float(engine: sa.Engine, base: dict[str, Any],
+                                                                settings: Settings) -> None:
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'ALTER TABLE "{settings.schema}".toy_labels ADD COLUMN share double precision'))
+    base["model"]["task"] = "multiclass"
+    base["training"].pop("metric", None)
+    assert _check(engine, base) == []  # y: an integer column
+    base["labels"]["column"] = "note"
+    assert _check(engine, base) == []
+    base["labels"]["column"] = "share"
+    assert _check(engine, base) == [
+        "specs/toy.yaml: labels.column: column 'share' is double precision: expected text or an integer (a "
+        "multiclass label names a class); cast it in labels.query (in place of labels.table), e.g. "
+        "`SELECT ..., share::text AS share`"
+    ]

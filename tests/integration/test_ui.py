@@ -236,6 +236,8 @@ def test_registry_shows_versions_aliases_holdout_metrics_and_the_audit_trail(sco
     events = table_rows(html, "events")
     trail = [e[1:6] for e in events[1:]]
     assert ["registered", "", "", "1", "t"] in trail and ["promoted", "champion", "", "1", "t"] in trail, trail
+    # a binary model: no classes table, no class-mix page (tests/integration/test_ui_multiclass.py has both)
+    assert 'id="classes"' not in html and "Class mix" not in html
 
 
 def test_quarantine_counts_rows_per_reason_with_example_rows(scored: Scored) -> None:

@@ -216,15 +216,52 @@ def test_a_ready_asset_is_a_uri_and_reference_share_stays_below_the_maximum(spec
         Spec.model_validate(_spec_with(spec, "validation", reference_null_share=0.6))
 
 
-def test_approval_is_refused_with_shadow_days_and_publish_by_is_a_time_of_day(spec: Spec) -> None:
-    # A challenger promoted after its shadow days would become champion with nobody's approval.
+def test_approval_works_with_shadow_days_and_publish_by_is_a_time_of_day(spec: Spec) -> None:
     ok = Spec.model_validate(_spec_with(spec, "training", approval="required", approval_timeout="2h"))
     assert (ok.training.approval, ok.training.approval_timeout) == ("required", "2h")
-    with pytest.raises(ValidationError, match=r"training.approval 'required' with training.shadow_days 5: a "
-                                              r"challenger promoted after its shadow days would become champion"):
-        Spec.model_validate(_spec_with(spec, "training", approval="required", shadow_days=5))
+    # The challenger's promotion after its shadow days is what asks (tests/integration/test_approval.py).
+    shadowed = Spec.model_validate(_spec_with(spec, "training", approval="required", shadow_days=40))
+    assert (shadowed.training.approval, shadowed.training.shadow_days) == ("required", 40)
     with pytest.raises(ValidationError, match="expected at least 1m"):
         Spec.model_validate(_spec_with(spec, "training", approval="required", approval_timeout="30s"))
     assert Spec.model_validate({**spec.model_dump(mode="json"), "publish_by": "08:00"}).publish_by == "08:00"
     with pytest.raises(ValidationError, match=r"'8am' is not a time of day: expected HH:MM"):
         Spec.model_validate({**spec.model_dump(mode="json"), "publish_by": "8am"})
+
+
+# -- multiclass models --------------------------------------------------------------------------------------
+def _multiclass(spec: Spec, **training: object) -> dict:
+    data = spec.model_dump(mode="json")
+    data["model"]["task"] = "multiclass"
+    data["training"] = {key: value for key, value in data["training"].items() if key != "metric"} | training
+    return data
+
+
+def test_a_multiclass_spec_without_a_metric_is_gated_on_log_loss(spec: Spec) -> None:
+    loaded = Spec.model_validate(_multiclass(spec))
+    assert (loaded.model.task, loaded.training.metric, loaded.training.min_class_rows) == ("multiclass", "log_loss", 1)
+    assert Spec.model_validate(_multiclass(spec, metric="macro_f1")).training.metric == "macro_f1"
+    shipped = load_spec(Path(__file__).resolve().parents[2] / "docs" / "examples" / "ticket_queue.yaml")
+    assert (shipped.model.task, shipped.training.min_class_rows) == ("multiclass", 20)
+
+
+def test_a_metric_of_another_task_is_refused_naming_it_and_the_allowed_ones(spec: Spec) -> None:
+    with pytest.raises(ValidationError, match=r"training.metric 'roc_auc' is not a multiclass metric: expected one of "
+                                              r"\['log_loss', 'accuracy', 'macro_f1', 'roc_auc_ovr', "
+                                              r"'balanced_accuracy'\]"):
+        Spec.model_validate(_multiclass(spec, metric="roc_auc"))
+    with pytest.raises(ValidationError, match=r"training.metric 'macro_f1' is not a binary metric: expected one of "
+                                              r"\['roc_auc', 'average_precision', 'log_loss', 'accuracy'\]"):
+        Spec.model_validate(_spec_with(spec, "training", metric="macro_f1"))
+    with pytest.raises(ValidationError, match=r"'roc_auc_ovr' is not a regression metric"):
+        data = _spec_with(spec, "training", metric="roc_auc_ovr")
+        data["model"]["task"] = "regression"
+        Spec.model_validate(data)
+
+
+def test_min_class_rows_is_at_least_one_and_multiclass_shadow_days_are_refused(spec: Spec) -> None:
+    with pytest.raises(ValidationError, match=r"training.min_class_rows"):
+        Spec.model_validate(_multiclass(spec, min_class_rows=0))
+    with pytest.raises(ValidationError, match=r"training.shadow_days 40 with model.task 'multiclass': shadow scoring "
+                                              r"stores one score per key"):
+        Spec.model_validate(_multiclass(spec, shadow_days=40))

@@ -80,3 +80,20 @@ def test_max_abs_diff_treats_nan_on_one_side_and_other_lengths_as_infinitely_far
     assert max_abs_diff(np.array([0.5, math.nan]), np.array([0.5, 0.5])) == math.inf
     assert max_abs_diff(np.array([0.5]), np.array([0.5, 0.5])) == math.inf
     assert max_abs_diff(np.array([]), np.array([])) == 0.0
+
+
+def test_the_sample_frame_takes_the_specs_column_order_whatever_order_the_stored_keys_come_in(spec: Spec) -> None:
+    holdout = pd.DataFrame({name: [1.0, 2.0] for name in spec.feature_names})
+    stored = holdout_sample(spec, holdout, np.array([0.1, 0.2]))
+    stored["features"] = dict(reversed(list(stored["features"].items())))  # as jsonb may hand them back
+    assert list(HoldoutSample.from_dict(stored).frame(spec).columns) == spec.feature_names
+
+
+def test_a_multiclass_sample_records_and_reads_back_each_rows_class_probabilities(spec: Spec) -> None:
+    holdout = pd.DataFrame({name: [1.0, 2.0, 3.0] for name in spec.feature_names})
+    scores = np.array([[0.2, 0.8], [0.5, 0.5], [1 / 3, 2 / 3]])
+    stored = json.loads(json.dumps(holdout_sample(spec, holdout, scores)))
+    recorded = HoldoutSample.from_dict(stored).recorded_scores()
+    assert recorded.shape == (3, 2) and np.array_equal(recorded, scores)
+    assert max_abs_diff(scores, recorded) == 0.0
+    assert max_abs_diff(scores[:, :1], recorded) == math.inf  # another class count is never "the same"

@@ -113,3 +113,44 @@ def test_calibration_by_decile_covers_every_row_in_score_order() -> None:
 
 def test_the_labelled_day_is_delay_days_before() -> None:
     assert labelled_day(toy_spec("s", delay_days=3), DAY) == dt.date(2026, 5, 7)
+
+
+def _ticket_spec():  # the multiclass example spec
+    from ml_batch.spec import load_spec
+    from tests.unit.monitoring.data import REPO
+
+    return load_spec(REPO / "docs" / "examples" / "ticket_queue.yaml")
+
+
+def test_realized_multiclass_records_leave_unseen_classes_out_and_count_them() -> None:
+    from sklearn.metrics import log_loss
+
+    spec = _ticket_spec()
+    classes = ["billing", "sales", "technical"]
+    rng = np.random.default_rng(5)
+    proba = rng.dirichlet((2, 2, 2), size=300)
+    labels = np.asarray(classes, dtype=object)[[rng.choice(3, p=p) for p in proba]]
+    labels[:7] = "refunds"  # a class the version was never trained on
+    data = pd.DataFrame({"model_version": 3, "kind": "published", "score": proba.max(axis=1), LABEL: labels,
+                         "class_scores": [json.dumps(dict(zip(classes, p.tolist(), strict=True))) for p in proba]})
+    records = {r["metric"]: r for r in realized_records(spec, DAY, data, {3: classes})}
+    assert set(records) == {"log_loss", "accuracy", "macro_f1", "roc_auc_ovr", "balanced_accuracy"}
+    assert records["log_loss"]["value"] == pytest.approx(log_loss(labels[7:], proba[7:], labels=classes))
+    assert records["log_loss"]["n"] == 293
+    assert records["log_loss"]["detail"] == {"kind": "published", "labelled": 300, "n_unseen": 7,
+                                             "unseen_classes": {"refunds": 7}}
+
+
+def test_realized_multiclass_records_need_the_version_classes() -> None:
+    data = pd.DataFrame({"model_version": [4], "kind": ["published"], "score": [0.9], LABEL: ["sales"],
+                         "class_scores": ['{"sales": 0.9, "billing": 0.1}']})
+    with pytest.raises(ValueError, match="version 4 of model 'ticket_queue' has no class names"):
+        realized_records(_ticket_spec(), DAY, data, {})
+
+
+def test_a_multiclass_estimate_is_stored_as_unavailable_with_the_reason() -> None:
+    spec = _ticket_spec()
+    (record,) = estimate_records(spec, DAY, 2, np.full(50, 0.6), {}, run_id="r1")
+    assert record["metric"] == "estimated_log_loss" and record["value"] is None and record["n"] == 50
+    assert record["detail"]["available"] is False and record["detail"]["reliable"] is False
+    assert "no label-free estimate for multiclass models" in record["detail"]["unreliable_reasons"][0]
