@@ -15,6 +15,8 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
     "regression": ("rmse", "mae", "r2"),
     "multiclass": ("log_loss", "accuracy", "macro_f1", "roc_auc_ovr", "balanced_accuracy"),
 }
+# The task whose versions have a class set (`model_versions.classes`) and whose rows carry `class_scores`.
+MULTICLASS = "multiclass"
 # What a multiclass spec is gated on when it names no metric (roc_auc, the spec's default, is binary's).
 MULTICLASS_DEFAULT_METRIC = "log_loss"
 

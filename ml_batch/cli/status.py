@@ -69,8 +69,9 @@ def _print_table(rows: list[ModelStatus]) -> None:
         share = run.quarantine_share if run is not None else None
         drift = "-" if row.drift_day is None else (
             f"{row.drift_day} " + ("[red]DRIFT[/]" if row.dataset_drift else "no drift"))
-        estimate = "-" if row.estimate is None else f"{row.metric} {fmt_num(row.estimate)}" + (
-            " [red](not reliable)[/]" if row.estimate_reliable is False else "")
+        estimate = (("unavailable" if row.estimate_reliable is False else "-") if row.estimate is None
+                    else f"{row.metric} {fmt_num(row.estimate)}"
+                    + (" [red](not reliable)[/]" if row.estimate_reliable is False else ""))
         realized = "-" if row.realized is None else (
             f"{row.realized_day} {row.metric} {fmt_num(row.realized)}"
             + (f" vs {row.floor}" if row.floor is not None else "")

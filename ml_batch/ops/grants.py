@@ -6,7 +6,9 @@ An analyst reads predictions and monitoring, never model artifacts nor raw sourc
   runs, run_shards, published_days, drift_results, drift_days, performance, shadow_predictions,
   shadow_comparisons, alerts, model_aliases and model_events;
 - `model_versions` column by column, **without** `artifact` (the pickled model) and its signature columns,
-  nor `holdout_sample` (source rows of the holdout, which `models verify` re-scores);
+  nor `holdout_sample` (source rows of the holdout, which `models verify` re-scores), nor `compiled_library`
+  (the estimator as native code) and its signature; a migration that adds a column grants it to the roles
+  that hold these column grants (revisions 0015, 0016);
 - `quarantine` column by column, **without** `row_data` (the raw source row). The view
   `quarantine_published` is not granted: a view reads with its owner's rights, so it would hand out
   `row_data`; join `quarantine` to `published_days` instead (docs/analysts.md);
@@ -50,7 +52,8 @@ READABLE_TABLES = (tables.runs, tables.run_shards, tables.published_days, tables
 UI_TABLES = (tables.reports,)
 # table -> the columns an analyst must never read
 HIDDEN_COLUMNS = {
-    tables.model_versions.name: ("artifact", "artifact_hmac", "artifact_key_id", "holdout_sample"),
+    tables.model_versions.name: ("artifact", "artifact_hmac", "artifact_key_id", "holdout_sample", "compiled_library",
+                                 "compiled_hmac"),
     tables.quarantine.name: ("row_data",),
 }
 

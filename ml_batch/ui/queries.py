@@ -29,6 +29,7 @@ from ml_batch.db.tables import (
 from ml_batch.db.tables import reports as reports_table
 from ml_batch.ops import reports
 from ml_batch.ops.grants import HIDDEN_COLUMNS
+from ml_batch.tasks import MULTICLASS
 from ml_batch.validation.reasons import GOT
 
 Row = dict[str, Any]
@@ -41,7 +42,6 @@ DRIFT_DAYS = 60
 PERFORMANCE_DAYS = 120
 ALERT_LIMIT = 100
 CLASS_MIX_DAYS = 60
-MULTICLASS = "multiclass"  # `ml_batch.db.tables.MODEL_TASKS`' name of the task whose versions have classes
 
 
 def _rows(engine: sa.Engine, query: sa.Select[Any]) -> list[Row]:

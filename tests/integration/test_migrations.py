@@ -154,3 +154,22 @@ def test_revision_0012_allows_one_open_alert_per_identity_and_downgrades(setting
     columns = {c["name"] for c in sa.inspect(engine).get_columns("alerts", schema=s)}
     assert not columns & {"subject", "state", "first_day", "occurrences", "updated_at", "resolved_at", "resolved_day"}
     assert upgrade(engine, s) == head_revision()
+
+
+def test_revisions_0015_and_0016_grant_their_new_columns_to_the_column_granted_roles(
+        settings: Settings, engine: sa.Engine, pg_url: str) -> None:
+    """An analyst granted before the upgrade reads the new registry columns after it (the registry page selects
+    them), but never the compiled library nor its signature."""
+    from ml_batch.ops.grants import grant_analyst
+    from tests.integration import analyst_helpers
+
+    s = settings.schema
+    _downgrade(engine, s, "0014")
+    with analyst_helpers.login_role(engine, pg_url) as (role, analyst):
+        grant_analyst(engine, s, [], role)
+        assert upgrade(engine, s) == head_revision()
+        with analyst.connect() as conn:
+            conn.execute(sa.text(f'SELECT model_name, classes, class_counts, compiled FROM "{s}".model_versions'))
+        for hidden in ("compiled_library", "compiled_hmac", "artifact"):
+            with pytest.raises(sa.exc.ProgrammingError, match="permission denied"), analyst.connect() as conn:
+                conn.execute(sa.text(f'SELECT {hidden} FROM "{s}".model_versions'))

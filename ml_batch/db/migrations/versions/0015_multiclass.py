@@ -5,6 +5,7 @@
   probabilities (the pipeline's `classes_`); NULL for binary and regression versions.
 - `model_versions.class_counts`: the labelled rows of each class the version was trained and judged on,
   `{"train": {class: n}, "holdout": {class: n}}`; NULL for binary and regression versions.
+- the roles granted `model_versions` column by column (analyst, UI) are granted the two new columns.
 - alert kind `unseen_class`: a labelled day carries a class the version was not trained on (reported with
   its count, never mapped to another class nor dropped silently).
 
@@ -48,10 +49,33 @@ def _replace_check(name: str, table: str, column: str, values: tuple[str, ...], 
     op.create_check_constraint(name, table, f"{column} IN ({listed})", schema=schema)
 
 
+_CARRY_GRANTS = """
+DO $$
+DECLARE r record;
+BEGIN
+  FOR r IN SELECT DISTINCT a.grantee::regrole::text AS role
+           FROM pg_attribute, aclexplode(attacl) AS a
+           WHERE attrelid = '"{schema}".model_versions'::regclass AND attname = 'model_name'
+             AND a.privilege_type = 'SELECT' AND a.grantee <> 0
+  LOOP
+    EXECUTE format('GRANT SELECT ({columns}) ON "{schema}".model_versions TO %s', r.role);
+  END LOOP;
+END $$
+"""
+
+
+def _carry_column_grants(schema: str, columns: tuple[str, ...]) -> None:
+    """The roles granted `model_versions` column by column (the analyst and UI roles, `ml_batch.ops.grants`)
+    read the new `columns` too, as a fresh grant would give them: without this the registry pages and the
+    analysts' queries fail with "permission denied" after the upgrade until the grants are run again."""
+    op.execute(_CARRY_GRANTS.format(schema=schema, columns=", ".join(columns)))
+
+
 def upgrade() -> None:
     schema = _schema()
     op.add_column("model_versions", sa.Column("classes", JSONB), schema=schema)
     op.add_column("model_versions", sa.Column("class_counts", JSONB), schema=schema)
+    _carry_column_grants(schema, ("classes", "class_counts"))
     _replace_check("model_versions_task_known", "model_versions", "task", (*_TASKS, *_NEW_TASKS), schema)
     _replace_check("alerts_kind_known", "alerts", "kind", (*_ALERT_KINDS, *_NEW_ALERT_KINDS), schema)
 
