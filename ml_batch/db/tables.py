@@ -297,6 +297,9 @@ shadow_predictions = sa.Table(
     sa.Column("entity_key", sa.Text, primary_key=True),
     sa.Column("score", sa.Float, nullable=False),
     sa.Column("predicted_label", sa.SmallInteger),
+    # A multiclass challenger's predicted class and every class's probability (0015; NULL for other tasks).
+    sa.Column("predicted_class", sa.Text),
+    sa.Column("class_scores", JSONB),
     sa.Column("run_id", sa.Text, nullable=False),
     sa.Column("scored_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )

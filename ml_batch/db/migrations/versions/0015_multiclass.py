@@ -5,6 +5,9 @@
   probabilities (the pipeline's `classes_`); NULL for binary and regression versions.
 - `model_versions.class_counts`: the labelled rows of each class the version was trained and judged on,
   `{"train": {class: n}, "holdout": {class: n}}`; NULL for binary and regression versions.
+- `shadow_predictions.predicted_class` and `shadow_predictions.class_scores`: a multiclass challenger's
+  predicted class and every class's probability on a shadow day (NULL for binary and regression models, whose
+  `predicted_label` stays a smallint).
 - the roles granted `model_versions` column by column (analyst, UI) are granted the two new columns.
 - alert kind `unseen_class`: a labelled day carries a class the version was not trained on (reported with
   its count, never mapped to another class nor dropped silently).
@@ -76,6 +79,8 @@ def upgrade() -> None:
     op.add_column("model_versions", sa.Column("classes", JSONB), schema=schema)
     op.add_column("model_versions", sa.Column("class_counts", JSONB), schema=schema)
     _carry_column_grants(schema, ("classes", "class_counts"))
+    op.add_column("shadow_predictions", sa.Column("predicted_class", sa.Text), schema=schema)
+    op.add_column("shadow_predictions", sa.Column("class_scores", JSONB), schema=schema)
     _replace_check("model_versions_task_known", "model_versions", "task", (*_TASKS, *_NEW_TASKS), schema)
     _replace_check("alerts_kind_known", "alerts", "kind", (*_ALERT_KINDS, *_NEW_ALERT_KINDS), schema)
 
@@ -91,5 +96,7 @@ def downgrade() -> None:
     op.execute(f'DELETE FROM "{schema}".alerts WHERE kind IN ({kinds})')  # noqa: S608 (constants)
     _replace_check("alerts_kind_known", "alerts", "kind", _ALERT_KINDS, schema)
     _replace_check("model_versions_task_known", "model_versions", "task", _TASKS, schema)
+    op.drop_column("shadow_predictions", "class_scores", schema=schema)
+    op.drop_column("shadow_predictions", "predicted_class", schema=schema)
     op.drop_column("model_versions", "class_counts", schema=schema)
     op.drop_column("model_versions", "classes", schema=schema)
