@@ -10,6 +10,7 @@
 | ML_BATCH_ARTIFACT_KEY  | ~/.config/ml-batch/artifact.key | secret that signs model artifacts (HMAC)      |
 | ML_BATCH_CONNECT_WAIT_S | 120                     | how long a step waits for a free connection slot (`db.faults`) |
 | ML_BATCH_UI_DATABASE_URL | (the owner's)        | the pages' role (`db grant-ui`), without connection `ml_batch_ui` |
+| ML_BATCH_COMPILE       | 1                        | 0: no compiled tree models (`model.compiled`)       |
 """
 
 from __future__ import annotations

@@ -71,6 +71,11 @@ class VerificationFailed(RegistryError):
     training by more than the tolerance: the version stays refused in this environment."""
 
 
+class CompiledScoresDiffer(VerificationFailed):
+    """A version's compiled library and scikit-learn score the same rows differently (more than 1e-12): the run
+    fails, nothing of it is published."""
+
+
 class TrainingError(MlBatchError):
     """A training set is empty, single-class or otherwise unusable."""
 

@@ -29,6 +29,7 @@
   at unpickling (a verified environment) is logged, once per unpickling, never swallowed.
 - A process unpickles a version at most once: every load fetches and verifies the bytes as above, and only
   then looks up the pipeline unpickled earlier from the same (model, version, artifact sha256).
+- A version may carry its estimator compiled to a shared library, signed like the artifact (`model.compiled`).
 - sklearn and joblib are imported by the functions that need them, so metadata calls stay light.
 """
 
@@ -55,7 +56,7 @@ from ml_batch.model.environment import VerifiedEnvironment
 from ml_batch.model.history import champion_stack as champion_stack  # a pure replay, named here too
 from ml_batch.model.provenance import code_version
 from ml_batch.model.schema import check_feature_schema, check_pipeline_schema
-from ml_batch.model.signing import key_id, sign, verify_artifact
+from ml_batch.model.signing import key_id, sign, sign_library, verify_artifact
 from ml_batch.spec import Spec
 
 if TYPE_CHECKING:
@@ -67,7 +68,8 @@ logger = logging.getLogger(__name__)
 # The audit events that move an alias.
 _ALIAS_MOVES = ("promoted", "rollback", "alias_removed")
 _META_COLUMNS = [c for c in model_versions.c
-                 if c.name not in ("artifact", "artifact_hmac", "reference_profile", "holdout_sample")]
+                 if c.name not in ("artifact", "artifact_hmac", "reference_profile", "holdout_sample",
+                                   "compiled_library", "compiled_hmac")]
 # Verified, unpickled pipelines of this process by (model, version, artifact sha256): champion and challenger
 # of a model or two, so a few entries; the oldest goes first.
 _LOADED: dict[tuple[str, int, str], Any] = {}
@@ -110,6 +112,7 @@ class ModelVersion:
     # A multiclass version's class names in probability order, and its rows per class ({"train"|"holdout": ...}).
     classes: list[str] | None = None
     class_counts: dict[str, dict[str, int]] | None = None
+    compiled: dict[str, Any] | None = None  # what compiling found (`ml_batch.model.compiled`); None: not tried
     aliases: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -156,6 +159,8 @@ class NewVersion:
     source_types: dict[str, str] | None = None
     classes: list[str] | None = None  # multiclass only: `training.class_names` and the rows per class
     class_counts: dict[str, dict[str, int]] | None = None
+    compiled_library: bytes | None = None  # `ml_batch.model.compiled`'s library, signed at insert like the artifact
+    compiled: dict[str, Any] | None = None
 
 
 def serialize(pipeline: Pipeline) -> bytes:
@@ -183,14 +188,15 @@ def register(engine: sa.Engine, spec: Spec, pipeline: Pipeline, new: NewVersion,
     check_pipeline_schema(spec, pipeline)
     key = artifact_key()
     artifact = serialize(pipeline)
-    sha = hashlib.sha256(artifact).hexdigest()
+    sha, library = hashlib.sha256(artifact).hexdigest(), new.compiled_library
     with engine.begin() as conn:
         _lock_model(conn, spec.name)
         version = _next_version(conn, spec.name)
         conn.execute(model_versions.insert().values(
             model_name=spec.name, version=version, artifact=artifact, artifact_sha256=sha,
             artifact_hmac=sign(key, spec.name, version, artifact), artifact_key_id=key_id(key),
-            artifact_size=len(artifact), created_by=actor, **_described(spec, new),
+            artifact_size=len(artifact), created_by=actor, **_described(spec, new), compiled_library=library,
+            compiled_hmac=None if library is None else sign_library(key, spec.name, version, library),
         ))
         _audit(conn, spec.name, "registered", None, None, version, actor,
                f"{new.source} version", {"sha256": sha, "metrics": new.metrics, **new.window})
@@ -216,7 +222,7 @@ def _described(spec: Spec, new: NewVersion) -> dict[str, Any]:
         "code_version": code_version(), "spec_sha256": spec.sha256(), "source": new.source, "tags": new.tags,
         "reference_profile": new.profile, "n_excluded": new.n_excluded, "exclusions": new.exclusions,
         "holdout_sample": new.holdout_sample, "source_types": new.source_types, "classes": new.classes,
-        "class_counts": new.class_counts,
+        "class_counts": new.class_counts, "compiled": new.compiled,
         # the stored bytes are joblib whatever the source; skops' version is recorded for registered files
         "environment": environment.current(skops=new.source == "registered"),
     }

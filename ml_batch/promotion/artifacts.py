@@ -21,10 +21,12 @@ from ml_batch.db.spec_check import require_spec_db, source_column_types
 from ml_batch.errors import RegistryError, TrainingError
 from ml_batch.features import build_pipeline
 from ml_batch.model import registry, verify
+from ml_batch.model.compiled import compiled_fields
 from ml_batch.model.registry import ModelVersion, NewVersion
 from ml_batch.model.schema import check_pipeline_schema
 from ml_batch.model.training import class_counts, class_names, load_training_set, metrics_of, predict_scores, window_for
 from ml_batch.monitoring.profile import reference_profile
+from ml_batch.run.shard import available_cores
 from ml_batch.spec import Spec
 from ml_batch.validation.suite import suite_of
 
@@ -46,7 +48,8 @@ def register_artifact(
     holdout and the reference leave out the rows scoring would quarantine, as a trained version's do
     (`ml_batch.model.training.load_training_set`). A multiclass pipeline records its own classes
     (`class_names`) and the holdout's rows per class (`class_counts` holds "holdout" only: the rows it was
-    trained on are the notebook's, not known here).
+    trained on are the notebook's, not known here). A supported tree ensemble is compiled and proven on the
+    holdout as a trained one is (`ml_batch.model.compiled.compiled_fields`).
 
     Args:
         engine: The ml-batch database.
@@ -92,6 +95,7 @@ def register_artifact(
         source_types=source_column_types(engine, spec),
         classes=class_names(pipeline) if multiclass else None,
         class_counts={"holdout": class_counts(holdout, spec)} if multiclass else None,
+        **compiled_fields(pipeline, spec, holdout, scores, nthread=available_cores()),
     )
     return registry.register(engine, spec, pipeline, new, actor=actor)
 

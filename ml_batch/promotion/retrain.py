@@ -14,6 +14,9 @@ decision records the move it waits for (`on_approval`: promoted) and the champio
 moves and no gate alert is raised; `ml_batch.promotion.approval` asks a person and applies the answer. With
 shadow days the candidate becomes challenger at once (shadow scoring publishes nothing); its promotion after the
 shadow days is what waits (`ml_batch.promotion.shadow`).
+
+A supported tree ensemble is compiled to native code as it is registered (`ml_batch.model.compiled`, proven on
+the holdout it was evaluated on); compiling never fails training: what it found is recorded with the version.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import sqlalchemy as sa
 from ml_batch.db.spec_check import require_spec_db, source_column_types
 from ml_batch.db.tables import alerts as alert_rows
 from ml_batch.model import registry, verify
+from ml_batch.model.compiled import compiled_fields
 from ml_batch.model.registry import ModelVersion, NewVersion
 from ml_batch.model.training import (
     TrainingWindow,
@@ -46,6 +50,7 @@ from ml_batch.monitoring.profile import reference_profile
 from ml_batch.ops import alerts
 from ml_batch.ops.alerts import Alert
 from ml_batch.promotion.gate import GateDecision, decide, shared_class_scores
+from ml_batch.run.shard import available_cores
 from ml_batch.spec import Spec
 from ml_batch.validation.suite import suite_of
 
@@ -161,6 +166,7 @@ def _register_trained(engine: sa.Engine, spec: Spec, result: TrainResult, as_of:
         n_excluded=result.n_excluded, exclusions=result.exclusions,
         holdout_sample=verify.holdout_sample(spec, result.holdout, result.holdout_scores),
         source_types=source_column_types(engine, spec), classes=result.classes, class_counts=result.class_counts,
+        **compiled_fields(result.pipeline, spec, result.holdout, result.holdout_scores, nthread=available_cores()),
     )
     return registry.register(engine, spec, result.pipeline, new, actor=actor)
 

@@ -82,7 +82,7 @@ def start(conn: sa.Connection, *, model: str, run_id: str, day: dt.date, run_typ
         "key_digest": state.key_digest if state is not None else None,
         "source_updated_at": state.source_updated_at if state is not None else None,
         "rows_extracted": None, "rows_scored": None, "rows_quarantined": None, "score_mean": None,
-        "stage_seconds": {}, "error": None, "finished_at": None, "data_failed_at": None,
+        "stage_seconds": {}, "error": None, "finished_at": None, "data_failed_at": None, "scoring_path": None,
     }
     stmt = insert(runs).values(**values)
     conn.execute(stmt.on_conflict_do_update(
@@ -104,6 +104,18 @@ def record_shard(conn: sa.Connection, *, model: str, run_id: str, shard: int, ex
         set_={k: stmt.excluded[k] for k in ("rows_extracted", "rows_scored", "rows_quarantined", "score_sum",
                                              "stage_seconds")} | {"finished_at": sa.func.now()},
     ))
+
+
+def record_scoring_path(conn: sa.Connection, *, model: str, run_id: str, path: str) -> None:
+    """Record the path (`tables.SCORING_PATHS`) a shard scores the run with. Shards on machines that differ
+    may score it differently: once any shard used scikit-learn, the run says `sklearn` (not every row of it was
+    scored by the compiled library)."""
+    if path not in tables.SCORING_PATHS:
+        raise ValueError(f"scoring path {path!r}: expected one of {tables.SCORING_PATHS}")
+    conn.execute(
+        runs.update().where(runs.c.model_name == model, runs.c.run_id == run_id)
+        .values(scoring_path=sa.case((runs.c.scoring_path == "sklearn", "sklearn"), else_=path))
+    )
 
 
 def shard_totals(conn: sa.Connection, model: str, run_id: str) -> dict[str, Any]:

@@ -8,7 +8,11 @@
    run's staging table. Fetching the next chunk and writing the previous one overlap with scoring
    (`ml_batch.run.pipelining`); chunks are scored on several threads. A multiclass model stages, per row, the
    class of maximal probability, its probability as the score, and every class's probability
-   (`class_scores`, in the pinned version's class order).
+   (`class_scores`, in the pinned version's class order). The scorer is the version's compiled library when it
+   has one that fits this machine and verifies, else scikit-learn (`ml_batch.model.scorer`): the run records
+   which (`runs.scoring_path`), and a compiled run's first chunk is checked against scikit-learn on up to
+   `SAMPLE_ROWS` rows (any difference over 1e-12 fails the run). Each scoring thread's compiled predictor gets
+   `compiled_threads` threads, so that the two together stay within the shard's cores.
 3. **Check and record**: every failing row GX listed was seen by the extract, and the shard's counts go to
    `run_shards` (a retried shard replaces its earlier attempt: its staged and quarantined rows are cleared
    first).
@@ -58,11 +62,15 @@ if TYPE_CHECKING:  # imported where they are used: a plan or publish task never 
     import pandas as pd
     import pyarrow as pa
 
+    from ml_batch.model.scorer import Scorer
+
 logger = logging.getLogger(__name__)
 
 # Chunks scored at once by one shard at most: each holds a ~16 MB chunk (and its pandas copy) and may
 # quarantine rows through the engine's connection pool (5 + 10 connections).
 MAX_SCORING_THREADS = 8
+# Rows of a shard's first chunk scored by scikit-learn too when the compiled path scores the run.
+SAMPLE_ROWS = 300
 
 RowReasons = dict[str, list[str]]
 
@@ -107,6 +115,7 @@ def score_shard(
 def _score_shard(engine: sa.Engine, plan: RunPlan, shard: int, results_dir: Path | None,
                  batch_bytes: int | None, threads: int | None) -> ShardResult:
     from ml_batch.model import registry
+    from ml_batch.model.scorer import scoring_path
 
     spec = plan.spec
     if not 0 <= shard < plan.shards:
@@ -120,8 +129,12 @@ def _score_shard(engine: sa.Engine, plan: RunPlan, shard: int, results_dir: Path
     reasons = _validate_piece(engine, spec, plan, shard, results_dir)
     validated = time.perf_counter() - started
     classes = _pinned_classes(spec, plan, loaded)
-    totals = _score_piece(engine, spec, plan, shard, loaded.pipeline, classes, reasons, batch_bytes,
-                          threads or min(available_cores(), MAX_SCORING_THREADS))
+    workers = threads or min(available_cores(), MAX_SCORING_THREADS)
+    with scoring_path(engine, loaded, nthread=compiled_threads(plan.shards, workers)) as chosen:
+        logger.info("%s day %s shard %d scores with %s: %s", spec.name, plan.day, shard, chosen.path, chosen.reason)
+        with engine.begin() as conn:
+            runs.record_scoring_path(conn, model=spec.name, run_id=plan.run_id, path=chosen.path)
+        totals = _score_piece(engine, spec, plan, shard, chosen.scorer, classes, reasons, batch_bytes, workers)
     _check_failing_rows_seen(spec, plan, shard, reasons, totals)
     seconds = {"validate": round(validated, 3), **totals.seconds()}
     with engine.begin() as conn:
@@ -157,6 +170,12 @@ def threads_per_shard(shards: int) -> int | None:
         return None
     cores = available_cores()
     return max(1, cores // min(shards, cores))
+
+
+def compiled_threads(shards: int, workers: int) -> int:
+    """Threads of each scoring thread's compiled predictor: the shard's share of the cores over its scoring
+    threads (at least 1), so that both together never ask for more threads than the share has cores."""
+    return max(1, (threads_per_shard(shards) or available_cores()) // workers)
 
 
 def available_cores() -> int:
@@ -285,9 +304,12 @@ class _Totals:
                 "score": round(sum(c.seconds for c in self.chunks), 3), "write": round(self.write_seconds, 3)}
 
 
-def _score_piece(engine: sa.Engine, spec: Spec, plan: RunPlan, shard: int, pipeline: Any,
+def _score_piece(engine: sa.Engine, spec: Spec, plan: RunPlan, shard: int, scorer: Scorer,
                  classes: list[str] | None, reasons: RowReasons, batch_bytes: int | None, workers: int) -> _Totals:
-    """Stream the shard's piece in chunks, score them on `workers` threads, write them behind; the totals."""
+    """Stream the shard's piece in chunks, score them on `workers` threads, write them behind; the totals.
+
+    The first chunk's scores of the compiled path are checked against scikit-learn's on up to `SAMPLE_ROWS` of
+    its rows (`_sample_check`)."""
     from ml_batch.db import arrow
 
     url = engine.url.render_as_string(hide_password=False)
@@ -296,10 +318,10 @@ def _score_piece(engine: sa.Engine, spec: Spec, plan: RunPlan, shard: int, pipel
     with _chunks_of(url, spec, plan, shard, batch_bytes or arrow.DEFAULT_BATCH_BYTES) as batches, \
             _staging_writer(url, plan.staging_table) as sink, _scoring_pool(workers) as pool:
         pending: deque[tuple[Future[tuple[_Chunk, pa.Table | None]], float]] = deque()
-        for batch, waited in batches:
+        for index, (batch, waited) in enumerate(batches):
             key_type = str(batch.schema.field(spec.source.key).type)
-            pending.append((pool.submit(_score_chunk, engine, spec, plan, shard, batch, pipeline, classes, reasons),
-                            waited))
+            pending.append((pool.submit(_score_chunk, engine, spec, plan, shard, batch, scorer, classes, reasons,
+                                        SAMPLE_ROWS if index == 0 else 0), waited))
             if len(pending) >= workers:
                 chunks.append(_collect(pending.popleft(), sink))
         while pending:
@@ -370,14 +392,13 @@ def _one_openmp_thread() -> None:
     threadpool_limits(limits=1, user_api="openmp")
 
 
-def _score_chunk(engine: sa.Engine, spec: Spec, plan: RunPlan, shard: int, batch: pa.RecordBatch, pipeline: Any,
-                 classes: list[str] | None, reasons: RowReasons) -> tuple[_Chunk, pa.Table | None]:
-    """Quarantine the chunk's rows GX failed, score the rest (runs in a scoring thread)."""
+def _score_chunk(engine: sa.Engine, spec: Spec, plan: RunPlan, shard: int, batch: pa.RecordBatch, scorer: Scorer,
+                 classes: list[str] | None, reasons: RowReasons, sample: int) -> tuple[_Chunk, pa.Table | None]:
+    """Quarantine the chunk's rows GX failed, score the rest (runs in a scoring thread), checking the compiled
+    path's scores of the first `sample` of them against scikit-learn's."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
-
-    from ml_batch.model.training import predict_scores
 
     started = time.perf_counter()
     frame = _to_pandas(batch, spec)
@@ -391,12 +412,27 @@ def _score_chunk(engine: sa.Engine, spec: Spec, plan: RunPlan, shard: int, batch
             _quarantine(engine, spec, plan, shard, frame.loc[bad], bad_keys, reasons)
             good = frame.loc[~bad]
             keys = keys.filter(pa.array(~bad))
-    scores = predict_scores(pipeline, good, spec)
+    scores = scorer.scores(good, spec)
+    if sample and scorer.path == "compiled" and len(good):
+        _sample_check(spec, plan, shard, scorer, good.iloc[:sample], scores[:sample])
     table = _predictions(spec, keys, scores, classes) if len(good) else None
     score_sum = float(scores.sum()) if table is None or scores.ndim == 1 else pc.sum(table["score"]).as_py()
     chunk = _Chunk(len(frame), 0.0, len(good), len(frame) - len(good), score_sum,
                    time.perf_counter() - started, bad_keys)
     return chunk, table
+
+
+def _sample_check(spec: Spec, plan: RunPlan, shard: int, scorer: Scorer, rows: pd.DataFrame,
+                  scores: np.ndarray) -> None:
+    """The compiled path's `scores` of `rows` against scikit-learn's (`compiled.sample_check`: a difference over
+    its tolerance fails the run, naming it)."""
+    from ml_batch.model.compiled import sample_check
+    from ml_batch.model.training import predict_scores
+
+    what = f"model {spec.name!r} version {plan.version} day {plan.day} shard {shard}"
+    diff = sample_check(scores, predict_scores(scorer.pipeline, rows, spec), what)
+    logger.info("%s: compiled scores of %d sample rows match scikit-learn's (max abs diff %.3g)", what, len(rows),
+                diff)
 
 
 def _quarantine(engine: sa.Engine, spec: Spec, plan: RunPlan, shard: int, rows: pd.DataFrame, keys: list[str],

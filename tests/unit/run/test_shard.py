@@ -7,6 +7,7 @@ import json
 import math
 
 import numpy as np
+import pytest
 
 from ml_batch.run.shard import class_scores_jsonb
 
@@ -37,3 +38,11 @@ def test_class_names_are_json_escaped_and_non_finite_values_are_strings() -> Non
 
 def test_no_rows_give_no_values() -> None:
     assert len(class_scores_jsonb(np.empty((0, 3)), ["a", "b", "c"])) == 0
+
+
+def test_compiled_threads_keep_scoring_threads_within_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ml_batch.run import shard
+
+    monkeypatch.setattr(shard, "available_cores", lambda: 8)
+    assert shard.compiled_threads(1, 8) == 1 and shard.compiled_threads(1, 2) == 4
+    assert shard.compiled_threads(4, 2) == 1  # 4 parallel shards share 8 cores: 2 each, 2 scoring threads
