@@ -464,7 +464,7 @@ class Spec(_Strict):
 
     @model_validator(mode="after")
     def _training_fits_task(self) -> Spec:
-        problem = task_problem(self.model.task, self.training.metric, self.training.shadow_days)
+        problem = task_problem(self.model.task, self.training.metric)
         if problem is not None:
             raise ValueError(problem)
         return self

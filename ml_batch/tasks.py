@@ -35,18 +35,14 @@ def with_task_default_metric(data: Any) -> Any:
     return data
 
 
-def task_problem(task: str, metric: str, shadow_days: int) -> str | None:
-    """Why a `task` model cannot be gated on `metric` with `shadow_days`, or None when it can.
+def task_problem(task: str, metric: str) -> str | None:
+    """Why a `task` model cannot be gated on `metric`, or None when it can.
 
-    A multiclass model takes only the multiclass metrics, and no shadow days (shadow scoring stores one score
-    per key). A binary or regression model is refused only the metrics that exist for multiclass models alone
-    (macro_f1, roc_auc_ovr, balanced_accuracy), so specs written before multiclass models load as they did.
+    A multiclass model takes only the multiclass metrics. A binary or regression model is refused only the
+    metrics that exist for multiclass models alone (macro_f1, roc_auc_ovr, balanced_accuracy), so specs written
+    before multiclass models load as they did.
     """
     only_multiclass = set(TASK_METRICS["multiclass"]) - set(TASK_METRICS["binary"])
     if metric not in TASK_METRICS[task] and (task == "multiclass" or metric in only_multiclass):
         return f"training.metric {metric!r} is not a {task} metric: expected one of {list(TASK_METRICS[task])}"
-    if task == "multiclass" and shadow_days > 0:
-        return (f"training.shadow_days {shadow_days} with model.task 'multiclass': shadow scoring stores one score "
-                "per key, not a multiclass model's class probabilities, so it is not supported for multiclass "
-                "models yet; set shadow_days to 0")
     return None

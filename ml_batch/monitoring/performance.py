@@ -6,7 +6,13 @@
   both sides' metric. A realized `training.metric` on the wrong side of `training.min_score` raises a
   `performance_floor` alert. A multiclass version's metrics come from the published `class_scores` in its
   class order (`ModelVersion.classes`); labelled rows of a class it was not trained on are left out of them,
-  counted in the detail (`n_unseen`, `unseen_classes`) and raise an `unseen_class` alert (an event).
+  counted in the detail (`n_unseen`, `unseen_classes`) and raise an `unseen_class` alert (an event). A
+  multiclass challenger's shadow metrics come likewise from the `class_scores` of its shadow rows, in its own
+  class order: each model is judged on its own class set, on the same labelled rows (the shadow rows are the
+  published ones scored again). With the same classes (a challenger retrained on a window with the same
+  classes) that is the gate's comparison; where the sets differ, a row of a class only one model knows counts
+  for that model alone (the gate's union rule, `ml_batch.promotion.gate.shared_class_scores`, sits in a layer
+  monitoring may not import).
 - **Estimated**: day D's published scores go through each version's estimator fitted on its holdout into
   label-free estimates, stored as metrics `estimated_<metric>`: for binary models the score calibration map
   (`ml_batch.monitoring.estimate`: `estimated_roc_auc`, `estimated_accuracy`), for regression models the loss
@@ -295,15 +301,15 @@ def _labelled_predictions(engine: sa.Engine, spec: Spec, day: dt.date, as_of: dt
                           preds.c.model_version, sa.literal("published").label("kind"),
                           *([preds.c.class_scores] if multiclass else [])).where(
         preds.c.partition_date == day)
+    # A multiclass challenger's shadow rows carry its own classes' probabilities, read like the published ones.
     shadow = sa.select(shadow_predictions.c.entity_key.label("k"), shadow_predictions.c.partition_date.label("day"),
                        shadow_predictions.c.score, shadow_predictions.c.model_version,
-                       sa.literal("shadow").label("kind")).where(
+                       sa.literal("shadow").label("kind"),
+                       *([shadow_predictions.c.class_scores] if multiclass else [])).where(
         shadow_predictions.c.model_name == spec.name, shadow_predictions.c.partition_date == day)
     frames = []
-    # A multiclass model has no shadow predictions (refused at spec load: shadow rows hold one score per key).
-    kinds = [(published.subquery("scored"), False)] + ([] if multiclass else [(shadow.subquery("scored"), True)])
     with engine.connect() as conn:
-        for scored, text_keys in kinds:
+        for scored, text_keys in ((published.subquery("scored"), False), (shadow.subquery("scored"), True)):
             what = f"realized performance of {day} ({'shadow' if text_keys else 'published'} predictions)"
             check_one_label_per_row(conn, spec, scored, key="k", day="day", as_of=as_of, what=what,
                                     text_keys=text_keys)
@@ -362,7 +368,8 @@ def _record_estimation_error(conn: sa.Connection, spec: Spec, day: dt.date, reco
 
 
 def _update_shadow_metrics(conn: sa.Connection, spec: Spec, day: dt.date, records: list[Record]) -> None:
-    """Both sides' `training.metric` on each shadow comparison of the day, and the challenger's labelled rows."""
+    """Both sides' `training.metric` on each shadow comparison of the day, and the challenger's labelled rows
+    (of a multiclass challenger: the rows of its classes, `n` of its record)."""
     metric = spec.training.metric
     values = {(r["model_version"], r["detail"]["kind"]): (r["value"], r["n"]) for r in records if r["metric"] == metric}
     rows = conn.execute(sa.select(shadow_comparisons).where(

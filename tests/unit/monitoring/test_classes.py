@@ -141,10 +141,3 @@ def test_class_rows_are_calibrated_on_the_holdout_days(spec: Spec, profile: dict
     for feature in (PREDICTED_CLASS, class_feature("sales")):
         limits = feature_thresholds(spec, profile, feature)
         assert limits.source == "calibrated" and limits.calibrated  # from calibration["classes"], per score day
-
-
-def test_shadow_scoring_of_a_multiclass_model_is_skipped_before_touching_anything(spec: Spec) -> None:
-    from ml_batch.monitoring.shadow import shadow_score
-
-    # No engine is needed (nor used): a multiclass spec is never shadow-scored.
-    assert shadow_score(None, spec, pd.Timestamp("2026-04-01").date(), run_id="r") is None  # type: ignore[arg-type]
