@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # `make airflow PORT=8081`: the port of the local Airflow's UI and API (empty: AIRFLOW__API__PORT, else 8080).
 PORT ?=
 
-.PHONY: setup test unit e2e lint deploy-check demo airflow up down bench db-up db-down clean lock
+.PHONY: setup test unit e2e lint deploy-check demo airflow up down bench bench-10m db-up db-down clean lock
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -71,6 +71,10 @@ db-down: setup
 ## bench: throughput and memory of the scoring path vs the naive pattern (benchmarks/README.md)
 bench: setup
 	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
+
+## bench-10m: a 10,000,000-row day on both scoring paths, beside the 100,000-row day (no naive, no backfill)
+bench-10m: setup
+	$(BIN)/python benchmarks/bench.py --rows 10000000 --skip-backfill --out benchmarks/results/latest_10m.json $(BENCH_ARGS)
 
 ## lock: re-pin requirements.txt from the current .venv (after changing dependencies and passing the tests)
 lock: setup

@@ -32,8 +32,10 @@ treelite and tl2cgen are imported by the functions that need them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
+import io
 import logging
 import math
 import os
@@ -211,15 +213,28 @@ class _Unimportable(Exception):
 
 
 def _build(estimator: Any, path: Path, jobs: int) -> bytes:
-    """The estimator compiled into the shared library `path`; its bytes."""
+    """The estimator compiled into the shared library `path`; its bytes.
+
+    treelite and tl2cgen `print` their native log lines ("Parallel compilation enabled ...") to stdout, which
+    is the CLI's `--json` output: they are caught here and logged instead (compiling runs on one thread, at
+    registration, so swapping stdout cannot catch another thread's output).
+    """
     import tl2cgen
     import treelite
 
+    said = io.StringIO()
     try:
-        model = treelite.sklearn.import_model(estimator)
-    except (treelite.TreeliteError, NotImplementedError, ValueError, TypeError) as exc:
-        raise _Unimportable(str(exc)) from exc
-    tl2cgen.export_lib(model, toolchain=TOOLCHAIN, libpath=str(path), params={"parallel_comp": jobs}, nthread=jobs)
+        with contextlib.redirect_stdout(said):
+            try:
+                model = treelite.sklearn.import_model(estimator)
+            except (treelite.TreeliteError, NotImplementedError, ValueError, TypeError) as exc:
+                raise _Unimportable(str(exc)) from exc
+            tl2cgen.export_lib(model, toolchain=TOOLCHAIN, libpath=str(path), params={"parallel_comp": jobs},
+                               nthread=jobs)
+    finally:
+        for line in said.getvalue().splitlines():
+            if line.strip():
+                logger.debug("compiler: %s", line)
     return path.read_bytes()
 
 

@@ -27,8 +27,8 @@ import numpy as np
 import sqlalchemy as sa
 
 from ml_batch.db.tables import model_versions
+from ml_batch.model import training
 from ml_batch.model.compiled import COMPILE_ENV, CompiledScorer, compile_enabled, load_library, unfit_reason
-from ml_batch.model.training import predict_scores
 from ml_batch.spec import Spec
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ class SklearnScorer:
     path: str = "sklearn"
 
     def scores(self, frame: pd.DataFrame, spec: Spec) -> np.ndarray:
-        return predict_scores(self.pipeline, frame, spec)
+        return training.predict_scores(self.pipeline, frame, spec)
 
 
 @dataclass(frozen=True)

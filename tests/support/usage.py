@@ -10,15 +10,28 @@ import sqlalchemy as sa
 from ml_batch.db.sqlfiles import render
 
 
-def rows_read(engine: sa.Engine, table: str) -> int:
+def rows_read(engine: sa.Engine, table: str, *, settle_s: float = 10.0) -> int:
     """Rows read from `table` so far by sequential and index scans (pg_stat_user_tables).
 
     Every session that read it must have flushed its counts first: ended sessions have (the engine's pooled
     ones are closed here), an idle one does within a second, this one is forced; the counts are then read in
-    a fresh statistics snapshot.
+    a fresh statistics snapshot. On a loaded machine a session that just ended may flush a moment later, so
+    the count is read until two reads a second apart agree (at most `settle_s` seconds).
     """
     engine.dispose()
     time.sleep(1.5)
+    last = _read_now(engine, table)
+    deadline = time.monotonic() + settle_s
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        now = _read_now(engine, table)
+        if now == last:
+            return now
+        last = now
+    return last
+
+
+def _read_now(engine: sa.Engine, table: str) -> int:
     with engine.connect() as conn:
         conn.execute(sa.text("SELECT pg_stat_force_next_flush()"))
         conn.execute(sa.text("SELECT pg_stat_clear_snapshot()"))
