@@ -6,6 +6,7 @@ import datetime as dt
 import io
 import uuid
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -165,3 +166,15 @@ def shift_toy_day(engine: sa.Engine, spec: Spec, day: dt.date, by: float, column
         conn.execute(sa.text(f'UPDATE {spec.source.table} SET "{column}" = "{column}" + :by '
                              "WHERE event_time >= :s AND event_time < :e"),
                      {"by": by, "s": start, "e": start + dt.timedelta(days=1)})
+
+
+def run_daily_dag(spec: Spec, day: dt.date) -> Any:
+    """The daily DAG of `spec` run through real Airflow (`dag.test()`) for `day`, as a local run is: dated when
+    it starts, the day in its `date` param; no retries. A DAG is built for each run, as the scheduler parses the
+    file for each run (`dag.test()` mutates the DAG's params with the run's conf). Returns the DAG run."""
+    from ml_batch.airflow.dag_factory import build_dag
+
+    dag = build_dag(spec)
+    for task in dag.tasks:
+        task.retries = 0
+    return dag.test(logical_date=None, run_conf={"date": day.isoformat()})

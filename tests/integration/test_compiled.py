@@ -21,7 +21,7 @@ from ml_batch.model.scorer import scoring_path
 from ml_batch.promotion.retrain import train_and_register
 from ml_batch.run.runs import list_runs
 from ml_batch.spec import Spec, load_spec
-from tests.integration.helpers import airflow_task_env
+from tests.integration.helpers import airflow_task_env, run_daily_dag
 
 pytestmark = pytest.mark.integration
 
@@ -46,12 +46,7 @@ def stores(settings: Settings, engine: sa.Engine, tmp_path: Path, monkeypatch: p
 
 
 def _score_day(spec: Spec) -> str:
-    from ml_batch.airflow.dag_factory import build_dag
-
-    dag = build_dag(spec)
-    for task in dag.tasks:
-        task.retries = 0
-    return str(dag.test(logical_date=None, run_conf={"date": DAY.isoformat()}).state)
+    return str(run_daily_dag(spec, DAY).state)
 
 
 def _published(engine: sa.Engine, spec: Spec) -> pd.DataFrame:

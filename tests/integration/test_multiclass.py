@@ -18,7 +18,7 @@ from ml_batch.demo import tickets as demo_tickets
 from ml_batch.promotion.retrain import train_and_register
 from ml_batch.run.runs import list_runs
 from ml_batch.spec import Spec, load_spec
-from tests.integration.helpers import airflow_task_env
+from tests.integration.helpers import airflow_task_env, run_daily_dag
 
 pytestmark = pytest.mark.integration
 
@@ -44,15 +44,6 @@ def queue(settings: Settings, engine: sa.Engine, tmp_path: Path, monkeypatch: py
     return spec
 
 
-def _run_day(spec: Spec, day: dt.date):
-    from ml_batch.airflow.dag_factory import build_dag
-
-    dag = build_dag(spec)
-    for task in dag.tasks:
-        task.retries = 0
-    return dag.test(logical_date=dt.datetime.combine(day + dt.timedelta(days=1), dt.time(4), tzinfo=dt.UTC))
-
-
 def _published(engine: sa.Engine, spec: Spec) -> pd.DataFrame:
     with engine.connect() as conn:
         return pd.read_sql(sa.text(
@@ -65,7 +56,7 @@ def test_a_multiclass_day_publishes_every_class_probability_with_the_argmax_labe
     outcome = train_and_register(engine, queue, AS_OF, actor="t", promote=True)
     assert outcome.promoted and outcome.version.classes == sorted(demo_tickets.QUEUES)
     for day in (LABELLED_DAY, DAY):
-        assert _run_day(queue, day).state == "success"
+        assert run_daily_dag(queue, day).state == "success"
     published = _published(engine, queue)
     with engine.connect() as conn:
         source = conn.execute(sa.text(
@@ -99,7 +90,7 @@ def test_the_realized_log_loss_of_a_labelled_day_is_sklearns_on_the_joined_rows(
 
     train_and_register(engine, queue, AS_OF, actor="t", promote=True)
     for day in (LABELLED_DAY, DAY):
-        assert _run_day(queue, day).state == "success"
+        assert run_daily_dag(queue, day).state == "success"
     published = _published(engine, queue)
     with engine.connect() as conn:
         labels = pd.read_sql(sa.text("SELECT ticket_id, queue FROM demo.ticket_queues"), conn)

@@ -17,7 +17,7 @@ from ml_batch.monitoring.performance import performance_table
 from ml_batch.promotion.retrain import train_and_register
 from ml_batch.run.runs import list_runs
 from ml_batch.spec import Spec, load_spec
-from tests.integration.helpers import airflow_task_env
+from tests.integration.helpers import airflow_task_env, run_daily_dag
 
 pytestmark = pytest.mark.integration
 
@@ -39,15 +39,6 @@ def stores(settings: Settings, engine: sa.Engine, tmp_path: Path, monkeypatch: p
     return spec
 
 
-def _run_day(spec: Spec, day: dt.date):
-    from ml_batch.airflow.dag_factory import build_dag
-
-    dag = build_dag(spec)
-    for task in dag.tasks:
-        task.retries = 0
-    return dag.test(logical_date=dt.datetime.combine(day + dt.timedelta(days=1), dt.time(6), tzinfo=dt.UTC))
-
-
 def test_store_demand_trains_on_one_row_per_store_and_day_and_scores_every_store_daily(
         engine: sa.Engine, stores: Spec) -> None:
     outcome = train_and_register(engine, stores, LAST, actor="t", promote=True)
@@ -57,7 +48,7 @@ def test_store_demand_trains_on_one_row_per_store_and_day_and_scores_every_store
 
     labelled_day, day = LAST - dt.timedelta(days=13), LAST - dt.timedelta(days=6)
     for d in (labelled_day, day):
-        assert _run_day(stores, d).state == "success"
+        assert run_daily_dag(stores, d).state == "success"
     with engine.connect() as conn:
         published = pd.read_sql(sa.text(
             f"SELECT store_id, partition_date, score, model_version FROM {stores.predictions.table} ORDER BY 2, 1"),

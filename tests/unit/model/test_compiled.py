@@ -4,7 +4,6 @@ and task, unsupported estimators on scikit-learn, and a library refused unless i
 from __future__ import annotations
 
 import hashlib
-import time
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,6 @@ SMALL = {  # few, shallow trees: each compiles in a second or two
     "GradientBoosting": {"n_estimators": 6, "max_depth": 3, "random_state": 0},
 }
 CASES = [(family, task) for family in SMALL for task in ("binary", "regression", "multiclass")]
-COMPILE_SECONDS: dict[str, float] = {}
 
 
 def _spec(family: str, task: str) -> Spec:
@@ -77,9 +75,7 @@ def test_compiled_scores_equal_scikit_learns(family: str, task: str, data: tuple
     spec = _spec(family, task)
     pipeline = _fitted(spec, train)
     expected = predict_scores(pipeline, holdout, spec)
-    started = time.perf_counter()
     found = compile_pipeline(pipeline, spec, holdout, expected, nthread=2)
-    COMPILE_SECONDS[f"{family} {task}"] = time.perf_counter() - started
     assert found.status == "compiled", found.record["reason"]
     assert found.library is not None and found.record["max_abs_diff"] <= TOLERANCE
     assert found.record["library_sha256"] == hashlib.sha256(found.library).hexdigest()
@@ -203,9 +199,3 @@ def test_the_sample_check_fails_naming_the_difference() -> None:
     said = r"run r: the compiled library scores 3 sample rows up to 2(\.\d+)?e-12 away"
     with pytest.raises(compiled.CompiledScoresDiffer, match=said):
         compiled.sample_check(same + 2e-12, same, "run r")
-
-
-def test_compile_seconds_are_reported() -> None:
-    # Printed with -s: the compile time per model the report quotes.
-    for name, seconds in sorted(COMPILE_SECONDS.items()):
-        print(f"compile {name}: {seconds:.2f}s")
