@@ -19,6 +19,7 @@ def rows_read(engine: sa.Engine, table: str, *, settle_s: float = 10.0) -> int:
     the count is read until two reads a second apart agree (at most `settle_s` seconds).
     """
     engine.dispose()
+    _wait_for_other_sessions_to_end(engine, settle_s)
     time.sleep(1.5)
     last = _read_now(engine, table)
     deadline = time.monotonic() + settle_s
@@ -29,6 +30,22 @@ def rows_read(engine: sa.Engine, table: str, *, settle_s: float = 10.0) -> int:
             return now
         last = now
     return last
+
+
+def _wait_for_other_sessions_to_end(engine: sa.Engine, timeout_s: float) -> None:
+    """Wait (at most `timeout_s`) until no other client session is connected to this database: a closed
+    session's backend exits, and flushes its counts, a moment after its client went away (on a loaded machine,
+    seconds later; a count flushed inside the measured window once added a whole-table scan of the setup)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            others = conn.execute(sa.text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND backend_type = 'client backend' AND pid <> pg_backend_pid()")).scalar_one()
+        engine.dispose()
+        if not others:
+            return
+        time.sleep(0.2)
 
 
 def _read_now(engine: sa.Engine, table: str) -> int:
