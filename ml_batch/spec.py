@@ -228,7 +228,7 @@ class TrainingSpec(_Strict):
 
     window_days: int = Field(default=90, ge=2, le=3650)
     holdout_days: int = Field(default=14, ge=1, le=365)
-    metric: Metric = "roc_auc"  # log_loss for multiclass (`ml_batch.tasks`)
+    metric: Metric = "roc_auc"  # the task's own default when the spec names none (`ml_batch.tasks.DEFAULT_METRIC`)
     min_score: float | None = None
     min_improvement: float = Field(default=0.0, ge=0)
     schedule: str = "@weekly"
@@ -459,7 +459,7 @@ class Spec(_Strict):
 
     @model_validator(mode="before")
     @classmethod
-    def _multiclass_metric(cls, data: Any) -> Any:
+    def _task_default_metric(cls, data: Any) -> Any:
         return with_task_default_metric(data)
 
     @model_validator(mode="after")

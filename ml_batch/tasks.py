@@ -17,32 +17,30 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
 }
 # The task whose versions have a class set (`model_versions.classes`) and whose rows carry `class_scores`.
 MULTICLASS = "multiclass"
-# What a multiclass spec is gated on when it names no metric (roc_auc, the spec's default, is binary's).
-MULTICLASS_DEFAULT_METRIC = "log_loss"
+# What a spec is gated on when it names no `training.metric`: one of its task's own metrics.
+DEFAULT_METRIC: dict[str, str] = {"binary": "roc_auc", "regression": "rmse", "multiclass": "log_loss"}
+DEFAULT_TASK = "binary"
 
 
 def with_task_default_metric(data: Any) -> Any:
-    """A raw spec mapping with `training.metric` set to log_loss when it is multiclass and names none.
+    """A raw spec mapping with `training.metric` set to its task's `DEFAULT_METRIC` when it names none.
 
-    Anything else (another task, a metric given, not a mapping) is returned as it is, for validation to judge.
+    Anything else (a metric given, an unknown task, not a mapping) is returned as it is, for validation to judge.
     """
     if not isinstance(data, dict):
         return data
     model, training = data.get("model"), data.get("training", {})
-    task = model.get("task") if isinstance(model, dict) else getattr(model, "task", None)
-    if task == "multiclass" and isinstance(training, dict) and "metric" not in training:
-        return {**data, "training": {**training, "metric": MULTICLASS_DEFAULT_METRIC}}
+    task = model.get("task", DEFAULT_TASK) if isinstance(model, dict) else getattr(model, "task", DEFAULT_TASK)
+    if task in DEFAULT_METRIC and isinstance(training, dict) and "metric" not in training:
+        return {**data, "training": {**training, "metric": DEFAULT_METRIC[task]}}
     return data
 
 
 def task_problem(task: str, metric: str) -> str | None:
-    """Why a `task` model cannot be gated on `metric`, or None when it can.
+    """Why a `task` model cannot be gated on `metric` (a metric its models never have), or None when it can.
 
-    A multiclass model takes only the multiclass metrics. A binary or regression model is refused only the
-    metrics that exist for multiclass models alone (macro_f1, roc_auc_ovr, balanced_accuracy), so specs written
-    before multiclass models load as they did.
+    A metric of another task is undefined (NaN) on every holdout of this one: the gate could never promote.
     """
-    only_multiclass = set(TASK_METRICS["multiclass"]) - set(TASK_METRICS["binary"])
-    if metric not in TASK_METRICS[task] and (task == "multiclass" or metric in only_multiclass):
+    if metric not in TASK_METRICS[task]:
         return f"training.metric {metric!r} is not a {task} metric: expected one of {list(TASK_METRICS[task])}"
     return None

@@ -23,7 +23,7 @@ from ml_batch.cli.common import (
     specs_app,
     step,
 )
-from ml_batch.tasks import MULTICLASS_DEFAULT_METRIC
+from ml_batch.tasks import DEFAULT_METRIC
 
 if TYPE_CHECKING:
     from ml_batch.config import Settings
@@ -143,8 +143,9 @@ def models_list(
     table = Table("model", "version", "aliases", "metric", "holdout", "excluded", "scikit-learn", "source",
                   "created", "by")
     for v in versions:
-        metric = (MULTICLASS_DEFAULT_METRIC if v.classes is not None
-                  else next(iter(k for k in ("roc_auc", "rmse") if k in v.metrics), None))
+        shown = (DEFAULT_METRIC["multiclass"],) if v.classes is not None else (DEFAULT_METRIC["binary"],
+                                                                                 DEFAULT_METRIC["regression"])
+        metric = next(iter(k for k in shown if k in v.metrics), None)
         score = f"{metric} {v.metrics[metric]:.4f}" if metric and v.metrics[metric] is not None else "-"
         table.add_row(v.model_name, str(v.version), ",".join(v.aliases) or "-", score,
                       f"{v.holdout_start}..{v.holdout_end}", excluded_text(v.n_excluded, v.exclusions),

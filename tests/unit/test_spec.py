@@ -259,6 +259,27 @@ def test_a_metric_of_another_task_is_refused_naming_it_and_the_allowed_ones(spec
         Spec.model_validate(data)
 
 
+def _of_task(spec: Spec, task: str, **training: object) -> dict:
+    data = _multiclass(spec, **training)
+    data["model"]["task"] = task
+    return data
+
+
+@pytest.mark.parametrize(("task", "default"), [("binary", "roc_auc"), ("regression", "rmse"),
+                                               ("multiclass", "log_loss")])
+def test_a_spec_without_a_metric_is_gated_on_its_tasks_default(spec: Spec, task: str, default: str) -> None:
+    # A regression spec once got roc_auc, which a regression model never has: its gate could never promote.
+    assert Spec.model_validate(_of_task(spec, task)).training.metric == default
+
+
+@pytest.mark.parametrize(("task", "metric"), [("regression", "roc_auc"), ("regression", "log_loss"),
+                                              ("regression", "accuracy"), ("binary", "rmse"), ("binary", "r2")])
+def test_a_binary_or_regression_metric_of_the_other_task_is_refused(spec: Spec, task: str, metric: str) -> None:
+    # Such a metric is NaN on every holdout of the task: the gate refused every candidate, saying only "undefined".
+    with pytest.raises(ValidationError, match=rf"training.metric {metric!r} is not a {task} metric: expected one of"):
+        Spec.model_validate(_of_task(spec, task, metric=metric))
+
+
 def test_min_class_rows_is_at_least_one_and_multiclass_shadow_days_are_accepted(spec: Spec) -> None:
     with pytest.raises(ValidationError, match=r"training.min_class_rows"):
         Spec.model_validate(_multiclass(spec, min_class_rows=0))
