@@ -33,6 +33,7 @@ from pydantic import (
 )
 
 from ml_batch.errors import SpecError
+from ml_batch.schedules import schedule_problem
 from ml_batch.tasks import Metric, task_problem, with_task_default_metric
 
 _IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -136,6 +137,17 @@ def clock_time(value: str) -> dt.time:
 ClockTime = Annotated[str, AfterValidator(_clock_time)]
 
 
+def _cron_schedule(value: str) -> str:
+    problem = schedule_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+# A cron schedule Airflow takes (`ml_batch.schedules`), in UTC.
+CronSchedule = Annotated[str, AfterValidator(_cron_schedule)]
+
+
 class SourceSpec(_TableOrQuery):
     """Where feature rows come from; a run for day D reads rows with D <= date_column < D+1 (UTC).
 
@@ -231,7 +243,7 @@ class TrainingSpec(_Strict):
     metric: Metric = "roc_auc"  # the task's own default when the spec names none (`ml_batch.tasks.DEFAULT_METRIC`)
     min_score: float | None = None
     min_improvement: float = Field(default=0.0, ge=0)
-    schedule: str = "@weekly"
+    schedule: CronSchedule = "@weekly"
     shadow_days: int = Field(default=0, ge=0, le=90)
     # A challenger is promoted only on this many shadow days with labels (its realized metric not worse than
     # the champion's on the same rows), and demoted once this many shadow days pass without that evidence.
@@ -419,7 +431,7 @@ class Spec(_Strict):
     name: str
     description: str = ""
     owner: str = "ml-batch"
-    schedule: str = "0 6 * * *"
+    schedule: CronSchedule = "0 6 * * *"
     # The time of day (UTC) by which the day a scheduled run scores must be published (`ml_batch.monitoring.late`);
     # None: no deadline.
     publish_by: ClockTime | None = None

@@ -31,6 +31,7 @@ from ml_batch import config
 from ml_batch.airflow import tasks
 from ml_batch.airflow.notifiers import MlBatchAlertNotifier
 from ml_batch.errors import SpecError
+from ml_batch.schedules import cron_expression
 from ml_batch.spec import Spec, duration_seconds
 from ml_batch.spec_folder import scan_specs
 
@@ -97,9 +98,6 @@ it is not, a `late` alert opens (once: a later check of the same day sends nothi
 next check that finds it published, resolves it. It looks at the predictions, not at Airflow's runs, so a day
 whose run never started is late too.
 """
-
-_CRON_PRESETS = {"@hourly": "0 * * * *", "@daily": "0 0 * * *", "@weekly": "0 0 * * 0",
-                 "@monthly": "0 0 1 * *", "@yearly": "0 0 1 1 *"}
 
 # A day param's years, refused at trigger time: 1900 .. 2099 (the plan's `check_day` then bounds it to a year
 # after today; a schema that moved with today would give the DAG a new version every day).
@@ -293,7 +291,7 @@ def build_retrain_dag(spec: Spec, *, specs_dir: Path | None = None) -> DAG:
     model = spec.name
     folder = specs_dir or config.specs_dir()
     dag_id = f"retrain_{model}"
-    cron = _CRON_PRESETS.get(spec.training.schedule, spec.training.schedule)
+    cron = cron_expression(spec.training.schedule)
     params = {
         "as_of": _day_param("Labels known on",
                             "YYYY-MM-DD, from 1900-01-01 to a year after today. Empty: yesterday (UTC)."),

@@ -24,6 +24,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from ml_batch.errors import ConfigError
+from ml_batch.schedules import cron_expression, schedule_problem
 
 
 def resolve_day(param_date: str | dt.date | None, interval_start: dt.datetime | None,
@@ -64,14 +65,16 @@ def scheduled_days(schedule: str, now: dt.datetime, start: dt.date) -> Scheduled
     `start` (the spec's `start_date`).
 
     Raises:
-        ConfigError: `schedule` is not a cron expression (croniter's presets such as `@daily` included), or
+        ConfigError: `schedule` is not a cron schedule Airflow takes (`ml_batch.schedules`), or
             `now` has no time zone.
     """
     from croniter import croniter  # Airflow's own cron library (a dependency of apache-airflow-core)
 
     moment = _utc(now)
-    if not croniter.is_valid(schedule):
-        raise ConfigError(f"schedule {schedule!r} is not a cron expression: expected e.g. '0 6 * * *' or '@daily'")
+    problem = schedule_problem(schedule)
+    if problem is not None:
+        raise ConfigError(f"schedule {problem}")
+    schedule = cron_expression(schedule)
     first = croniter(schedule, dt.datetime.combine(start, dt.time(), tzinfo=dt.UTC) - dt.timedelta(microseconds=1))
     first_start: dt.datetime = first.get_next(dt.datetime)
     ticks = croniter(schedule, moment)
