@@ -178,6 +178,7 @@ def models_show(
 ) -> None:
     """One version in full, plus the model's recent audit events."""
     from ml_batch.model import registry
+    from ml_batch.model.compiled import describe
 
     engine = open_engine()
     info = registry.get_version(engine, model, version)
@@ -191,6 +192,9 @@ def models_show(
             continue  # binary and regression versions have none
         if key == "classes":
             table.add_row(key, classes_text(info.classes or [], info.class_counts))
+            continue
+        if key == "compiled":
+            table.add_row("scoring path", describe(info.compiled))
             continue
         table.add_row(key, json.dumps(value, default=str) if isinstance(value, dict | list) else str(value))
     out.print(table)

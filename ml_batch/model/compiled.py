@@ -110,6 +110,33 @@ def unfit_reason(recorded: dict[str, Any] | None) -> str | None:
     return f"built for another platform: {', '.join(differ)}" if differ else None
 
 
+def sklearn_reason(record: dict[str, Any] | None) -> str | None:
+    """Why a version whose `compiled` record is `record` scores with scikit-learn in this process, or None when
+    its library is used (once verified: `ml_batch.model.scorer`)."""
+    if not compile_enabled():
+        return f"{COMPILE_ENV}=0"
+    if not record:
+        return (f"the version was registered without compiling (before ml-batch compiled models, or with "
+                f"{COMPILE_ENV}=0)")
+    if record.get("status") != "compiled":
+        return f"the version was not compiled ({record.get('status')}: {record.get('reason')})"
+    unfit = unfit_reason(record.get("platform"))
+    return None if unfit is None else f"its compiled library is not loaded here: {unfit}"
+
+
+def describe(record: dict[str, Any] | None) -> str:
+    """What compiling found and the path this process would score with, in one line (`ml-batch models show`)."""
+    why = sklearn_reason(record)
+    if record is None or record.get("status") != "compiled":
+        return f"scikit-learn: {why}"
+    built, diff = record.get("platform") or {}, record.get("max_abs_diff")
+    found = (f"{record.get('library_size') or 0:,} bytes, sha256 {str(record.get('library_sha256'))[:12]}, built in "
+             f"{record.get('compile_seconds')} s with {built.get('compiler')} on {built.get('os')} {built.get('arch')} "
+             f"{built.get('libc')} {built.get('libc_version')} (tl2cgen {built.get('tl2cgen')}), max abs diff "
+             f"{'-' if diff is None else format(diff, '.3g')} on {record.get('holdout_rows')} holdout rows")
+    return f"compiled here: {found}" if why is None else f"scikit-learn: {why}; library: {found}"
+
+
 def unsupported_reason(estimator: Any) -> str | None:
     """Why treelite cannot import `estimator` (None: it is one of `SUPPORTED`)."""
     kind = type(estimator)

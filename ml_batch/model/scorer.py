@@ -28,7 +28,7 @@ import sqlalchemy as sa
 
 from ml_batch.db.tables import model_versions
 from ml_batch.model import training
-from ml_batch.model.compiled import COMPILE_ENV, CompiledScorer, compile_enabled, load_library, unfit_reason
+from ml_batch.model.compiled import CompiledScorer, load_library, sklearn_reason
 from ml_batch.spec import Spec
 
 if TYPE_CHECKING:
@@ -88,20 +88,10 @@ def scoring_path(engine: sa.Engine, loaded: LoadedModel, *, nthread: int) -> Ite
     """
     info = loaded.info
     sklearn = SklearnScorer(loaded.pipeline)
-    if not compile_enabled():
-        yield ScoringPath(sklearn, f"{COMPILE_ENV}=0")
-        return
     record = info.compiled
-    if not record:
-        yield ScoringPath(sklearn, "the version was registered without compiling (before ml-batch compiled models, "
-                                   f"or with {COMPILE_ENV}=0)")
-        return
-    if record.get("status") != "compiled":
-        yield ScoringPath(sklearn, f"the version was not compiled ({record.get('status')}: {record.get('reason')})")
-        return
-    unfit = unfit_reason(record.get("platform"))
-    if unfit is not None:
-        yield ScoringPath(sklearn, f"its compiled library is not loaded here: {unfit}")
+    why = sklearn_reason(record)
+    if why is not None or record is None:
+        yield ScoringPath(sklearn, str(why))
         return
     row = _library_row(engine, info.model_name, info.version)
     if row.compiled_library is None:

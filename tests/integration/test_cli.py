@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,9 @@ def test_db_up_then_train_list_promote_rollback(settings: Settings) -> None:
     assert shown["events"][0]["actor"] == "cli-test" and shown["events"][0]["reason"] == "bad day"
     table = _cli(settings, "models", "list").stdout
     assert "credit_default" in table and "champion" in table
+    # the scoring path in words: the version's HistGradientBoosting was compiled at training, on this machine
+    said = _cli(settings, "models", "show", "credit_default").stdout
+    assert re.search(r"scoring path\s+│?\s*compiled here: [\d,]+ bytes, sha256 [0-9a-f]{12}, built in", said), said
 
 
 def test_expected_errors_are_one_line_without_traceback(settings: Settings, tmp_path: Path) -> None:

@@ -199,3 +199,24 @@ def test_the_sample_check_fails_naming_the_difference() -> None:
     said = r"run r: the compiled library scores 3 sample rows up to 2(\.\d+)?e-12 away"
     with pytest.raises(compiled.CompiledScoresDiffer, match=said):
         compiled.sample_check(same + 2e-12, same, "run r")
+
+
+def test_the_scoring_path_of_a_record_is_said_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    here = compiled.build_platform()
+    record = compiled._record("compiled", None, library_sha256="ab" * 32, library_size=187_800, max_abs_diff=5e-16,
+                              compile_seconds=0.9, holdout_rows=2_000)
+    assert compiled.sklearn_reason(record) is None
+    said = compiled.describe(record)
+    assert said.startswith(f"compiled here: 187,800 bytes, sha256 {'ab' * 6}, built in 0.9 s with {here['compiler']}")
+    assert said.endswith("max abs diff 5e-16 on 2000 holdout rows")
+
+    elsewhere = {**record, "platform": {**here, "arch": "riscv64"}}
+    assert compiled.describe(elsewhere).startswith(
+        "scikit-learn: its compiled library is not loaded here: built for another platform: arch 'riscv64'")
+    assert "; library: 187,800 bytes" in compiled.describe(elsewhere)
+    too_large = compiled._record("too_large", "HistGradientBoostingClassifier has 30000 tree nodes, more than ...")
+    assert compiled.describe(too_large) == ("scikit-learn: the version was not compiled (too_large: "
+                                            "HistGradientBoostingClassifier has 30000 tree nodes, more than ...)")
+    assert compiled.describe(None).startswith("scikit-learn: the version was registered without compiling")
+    monkeypatch.setenv(compiled.COMPILE_ENV, "0")
+    assert compiled.describe(record).startswith("scikit-learn: ML_BATCH_COMPILE=0; library: 187,800 bytes")
