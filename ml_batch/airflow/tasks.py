@@ -169,7 +169,8 @@ def score(model: str, run_plan: dict[str, Any], shard: int) -> dict[str, Any]:
 def publish(model: str, run_plan: dict[str, Any], context: dict[str, Any], asset: Any) -> dict[str, Any]:
     """Audit and publish the day atomically; record an Asset event describing what was published. A day
     published whole resolves an open `incomplete_day` alert (a partial one leaves it open); a day published
-    at all resolves an open `late` alert of that day (`ml_batch.monitoring.late`)."""
+    at all checks the `late` alert again (`ml_batch.monitoring.late.after_publish`: resolved once no due day is
+    left unpublished)."""
     from ml_batch.ops import alerts
     from ml_batch.run.publish import publish_run
 
@@ -183,9 +184,11 @@ def publish(model: str, run_plan: dict[str, Any], context: dict[str, Any], asset
         alerts.resolve(engine, model=model, kind="incomplete_day", day=plan_.day, run_id=plan_.run_id,
                        dag_id=dag_id, message=f"{plan_.day} was published complete ({published.scored} rows)")
     if published.status == "success":  # also when the spec no longer sets publish_by: nothing stays open
-        from ml_batch.monitoring.late import day_published
+        import datetime as dt
 
-        day_published(engine, model, plan_.day, dag_id=dag_id, run_id=plan_.run_id)
+        from ml_batch.monitoring.late import after_publish
+
+        after_publish(engine, plan_.spec, plan_.day, dt.datetime.now(dt.UTC), dag_id=dag_id, run_id=plan_.run_id)
     outlet_events = context.get("outlet_events")
     if outlet_events is not None and summary["status"] == "success":
         outlet_events[asset].extra = {k: summary[k] for k in ("model", "day", "version", "scored", "quarantined")}

@@ -7,14 +7,16 @@ be published. A day's deadline is the first `publish_by` at which it is that day
 `0 6 * * *` and `publish_by: "08:00"`, day D (scored by the run that fires on D+1 at 06:00) is due on D+1 at
 08:00; with `publish_by: "05:00"` on D+2 at 05:00 (the first 05:00 after its run fired).
 
-**The check** (`check_late`) looks at the latest day whose deadline has passed and whether it is published
-(`ml_batch.run.predictions.published_run`: the day holds a run's predictions). It does not look at Airflow:
-a day whose run never started (the scheduler was down, the DAG paused, the run never created) is late all the
-same, which Airflow's Deadline Alerts cannot see (their deadlines belong to a DAG run that exists; see
-docs/daily-dag.md). `late` is a *condition* (`ml_batch.ops.alerts.CONDITION_KINDS`): a second check of the
-same late day updates the open alert and sends nothing; a later day still late moves the open alert to it;
-publishing the day (the daily DAG's publish task, or the next check finding it published) resolves it with
-one notice. It is about the latest due day: publishing an earlier day does not resolve it.
+**The check** (`check_late`) looks at the latest day whose deadline has passed and at every scheduled day
+before it back to the model's first published day (at most `LOOKBACK_DAYS`; days before the first published
+one were never meant to be scored, or were pruned): each must be published (`published_days`). It does not
+look at Airflow: a day whose run never started (the scheduler was down, the DAG paused, the run never created)
+is late all the same, which Airflow's Deadline Alerts cannot see (their deadlines belong to a DAG run that
+exists; see docs/daily-dag.md). Since catchup is off, a scheduler that comes back after two days scores only
+the latest day: the two days between stay late, named, until they are backfilled. `late` is a *condition*
+(`ml_batch.ops.alerts.CONDITION_KINDS`), about the latest due day: a second check updates the open alert and
+sends nothing; it lists the days not published; publishing a day re-checks (`after_publish`, the daily DAG's
+publish task), and the alert is resolved, with one notice, only once none is left.
 """
 
 from __future__ import annotations
@@ -26,11 +28,11 @@ from typing import Literal
 
 import sqlalchemy as sa
 
+from ml_batch.db.tables import published_days
 from ml_batch.errors import ConfigError
 from ml_batch.ops import alerts
 from ml_batch.ops.alerts import Alert
-from ml_batch.run.partition import scheduled_days
-from ml_batch.run.predictions import published_run
+from ml_batch.run.partition import scheduled_days, scored_days
 from ml_batch.spec import Spec, clock_time
 
 logger = logging.getLogger(__name__)
@@ -38,6 +40,10 @@ logger = logging.getLogger(__name__)
 KIND = "late"
 # How far back a day's first deadline is looked for: a schedule that fires at least once a year.
 _MAX_LOOKBACK_DAYS = 366
+# How far back before the latest due day an unpublished day is looked for.
+LOOKBACK_DAYS = 62
+# The days named in an alert's message (all of them are in its details).
+_NAMED_DAYS = 10
 
 LateState = Literal["late", "published", "none_due"]
 
@@ -58,6 +64,7 @@ class LateCheck:
     state: LateState
     due: DueDay | None
     alert_id: int | None
+    missing: tuple[dt.date, ...] = ()  # the due days not published, oldest first
 
 
 def due_by(spec: Spec, now: dt.datetime) -> DueDay | None:
@@ -84,25 +91,66 @@ def due_by(spec: Spec, now: dt.datetime) -> DueDay | None:
 
 def check_late(engine: sa.Engine, spec: Spec, now: dt.datetime, *, dag_id: str | None = None,
                run_id: str | None = None) -> LateCheck:
-    """Raise (or keep open) the `late` alert of `spec` when its due day is not published at `now`; resolve
-    it when that day is published. See the module docstring."""
+    """Raise (or keep open) the `late` alert of `spec` when a due day is not published at `now`; resolve it
+    when every one is. See the module docstring."""
     due = due_by(spec, now)
     if due is None:
         return LateCheck(spec.name, "none_due", None, None)
     with engine.connect() as conn:
-        published = published_run(conn, spec.name, due.day) is not None
-    if published:
-        resolved = day_published(engine, spec.name, due.day, dag_id=dag_id, run_id=run_id)
+        missing = tuple(unpublished_days(conn, spec, due))
+    if not missing:
+        resolved = alerts.resolve(engine, model=spec.name, kind=KIND, day=due.day, run_id=run_id, dag_id=dag_id,
+                                  message=f"every due day up to {due.day} is published")
         return LateCheck(spec.name, "published", due, resolved)
+    oldest = missing[0]
+    deadline = due.deadline if oldest == due.day else deadline_of(spec, oldest)
+    named = ", ".join(str(day) for day in missing[:_NAMED_DAYS]) + (" ..." if len(missing) > _NAMED_DAYS else "")
+    what = (f"{oldest} is not published: it" if missing == (due.day,) else
+            f"{len(missing)} due day{'s are' if len(missing) > 1 else ' is'} not published: {named}; {oldest}")
     alert_id = alerts.record(engine, Alert(
         kind=KIND, severity="warning", model_name=spec.name, partition_date=due.day, dag_id=dag_id,
         run_id=run_id,
-        message=f"{due.day} is not published: it was due by {due.deadline:%Y-%m-%d %H:%M} UTC "
+        message=f"{what} was due by {deadline:%Y-%m-%d %H:%M} UTC "
                 f"(publish_by {spec.publish_by}, schedule {spec.schedule!r})",
-        details={"deadline": due.deadline.isoformat(), "publish_by": spec.publish_by, "schedule": spec.schedule,
+        details={"days": [day.isoformat() for day in missing], "deadline": deadline.isoformat(),
+                 "publish_by": spec.publish_by, "schedule": spec.schedule,
                  "checked_at": now.astimezone(dt.UTC).isoformat()},
     ))
-    return LateCheck(spec.name, "late", due, alert_id)
+    return LateCheck(spec.name, "late", due, alert_id, missing)
+
+
+def unpublished_days(conn: sa.Connection, spec: Spec, due: DueDay) -> list[dt.date]:
+    """The days `spec`'s schedule scores up to the due day that hold no published run, oldest first: from the
+    model's first published day (none: the due day alone), at most `LOOKBACK_DAYS` before the due day."""
+    first = conn.execute(sa.select(sa.func.min(published_days.c.partition_date))
+                         .where(published_days.c.model_name == spec.name)).scalar_one_or_none()
+    since = due.day if first is None else min(max(first, spec.start_date,
+                                                  due.day - dt.timedelta(days=LOOKBACK_DAYS)), due.day)
+    published = set(conn.execute(sa.select(published_days.c.partition_date).where(
+        published_days.c.model_name == spec.name, published_days.c.partition_date.between(since, due.day)))
+        .scalars())
+    return [day for day in scored_days(spec.schedule, since, due.day) if day not in published]
+
+
+def deadline_of(spec: Spec, day: dt.date) -> dt.datetime:
+    """The first `publish_by` (UTC) at which `day` is the spec's due day: when it became late."""
+    at = clock_time(str(spec.publish_by))
+    moment = dt.datetime.combine(day, at)
+    for _ in range(_MAX_LOOKBACK_DAYS):
+        if _due_day(spec, moment) == day:
+            return moment
+        moment += dt.timedelta(days=1)
+    raise ConfigError(f"{day} is not a day the schedule {spec.schedule!r} scores")
+
+
+def after_publish(engine: sa.Engine, spec: Spec, day: dt.date, now: dt.datetime, *, dag_id: str | None = None,
+                  run_id: str | None = None) -> LateCheck:
+    """Once `day` is published: the check again (the alert moves on to the days still missing, or is resolved);
+    without `publish_by` nothing is due, so an open `late` alert (of a spec that once set it) is resolved."""
+    if spec.publish_by is None:
+        return LateCheck(spec.name, "none_due", None, day_published(engine, spec.name, day, dag_id=dag_id,
+                                                                     run_id=run_id))
+    return check_late(engine, spec, now, dag_id=dag_id, run_id=run_id)
 
 
 def day_published(engine: sa.Engine, model: str, day: dt.date, *, dag_id: str | None = None,

@@ -15,7 +15,8 @@ A run for day D scores the source rows with D <= date_column < D+1 (UTC). D is, 
 at the logical date, so the same field would mean D for one kind of run and D+1 for another.
 
 `scheduled_days` is rule 3 seen from the calendar, without Airflow: which day the latest scheduled run that
-fired scored (the day that should be published by now) and which day the next one will score, and when.
+fired scored (the day that should be published by now) and which day the next one will score, and when;
+`scored_days` lists the days the schedule scores in a range.
 """
 
 from __future__ import annotations
@@ -71,10 +72,7 @@ def scheduled_days(schedule: str, now: dt.datetime, start: dt.date) -> Scheduled
     from croniter import croniter  # Airflow's own cron library (a dependency of apache-airflow-core)
 
     moment = _utc(now)
-    problem = schedule_problem(schedule)
-    if problem is not None:
-        raise ConfigError(f"schedule {problem}")
-    schedule = cron_expression(schedule)
+    schedule = _cron(schedule)
     first = croniter(schedule, dt.datetime.combine(start, dt.time(), tzinfo=dt.UTC) - dt.timedelta(microseconds=1))
     first_start: dt.datetime = first.get_next(dt.datetime)
     ticks = croniter(schedule, moment)
@@ -84,6 +82,32 @@ def scheduled_days(schedule: str, now: dt.datetime, start: dt.date) -> Scheduled
     next_run_at: dt.datetime = croniter(schedule, next_start).get_next(dt.datetime)
     return ScheduledDays(due_day=previous.date() if previous >= first_start else None,
                          next_day=next_start.date(), next_run_at=next_run_at)
+
+
+def scored_days(schedule: str, first: dt.date, last: dt.date) -> list[dt.date]:
+    """The days from `first` to `last` (inclusive) that a run of `schedule` scores (rule 3: the UTC dates its
+    intervals start on), oldest first; every day for a daily cron, the scheduled days of a weekly one.
+
+    Raises:
+        ConfigError: `schedule` is not a cron schedule Airflow takes (`ml_batch.schedules`).
+    """
+    from croniter import croniter
+
+    ticks = croniter(_cron(schedule),
+                     dt.datetime.combine(first, dt.time(), tzinfo=dt.UTC) - dt.timedelta(microseconds=1))
+    days: list[dt.date] = []
+    while (tick := ticks.get_next(dt.datetime).date()) <= last:
+        if not days or days[-1] != tick:
+            days.append(tick)
+    return days
+
+
+def _cron(schedule: str) -> str:
+    """The cron expression croniter reads for `schedule` (a preset resolved), or ConfigError saying why not."""
+    problem = schedule_problem(schedule)
+    if problem is not None:
+        raise ConfigError(f"schedule {problem}")
+    return cron_expression(schedule)
 
 
 def _date(value: object, what: str) -> dt.date:

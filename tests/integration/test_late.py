@@ -63,3 +63,62 @@ def test_a_day_published_in_time_raises_nothing_and_publishing_resolves_at_once(
     assert late.day_published(engine, "toy", nxt) is not None
     assert _late_rows(engine) == [("resolved", nxt)]
     assert [m["state"] for m in alert_webhook.received] == ["open", "resolved"]
+
+
+def test_a_day_never_scored_stays_late_when_a_later_day_is_published(
+        settings: Settings, engine: sa.Engine, alert_webhook: WebhookReceiver) -> None:
+    # The scheduler was down for two days; catchup is off, so when it came back it scored only the latest day.
+    # The two days between were once left behind in silence: the later day resolved the alert.
+    spec = trained_toy(engine, settings.schema, publish_by="08:00", start_date="2026-05-01")
+    first, second, latest = (DAY + dt.timedelta(days=n) for n in (1, 2, 3))
+    score_day(engine, spec, DAY, run_id="before")
+    score_day(engine, spec, latest, run_id="after")
+    alert_webhook.received.clear()  # the gate's alert
+    now = DEADLINE + dt.timedelta(days=3, hours=1)  # the latest day's deadline has passed, and it is published
+
+    found = late.check_late(engine, spec, now)
+    assert (found.state, found.due.day if found.due else None, found.missing) == ("late", latest, (first, second))
+    assert [(m["kind"], m["state"]) for m in alert_webhook.received] == [("late", "open")]
+    message = alert_webhook.received[0]["message"]
+    assert f"2 due days are not published: {first}, {second}" in message
+    assert f"{first} was due by {DEADLINE + dt.timedelta(days=1):%Y-%m-%d %H:%M} UTC" in message
+    assert alert_webhook.received[0]["details"]["days"] == [str(first), str(second)]
+
+    # A backfill of one of them (what the daily DAG's publish task calls): still late for the other, not sent again.
+    score_day(engine, spec, first, run_id="backfill-1")
+    still = late.after_publish(engine, spec, first, now)
+    assert (still.state, still.missing) == ("late", (second,)) and still.alert_id == found.alert_id
+    assert _late_rows(engine) == [("open", latest)] and len(alert_webhook.received) == 1
+    assert f"1 due day is not published: {second}" in alerts.recent(engine, "toy")[0]["message"]
+
+    score_day(engine, spec, second, run_id="backfill-2")
+    done = late.after_publish(engine, spec, second, now)
+    assert (done.state, done.missing, done.alert_id) == ("published", (), found.alert_id)
+    assert [m["state"] for m in alert_webhook.received] == ["open", "resolved"]
+    assert _late_rows(engine) == [("resolved", latest)]
+
+
+def test_days_before_the_models_first_published_day_are_never_late(
+        settings: Settings, engine: sa.Engine, alert_webhook: WebhookReceiver) -> None:
+    # start_date is weeks before the model's first published day: those days are not "missing", nothing scored
+    # them by design (and a pruned day is before the first day kept).
+    spec = trained_toy(engine, settings.schema, publish_by="08:00", start_date="2026-05-01")
+    score_day(engine, spec, DAY, run_id="first")
+    found = late.check_late(engine, spec, DEADLINE + dt.timedelta(hours=1))
+    assert (found.state, found.missing) == ("published", ())
+
+
+def test_unpublished_days_are_looked_for_at_most_lookback_days_back(
+        settings: Settings, engine: sa.Engine, alert_webhook: WebhookReceiver) -> None:
+    spec = trained_toy(engine, settings.schema, publish_by="08:00", start_date="2026-01-01")
+    score_day(engine, spec, DAY, run_id="long-ago")
+    with engine.begin() as conn:  # that run's day moved 80 days back: the model's first published day
+        conn.execute(sa.text(f'UPDATE "{settings.schema}".published_days SET partition_date = :d'),
+                     {"d": DAY - dt.timedelta(days=80)})
+    found = late.check_late(engine, spec, DEADLINE)
+    oldest = DAY - dt.timedelta(days=late.LOOKBACK_DAYS)
+    assert (found.state, len(found.missing), found.missing[0], found.missing[-1]) == (
+        "late", late.LOOKBACK_DAYS + 1, oldest, DAY)
+    message = alerts.recent(engine, "toy")[0]["message"]
+    assert message.startswith(f"{late.LOOKBACK_DAYS + 1} due days are not published: {oldest}, ")
+    assert " ...; " in message and len(alerts.recent(engine, "toy")[0]["details"]["days"]) == late.LOOKBACK_DAYS + 1

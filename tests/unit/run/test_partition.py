@@ -5,7 +5,7 @@ import datetime as dt
 import pytest
 
 from ml_batch.errors import ConfigError
-from ml_batch.run.partition import resolve_day
+from ml_batch.run.partition import resolve_day, scored_days
 
 UTC = dt.UTC
 D = dt.date(2026, 11, 3)
@@ -48,3 +48,15 @@ def test_a_run_triggered_by_the_readiness_asset_scores_the_day_its_event_names()
         "an operator's date param wins"
     with pytest.raises(ConfigError, match="the readiness Asset event's extra 'day'='yesterday' is not a date"):
         resolve_day(None, interval, None, event_day="yesterday")
+
+
+def test_scored_days_are_the_days_a_schedules_intervals_start_on() -> None:
+    may = dt.date(2026, 5, 1)
+    assert scored_days("0 6 * * *", may, dt.date(2026, 5, 3)) == [may, dt.date(2026, 5, 2), dt.date(2026, 5, 3)]
+    assert scored_days("0 6 * * 1", may, dt.date(2026, 5, 31)) == [dt.date(2026, 5, d) for d in (4, 11, 18, 25)]
+    assert scored_days("0 */6 * * *", may, may) == [may]  # four intervals, one day
+    assert scored_days("@quarterly", dt.date(2026, 1, 1), dt.date(2026, 12, 31)) == [
+        dt.date(2026, m, 1) for m in (1, 4, 7, 10)]
+    assert scored_days("0 6 * * *", may, dt.date(2026, 4, 30)) == []
+    with pytest.raises(ConfigError, match="schedule 'daily' is not a cron schedule"):
+        scored_days("daily", may, may)
