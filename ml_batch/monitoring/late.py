@@ -97,7 +97,7 @@ def check_late(engine: sa.Engine, spec: Spec, now: dt.datetime, *, dag_id: str |
     if due is None:
         return LateCheck(spec.name, "none_due", None, None)
     with engine.connect() as conn:
-        missing = tuple(unpublished_days(conn, spec, due))
+        missing = tuple(unpublished_days(conn, spec, due.day))
     if not missing:
         resolved = alerts.resolve(engine, model=spec.name, kind=KIND, day=due.day, run_id=run_id, dag_id=dag_id,
                                   message=f"every due day up to {due.day} is published")
@@ -119,17 +119,18 @@ def check_late(engine: sa.Engine, spec: Spec, now: dt.datetime, *, dag_id: str |
     return LateCheck(spec.name, "late", due, alert_id, missing)
 
 
-def unpublished_days(conn: sa.Connection, spec: Spec, due: DueDay) -> list[dt.date]:
-    """The days `spec`'s schedule scores up to the due day that hold no published run, oldest first: from the
-    model's first published day (none: the due day alone), at most `LOOKBACK_DAYS` before the due day."""
+def unpublished_days(conn: sa.Connection, spec: Spec, through: dt.date) -> list[dt.date]:
+    """The days `spec`'s schedule scores up to `through` (the due day) that hold no published run, oldest first:
+    from the model's first published day (none: `through` alone), at most `LOOKBACK_DAYS` before `through`.
+    The one rule of a day left behind: the late check and `ml-batch status` both read it."""
     first = conn.execute(sa.select(sa.func.min(published_days.c.partition_date))
                          .where(published_days.c.model_name == spec.name)).scalar_one_or_none()
-    since = due.day if first is None else min(max(first, spec.start_date,
-                                                  due.day - dt.timedelta(days=LOOKBACK_DAYS)), due.day)
+    since = through if first is None else min(max(first, spec.start_date,
+                                                  through - dt.timedelta(days=LOOKBACK_DAYS)), through)
     published = set(conn.execute(sa.select(published_days.c.partition_date).where(
-        published_days.c.model_name == spec.name, published_days.c.partition_date.between(since, due.day)))
+        published_days.c.model_name == spec.name, published_days.c.partition_date.between(since, through)))
         .scalars())
-    return [day for day in scored_days(spec.schedule, since, due.day) if day not in published]
+    return [day for day in scored_days(spec.schedule, since, through) if day not in published]
 
 
 def deadline_of(spec: Spec, day: dt.date) -> dt.datetime:

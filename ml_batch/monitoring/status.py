@@ -11,6 +11,9 @@ spec's schedule (`ml_batch.run.partition.scheduled_days`). No Airflow: the CLI a
 - the day the schedule should have published by now (`ScheduledDays.due_day`) is not: no run, or its latest
   finished run did not succeed (a run still going is not a reason: it is on its way; a dead one becomes
   `failed` through `ml-batch runs cleanup`);
+- an earlier scheduled day is not published (`late.unpublished_days`: since the model's first published day,
+  at most `late.LOOKBACK_DAYS` back): a scheduler that was down scores only the latest day when it comes back
+  (catchup is off), and the days between need a backfill;
 - an open alert of severity `warning` or above (an `info` one is for the record);
 - dataset drift on the last checked day;
 - the realized `training.metric` of the latest labelled day on the wrong side of `training.min_score`.
@@ -36,6 +39,7 @@ from ml_batch.model import registry
 from ml_batch.model.metrics import HIGHER_IS_BETTER, floor_phrase, meets_floor
 from ml_batch.monitoring.daily import stored_day_drift
 from ml_batch.monitoring.estimate import ESTIMATED_PREFIX
+from ml_batch.monitoring.late import unpublished_days
 from ml_batch.monitoring.performance import performance_table
 from ml_batch.ops.alerts import SEVERITIES, open_alerts
 from ml_batch.run import runs
@@ -44,6 +48,8 @@ from ml_batch.spec import Spec
 
 #: The least severity of an open alert that needs attention.
 ATTENTION_SEVERITY = "warning"
+# The earlier unpublished days named in a reason (`ModelStatus.missing_days` holds them all).
+_NAMED_DAYS = 5
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,7 @@ class ModelStatus:
         worst_severity: The highest severity among them (None: none open).
         next_day: The day the next scheduled run scores.
         next_run_at: When it fires (UTC).
+        missing_days: The scheduled days before `due_day` that are not published, oldest first.
     """
 
     model: str
@@ -112,6 +119,7 @@ class ModelStatus:
     worst_severity: str | None
     next_day: dt.date
     next_run_at: dt.datetime
+    missing_days: tuple[dt.date, ...] = ()
 
     @property
     def realized_meets_floor(self) -> bool | None:
@@ -132,6 +140,11 @@ class ModelStatus:
         if self.due_day is not None and self.due_status not in (runs.SUCCESS, runs.RUNNING) and not last_run_said_it:
             why = "no run of it" if self.due_status is None else f"its latest run is {self.due_status}"
             reasons.append(f"{self.due_day} is not published ({why}); it was due by the last scheduled run")
+        if self.missing_days:
+            n, named = len(self.missing_days), ", ".join(str(day) for day in self.missing_days[:_NAMED_DAYS])
+            more = f" and {n - _NAMED_DAYS} more" if n > _NAMED_DAYS else ""
+            reasons.append(f"{n} earlier scheduled day{'s are' if n != 1 else ' is'} not published: {named}{more} "
+                           f"(backfill {'them' if n != 1 else 'it'})")
         if self.worst_severity is not None and _at_least(self.worst_severity, ATTENTION_SEVERITY):
             reasons.append(f"{self.open_alerts} open alert{'s' if self.open_alerts != 1 else ''}, the worst "
                            f"{self.worst_severity} (`ml-batch alerts -m {self.model} --open`)")
@@ -183,7 +196,16 @@ def _status(engine: sa.Engine, spec: Spec, now: dt.datetime) -> ModelStatus:
         open_alerts=len(alerts),
         worst_severity=max((a["severity"] for a in alerts), key=SEVERITIES.index, default=None),
         next_day=days.next_day, next_run_at=days.next_run_at,
+        missing_days=_earlier_unpublished(engine, spec, days.due_day),
     )
+
+
+def _earlier_unpublished(engine: sa.Engine, spec: Spec, due_day: dt.date | None) -> tuple[dt.date, ...]:
+    """The scheduled days before the due day that are not published (the due day has its own reason)."""
+    if due_day is None:
+        return ()
+    with engine.connect() as conn:
+        return tuple(day for day in unpublished_days(conn, spec, due_day) if day != due_day)
 
 
 def _last_run(row: dict[str, Any]) -> LastRun:

@@ -15,6 +15,8 @@ from ml_batch.db.tables import performance
 from ml_batch.db.tables import runs as runs_table
 from ml_batch.model import registry
 from ml_batch.monitoring.daily import check_day_drift
+from ml_batch.monitoring.late import LOOKBACK_DAYS
+from ml_batch.monitoring.status import model_status
 from ml_batch.monitoring.performance import realized_performance
 from ml_batch.ops import alerts
 from ml_batch.promotion.retrain import train_and_register
@@ -87,6 +89,11 @@ def test_status_shows_each_model_from_the_database_and_exits_3_with_the_reasons(
     # Nothing ran for the day the schedule (06:00 UTC daily) should have published by now.
     due = shown["due_day"]
     assert due is not None and f"{due} is not published (no run of it)" in " ".join(reasons)
+    # and the days before it back to the lookback: the toy days were published in May
+    earlier = dt.date.fromisoformat(due) - dt.timedelta(days=LOOKBACK_DAYS)
+    assert shown["missing_days"][0] == earlier.isoformat() and len(shown["missing_days"]) == LOOKBACK_DAYS
+    assert (f"{LOOKBACK_DAYS} earlier scheduled days are not published: {earlier}, "
+            f"{earlier + dt.timedelta(days=1)}") in " ".join(reasons)
 
     quiet = rows["calm"]
     assert quiet["needs_attention"] == [] and quiet["due_day"] is None
@@ -138,3 +145,23 @@ def test_the_runs_table_shows_a_long_error_whole(settings: Settings, engine: sa.
     table = run_cli(cli, "runs", "-m", "toy").stdout
     cells = " ".join(line.split("│")[2].strip() for line in table.splitlines() if line.count("│") > 3)
     assert cells.split() == f"failed: {error}".split()
+
+
+def test_days_left_behind_by_a_scheduler_that_was_down_need_attention(settings: Settings, engine: sa.Engine) -> None:
+    # The scheduler was down for two days and, catchup being off, scored only the latest day when it came back:
+    # the due day is published, and status once said nothing of the two days between.
+    toy = trained_toy(engine, settings.schema, start_date="2026-05-01")
+    first, second, latest = (DAY + dt.timedelta(days=n) for n in (1, 2, 3))
+    score_day(engine, toy, DAY, run_id="before")
+    score_day(engine, toy, latest, run_id="after")
+    now = dt.datetime.combine(latest + dt.timedelta(days=1), dt.time(9), tzinfo=dt.UTC)  # its run fired at 06:00
+
+    (status,) = model_status(engine, [toy], now=now)
+    assert (status.due_day, status.due_status, status.missing_days) == (latest, runs.SUCCESS, (first, second))
+    assert "2 earlier scheduled days are not published: 2026-05-22, 2026-05-23 (backfill them)" in \
+        status.needs_attention
+
+    score_day(engine, toy, first, run_id="backfill-1")
+    score_day(engine, toy, second, run_id="backfill-2")
+    (status,) = model_status(engine, [toy], now=now)
+    assert status.missing_days == () and not any("earlier" in r for r in status.needs_attention)
