@@ -122,3 +122,17 @@ def test_unpublished_days_are_looked_for_at_most_lookback_days_back(
     message = alerts.recent(engine, "toy")[0]["message"]
     assert message.startswith(f"{late.LOOKBACK_DAYS + 1} due days are not published: {oldest}, ")
     assert " ...; " in message and len(alerts.recent(engine, "toy")[0]["details"]["days"]) == late.LOOKBACK_DAYS + 1
+
+
+def test_days_never_to_be_scored_are_skipped_by_moving_start_date_past_them(
+        settings: Settings, engine: sa.Engine, alert_webhook: WebhookReceiver) -> None:
+    spec = trained_toy(engine, settings.schema, publish_by="08:00", start_date="2026-05-01")
+    latest = DAY + dt.timedelta(days=3)
+    score_day(engine, spec, DAY, run_id="before")
+    score_day(engine, spec, latest, run_id="after")
+    now = DEADLINE + dt.timedelta(days=3, hours=1)
+    assert late.check_late(engine, spec, now).missing == (DAY + dt.timedelta(days=1), DAY + dt.timedelta(days=2))
+    moved = spec.model_copy(update={"start_date": latest})  # the source had nothing to score on those days
+    resolved = late.check_late(engine, moved, now + dt.timedelta(hours=1))
+    assert (resolved.state, resolved.missing) == ("published", ())
+    assert [m["state"] for m in alert_webhook.received if m["kind"] == "late"] == ["open", "resolved"]
