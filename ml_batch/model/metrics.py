@@ -143,6 +143,43 @@ def align_scores(scores: np.ndarray, own: Sequence[str], classes: Sequence[str])
     return aligned
 
 
+def shared_class_scores(metric: str, labels: np.ndarray, candidate: tuple[np.ndarray, Sequence[str]],
+                        champion: tuple[np.ndarray, Sequence[str]]) -> tuple[float, float]:
+    """`metric` of two multiclass models (a candidate and the champion; a challenger and the champion) on the
+    same rows, over the union of their classes (pure): the one rule of comparing them, for the gate
+    (`ml_batch.promotion.retrain`) and the shadow days (`ml_batch.monitoring.performance`).
+
+    Each model's (n, k) probabilities are widened onto the union, a class it does not know getting probability
+    0: a holdout row of a class only one model knows counts against the other (its log loss is that of
+    probability 1e-15, and it is never predicted), rather than being left out for one model and kept for the
+    other. A row of a class neither knows is left out of both (it is in `n_unseen`). With the same classes this
+    is each model's own evaluation.
+
+    Args:
+        metric: The spec's `training.metric` (a multiclass one).
+        labels: The rows' class names (`training.labels_of`).
+        candidate: The candidate's scores of those rows and its class names (`training.class_names`).
+        champion: The champion's, likewise.
+
+    Returns:
+        (candidate's value, champion's value); NaN where the metric is undefined on the rows.
+    """
+    union = class_union(candidate[1], champion[1])
+    values = [on_classes(labels, scores, classes, union)[metric] for scores, classes in (candidate, champion)]
+    return values[0], values[1]
+
+
+def class_union(*class_sets: Sequence[str]) -> list[str]:
+    """The classes of several multiclass models, in one order: what two of them are compared over."""
+    return sorted(set().union(*class_sets))
+
+
+def on_classes(labels: np.ndarray, scores: np.ndarray, own: Sequence[str], union: Sequence[str]) -> dict[str, float]:
+    """The multiclass metrics of a model's (n, len(own)) probabilities over the classes `union` (a superset of
+    `own`; `class_union`): a class it does not know has probability 0, so its rows count against it (pure)."""
+    return evaluate("multiclass", labels, align_scores(scores, own, union), classes=union)
+
+
 def is_better(metric: str, candidate: float, reference: float, min_improvement: float = 0.0) -> bool:
     """True when `candidate` beats `reference` on `metric` by at least `min_improvement`."""
     if metric not in HIGHER_IS_BETTER:

@@ -8,11 +8,9 @@
   class order (`ModelVersion.classes`); labelled rows of a class it was not trained on are left out of them,
   counted in the detail (`n_unseen`, `unseen_classes`) and raise an `unseen_class` alert (an event). A
   multiclass challenger's shadow metrics come likewise from the `class_scores` of its shadow rows, in its own
-  class order: each model is judged on its own class set, on the same labelled rows (the shadow rows are the
-  published ones scored again). With the same classes (a challenger retrained on a window with the same
-  classes) that is the gate's comparison; where the sets differ, a row of a class only one model knows counts
-  for that model alone (the gate's union rule, `ml_batch.promotion.gate.shared_class_scores`, sits in a layer
-  monitoring may not import).
+  class order. Its shadow *comparison* with the champion (what promotion after the shadow days reads) judges
+  both over the union of their classes, as the gate does (`shadow_class_metrics`, `ml_batch.model.metrics`
+  `class_union` and `on_classes`): a row of a class only one model knows counts against the other.
 - **Estimated**: day D's published scores go through each version's estimator fitted on its holdout into
   label-free estimates, stored as metrics `estimated_<metric>`: for binary models the score calibration map
   (`ml_batch.monitoring.estimate`: `estimated_roc_auc`, `estimated_accuracy`), for regression models the loss
@@ -51,7 +49,7 @@ from ml_batch.db.tables import performance, shadow_comparisons, shadow_predictio
 from ml_batch.jsonvalues import json_safe
 from ml_batch.model import registry
 from ml_batch.model.labels import check_one_label_per_row, join_labels
-from ml_batch.model.metrics import evaluate, floor_name, floor_phrase, meets_floor
+from ml_batch.model.metrics import class_union, evaluate, floor_name, floor_phrase, meets_floor, on_classes
 from ml_batch.model.training import labels_of
 from ml_batch.monitoring.classes import class_probabilities
 from ml_batch.monitoring.estimate import (
@@ -111,7 +109,7 @@ def realized_performance(engine: sa.Engine, spec: Spec, as_of: dt.date, *, run_i
                                                 performance.c.metric.not_like(f"{ESTIMATED_PREFIX}%")))
         _record_estimation_error(conn, spec, day, records)
         conn.execute(performance.insert(), records)
-        _update_shadow_metrics(conn, spec, day, records)
+        _update_shadow_metrics(conn, spec, day, records, shadow_class_metrics(spec, data, classes))
     _alert_on_floor(engine, spec, day, records, run_id=run_id, dag_id=dag_id)
     _alert_on_unseen_classes(engine, spec, day, records, run_id=run_id, dag_id=dag_id)
     return records
@@ -367,9 +365,37 @@ def _record_estimation_error(conn: sa.Connection, spec: Spec, day: dt.date, reco
         record["detail"] = json_safe({**record["detail"], "estimated": estimate["value"], "estimation_error": error})
 
 
-def _update_shadow_metrics(conn: sa.Connection, spec: Spec, day: dt.date, records: list[Record]) -> None:
+def shadow_class_metrics(spec: Spec, data: pd.DataFrame, classes: Mapping[int, Sequence[str]]
+                         ) -> dict[tuple[int, int], tuple[tuple[float, int], tuple[float, int]]]:
+    """A multiclass model's shadow comparisons: for each (champion, challenger) pair of the day's labelled rows,
+    both models' `training.metric` and rows over the union of their classes (`metrics.class_union`,
+    `metrics.on_classes`: the gate's rule), each on the rows it scored (pure; {} for binary and regression).
+
+    A row of a class only one of them knows counts against the other, as at the gate, instead of for the one
+    alone; a row of a class neither knows is left out of both.
+    """
+    if spec.model.task != "multiclass":
+        return {}
+    metric, sides = spec.training.metric, dict(tuple(data.groupby(["model_version", "kind"])))
+    out: dict[tuple[int, int], tuple[tuple[float, int], tuple[float, int]]] = {}
+    for champion in (int(v) for v, kind in sides if kind == "published"):
+        for challenger in (int(v) for v, kind in sides if kind == "shadow"):
+            union = class_union(classes[champion], classes[challenger])
+            values = []
+            for version, kind in ((champion, "published"), (challenger, "shadow")):
+                rows = sides[(version, kind)]
+                found = on_classes(labels_of(rows, spec), class_probabilities(
+                    rows["class_scores"], classes[version], f"shadow comparison of {kind} version {version}"),
+                    classes[version], union)
+                values.append((found[metric], int(found["n"])))
+            out[(champion, challenger)] = (values[0], values[1])
+    return out
+
+
+def _update_shadow_metrics(conn: sa.Connection, spec: Spec, day: dt.date, records: list[Record],
+                           by_classes: Mapping[tuple[int, int], tuple[tuple[float, int], tuple[float, int]]]) -> None:
     """Both sides' `training.metric` on each shadow comparison of the day, and the challenger's labelled rows
-    (of a multiclass challenger: the rows of its classes, `n` of its record)."""
+    (a multiclass model's from `shadow_class_metrics`, over both models' classes)."""
     metric = spec.training.metric
     values = {(r["model_version"], r["detail"]["kind"]): (r["value"], r["n"]) for r in records if r["metric"] == metric}
     rows = conn.execute(sa.select(shadow_comparisons).where(
@@ -377,6 +403,8 @@ def _update_shadow_metrics(conn: sa.Connection, spec: Spec, day: dt.date, record
     for row in rows:
         champion = values.get((row["champion_version"], "published"))
         challenger = values.get((row["challenger_version"], "shadow"))
+        if (row["champion_version"], row["challenger_version"]) in by_classes:
+            champion, challenger = by_classes[(row["champion_version"], row["challenger_version"])]
         conn.execute(shadow_comparisons.update().where(
             shadow_comparisons.c.model_name == spec.name, shadow_comparisons.c.partition_date == day,
             shadow_comparisons.c.challenger_version == row["challenger_version"],

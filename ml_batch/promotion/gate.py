@@ -2,20 +2,17 @@
 
 Both models are scored on the *same* holdout rows, so the comparison measures the models, not the days.
 Two multiclass models may know different classes (a class new in the window, or one gone from it): then
-both are judged on the same rows *and* the same classes, by `shared_class_scores`.
+both are judged on the same rows *and* the same classes, by `ml_batch.model.metrics.shared_class_scores`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from ml_batch.jsonvalues import json_safe
-from ml_batch.model.metrics import align_scores, evaluate, is_better, meets_floor
+from ml_batch.model.metrics import is_better, meets_floor
 
 
 @dataclass(frozen=True)
@@ -92,29 +89,3 @@ def decide(
         f"candidate {metric} {candidate_score:.4f} does not beat champion {champion_score:.4f} "
         f"by {min_improvement} on the same holdout",
     )
-
-
-def shared_class_scores(metric: str, labels: np.ndarray, candidate: tuple[np.ndarray, Sequence[str]],
-                        champion: tuple[np.ndarray, Sequence[str]]) -> tuple[float, float]:
-    """`metric` of a multiclass candidate and champion on the same holdout rows, over the union of their
-    classes (pure).
-
-    Each model's (n, k) probabilities are widened onto the union, a class it does not know getting probability
-    0: a holdout row of a class only one model knows counts against the other (its log loss is that of
-    probability 1e-15, and it is never predicted), rather than being left out for one model and kept for the
-    other. A row of a class neither knows is left out of both (it is in `n_unseen`). With the same classes this
-    is each model's own evaluation.
-
-    Args:
-        metric: The spec's `training.metric` (a multiclass one).
-        labels: The holdout rows' class names (`training.labels_of`).
-        candidate: The candidate's scores of those rows and its class names (`training.class_names`).
-        champion: The champion's, likewise.
-
-    Returns:
-        (candidate's value, champion's value); NaN where the metric is undefined on the rows.
-    """
-    union = sorted(set(candidate[1]) | set(champion[1]))
-    values = [evaluate("multiclass", labels, align_scores(scores, classes, union), classes=union)[metric]
-              for scores, classes in (candidate, champion)]
-    return values[0], values[1]

@@ -34,6 +34,7 @@ from ml_batch.db.spec_check import require_spec_db, source_column_types
 from ml_batch.db.tables import alerts as alert_rows
 from ml_batch.model import registry, verify
 from ml_batch.model.compiled import compiled_fields
+from ml_batch.model.metrics import shared_class_scores
 from ml_batch.model.registry import ModelVersion, NewVersion
 from ml_batch.model.training import (
     TrainingWindow,
@@ -49,7 +50,7 @@ from ml_batch.model.training import (
 from ml_batch.monitoring.profile import reference_profile
 from ml_batch.ops import alerts
 from ml_batch.ops.alerts import Alert
-from ml_batch.promotion.gate import GateDecision, decide, shared_class_scores
+from ml_batch.promotion.gate import GateDecision, decide
 from ml_batch.run.shard import available_cores
 from ml_batch.spec import Spec
 from ml_batch.validation.suite import suite_of
@@ -221,7 +222,7 @@ def _metric(metrics: dict[str, Any], metric: str) -> float:
 def _gate(engine: sa.Engine, spec: Spec, holdout: pd.DataFrame, version: ModelVersion,
           result: TrainResult | None) -> GateDecision:
     """The candidate's recorded holdout metric against the champion's on the same rows; multiclass models that
-    know different classes are both judged over the union of their classes (`gate.shared_class_scores`)."""
+    know different classes are both judged over the union of their classes (`metrics.shared_class_scores`)."""
     metric = spec.training.metric
     candidate_score = _metric(version.metrics, metric)
     champion_score: float | None = None

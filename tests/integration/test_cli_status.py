@@ -16,8 +16,8 @@ from ml_batch.db.tables import runs as runs_table
 from ml_batch.model import registry
 from ml_batch.monitoring.daily import check_day_drift
 from ml_batch.monitoring.late import LOOKBACK_DAYS
-from ml_batch.monitoring.status import model_status
 from ml_batch.monitoring.performance import realized_performance
+from ml_batch.monitoring.status import model_status
 from ml_batch.ops import alerts
 from ml_batch.promotion.retrain import train_and_register
 from ml_batch.run import runs

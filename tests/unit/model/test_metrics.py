@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from ml_batch.model.metrics import evaluate, floor_phrase, is_better, meets_floor
+from ml_batch.model.metrics import evaluate, floor_phrase, is_better, meets_floor, shared_class_scores
 
 
 def test_binary_metrics_match_sklearn() -> None:
@@ -127,3 +127,15 @@ def test_align_scores_puts_a_models_classes_into_a_wider_set_with_probability_ze
     assert aligned.tolist() == [[0.0, 0.3, 0.0, 0.7]]
     with pytest.raises(ValueError, match=r"lack the model's classes \['e'\]"):
         align_scores(np.array([[1.0]]), ["e"], _CLASSES)
+
+
+def test_multiclass_models_with_other_classes_are_judged_on_the_same_rows_and_the_union() -> None:
+    labels = np.asarray(["a", "b", "c", "c"], dtype=object)
+    candidate = (np.array([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8], [0.2, 0.2, 0.6]]), ["a", "b", "c"])
+    champion = (np.array([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5], [0.5, 0.5]]), ["a", "b"])  # never saw 'c'
+    cand, champ = shared_class_scores("log_loss", labels, candidate, champion)
+    assert cand == pytest.approx(-np.log([0.8, 0.8, 0.8, 0.6]).mean())
+    assert champ == pytest.approx(-np.log([0.9, 0.8, 1e-15, 1e-15]).mean())  # 'c' rows count against it
+    assert is_better("log_loss", cand, champ)
+    accuracy = shared_class_scores("accuracy", labels, candidate, champion)
+    assert accuracy == (1.0, 0.5)

@@ -154,3 +154,28 @@ def test_a_multiclass_estimate_is_stored_as_unavailable_with_the_reason() -> Non
     assert record["metric"] == "estimated_log_loss" and record["value"] is None and record["n"] == 50
     assert record["detail"]["available"] is False and record["detail"]["reliable"] is False
     assert "no label-free estimate for multiclass models" in record["detail"]["unreliable_reasons"][0]
+
+
+def test_a_multiclass_shadow_comparison_judges_both_models_over_the_union_of_their_classes() -> None:
+    from ml_batch.model.metrics import shared_class_scores
+    from ml_batch.monitoring.performance import shadow_class_metrics
+
+    spec = _ticket_spec()
+    old, new = ["billing", "sales"], ["billing", "sales", "technical"]  # the challenger learned 'technical'
+    rng = np.random.default_rng(11)
+    labels = np.asarray(new, dtype=object)[rng.choice(3, size=200, p=[0.4, 0.4, 0.2])]
+    champion, challenger = rng.dirichlet((2, 2), size=200), rng.dirichlet((2, 2, 2), size=200)
+
+    def rows(version: int, kind: str, classes: list[str], proba: np.ndarray) -> pd.DataFrame:
+        return pd.DataFrame({"model_version": version, "kind": kind, "score": proba.max(axis=1), LABEL: labels,
+                             "class_scores": [json.dumps(dict(zip(classes, p.tolist(), strict=True))) for p in proba]})
+
+    data = pd.concat([rows(1, "published", old, champion), rows(2, "shadow", new, challenger)], ignore_index=True)
+    (champ, chall), = shadow_class_metrics(spec, data, {1: old, 2: new}).values()
+    expected = shared_class_scores("log_loss", labels, (challenger, new), (champion, old))
+    assert (chall[0], champ[0]) == pytest.approx(expected)
+    assert champ[1] == chall[1] == 200  # the 'technical' rows count against the champion, not left out
+    # its own realized record still leaves them out (they are unseen classes of version 1)
+    own = {(r["model_version"], r["metric"]): r for r in realized_records(spec, DAY, data, {1: old, 2: new})}
+    assert own[(1, "log_loss")]["n"] == 200 - int((labels == "technical").sum())
+    assert own[(1, "log_loss")]["value"] < champ[0]

@@ -41,20 +41,3 @@ def test_a_decision_with_non_finite_scores_serialises_them_as_null() -> None:
     assert data["champion_score"] is None and data["candidate_score"] == 0.5
     assert json.loads(json.dumps(data, allow_nan=False)) == data
     assert decide("r2", float("nan"), None, floor=None, min_improvement=0.0).as_dict()["candidate_score"] is None
-
-
-def test_multiclass_models_with_other_classes_are_judged_on_the_same_rows_and_the_union() -> None:
-    import numpy as np
-    import pytest
-
-    from ml_batch.promotion.gate import shared_class_scores
-
-    labels = np.asarray(["a", "b", "c", "c"], dtype=object)
-    candidate = (np.array([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8], [0.2, 0.2, 0.6]]), ["a", "b", "c"])
-    champion = (np.array([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5], [0.5, 0.5]]), ["a", "b"])  # never saw 'c'
-    cand, champ = shared_class_scores("log_loss", labels, candidate, champion)
-    assert cand == pytest.approx(-np.log([0.8, 0.8, 0.8, 0.6]).mean())
-    assert champ == pytest.approx(-np.log([0.9, 0.8, 1e-15, 1e-15]).mean())  # 'c' rows count against it
-    assert decide("log_loss", cand, champ, floor=None, min_improvement=0.0).promote
-    accuracy = shared_class_scores("accuracy", labels, candidate, champion)
-    assert accuracy == (1.0, 0.5)
