@@ -29,7 +29,7 @@ from typing import Literal
 import sqlalchemy as sa
 
 from ml_batch.db.tables import published_days
-from ml_batch.errors import ConfigError
+from ml_batch.errors import ConfigError, first_line
 from ml_batch.ops import alerts
 from ml_batch.ops.alerts import Alert
 from ml_batch.run.partition import scheduled_days, scored_days
@@ -45,7 +45,7 @@ LOOKBACK_DAYS = 62
 # The days named in an alert's message (all of them are in its details).
 _NAMED_DAYS = 10
 
-LateState = Literal["late", "published", "none_due"]
+LateState = Literal["late", "published", "none_due", "unchecked"]
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,8 @@ class DueDay:
 
 @dataclass(frozen=True)
 class LateCheck:
-    """What a check found: `late` (an alert raised or kept open), `published` or `none_due`."""
+    """What a check found: `late` (an alert raised or kept open), `published` or `none_due`; `unchecked` when
+    the re-check after a publish could not read the database (the hourly check will)."""
 
     model: str
     state: LateState
@@ -151,7 +152,12 @@ def after_publish(engine: sa.Engine, spec: Spec, day: dt.date, now: dt.datetime,
     if spec.publish_by is None:
         return LateCheck(spec.name, "none_due", None, day_published(engine, spec.name, day, dag_id=dag_id,
                                                                      run_id=run_id))
-    return check_late(engine, spec, now, dag_id=dag_id, run_id=run_id)
+    try:
+        return check_late(engine, spec, now, dag_id=dag_id, run_id=run_id)
+    except sa.exc.SQLAlchemyError as exc:  # the day is published: a late check must not fail (and retry) it
+        logger.error("%s: the late check after publishing %s could not read the database (%s); the hourly "
+                     "check of publish_deadline_%s will", spec.name, day, first_line(exc), spec.name)
+        return LateCheck(spec.name, "unchecked", None, None)
 
 
 def day_published(engine: sa.Engine, model: str, day: dt.date, *, dag_id: str | None = None,

@@ -181,3 +181,18 @@ def test_the_alert_email_escapes_its_message() -> None:
                             message='<script>alert(1)</script> & "quoted"'))
     assert "<script>" not in body
     assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;quoted&quot;" in body
+
+
+def test_a_published_day_is_not_failed_by_a_late_check_that_cannot_reach_the_database(
+        dead_engine: sa.Engine, caplog: pytest.LogCaptureFixture) -> None:
+    # The publish task re-checks the late alert after the day is published: a database gone at that moment
+    # must not fail the task (and retry a day that is published).
+    import datetime as dt
+
+    from ml_batch.monitoring import late
+    from tests.support.toy import DAY, toy_spec
+
+    spec = toy_spec("s", publish_by="08:00", start_date="2026-05-01")
+    found = late.after_publish(dead_engine, spec, DAY, dt.datetime(2026, 5, 23, 9, tzinfo=dt.UTC))
+    assert (found.state, found.alert_id) == ("unchecked", None)
+    assert f"the late check after publishing {DAY} could not read the database" in caplog.text
