@@ -77,17 +77,8 @@ def due_by(spec: Spec, now: dt.datetime) -> DueDay | None:
     """
     if spec.publish_by is None:
         return None
-    last = _last_publish_by(clock_time(spec.publish_by), now)
-    day = _due_day(spec, last)
-    if day is None:
-        return None
-    deadline = last
-    for _ in range(_MAX_LOOKBACK_DAYS):
-        earlier = deadline - dt.timedelta(days=1)
-        if _due_day(spec, earlier) != day:
-            break
-        deadline = earlier
-    return DueDay(day, deadline)
+    day = _due_day(spec, _last_publish_by(clock_time(spec.publish_by), now))
+    return None if day is None else DueDay(day, deadline_of(spec, day))
 
 
 def check_late(engine: sa.Engine, spec: Spec, now: dt.datetime, *, dag_id: str | None = None,
@@ -135,7 +126,8 @@ def unpublished_days(conn: sa.Connection, spec: Spec, through: dt.date) -> list[
 
 
 def deadline_of(spec: Spec, day: dt.date) -> dt.datetime:
-    """The first `publish_by` (UTC) at which `day` is the spec's due day: when it became late."""
+    """The first `publish_by` (UTC) at which `day` is the spec's due day (the module docstring's rule): when it
+    became late. No earlier `publish_by` can be: the one before day's own is on the day before it began."""
     at = clock_time(str(spec.publish_by))
     moment = dt.datetime.combine(day, at)
     for _ in range(_MAX_LOOKBACK_DAYS):
