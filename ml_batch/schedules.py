@@ -1,5 +1,5 @@
 """The schedules a spec may name (`schedule`, `training.schedule`): the cron expressions Airflow's cron
-timetables take, checked when the spec loads.
+timetables take and can run, checked when the spec loads.
 
 Airflow resolves its presets (`CRON_PRESETS`, those of `airflow.sdk.definitions.timetables._cron`) and gives
 the rest to croniter, its cron library, when it builds the DAG; a schedule croniter refuses is an import error
@@ -28,12 +28,22 @@ def cron_expression(schedule: str) -> str:
 
 
 def schedule_problem(schedule: str) -> str | None:
-    """Why Airflow would refuse `schedule` as a cron schedule (croniter's words), or None when it takes it."""
+    """Why `schedule` cannot be a spec's schedule (croniter's words), or None when it can.
+
+    Refused: what Airflow refuses (not cron), and two things it takes but cannot run right: a schedule that
+    never fires (`0 6 31 2 *`: its scheduler fails on it), and croniter's random and hashed fields (`R`, `H`),
+    which take another value at every parse of the DAG file.
+    """
     from croniter import CroniterBadCronError, CroniterBadDateError, croniter  # Airflow's own cron library
 
+    expected = f"expected five fields such as '0 6 * * *' or a preset ({', '.join(CRON_PRESETS)})"
+    expression = cron_expression(schedule)
+    if any(field.upper().startswith(("R", "H")) for field in expression.split()[:5] if field[:1].isalpha()):
+        return f"{schedule!r} has a random or hashed field (R, H), which changes at every parse: {expected}"
     try:
-        croniter(cron_expression(schedule))
-    except (CroniterBadCronError, CroniterBadDateError, ValueError) as exc:
-        return (f"{schedule!r} is not a cron schedule ({exc}): expected five fields such as '0 6 * * *' or a "
-                f"preset ({', '.join(CRON_PRESETS)})")
+        croniter(expression).get_next(float)
+    except CroniterBadDateError as exc:
+        return f"{schedule!r} never fires ({exc}): {expected}"
+    except (CroniterBadCronError, ValueError) as exc:
+        return f"{schedule!r} is not a cron schedule ({exc}): {expected}"
     return None

@@ -38,8 +38,8 @@ from ml_batch.spec import Spec, clock_time
 logger = logging.getLogger(__name__)
 
 KIND = "late"
-# How far back a day's first deadline is looked for: a schedule that fires at least once a year.
-_MAX_LOOKBACK_DAYS = 366
+# How far after a day its first deadline is looked for: a yearly schedule's fires a year and a day later.
+_DEADLINE_SEARCH_DAYS = 2 * 366
 # How far back before the latest due day an unpublished day is looked for.
 LOOKBACK_DAYS = 62
 # The days named in an alert's message (all of them are in its details).
@@ -77,8 +77,9 @@ def due_by(spec: Spec, now: dt.datetime) -> DueDay | None:
     """
     if spec.publish_by is None:
         return None
-    day = _due_day(spec, _last_publish_by(clock_time(spec.publish_by), now))
-    return None if day is None else DueDay(day, deadline_of(spec, day))
+    last = _last_publish_by(clock_time(spec.publish_by), now)
+    day = _due_day(spec, last)
+    return None if day is None else DueDay(day, deadline_of(spec, day) or last)
 
 
 def check_late(engine: sa.Engine, spec: Spec, now: dt.datetime, *, dag_id: str | None = None,
@@ -95,7 +96,7 @@ def check_late(engine: sa.Engine, spec: Spec, now: dt.datetime, *, dag_id: str |
                                   message=f"every due day up to {due.day} is published")
         return LateCheck(spec.name, "published", due, resolved)
     oldest = missing[0]
-    deadline = due.deadline if oldest == due.day else deadline_of(spec, oldest)
+    deadline = (due.deadline if oldest == due.day else deadline_of(spec, oldest)) or due.deadline
     named = ", ".join(str(day) for day in missing[:_NAMED_DAYS]) + (" ..." if len(missing) > _NAMED_DAYS else "")
     what = (f"{oldest} is not published: it" if missing == (due.day,) else
             f"{len(missing)} due day{'s are' if len(missing) > 1 else ' is'} not published: {named}; {oldest}")
@@ -125,16 +126,21 @@ def unpublished_days(conn: sa.Connection, spec: Spec, through: dt.date) -> list[
     return [day for day in scored_days(spec.schedule, since, through) if day not in published]
 
 
-def deadline_of(spec: Spec, day: dt.date) -> dt.datetime:
+def deadline_of(spec: Spec, day: dt.date) -> dt.datetime | None:
     """The first `publish_by` (UTC) at which `day` is the spec's due day (the module docstring's rule): when it
-    became late. No earlier `publish_by` can be: the one before day's own is on the day before it began."""
+    became late. No earlier `publish_by` can be: the one before day's own is on the day before it began. None
+    when no `publish_by` within two years has `day` due (a later day's run fired first: it is never the due
+    day itself, only missing)."""
     at = clock_time(str(spec.publish_by))
     moment = dt.datetime.combine(day, at)
-    for _ in range(_MAX_LOOKBACK_DAYS):
-        if _due_day(spec, moment) == day:
+    for _ in range(_DEADLINE_SEARCH_DAYS):
+        due = _due_day(spec, moment)
+        if due == day:
             return moment
+        if due is not None and due > day:
+            return None
         moment += dt.timedelta(days=1)
-    raise ConfigError(f"{day} is not a day the schedule {spec.schedule!r} scores")
+    return None
 
 
 def after_publish(engine: sa.Engine, spec: Spec, day: dt.date, now: dt.datetime, *, dag_id: str | None = None,
@@ -146,9 +152,9 @@ def after_publish(engine: sa.Engine, spec: Spec, day: dt.date, now: dt.datetime,
                                                                      run_id=run_id))
     try:
         return check_late(engine, spec, now, dag_id=dag_id, run_id=run_id)
-    except sa.exc.SQLAlchemyError as exc:  # the day is published: a late check must not fail (and retry) it
-        logger.error("%s: the late check after publishing %s could not read the database (%s); the hourly "
-                     "check of publish_deadline_%s will", spec.name, day, first_line(exc), spec.name)
+    except Exception as exc:  # the day is published: its late re-check must not fail (and retry) it
+        logger.exception("%s: the late check after publishing %s could not run (%s: %s); the hourly check of "
+                         "publish_deadline_%s will", spec.name, day, type(exc).__name__, first_line(exc), spec.name)
         return LateCheck(spec.name, "unchecked", None, None)
 
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -366,18 +367,19 @@ def _record_estimation_error(conn: sa.Connection, spec: Spec, day: dt.date, reco
 
 
 def shadow_class_metrics(spec: Spec, data: pd.DataFrame, classes: Mapping[int, Sequence[str]]
-                         ) -> dict[tuple[int, int], tuple[tuple[float, int], tuple[float, int]]]:
+                         ) -> dict[tuple[int, int], tuple[tuple[float | None, int], tuple[float | None, int]]]:
     """A multiclass model's shadow comparisons: for each (champion, challenger) pair of the day's labelled rows,
     both models' `training.metric` and rows over the union of their classes (`metrics.class_union`,
     `metrics.on_classes`: the gate's rule), each on the rows it scored (pure; {} for binary and regression).
 
     A row of a class only one of them knows counts against the other, as at the gate, instead of for the one
-    alone; a row of a class neither knows is left out of both.
+    alone; a row of a class neither knows is left out of both. A metric undefined on the rows (no row left, one
+    class only for roc_auc_ovr) is None, as in the `performance` records: such a day is not labelled evidence.
     """
     if spec.model.task != "multiclass":
         return {}
     metric, sides = spec.training.metric, dict(tuple(data.groupby(["model_version", "kind"])))
-    out: dict[tuple[int, int], tuple[tuple[float, int], tuple[float, int]]] = {}
+    out: dict[tuple[int, int], tuple[tuple[float | None, int], tuple[float | None, int]]] = {}
     for champion in (int(v) for v, kind in sides if kind == "published"):
         for challenger in (int(v) for v, kind in sides if kind == "shadow"):
             union = class_union(classes[champion], classes[challenger])
@@ -387,13 +389,15 @@ def shadow_class_metrics(spec: Spec, data: pd.DataFrame, classes: Mapping[int, S
                 found = on_classes(labels_of(rows, spec), class_probabilities(
                     rows["class_scores"], classes[version], f"shadow comparison of {kind} version {version}"),
                     classes[version], union)
-                values.append((found[metric], int(found["n"])))
+                value = found[metric]
+                values.append((value if math.isfinite(value) and found["n"] else None, int(found["n"])))
             out[(champion, challenger)] = (values[0], values[1])
     return out
 
 
 def _update_shadow_metrics(conn: sa.Connection, spec: Spec, day: dt.date, records: list[Record],
-                           by_classes: Mapping[tuple[int, int], tuple[tuple[float, int], tuple[float, int]]]) -> None:
+                           by_classes: Mapping[tuple[int, int], tuple[tuple[float | None, int],
+                                                                      tuple[float | None, int]]]) -> None:
     """Both sides' `training.metric` on each shadow comparison of the day, and the challenger's labelled rows
     (a multiclass model's from `shadow_class_metrics`, over both models' classes)."""
     metric = spec.training.metric

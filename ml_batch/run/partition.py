@@ -93,12 +93,13 @@ def scored_days(schedule: str, first: dt.date, last: dt.date) -> list[dt.date]:
     """
     from croniter import croniter
 
-    ticks = croniter(_cron(schedule),
-                     dt.datetime.combine(first, dt.time(), tzinfo=dt.UTC) - dt.timedelta(microseconds=1))
-    days: list[dt.date] = []
-    while (tick := ticks.get_next(dt.datetime).date()) <= last:
-        if not days or days[-1] != tick:
-            days.append(tick)
+    cron, days, day = _cron(schedule), [], first
+    while day <= last:  # from each scored day straight to the next: one step per day, whatever the frequency
+        start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC) - dt.timedelta(microseconds=1)
+        day = croniter(cron, start).get_next(dt.datetime).date()
+        if day <= last:
+            days.append(day)
+        day += dt.timedelta(days=1)
     return days
 
 

@@ -14,7 +14,7 @@ from tests.support.toy import toy_spec
 
 SCHEDULES = ["0 6 * * *", "@daily", "@weekly", "@quarterly", "@yearly", "@midnight", "*/15 * * * *",
              "0 6 * * 1-5", "0 0 * * * 30", "every morning", "0 25 * * *", "0 6 * *", "", "@fortnightly",
-             "61 * * * *", "0 6 31 2 *"]
+             "61 * * * *", "0 6 29 2 *", "0 6 * * MON-FRI"]
 
 
 def _airflow_takes(schedule: str) -> bool:
@@ -43,3 +43,14 @@ def test_a_bad_schedule_is_refused_at_load_naming_its_value_and_field() -> None:
     with pytest.raises(ValidationError, match=r"(?s)training.schedule\n.*'0 25 \* \* \*' is not a cron schedule"):
         Spec.model_validate({**data, "training": {**data["training"], "schedule": "0 25 * * *"}})
     assert Spec.model_validate({**data, "schedule": "@quarterly"}).schedule == "@quarterly"
+
+
+@pytest.mark.parametrize(("schedule", "said"), [
+    ("0 6 31 2 *", "never fires"),  # Airflow parses it, then its scheduler fails on it
+    ("R 6 * * *", "random or hashed field"),  # another minute at every parse of the DAG file
+    ("H 6 * * *", "random or hashed field"),
+])
+def test_a_schedule_airflow_takes_but_cannot_run_right_is_refused(schedule: str, said: str) -> None:
+    assert _airflow_takes(schedule) or schedule.startswith("H")
+    problem = schedule_problem(schedule)
+    assert problem is not None and problem.startswith(f"{schedule!r}") and said in problem

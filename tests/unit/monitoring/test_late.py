@@ -58,3 +58,14 @@ def test_publish_by_is_a_24_hour_time(value: str) -> None:
         _spec(value)
     assert format_validation_error(caught.value).startswith(
         f"field 'publish_by': {value!r} is not a time of day: expected HH:MM (24-hour, UTC)")
+
+
+def test_a_yearly_schedules_day_is_due_a_year_and_more_later() -> None:
+    # The deadline of a yearly day is 366 days or more after it: the search once stopped at 366 and raised.
+    utc = dt.UTC
+    spec = _spec("08:00", schedule="@yearly")  # 2028-01-01's run fires 2029-01-01 00:00
+    assert due_by(spec, dt.datetime(2029, 3, 1, tzinfo=utc)) == DueDay(
+        dt.date(2028, 1, 1), dt.datetime(2029, 1, 1, 8, tzinfo=utc))
+    spec = _spec("05:00", schedule="0 6 1 1 *")  # 2027-01-01's run fires 2028-01-01 06:00, after that 05:00
+    assert due_by(spec, dt.datetime(2028, 3, 1, tzinfo=utc)) == DueDay(
+        dt.date(2027, 1, 1), dt.datetime(2028, 1, 2, 5, tzinfo=utc))

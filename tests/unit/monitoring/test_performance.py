@@ -179,3 +179,15 @@ def test_a_multiclass_shadow_comparison_judges_both_models_over_the_union_of_the
     own = {(r["model_version"], r["metric"]): r for r in realized_records(spec, DAY, data, {1: old, 2: new})}
     assert own[(1, "log_loss")]["n"] == 200 - int((labels == "technical").sum())
     assert own[(1, "log_loss")]["value"] < champ[0]
+
+
+def test_a_shadow_comparison_without_a_defined_metric_is_none_not_nan() -> None:
+    # NaN counted as a labelled day: its mean made the challenger "worse than the champion" and demoted it.
+    from ml_batch.monitoring.performance import shadow_class_metrics
+
+    spec = _ticket_spec()
+    classes = ["billing", "sales"]
+    data = pd.DataFrame({"model_version": [1, 2], "kind": ["published", "shadow"], "score": [0.6, 0.7],
+                         LABEL: ["technical", "technical"],  # a class neither model knows: no row left
+                         "class_scores": ['{"billing": 0.6, "sales": 0.4}', '{"billing": 0.3, "sales": 0.7}']})
+    assert shadow_class_metrics(spec, data, {1: classes, 2: classes}) == {(1, 2): ((None, 0), (None, 0))}
