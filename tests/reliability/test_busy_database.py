@@ -11,6 +11,7 @@ The server is a throwaway embedded PostgreSQL of this module's own with 20 conne
 
 from __future__ import annotations
 
+import gc
 import secrets
 import threading
 import uuid
@@ -54,27 +55,48 @@ def toy(server: EmbeddedPostgres, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 
 class Holder:
-    """Takes every free connection slot of the server; lets go of them `after` seconds (never: None)."""
+    """Takes every free connection slot of the server and keeps them taken: a slot freed meanwhile (a former
+    test's engine closed by the garbage collector) is taken again within milliseconds, long before the step's
+    next try (its back-off starts at 0.5 s). Lets go `after` seconds (never: None)."""
 
     def __init__(self, url: str) -> None:
         self.url = sa.make_url(url)
         self.held: list[Any] = []
         self.refused = ""
+        self.lock = threading.Lock()
+        self.letting_go = threading.Event()
+        self.keeper: threading.Thread | None = None
 
     def fill(self, after: float | None) -> None:
-        while True:
-            try:
-                self.held.append(psycopg2.connect(host=self.url.host, port=self.url.port, user=self.url.username,
-                                                  password=self.url.password, dbname=self.url.database))
-            except psycopg2.OperationalError as exc:
-                self.refused = str(exc)
-                break
+        gc.collect()  # connections of unreachable engines close now, not in the middle of the step
+        self._take_free_slots()
+        self.keeper = threading.Thread(target=self._keep, daemon=True)
+        self.keeper.start()
         if after is not None:
             threading.Timer(after, self.release).start()
 
+    def _take_free_slots(self) -> None:
+        while not self.letting_go.is_set():
+            try:
+                connection = psycopg2.connect(host=self.url.host, port=self.url.port, user=self.url.username,
+                                              password=self.url.password, dbname=self.url.database)
+            except psycopg2.OperationalError as exc:
+                self.refused = str(exc)
+                return
+            with self.lock:
+                self.held.append(connection)
+
+    def _keep(self) -> None:
+        while not self.letting_go.wait(0.01):
+            self._take_free_slots()
+
     def release(self) -> None:
-        while self.held:
-            self.held.pop().close()
+        self.letting_go.set()
+        if self.keeper is not None:
+            self.keeper.join(10)
+        with self.lock:
+            while self.held:
+                self.held.pop().close()
 
 
 def _hold_before(monkeypatch: pytest.MonkeyPatch, target: str, holder: Holder, engine: sa.Engine,

@@ -54,7 +54,8 @@ def test_infinite_and_out_of_range_binary_scores_fail_the_audit_and_publish_noth
 
 def test_a_regression_model_may_score_outside_0_1_but_never_infinity(settings: Settings, engine: sa.Engine) -> None:
     spec = toy_spec(settings.schema, model={"task": "regression",
-                                            "estimator": "sklearn.linear_model.LinearRegression", "params": {}})
+                                            "estimator": "sklearn.linear_model.LinearRegression", "params": {}},
+                     training={"window_days": 10, "holdout_days": 3, "metric": "rmse", "min_score": 1.0})
     load_toy_data(engine, settings.schema, FIRST, days=1, rows_per_day=5)
     staging = staging_table(spec, "reg")
 
