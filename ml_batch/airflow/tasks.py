@@ -167,11 +167,11 @@ def score(model: str, run_plan: dict[str, Any], shard: int) -> dict[str, Any]:
 
 @fail_fast
 def publish(model: str, run_plan: dict[str, Any], context: dict[str, Any], asset: Any) -> dict[str, Any]:
-    """Audit and publish the day atomically; record an Asset event describing what was published. A day
-    published whole resolves an open `incomplete_day` alert (a partial one leaves it open); a day published
-    at all checks the `late` alert again (`ml_batch.monitoring.late.after_publish`: resolved once no due day is
-    left unpublished)."""
-    from ml_batch.ops import alerts
+    """Audit and publish the day atomically; record an Asset event describing what was published. The alerts
+    the published day answers are settled (`ml_batch.monitoring.settled`: `incomplete_day`, `late`)."""
+    import datetime as dt
+
+    from ml_batch.monitoring.settled import settle_published_day
     from ml_batch.run.publish import publish_run
 
     _, engine = _settings_and_engine()
@@ -179,16 +179,8 @@ def publish(model: str, run_plan: dict[str, Any], context: dict[str, Any], asset
     published = publish_run(engine, plan_)
     summary = published.to_xcom()
     stats.publish_metrics(summary)
-    dag_id = getattr(context.get("dag"), "dag_id", None)
-    if published.status == "success" and not published.partial:
-        alerts.resolve(engine, model=model, kind="incomplete_day", day=plan_.day, run_id=plan_.run_id,
-                       dag_id=dag_id, message=f"{plan_.day} was published complete ({published.scored} rows)")
-    if published.status == "success":  # also when the spec no longer sets publish_by: nothing stays open
-        import datetime as dt
-
-        from ml_batch.monitoring.late import after_publish
-
-        after_publish(engine, plan_.spec, plan_.day, dt.datetime.now(dt.UTC), dag_id=dag_id, run_id=plan_.run_id)
+    settle_published_day(engine, plan_.spec, published, dt.datetime.now(dt.UTC),
+                         dag_id=getattr(context.get("dag"), "dag_id", None))
     outlet_events = context.get("outlet_events")
     if outlet_events is not None and summary["status"] == "success":
         outlet_events[asset].extra = {k: summary[k] for k in ("model", "day", "version", "scored", "quarantined")}

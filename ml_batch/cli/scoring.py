@@ -44,6 +44,7 @@ def score_cmd(
     A day that looks incomplete (docs/completeness.md) is refused with exit code 1 and nothing is published,
     unless --allow-partial is given.
     """
+    from ml_batch.monitoring.settled import settle_published_day
     from ml_batch.run.day import score_day
     from ml_batch.spec_folder import read_spec
 
@@ -53,9 +54,11 @@ def score_cmd(
     day = day_option(date, "--date")
     run_id = f"cli__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S.%f}"
     with step(f"scoring {model} for {day} (run {run_id})", as_json):
-        summary = score_day(open_engine(settings), pinned, day, run_id=run_id, run_type="cli", version=version,
+        engine = open_engine(settings)
+        summary = score_day(engine, pinned, day, run_id=run_id, run_type="cli", version=version,
                             dry_run=dry_run, shards=shards, allow_partial=allow_partial,
                             results_dir=settings.home / "validation")
+        settle_published_day(engine, spec, summary, dt.datetime.now(dt.UTC))
     if as_json:
         print_json(summary.to_xcom())
         return
