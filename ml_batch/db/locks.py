@@ -15,7 +15,8 @@
 2. `when_free`: the try-lock protocol of cleanups that must never wait for, or disturb, live work: take the
    session lock without waiting (held: the owner is alive, do nothing), then work in a transaction whose
    `lock_timeout` is short (an object in use is left for later, not waited for), and always release the lock,
-   without letting a failure to release it hide the error that ended the work.
+   without letting a failure to release it hide the error that ended the work. The live owner's side is
+   `held_shared` (a shared session lock held while the owner's work, or its object, lives).
 3. `with_short_locks`: statements that need an exclusive table lock readers would queue behind (the swap of a
    day, a prune) wait at most `SwapLocking.timeout_s` per attempt, give way, and try again after a growing
    pause (`SwapLocking`).
@@ -25,7 +26,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -99,6 +101,25 @@ def when_free(engine: sa.Engine, lock: sa.ColumnElement[int] | None, work: Calla
         finally:
             if lock is not None:
                 _release(conn, lock, what)
+
+
+@contextmanager
+def held_shared(engine: sa.Engine, lock: sa.ColumnElement[int]) -> Iterator[None]:
+    """Hold the shared session lock `lock` for the `with` block, on a connection of its own: what `when_free`
+    refuses to work under while it is held (a live owner), and what a killed process leaves free. Released
+    however the block ends; when releasing fails, the connection is discarded, which releases it too."""
+    conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+    try:
+        conn.execute(sa.select(sa.func.pg_advisory_lock_shared(lock)))
+        yield
+    finally:
+        try:
+            conn.execute(sa.select(sa.func.pg_advisory_unlock_shared(lock)))
+        except sa.exc.SQLAlchemyError as exc:  # never raised: it would hide the error that ended the block
+            logger.debug("could not release a shared lock (%s); discarding the connection", exc)
+            conn.invalidate()
+        finally:
+            conn.close()
 
 
 def _release(conn: sa.Connection, lock: sa.ColumnElement[int], what: str) -> None:

@@ -21,7 +21,11 @@ here: this module only decides what GX's findings mean for training.
   UI's quarantine page counts rows by) and per part, and stored with the version (`Exclusions`).
 
 The view lives only while GX runs: its name is unique per call (two trainings at once never share one) and
-lower case (GX names tables unquoted), and it is dropped in a `finally`.
+lower case (GX names tables unquoted), and it is dropped in a `finally`. A training killed meanwhile (SIGKILL,
+OOM, a task timeout) cannot drop it, and a leftover view blocks changes to the source's columns ("cannot alter
+type of a column used by a view"): the view is held under a shared advisory lock of its own while it lives
+(`view_lock`), and `sweep_leftover_views` drops the views whose lock is free. Every training sweeps before it
+validates, and so does `ml-batch prune`.
 """
 
 from __future__ import annotations
@@ -143,11 +147,14 @@ def validate_window_rows(
             quarantine share), or too many of them fail (`ValidationSpec.quarantine_exceeded`).
     """
     started = time.perf_counter()
-    view = _create_view(engine, spec, rows, event_time)
-    try:
-        checked, outcome = _run_gx(engine, spec, view, suite_file)
-    finally:
-        drop_views(engine, [view])
+    sweep_leftover_views(engine)
+    view = _view_name(engine)
+    with locks.held_shared(engine, view_lock(view)):
+        _create_view(engine, spec, rows, event_time, view)
+        try:
+            checked, outcome = _run_gx(engine, spec, view, suite_file)
+        finally:
+            drop_views(engine, [view])
     if outcome is None:  # no rows: nothing to validate (training names the empty set itself)
         return WindowFindings(0, {}, time.perf_counter() - started)
     if not outcome.passed_batch:
@@ -190,9 +197,36 @@ def _view_name(engine: sa.Engine) -> str:
     return f"{locks.schema_of(engine)}.{VIEW_PREFIX}{uuid.uuid4().hex[:16]}"
 
 
-def _create_view(engine: sa.Engine, spec: Spec, rows: sa.Subquery, event_time: str) -> str:
-    """A view of `rows` with the source's own column names (what the suite checks) and `ROW_ID`."""
-    view = _view_name(engine)
+def view_lock(view: str) -> sa.ColumnElement[int]:
+    """The advisory lock a training's validation view is held under while it lives (its name is schema-qualified:
+    the key names no other schema)."""
+    return locks.key("training_view", view)
+
+
+def sweep_leftover_views(engine: sa.Engine, *, dry_run: bool = False) -> list[str]:
+    """Drop the validation views of trainings that were killed (their view's lock is free); the views dropped
+    (with `dry_run`, the views that would be). A view whose training is alive is never touched, nor one in use
+    by a reader for longer than `locks.CLEANUP_LOCK_TIMEOUT` (left for the next sweep)."""
+    schema = locks.schema_of(engine)
+    with engine.connect() as conn:
+        names = conn.execute(render("select_training_views"), {
+            "schema": schema, "pattern": VIEW_PREFIX.replace("_", r"\_") + "%"}).scalars().all()
+    swept = []
+    for name in (f"{schema}.{relname}" for relname in names):
+        def drop(conn: sa.Connection, view: str = name) -> bool:
+            if not dry_run:
+                conn.execute(render("drop_view", view=view))
+            return True
+
+        if locks.when_free(engine, view_lock(name), drop, what=f"sweep of training view {name}"):
+            swept.append(name)
+    if swept and not dry_run:
+        logger.warning("dropped %d validation view(s) left by killed trainings: %s", len(swept), ", ".join(swept))
+    return swept
+
+
+def _create_view(engine: sa.Engine, spec: Spec, rows: sa.Subquery, event_time: str, view: str) -> None:
+    """View `view` of `rows` with the source's own column names (what the suite checks) and `ROW_ID`."""
     select = sa.select(rows.c[spec.source.key], rows.c[event_time].label(spec.source.date_column),
                        *[rows.c[name] for name in spec.feature_names], rows.c[ROW_ID])
     create = render("create_view", view=view).text + "\n" + compiled(select)
@@ -201,7 +235,6 @@ def _create_view(engine: sa.Engine, spec: Spec, rows: sa.Subquery, event_time: s
             conn.exec_driver_sql(create)
     except sa.exc.ProgrammingError as exc:  # no such table or column: the source, not the database, is wrong
         raise source_error(spec, first_line(exc)) from exc
-    return view
 
 
 def _run_gx(engine: sa.Engine, spec: Spec, view: str, suite_file: Path | None) -> tuple[int, Any]:

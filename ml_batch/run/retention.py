@@ -19,7 +19,8 @@ dead), then a sweep of the staging tables `<table>__s_*`, GX views `ml_batch_val
 cleaned up, taken under the run's exclusive lock by `ml_batch.db.locks.when_free`, so a retry starting meanwhile
 is never swept and an object in use is left for the next prune; staging tables of no run at all (their run's
 row is gone) go too. A `running` run, and a `failed` run the cleanup did not find dead (Airflow may still
-retry it), keep theirs.
+retry it), keep theirs. Last, the validation views of killed trainings (`validity.sweep_leftover_views`: in
+ml-batch's schema, whichever model's training left them).
 
 `dry_run=True` lists the same things and changes nothing.
 """
@@ -51,6 +52,7 @@ from ml_batch.db.tables import (
     shadow_comparisons,
     shadow_predictions,
 )
+from ml_batch.model.validity import sweep_leftover_views
 from ml_batch.run import lifecycle
 from ml_batch.run.names import SNAPSHOT_PREFIX, ObjectKind, RunObject, run_objects, staging_prefix
 from ml_batch.run.predictions import drop_partition
@@ -95,6 +97,8 @@ def prune(engine: sa.Engine, spec: Spec, *, keep_days: int, home: Path, schema: 
     if not dry_run:
         report.dead_runs = [f"{r.run_id} ({r.day})" for r in lifecycle.cleanup_dead_runs(engine, spec)]
     _sweep_leftovers(engine, spec, report)
+    report.leftovers += [f"{view} (a killed training's validation view)"
+                         for view in sweep_leftover_views(engine, dry_run=dry_run)]
     for day, partition in _old_partitions(engine, spec, cutoff):
         report.partitions.append(partition)
         if not dry_run:
