@@ -14,7 +14,7 @@
 
 A run failure is an event: delivered first and stored in the `alerts` table best-effort
 (`ml_batch.ops.alerts.record`), so a failure caused by the database going down is still reported. A day
-refused as incomplete (`incomplete_day`) is a condition: one open alert per model, sent once. A mail's subject
+refused as incomplete (`incomplete_day`) is a condition: one open alert per model and day, sent once. A mail's subject
 is the alert's headline (`[ml-batch] CRITICAL run_failure <model>`, RESOLVED for a resolved notice) and its
 body ends with the link to what to do (`ml_batch.ops.alerts.runbook`).
 
@@ -41,7 +41,14 @@ from typing import Any
 from airflow.sdk import BaseNotifier
 
 from ml_batch.errors import ConfigError, DayIncomplete, without_values
-from ml_batch.ops.alerts import Alert, DeliveryError, WebhookChannel, register_channel, runbook
+from ml_batch.ops.alerts import (
+    Alert,
+    DeliveryError,
+    WebhookChannel,
+    incomplete_day_subject,
+    register_channel,
+    runbook,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -177,8 +184,15 @@ def failure_alert(model: str, kind: str, context: Mapping[str, Any]) -> Alert:
     message = (f"{dag_id or '?'} run {run_id or '?'} failed" + (f" in task {task_id}" if task_id else "")
                + f": {shown}; day {day.isoformat() if day else 'unknown'}")
     details = {"task_id": task_id, "reason": reason, "day": day.isoformat() if day else None, "cause": cause}
-    return Alert(kind=_kind_of(kind, exception), severity="critical", message=message, model_name=model,
-                 partition_date=day, dag_id=dag_id, run_id=run_id, details=details)
+    kind = _kind_of(kind, exception)
+    return Alert(kind=kind, severity="critical", message=message, model_name=model, partition_date=day,
+                 dag_id=dag_id, run_id=run_id, details=details, subject=_subject_of(kind, day))
+
+
+def _subject_of(kind: str, day: dt.date | None) -> str | None:
+    """An `incomplete_day` alert is about its day (`ml_batch.ops.alerts.incomplete_day_subject`): each refused
+    day is open until it is published whole, whatever later days do."""
+    return incomplete_day_subject(day) if kind == "incomplete_day" and day is not None else None
 
 
 def _failed_day(context: Mapping[str, Any]) -> dt.date | None:

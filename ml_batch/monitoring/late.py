@@ -28,6 +28,7 @@ from typing import Literal
 
 import sqlalchemy as sa
 
+from ml_batch.db import locks
 from ml_batch.db.tables import published_days
 from ml_batch.errors import ConfigError, first_line
 from ml_batch.ops import alerts
@@ -89,8 +90,17 @@ def check_late(engine: sa.Engine, spec: Spec, now: dt.datetime, *, dag_id: str |
     due = due_by(spec, now)
     if due is None:
         return LateCheck(spec.name, "none_due", None, None)
-    with engine.connect() as conn:
-        missing = tuple(unpublished_days(conn, spec, due.day))
+    # One check of a model at a time (the hourly one and a publish's re-check): what one reads and what it
+    # records are never split by another's, which would open the alert again for a day just published.
+    with engine.connect() as guard, guard.begin():
+        locks.xact_lock(guard, locks.key(KIND, spec.name, schema=locks.schema_of(engine)))
+        return _check(engine, spec, due, now, tuple(unpublished_days(guard, spec, due.day)), dag_id=dag_id,
+                      run_id=run_id)
+
+
+def _check(engine: sa.Engine, spec: Spec, due: DueDay, now: dt.datetime, missing: tuple[dt.date, ...], *,
+           dag_id: str | None, run_id: str | None) -> LateCheck:
+    """The alert for the days `missing` at `now` (none: every due day is published)."""
     if not missing:
         resolved = alerts.resolve(engine, model=spec.name, kind=KIND, day=due.day, run_id=run_id, dag_id=dag_id,
                                   message=f"every due day up to {due.day} is published")

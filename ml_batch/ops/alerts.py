@@ -2,12 +2,12 @@
 
 **Conditions and events.** A *condition* (`CONDITION_KINDS`: dataset_drift, out_of_support, performance_floor,
 performance_estimate, incomplete_day, late) holds for a while: there is at most **one open alert per model, kind
-and subject** (`Alert.subject`: the feature of `out_of_support`, the metric of the performance kinds, None
-for kinds about the model as a whole). `record` opens it and delivers it once; a later day with the same
-condition updates the open row (the latest day, message and details, `occurrences`, `updated_at`) and sends
-nothing, unless the severity rose (warning to critical), which is delivered again. `resolve` closes it when
-the condition clears and delivers one "resolved" notice. A condition that comes back opens a new alert.
-An *event* (`EVENT_KINDS`: run_failure, gate_reject, gate_promote, rollback, late_rows, approval_requested,
+and subject** (`Alert.subject`: the feature of `out_of_support`, the metric of the performance kinds, the day of
+`incomplete_day`, None for kinds about the model as a whole). `record` opens it and delivers it once; a later day
+with the same condition updates the open row (the latest day, message and details, `occurrences`, `updated_at`)
+and sends nothing, unless the severity rose (warning to critical), which is delivered again. `resolve` closes it
+when the condition clears and delivers one "resolved" notice. A condition that comes back opens a new alert. An
+*event* (`EVENT_KINDS`: run_failure, gate_reject, gate_promote, rollback, late_rows, approval_requested,
 unseen_class) is delivered and stored every time it happens.
 
 **Days out of order** (a backfill). A condition found on a day before the open alert's latest day counts
@@ -74,6 +74,12 @@ RUNBOOK_URL_ENV = "ML_BATCH_ALERT_RUNBOOK_URL"
 RUNBOOK_DEFAULT = "README.md"
 _RACE_ATTEMPTS = 3
 _STORE_ERRORS = (sa.exc.SQLAlchemyError, DatabaseError, ConfigError, OSError)
+
+
+def incomplete_day_subject(day: dt.date) -> str:
+    """The subject of the `incomplete_day` alert about `day`: one open alert per refused day, resolved when that
+    day is published whole (one home for the failure notifier that opens it and the publish that resolves it)."""
+    return day.isoformat()
 
 
 def runbook(kind: str) -> str:

@@ -5,6 +5,7 @@ and a day published late resolves it with one notice."""
 from __future__ import annotations
 
 import datetime as dt
+import threading
 
 import pytest
 import sqlalchemy as sa
@@ -136,3 +137,28 @@ def test_days_never_to_be_scored_are_skipped_by_moving_start_date_past_them(
     resolved = late.check_late(engine, moved, now + dt.timedelta(hours=1))
     assert (resolved.state, resolved.missing) == ("published", ())
     assert [m["state"] for m in alert_webhook.received if m["kind"] == "late"] == ["open", "resolved"]
+
+
+def test_a_publish_during_the_hourly_check_never_leaves_the_published_day_late(
+        settings: Settings, engine: sa.Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hourly check reads DAY as missing; DAY is published and its re-check runs before the hourly check
+    records what it read. Before, the re-check found no alert to resolve, then the hourly check opened one for a
+    published day (open until the next hour). Now the two checks of a model run one after the other."""
+    spec = trained_toy(engine, settings.schema, publish_by="08:00", start_date="2026-05-01")
+    real = late.unpublished_days
+    racing: list[threading.Thread] = []
+
+    def then_published(conn: sa.Connection, spec_: object, through: dt.date) -> list[dt.date]:
+        found = real(conn, spec, through)
+        if not racing:  # the hourly check's read: DAY is missing; now the day is published and re-checked
+            score_day(engine, spec, DAY, run_id="racing-publish")
+            racing.append(threading.Thread(target=late.after_publish, args=(engine, spec, DAY, DEADLINE)))
+            racing[0].start()
+            racing[0].join(3)  # it waits for the hourly check (before: it ran through, with nothing to resolve)
+        return found
+
+    monkeypatch.setattr(late, "unpublished_days", then_published)
+    assert late.check_late(engine, spec, DEADLINE).state == "late"  # what it read
+    racing[0].join(30)
+    assert not racing[0].is_alive()
+    assert [row for row in _late_rows(engine) if row[0] == "open"] == [], _late_rows(engine)

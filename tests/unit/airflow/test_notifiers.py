@@ -96,6 +96,7 @@ def test_a_day_refused_as_incomplete_alerts_as_incomplete_day_with_its_cause() -
     failed.__cause__ = refusal  # as fail_fast raises AirflowFailException from the refusal
     alert = failure_alert("toy", "run_failure", _context(exception=failed))
     assert alert.kind == "incomplete_day"
+    assert alert.subject == "2026-05-21", "each refused day is its own alert, resolved when it is published whole"
     assert failure_alert("toy", "run_failure", _context(exception=ValueError("x"))).kind == "run_failure"
 
 
