@@ -44,6 +44,7 @@ import sqlalchemy as sa
 
 from ml_batch.db import locks
 from ml_batch.db.catalog import drop_views
+from ml_batch.db.disconnects import is_disconnect
 from ml_batch.db.sources import compiled, source_error
 from ml_batch.db.sqlfiles import render
 from ml_batch.errors import TrainingError, first_line
@@ -206,7 +207,9 @@ def view_lock(view: str) -> sa.ColumnElement[int]:
 def sweep_leftover_views(engine: sa.Engine, *, dry_run: bool = False) -> list[str]:
     """Drop the validation views of trainings that were killed (their view's lock is free); the views dropped
     (with `dry_run`, the views that would be). A view whose training is alive is never touched, nor one in use
-    by a reader for longer than `locks.CLEANUP_LOCK_TIMEOUT` (left for the next sweep)."""
+    by a reader for longer than `locks.CLEANUP_LOCK_TIMEOUT` (left for the next sweep), nor one another sweep
+    dropped meanwhile. A view that cannot be dropped (another view depends on it, another role owns it) is
+    logged and left: the sweep never fails a training or a prune; a database gone is raised as it is."""
     schema = locks.schema_of(engine)
     with engine.connect() as conn:
         names = conn.execute(render("select_training_views"), {
@@ -214,11 +217,21 @@ def sweep_leftover_views(engine: sa.Engine, *, dry_run: bool = False) -> list[st
     swept = []
     for name in (f"{schema}.{relname}" for relname in names):
         def drop(conn: sa.Connection, view: str = name) -> bool:
+            if conn.execute(sa.select(sa.func.to_regclass(view))).scalar_one() is None:
+                return False  # another sweep dropped it after it was listed
             if not dry_run:
                 conn.execute(render("drop_view", view=view))
             return True
 
-        if locks.when_free(engine, view_lock(name), drop, what=f"sweep of training view {name}"):
+        try:
+            dropped = locks.when_free(engine, view_lock(name), drop, what=f"sweep of training view {name}")
+        except sa.exc.DBAPIError as exc:
+            if is_disconnect(exc):
+                raise
+            logger.warning("could not drop %s, a validation view left by a killed training: %s (left as it is; "
+                           "drop it by hand)", name, first_line(exc))
+            continue
+        if dropped:
             swept.append(name)
     if swept and not dry_run:
         logger.warning("dropped %d validation view(s) left by killed trainings: %s", len(swept), ", ".join(swept))

@@ -61,27 +61,38 @@ def _training_views(engine: sa.Engine, schema: str) -> list[str]:
                                  {"s": schema, "p": f"{VIEW_PREFIX}%"}).scalars())
 
 
-def _kill_a_training_in_gx(settings: Settings, tmp_path: Path) -> None:
-    ready = tmp_path / "ready"
-    process = subprocess.Popen(
-        [sys.executable, "-c", STUCK_TRAINING, settings.database_url, settings.schema, str(tmp_path), str(ready)],
-        cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def _kill_a_training_in_gx(settings: Settings, engine: sa.Engine, tmp_path: Path) -> None:
+    """Start a training in a process of its own, SIGKILL it while GX runs, and wait until the server ended its
+    sessions (its view's lock free): what an OOM kill leaves."""
+    ready, log = tmp_path / "ready", tmp_path / "training.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-c", STUCK_TRAINING, settings.database_url, settings.schema, str(tmp_path), str(ready)],
+            cwd=ROOT, start_new_session=True, stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 180
         while not ready.exists():
-            assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
+            assert process.poll() is None, log.read_text()
             assert time.monotonic() < deadline, "the training never reached GX"
             time.sleep(0.1)
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(30)
+    [view] = _training_views(engine, settings.schema)
+    lock = validity.view_lock(f"{settings.schema}.{view}")
+    deadline = time.monotonic() + 30
+    with engine.connect() as conn:
+        while not conn.execute(sa.select(sa.func.pg_try_advisory_lock(lock))).scalar_one():
+            assert time.monotonic() < deadline, "the killed training's session never ended"
+            time.sleep(0.05)
+        conn.execute(sa.select(sa.func.pg_advisory_unlock(lock)))
 
 
 def test_a_killed_trainings_view_is_swept_by_the_next_training_and_unblocks_the_source(
         settings: Settings, engine: sa.Engine, tmp_path: Path) -> None:
     spec = toy_spec(settings.schema)
     load_toy_data(engine, settings.schema, FIRST, days=25, rows_per_day=80)
-    _kill_a_training_in_gx(settings, tmp_path)
+    _kill_a_training_in_gx(settings, engine, tmp_path)
     assert len(_training_views(engine, settings.schema)) == 1, "the killed training left its view"
     with pytest.raises(sa.exc.DBAPIError, match="cannot alter type of a column used by a view"), \
             engine.begin() as conn:
@@ -98,7 +109,7 @@ def test_prune_sweeps_a_killed_trainings_view_but_never_a_live_one(
         settings: Settings, engine: sa.Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     spec = toy_spec(settings.schema)
     load_toy_data(engine, settings.schema, FIRST, days=25, rows_per_day=80)
-    _kill_a_training_in_gx(settings, tmp_path)
+    _kill_a_training_in_gx(settings, engine, tmp_path)
     [left] = _training_views(engine, settings.schema)
     today = AS_OF + dt.timedelta(days=1)
 
@@ -126,3 +137,20 @@ def test_prune_sweeps_a_killed_trainings_view_but_never_a_live_one(
     assert seen["pruned"] == [f"{settings.schema}.{left} (a killed training's validation view)"]
     assert seen["after"] == [live], "the live training's view was kept"
     assert _training_views(engine, settings.schema) == []
+
+
+def test_a_leftover_view_that_cannot_be_dropped_never_fails_a_training(
+        settings: Settings, engine: sa.Engine, caplog: pytest.LogCaptureFixture) -> None:
+    """Someone built a view on a killed training's leftover: DROP VIEW refuses (a dependent object). Before, the
+    refusal failed every training of every model in the schema."""
+    spec = toy_spec(settings.schema)
+    load_toy_data(engine, settings.schema, FIRST, days=25, rows_per_day=80)
+    leftover = f"{settings.schema}.{VIEW_PREFIX}0123456789abcdef"
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"CREATE VIEW {leftover} AS SELECT * FROM {spec.source.table}"))
+        conn.execute(sa.text(f"CREATE VIEW {settings.schema}.on_the_leftover AS SELECT * FROM {leftover}"))
+
+    train(engine, spec, AS_OF)
+
+    assert _training_views(engine, settings.schema) == [leftover.rpartition(".")[2]]
+    assert f"could not drop {leftover}, a validation view left by a killed training" in caplog.text
