@@ -55,9 +55,10 @@ def toy(server: EmbeddedPostgres, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 
 class Holder:
-    """Takes every free connection slot of the server and keeps them taken: a slot freed meanwhile (a former
-    test's engine closed by the garbage collector) is taken again within milliseconds, long before the step's
-    next try (its back-off starts at 0.5 s). Lets go `after` seconds (never: None)."""
+    """Takes every free connection slot of the server and, while the step runs, keeps them taken: a slot freed
+    meanwhile (a former test's engine closed by the garbage collector) is taken again within milliseconds, long
+    before the step's next try (its back-off starts at 0.5 s). Once the step ended (`step_ended`), a slot its
+    own connections free is left to the run (recording its failure). Lets go `after` seconds (never: None)."""
 
     def __init__(self, url: str) -> None:
         self.url = sa.make_url(url)
@@ -65,6 +66,7 @@ class Holder:
         self.refused = ""
         self.lock = threading.Lock()
         self.letting_go = threading.Event()
+        self.step_over = threading.Event()
         self.keeper: threading.Thread | None = None
 
     def fill(self, after: float | None) -> None:
@@ -87,8 +89,13 @@ class Holder:
                 self.held.append(connection)
 
     def _keep(self) -> None:
-        while not self.letting_go.wait(0.01):
+        while not self.letting_go.wait(0.01) and not self.step_over.is_set():
             self._take_free_slots()
+
+    def step_ended(self) -> None:
+        self.step_over.set()
+        if self.keeper is not None:
+            self.keeper.join(10)
 
     def release(self) -> None:
         self.letting_go.set()
@@ -109,11 +116,15 @@ def _hold_before(monkeypatch: pytest.MonkeyPatch, target: str, holder: Holder, e
     calls: list[int] = []
 
     def holding(*args: Any, **kwargs: Any) -> Any:
-        if not calls:
-            calls.append(1)
-            engine.pool.dispose()  # the checked-in ones: the next statement needs a new connection
-            holder.fill(after)
-        return original(*args, **kwargs)
+        if calls:
+            return original(*args, **kwargs)
+        calls.append(1)
+        engine.pool.dispose()  # the checked-in ones: the next statement needs a new connection
+        holder.fill(after)
+        try:
+            return original(*args, **kwargs)
+        finally:
+            holder.step_ended()
 
     monkeypatch.setattr(module, name, holding)
 
