@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import json
+import os
 import platform
 import shutil
 import statistics
@@ -194,7 +195,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     diffs[name] = max(diffs.get(name, 0.0), float(np.max(np.abs(got - truth))))
     visits = len(x) * table.path_length
     results: dict[str, Any] = {
-        "rows": len(x), "repeats": args.repeats, "machine": f"{platform.machine()}, {_cores()} cores",
+        "rows": len(x), "repeats": args.repeats,
+        "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores",
         "model": {"estimator": type(estimator).__name__, "trees": len(table.roots), "nodes": len(table.nodes),
                   "path_length": round(table.path_length, 2), "steps_per_row": int(table.depths.sum()),
                   "compile_s": built.record["compile_seconds"]},
@@ -210,12 +212,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "ns_per_visit_per_thread": round(best * threads / visits * 1e9, 2),
                 "max_abs_diff": diffs[name], "all_s": [round(s, 3) for s in runs]}
     return results
-
-
-def _cores() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0))
 
 
 def format_report(results: dict[str, Any]) -> str:
